@@ -1,0 +1,111 @@
+//! Durations written the way Prometheus writes them (`30s`, `1m30s`, `2h`),
+//! so that what the operator typed can go into the generated config verbatim.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A validated Prometheus duration. Only `parse` makes one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PromDuration {
+    text: String,
+    millis: u64,
+}
+
+const UNITS: [(&str, u64); 7] = [
+    ("y", 365 * 24 * 3600 * 1000),
+    ("w", 7 * 24 * 3600 * 1000),
+    ("d", 24 * 3600 * 1000),
+    ("h", 3600 * 1000),
+    ("m", 60 * 1000),
+    ("s", 1000),
+    ("ms", 1),
+];
+
+impl PromDuration {
+    /// Accepts Prometheus's grammar: units from largest to smallest, each at
+    /// most once, for example `1h30m` or `500ms`. Zero is refused.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a duration (examples: 30s, 1m30s, 500ms, 2h)");
+        let mut rest = text;
+        let mut millis: u64 = 0;
+        let mut next_unit = 0;
+        while !rest.is_empty() {
+            let digits = rest.chars().take_while(char::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(bad());
+            }
+            let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            // "ms" must be tried before "m".
+            let (index, (unit, factor)) = UNITS
+                .iter()
+                .enumerate()
+                .skip(next_unit)
+                .filter(|(_, (u, _))| rest.starts_with(u))
+                .max_by_key(|(_, (u, _))| u.len())
+                .ok_or_else(bad)?;
+            rest = &rest[unit.len()..];
+            next_unit = index + 1;
+            millis = number
+                .checked_mul(*factor)
+                .and_then(|v| millis.checked_add(v))
+                .ok_or_else(bad)?;
+        }
+        if text.is_empty() || millis == 0 {
+            return Err(bad());
+        }
+        Ok(Self {
+            text: text.to_string(),
+            millis,
+        })
+    }
+
+    pub fn as_duration(&self) -> Duration {
+        Duration::from_millis(self.millis)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for PromDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl TryFrom<String> for PromDuration {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<PromDuration> for String {
+    fn from(d: PromDuration) -> String {
+        d.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_prometheus_durations() {
+        for (text, ms) in [("30s", 30_000), ("1m30s", 90_000), ("500ms", 500), ("1h1ms", 3_600_001)] {
+            assert_eq!(PromDuration::parse(text).unwrap().as_duration().as_millis(), ms, "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_prometheus_refuses() {
+        for text in ["", "30", "s", "1s1m", "1.5s", "0s", "30 s", "-1s", "1m1m"] {
+            assert!(PromDuration::parse(text).is_err(), "{text:?} was accepted");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Writing files so that a reader never sees half of one: a temporary file in
+//! the same folder, fsync, rename over the target, fsync the folder.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// A file written beside its final place and not yet renamed into it. It is
+/// removed when dropped unless it was installed, so an interrupted run never
+/// leaves a stray candidate behind.
+#[derive(Debug)]
+pub struct StagedFile {
+    path: PathBuf,
+    target: PathBuf,
+    installed: bool,
+}
+
+impl StagedFile {
+    /// Writes `bytes` to a hidden temporary file beside `target`, with the
+    /// owner and mode of the current target when there is one.
+    pub fn write(target: &Path, bytes: &[u8], default_mode: u32) -> io::Result<StagedFile> {
+        let dir = parent(target);
+        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let path = dir.join(format!(".{name}.promfed-{}", std::process::id()));
+        let existing = fs::metadata(target).ok();
+        let mode = existing.as_ref().map_or(default_mode, |m| m.mode() & 0o7777);
+        let _ = fs::remove_file(&path);
+        let staged = StagedFile {
+            path,
+            target: target.to_path_buf(),
+            installed: false,
+        };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&staged.path)?;
+        if let Some(m) = existing {
+            // Only root can give a file away; as another user, keep our own.
+            let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        Ok(staged)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renames the staged file over its target and makes the rename durable.
+    pub fn install(mut self) -> io::Result<()> {
+        fs::rename(&self.path, &self.target)?;
+        self.installed = true;
+        sync_dir(parent(&self.target))
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.installed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Atomically replaces `target` with `bytes`.
+pub fn write_atomic(target: &Path, bytes: &[u8], default_mode: u32) -> io::Result<()> {
+    StagedFile::write(target, bytes, default_mode)?.install()
+}
+
+/// Atomically replaces `target` unless it already holds exactly `bytes`.
+/// Returns whether it wrote.
+pub fn write_if_changed(target: &Path, bytes: &[u8], default_mode: u32) -> io::Result<bool> {
+    if fs::read(target).is_ok_and(|current| current == bytes) {
+        return Ok(false);
+    }
+    write_atomic(target, bytes, default_mode)?;
+    Ok(true)
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn replaces_keeping_mode_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("prometheus.yml");
+        fs::write(&target, "old").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(write_if_changed(&target, b"new", 0o644).unwrap());
+        assert!(!write_if_changed(&target, b"new", 0o644).unwrap());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(fs::metadata(&target).unwrap().mode() & 0o777, 0o640);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_dropped_stage_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x.yml");
+        let staged = StagedFile::write(&target, b"candidate", 0o644).unwrap();
+        assert!(staged.path().exists());
+        drop(staged);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

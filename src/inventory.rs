@@ -1,0 +1,230 @@
+//! All cluster files at once: each one parsed on its own, credentials checked,
+//! duplicates refused, and a broken file replaced by its last good definition.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::access::{self, Identity};
+use crate::cluster::{self, Cluster};
+use crate::diagnostic::{Diagnostic, SourceText};
+use crate::last_good::LastGood;
+use crate::names::ClusterName;
+
+/// Files in the clusters folder that are never read.
+const IGNORED_SUFFIXES: [&str; 9] = [
+    "~",
+    ".dpkg-old",
+    ".dpkg-new",
+    ".dpkg-dist",
+    ".rpmnew",
+    ".rpmsave",
+    ".example",
+    ".disabled",
+    ".swp",
+];
+
+/// What became of one cluster file.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// The file is valid: this is what gets applied.
+    Current(Cluster),
+    /// The file is broken; the last applied definition stays in force.
+    KeptLastGood(Cluster),
+    /// The file is broken and there is nothing to keep.
+    Broken { name: Option<ClusterName>, file: PathBuf },
+}
+
+impl Entry {
+    pub fn cluster(&self) -> Option<&Cluster> {
+        match self {
+            Entry::Current(c) | Entry::KeptLastGood(c) => Some(c),
+            Entry::Broken { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Inventory {
+    pub entries: Vec<Entry>,
+    pub problems: Vec<Diagnostic>,
+    pub warnings: Vec<String>,
+}
+
+impl Inventory {
+    /// The clusters to render, in name order.
+    pub fn clusters(&self) -> Vec<&Cluster> {
+        let mut clusters: Vec<&Cluster> = self.entries.iter().filter_map(Entry::cluster).collect();
+        clusters.sort_by(|a, b| a.name.cmp(&b.name));
+        clusters
+    }
+
+    /// Every cluster name that has a file, broken or not: their last good
+    /// definitions must be kept.
+    pub fn names(&self) -> Vec<&ClusterName> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Current(c) | Entry::KeptLastGood(c) => Some(&c.name),
+                Entry::Broken { name, .. } => name.as_ref(),
+            })
+            .collect()
+    }
+}
+
+/// Is this a file in the clusters folder that promfed should read?
+pub fn is_cluster_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    !name.starts_with('.')
+        && name.ends_with(".toml")
+        && !IGNORED_SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+/// Reads every cluster file in `dir`. `prometheus_user` is who must be able
+/// to read the credentials.
+pub fn load(dir: &Path, last_good: &LastGood, prometheus_user: &Identity) -> Inventory {
+    let mut inv = Inventory::default();
+    let files = match list_cluster_files(dir) {
+        Ok(files) => files,
+        Err(e) => {
+            inv.problems.push(Diagnostic::file(dir, None, format!("cannot list the clusters folder: {e}")));
+            return inv;
+        }
+    };
+    let mut owners: BTreeMap<ClusterName, PathBuf> = BTreeMap::new();
+    for file in files {
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                inv.problems.push(Diagnostic::file(&file, None, format!("cannot read: {e}")));
+                inv.entries.push(keep_or_broken(last_good, ClusterName::parse(&stem).ok(), &file, prometheus_user, &mut inv.problems));
+                continue;
+            }
+        };
+        let source = SourceText::new(&file, text);
+        let parsed = Cluster::parse(&source, &stem).and_then(|c| {
+            check_credentials(&c, prometheus_user, &source, &mut inv.warnings).map(|()| c)
+        });
+        match parsed {
+            Ok(c) => {
+                if let Some(first) = owners.get(&c.name) {
+                    let span = key_span(&source, "name").unwrap_or(0..0);
+                    inv.problems.push(Diagnostic::at(
+                        &source,
+                        span,
+                        Some("name"),
+                        format!("cluster name `{}` is already used by {}", c.name, first.display()),
+                    ));
+                    inv.entries.push(Entry::Broken { name: None, file });
+                    continue;
+                }
+                owners.insert(c.name.clone(), file);
+                inv.entries.push(Entry::Current(c));
+            }
+            Err(problems) => {
+                inv.problems.extend(problems);
+                let name = cluster::name_of_broken_file(&source.text, &stem).filter(|n| !owners.contains_key(n));
+                if let Some(n) = &name {
+                    owners.insert(n.clone(), file.clone());
+                }
+                inv.entries.push(keep_or_broken(last_good, name, &file, prometheus_user, &mut inv.problems));
+            }
+        }
+    }
+    inv
+}
+
+fn keep_or_broken(
+    last_good: &LastGood,
+    name: Option<ClusterName>,
+    file: &Path,
+    prometheus_user: &Identity,
+    problems: &mut Vec<Diagnostic>,
+) -> Entry {
+    let Some(kept) = name.as_ref().and_then(|n| last_good.load(n)) else {
+        return Entry::Broken { name, file: file.to_path_buf() };
+    };
+    // Keeping a definition whose CA is gone would make Prometheus drop the
+    // job on reload anyway, and promtool would reject a missing token file.
+    for (key, path) in kept.credential_files() {
+        if let Err(why) = prometheus_user.can_read(path) {
+            problems.push(Diagnostic::file(
+                file,
+                Some(key),
+                format!("the last good configuration cannot be kept either: {} {why}", path.display()),
+            ));
+            return Entry::Broken { name, file: file.to_path_buf() };
+        }
+    }
+    Entry::KeptLastGood(kept)
+}
+
+/// Each credential file must exist and be readable by promfed and by the
+/// user Prometheus runs as. World-readable secrets are only warned about.
+fn check_credentials(
+    c: &Cluster,
+    prometheus_user: &Identity,
+    source: &SourceText,
+    warnings: &mut Vec<String>,
+) -> Result<(), Vec<Diagnostic>> {
+    let mut problems = Vec::new();
+    for (key, path) in c.credential_files() {
+        let span = key_span(source, key).unwrap_or(0..0);
+        let readable = std::fs::File::open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => "does not exist".to_string(),
+                _ => format!("cannot be read by promfed: {e}"),
+            })
+            .and_then(|_| prometheus_user.can_read(path));
+        match readable {
+            Err(why) => problems.push(Diagnostic::at(source, span, Some(key), format!("{} {why}", path.display()))),
+            Ok(()) if key != "ca_file" && key != "cert_file" && access::world_readable(path) => warnings.push(format!(
+                "{}: {key} {} is readable by every user on this host; make it readable only by promfed and Prometheus (chmod o-r)",
+                source.path.display(),
+                path.display()
+            )),
+            Ok(()) => {}
+        }
+    }
+    if c.tls.insecure_skip_verify {
+        warnings.push(format!(
+            "{}: insecure_skip_verify = true: the API server's certificate is not checked, so anyone on the path can read the token",
+            source.path.display()
+        ));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems) }
+}
+
+/// The span of a top-level key's value, to point at it in a message.
+fn key_span(source: &SourceText, key: &str) -> Option<std::ops::Range<usize>> {
+    let doc = toml_edit::Document::parse(source.text.clone()).ok()?;
+    doc.as_table().get(key)?.span()
+}
+
+fn list_cluster_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        // is_file() follows symlinks: operators may link cluster files in.
+        if is_cluster_file(&path) && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignores_package_manager_and_editor_leftovers() {
+        for name in ["a.toml.dpkg-old", ".a.toml", "a.toml~", "a.toml.example", "b.toml.disabled", "README", "a.toml.rpmnew"] {
+            assert!(!is_cluster_file(Path::new(name)), "{name}");
+        }
+        assert!(is_cluster_file(Path::new("/etc/promfed.d/prod.toml")));
+    }
+}

@@ -1,0 +1,17 @@
+//! promfed keeps one Prometheus host scraping many Kubernetes clusters through
+//! their API servers. See README.md for the whole story.
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod cli;
+pub mod cluster;
+pub mod diagnostic;
+pub mod duration;
+pub mod fsutil;
+pub mod inventory;
+pub mod last_good;
+pub mod names;
+pub mod render;
+pub mod settings;
+pub mod targets;
+pub mod toml_fields;

@@ -1,0 +1,211 @@
+//! The scrape jobs of one cluster, all going through its API server.
+
+use std::path::Path;
+
+use crate::cluster::{Cluster, PortRef};
+use crate::render::scrape_config::*;
+use crate::settings::{DiscoveryMode, Settings};
+use crate::targets::{self, JobKind};
+
+/// Every enabled job of `cluster`, in a fixed order.
+pub fn cluster_jobs(cluster: &Cluster, settings: &Settings) -> Vec<ScrapeConfig> {
+    JobKind::ALL
+        .into_iter()
+        .filter(|k| k.enabled_in(cluster))
+        .map(|kind| job(cluster, kind, settings))
+        .collect()
+}
+
+fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> ScrapeConfig {
+    let (interval, honor_labels, honor_timestamps, drops) = match kind {
+        JobKind::Kubelet => (&cluster.kubelet.scrape_interval, Some(true), None, kubelet_drops()),
+        // cAdvisor's explicit timestamps keep dead containers' series
+        // around for five minutes; Prometheus 2.42 has no
+        // track_timestamps_staleness, so ignore them.
+        JobKind::Cadvisor => (
+            &cluster.cadvisor.component.scrape_interval,
+            Some(true),
+            Some(false),
+            if cluster.cadvisor.drop_high_cardinality { cadvisor_drops() } else { Vec::new() },
+        ),
+        JobKind::Apiserver => (&cluster.apiserver.scrape_interval, None, None, apiserver_drops()),
+        JobKind::NodeExporter => (&cluster.node_exporter.component.scrape_interval, None, None, Vec::new()),
+    };
+    let mut job = ScrapeConfig {
+        job_name: kind.job_name(&cluster.name),
+        scrape_interval: Some(interval.as_ref().unwrap_or(&settings.scrape_interval).to_string()),
+        scrape_timeout: settings.scrape_timeout.as_ref().map(ToString::to_string),
+        honor_labels,
+        honor_timestamps,
+        metrics_path: None,
+        scheme: "https",
+        authorization: authorization(cluster),
+        tls_config: tls_config(cluster),
+        static_configs: Vec::new(),
+        file_sd_configs: Vec::new(),
+        kubernetes_sd_configs: Vec::new(),
+        relabel_configs: Vec::new(),
+        metric_relabel_configs: drops,
+    };
+    if kind == JobKind::Apiserver {
+        job.metrics_path = Some(format!("{}/metrics", cluster.api_server.path_prefix));
+        job.static_configs.push(StaticConfig {
+            targets: vec![cluster.api_server.address.clone()],
+        });
+    } else {
+        match settings.discovery {
+            DiscoveryMode::FileSd => job.file_sd_configs.push(FileSdConfig {
+                files: vec![path_string(&targets::file_path(&settings.targets_dir(), &cluster.name, kind))],
+            }),
+            DiscoveryMode::KubernetesSd => {
+                let (sd, relabels) = kubernetes_sd(cluster, kind);
+                job.kubernetes_sd_configs.push(sd);
+                job.relabel_configs.extend(relabels);
+            }
+        }
+    }
+    job.relabel_configs.push(Relabel::set("job", kind.job_label()));
+    match kind {
+        JobKind::Kubelet => job.relabel_configs.push(Relabel::set("metrics_path", "/metrics")),
+        JobKind::Cadvisor => job.relabel_configs.push(Relabel::set("metrics_path", "/metrics/cadvisor")),
+        _ => {}
+    }
+    job.relabel_configs.push(Relabel::set("cluster", cluster.name.as_str()));
+    for (name, value) in &cluster.labels {
+        job.relabel_configs.push(Relabel::set(name.as_str(), value));
+    }
+    job
+}
+
+fn authorization(cluster: &Cluster) -> Option<Authorization> {
+    cluster.auth.token_file.as_deref().map(|p| Authorization {
+        credentials_file: path_string(p),
+    })
+}
+
+fn tls_config(cluster: &Cluster) -> TlsConfig {
+    let cert = cluster.auth.client_cert.as_ref();
+    TlsConfig {
+        ca_file: cluster.tls.ca_file.as_deref().map(path_string),
+        cert_file: cert.map(|c| path_string(&c.cert_file)),
+        key_file: cert.map(|c| path_string(&c.key_file)),
+        server_name: cluster.tls.server_name.clone(),
+        insecure_skip_verify: cluster.tls.insecure_skip_verify,
+    }
+}
+
+/// For Prometheus builds with Kubernetes discovery: the same targets, found
+/// by Prometheus itself and rewritten to the same proxy paths.
+fn kubernetes_sd(cluster: &Cluster, kind: JobKind) -> (KubernetesSdConfig, Vec<Relabel>) {
+    let prefix = &cluster.api_server.path_prefix;
+    let address = &cluster.api_server.address;
+    let sd = |role, namespaces| KubernetesSdConfig {
+        api_server: cluster.api_server.url.as_str().trim_end_matches('/').to_string(),
+        role,
+        namespaces,
+        authorization: authorization(cluster),
+        tls_config: tls_config(cluster),
+    };
+    match kind {
+        JobKind::Kubelet | JobKind::Cadvisor => {
+            let suffix = if kind == JobKind::Cadvisor { "/cadvisor" } else { "" };
+            (
+                sd("node", None),
+                vec![
+                    Relabel::set("__address__", address),
+                    Relabel::copy(
+                        &["__meta_kubernetes_node_name"],
+                        "(.+)",
+                        "__metrics_path__",
+                        &format!("{prefix}/api/v1/nodes/$1/proxy/metrics{suffix}"),
+                    ),
+                    Relabel::copy(&["__meta_kubernetes_node_name"], "(.+)", "instance", "$1"),
+                ],
+            )
+        }
+        JobKind::NodeExporter => {
+            let ne = &cluster.node_exporter;
+            let port_filter = match &ne.port {
+                PortRef::Number(n) => Relabel::keep(&["__address__"], &format!(".+:{n}")),
+                PortRef::Name(name) => Relabel::keep(&["__meta_kubernetes_endpoint_port_name"], &regex_escape(name)),
+            };
+            (
+                sd("endpoints", Some(Namespaces { names: vec![ne.namespace.clone()] })),
+                vec![
+                    Relabel::keep(&["__meta_kubernetes_service_name"], &regex_escape(&ne.service)),
+                    Relabel::keep(&["__meta_kubernetes_endpoint_ready"], "true"),
+                    port_filter,
+                    Relabel::copy(
+                        &["__meta_kubernetes_namespace", "__meta_kubernetes_pod_name", "__address__"],
+                        "(.+);(.+);.+:([0-9]+)",
+                        "__metrics_path__",
+                        &format!("{prefix}/api/v1/namespaces/$1/pods/$2:$3/proxy/metrics"),
+                    ),
+                    Relabel::copy(&["__meta_kubernetes_endpoint_node_name"], "(.+)", "instance", "$1"),
+                    Relabel::set("__address__", address),
+                ],
+            )
+        }
+        JobKind::Apiserver => unreachable!("the API server job has a static target"),
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+fn path_string(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// kube-prometheus drops for the kubelet: deprecated families and the
+/// control-plane families the kubelet re-exports.
+fn kubelet_drops() -> Vec<Relabel> {
+    vec![
+        Relabel::drop_names("kubelet_(pod_worker_latency_microseconds|pod_start_latency_microseconds|cgroup_manager_latency_microseconds|pod_worker_start_latency_microseconds|pleg_relist_latency_microseconds|pleg_relist_interval_microseconds|runtime_operations|runtime_operations_latency_microseconds|runtime_operations_errors|eviction_stats_age_microseconds|device_plugin_registration_count|device_plugin_alloc_latency_microseconds|network_plugin_operations_latency_microseconds)"),
+        Relabel::drop_names("scheduler_(e2e_scheduling_latency_microseconds|scheduling_algorithm_predicate_evaluation|scheduling_algorithm_priority_evaluation|scheduling_algorithm_preemption_evaluation|scheduling_algorithm_latency_microseconds|binding_latency_microseconds|scheduling_latency_seconds)"),
+        Relabel::drop_names("apiserver_(request_count|request_latencies|request_latencies_summary|dropped_requests|storage_data_key_generation_latencies_microseconds|storage_transformation_failures_total|storage_transformation_latencies_microseconds|proxy_tunnel_sync_latency_secs|longrunning_gauge|registered_watchers)"),
+        Relabel::drop_names("kubelet_docker_(operations|operations_latency_microseconds|operations_errors|operations_timeout)"),
+        Relabel::drop_names("reflector_(items_per_list|items_per_watch|list_duration_seconds|lists_total|short_watches_total|watch_duration_seconds|watches_total)"),
+        Relabel::drop_names("etcd_(helper_cache_hit_count|helper_cache_miss_count|helper_cache_entry_count|object_counts|request_cache_get_latencies_summary|request_cache_add_latencies_summary|request_latencies_summary)"),
+        Relabel::drop_names("transformation_(transformation_latencies_microseconds|failures_total)"),
+        Relabel::drop_names("(admission_quota_controller_adds|admission_quota_controller_depth|admission_quota_controller_longest_running_processor_microseconds|admission_quota_controller_queue_latency|admission_quota_controller_unfinished_work_seconds|admission_quota_controller_work_duration|APIServiceOpenAPIAggregationControllerQueue1_adds|APIServiceOpenAPIAggregationControllerQueue1_depth|APIServiceRegistrationController_adds|APIServiceRegistrationController_depth|AvailableConditionController_adds|AvailableConditionController_depth|crd_autoregistration_controller_adds|crd_autoregistration_controller_depth|crdEstablishing_adds|crdEstablishing_depth|DiscoveryController_adds|DiscoveryController_depth|non_structural_schema_condition_controller_adds|non_structural_schema_condition_controller_depth|autoregister_adds|autoregister_depth)"),
+        Relabel::drop(&["__name__", "le"], "(csi_operations|storage_operation_duration)_seconds_bucket;(0.25|2.5|15|25|120|600)(\\.0)?"),
+    ]
+}
+
+/// kube-prometheus-stack's cAdvisor drops: the high-cardinality families,
+/// virtual network interfaces and cgroups that belong to no pod.
+fn cadvisor_drops() -> Vec<Relabel> {
+    vec![
+        Relabel::drop_names("container_cpu_(cfs_throttled_seconds_total|load_average_10s|system_seconds_total|user_seconds_total)"),
+        Relabel::drop_names("container_fs_(io_current|io_time.*|reads_merged_total|sector_.*|writes_merged_total)"),
+        Relabel::drop_names("container_memory_(mapped_file|swap)"),
+        Relabel::drop_names("container_(file_descriptors|tasks_state|threads_max)"),
+        Relabel::drop_names("container_spec.*"),
+        Relabel::drop(&["__name__", "interface"], "container_network_.*;(cali|cilium|cni|lxc|nodelocaldns|tunl).*"),
+        Relabel::drop(&["id", "pod"], ".+;"),
+    ]
+}
+
+/// kube-prometheus drops for the API server: etcd internals, deprecated
+/// admission latencies and the finest histogram buckets.
+fn apiserver_drops() -> Vec<Relabel> {
+    vec![
+        Relabel::drop_names("etcd_(debugging|disk|server).*"),
+        Relabel::drop_names("apiserver_admission_(controller|step)_admission_latencies_seconds_.*"),
+        Relabel::drop(
+            &["__name__", "le"],
+            "apiserver_request_duration_seconds_bucket;(0.15|0.2|0.3|0.35|0.4|0.45|0.6|0.7|0.8|0.9|1.25|1.5|1.75|2|3|3.5|4|4.5|6|7|8|9|15|25|40|50)",
+        ),
+        Relabel::drop(
+            &["__name__", "le"],
+            "etcd_request_duration_seconds_bucket;(0.15|0.2|0.3|0.35|0.4|0.45|0.6|0.7|0.8|0.9|1.25|1.5|1.75|2|3|3.5|4|4.5|6|7|8|9|15|25|40|50)",
+        ),
+    ]
+}

@@ -1,0 +1,269 @@
+//! `promfed.toml`: where things are and how to reach Prometheus.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+use crate::diagnostic::{Diagnostic, SourceText};
+use crate::duration::PromDuration;
+use crate::toml_fields::{self, Fields, Problems, Spanned};
+
+pub const DEFAULT_CONFIG: &str = "/etc/promfed/promfed.toml";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The settings file itself.
+    pub source: PathBuf,
+    pub clusters_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub scrape_interval: PromDuration,
+    pub scrape_timeout: Option<PromDuration>,
+    pub discovery: DiscoveryMode,
+    pub prometheus: PrometheusSettings,
+}
+
+/// How the generated jobs find their targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoveryMode {
+    /// promfed discovers and writes `file_sd` JSON: works with any Prometheus.
+    FileSd,
+    /// Prometheus discovers by itself (`kubernetes_sd_configs`); needs a build
+    /// that has it, which Debian 12's 2.42 does not.
+    KubernetesSd,
+}
+
+#[derive(Debug, Clone)]
+pub struct PrometheusSettings {
+    pub config_file: PathBuf,
+    pub base_file: PathBuf,
+    pub promtool: PathBuf,
+    pub url: Url,
+    pub reload: ReloadMethod,
+    /// The user Prometheus runs as: every file the config names must be
+    /// readable by it.
+    pub user: String,
+    pub check_timeout: Duration,
+    pub verify_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadMethod {
+    /// `POST /-/reload` (needs `--web.enable-lifecycle`).
+    Http,
+    /// `SIGHUP` to the process found through a pid file or by name.
+    Signal(ProcessRef),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessRef {
+    PidFile(PathBuf),
+    Name(String),
+}
+
+impl Settings {
+    /// Reads and validates the settings file; every problem is reported.
+    pub fn load(path: &Path) -> Result<Settings, Vec<Diagnostic>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![Diagnostic::file(path, None, format!("cannot read the settings file: {e}"))]
+        })?;
+        Self::parse(&SourceText::new(path, text))
+    }
+
+    pub fn parse(source: &SourceText) -> Result<Settings, Vec<Diagnostic>> {
+        let doc = toml_fields::parse(source).map_err(|d| vec![d])?;
+        let mut p = Problems::new(source);
+        let base_dir = source.path.parent().unwrap_or(Path::new("/"));
+        let mut root = Fields::root(&doc);
+
+        let clusters_dir = path_or(&mut root, &mut p, "clusters_dir", base_dir, "/etc/promfed.d");
+        let state_dir = path_or(&mut root, &mut p, "state_dir", base_dir, "/var/lib/promfed");
+        let scrape_interval = duration(&mut root, &mut p, "scrape_interval")
+            .unwrap_or_else(|| PromDuration::parse("30s").expect("valid default"));
+        let scrape_timeout = match root.string(&mut p, "scrape_timeout") {
+            Some(s) => match PromDuration::parse(&s.value) {
+                Ok(t) if t > scrape_interval => {
+                    p.at(s.span, "scrape_timeout", format!("must not be longer than scrape_interval ({scrape_interval})"));
+                    None
+                }
+                Ok(t) => Some(t),
+                Err(e) => {
+                    p.at(s.span, "scrape_timeout", e);
+                    None
+                }
+            },
+            None => None,
+        };
+        let discovery = match root.string(&mut p, "discovery") {
+            None => DiscoveryMode::FileSd,
+            Some(s) => match s.value.as_str() {
+                "file_sd" => DiscoveryMode::FileSd,
+                "kubernetes_sd" => DiscoveryMode::KubernetesSd,
+                other => {
+                    p.at(s.span, "discovery", format!("`{other}` is not one of: file_sd, kubernetes_sd"));
+                    DiscoveryMode::FileSd
+                }
+            },
+        };
+        let prometheus = match root.table(&mut p, "prometheus") {
+            Some(mut t) => {
+                let s = prometheus_settings(&mut t, &mut p, base_dir);
+                t.finish(&mut p);
+                s
+            }
+            None => {
+                let empty = toml_edit::Document::parse(String::new()).expect("empty document");
+                prometheus_settings(&mut Fields::root(&empty), &mut p, base_dir)
+            }
+        };
+        root.finish(&mut p);
+
+        if !p.found.is_empty() {
+            return Err(p.found);
+        }
+        Ok(Settings {
+            source: source.path.clone(),
+            clusters_dir,
+            state_dir,
+            scrape_interval,
+            scrape_timeout,
+            discovery,
+            prometheus,
+        })
+    }
+
+    /// Where discovered targets of one cluster are written.
+    pub fn targets_dir(&self) -> PathBuf {
+        self.state_dir.join("targets")
+    }
+
+    /// Last good copies: the previous Prometheus config and each cluster's
+    /// last applied definition.
+    pub fn last_good_dir(&self) -> PathBuf {
+        self.state_dir.join("last-good")
+    }
+}
+
+fn prometheus_settings(t: &mut Fields, p: &mut Problems, base_dir: &Path) -> PrometheusSettings {
+    let config_file = path_or(t, p, "config_file", base_dir, "/etc/prometheus/prometheus.yml");
+    let base_file = path_or(t, p, "base_file", base_dir, "/etc/promfed/prometheus.base.yml");
+    let promtool = path_or(t, p, "promtool", base_dir, "/usr/bin/promtool");
+    let url = match t.string(p, "url") {
+        Some(s) => parse_http_url(p, &t.path("url"), s),
+        None => None,
+    }
+    .unwrap_or_else(|| Url::parse("http://127.0.0.1:9090").expect("valid default"));
+    let pid_file = t.string(p, "pid_file");
+    let process_name = t.string(p, "process_name");
+    let reload = match t.string(p, "reload") {
+        Some(s) if s.value == "http" => ReloadMethod::Http,
+        Some(s) if s.value != "signal" => {
+            p.at(s.span, &t.path("reload"), format!("`{}` is not one of: signal, http", s.value));
+            ReloadMethod::Http
+        }
+        _ => match (pid_file, process_name) {
+            (Some(pid), Some(name)) => {
+                p.at(name.span, &t.path("process_name"), "set either pid_file or process_name, not both");
+                ReloadMethod::Signal(ProcessRef::PidFile(base_dir.join(pid.value)))
+            }
+            (Some(pid), None) => ReloadMethod::Signal(ProcessRef::PidFile(base_dir.join(pid.value))),
+            (None, name) => ReloadMethod::Signal(ProcessRef::Name(
+                name.map_or_else(|| "prometheus".to_string(), |n| n.value),
+            )),
+        },
+    };
+    let user = match t.string(p, "user") {
+        Some(s) => {
+            if !matches!(nix::unistd::User::from_name(&s.value), Ok(Some(_))) {
+                p.at(s.span, &t.path("user"), format!("no such user `{}` on this machine", s.value));
+            }
+            s.value
+        }
+        None => {
+            if !matches!(nix::unistd::User::from_name("prometheus"), Ok(Some(_))) {
+                p.at(t.span(), &t.path("user"), "the default user `prometheus` does not exist here: set `user` to the user Prometheus runs as");
+            }
+            "prometheus".to_string()
+        }
+    };
+    let check_timeout = duration(t, p, "check_timeout").map_or(Duration::from_secs(30), |d| d.as_duration());
+    let verify_timeout = duration(t, p, "verify_timeout").map_or(Duration::from_secs(15), |d| d.as_duration());
+    PrometheusSettings {
+        config_file,
+        base_file,
+        promtool,
+        url,
+        reload,
+        user,
+        check_timeout,
+        verify_timeout,
+    }
+}
+
+fn path_or(t: &mut Fields, p: &mut Problems, key: &'static str, base_dir: &Path, default: &str) -> PathBuf {
+    match t.string(p, key) {
+        Some(s) if s.value.is_empty() => {
+            p.at(s.span, &t.path(key), "must not be empty");
+            PathBuf::from(default)
+        }
+        Some(s) => base_dir.join(s.value),
+        None => PathBuf::from(default),
+    }
+}
+
+fn duration(t: &mut Fields, p: &mut Problems, key: &'static str) -> Option<PromDuration> {
+    let s = t.string(p, key)?;
+    PromDuration::parse(&s.value)
+        .map_err(|e| p.at(s.span, &t.path(key), e))
+        .ok()
+}
+
+fn parse_http_url(p: &mut Problems, key: &str, s: Spanned<String>) -> Option<Url> {
+    match Url::parse(&s.value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        Ok(_) => {
+            p.at(s.span, key, format!("`{}` is not an http:// or https:// URL", s.value));
+            None
+        }
+        Err(e) => {
+            p.at(s.span, key, format!("`{}` is not a valid URL: {e}", s.value));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, Vec<String>> {
+        Settings::parse(&SourceText::new("/etc/promfed/promfed.toml", text))
+            .map_err(|ds| ds.iter().map(|d| d.headline()).collect())
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_settings_folder() {
+        let s = parse("state_dir = \"state\"\n[prometheus]\nuser = \"root\"\nreload = \"http\"\n").unwrap();
+        assert_eq!(s.state_dir, Path::new("/etc/promfed/state"));
+        assert_eq!(s.clusters_dir, Path::new("/etc/promfed.d"));
+        assert_eq!(s.prometheus.reload, ReloadMethod::Http);
+        assert_eq!(s.scrape_interval.as_str(), "30s");
+    }
+
+    #[test]
+    fn reports_all_problems_at_once() {
+        let errors = parse(
+            "scrape_interval = \"30\"\nwat = 1\n[prometheus]\nuser = \"root\"\nurl = \"ftp://x\"\nreload = \"kill\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "/etc/promfed/promfed.toml:1:19: key `scrape_interval`: `30` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
+                "/etc/promfed/promfed.toml:5:7: key `prometheus.url`: `ftp://x` is not an http:// or https:// URL",
+                "/etc/promfed/promfed.toml:6:10: key `prometheus.reload`: `kill` is not one of: signal, http",
+                "/etc/promfed/promfed.toml:2:1: key `wat`: unknown key (allowed here: clusters_dir, discovery, prometheus, scrape_interval, scrape_timeout, state_dir)",
+            ]
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! What discovery found in one cluster, and the `file_sd` JSON made from it.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cluster::Cluster;
+use crate::fsutil;
+use crate::names::ClusterName;
+
+/// The jobs promfed generates for every cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum JobKind {
+    Kubelet,
+    Cadvisor,
+    Apiserver,
+    NodeExporter,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 4] = [JobKind::Kubelet, JobKind::Cadvisor, JobKind::Apiserver, JobKind::NodeExporter];
+
+    /// The last part of the Prometheus job name and of the targets file.
+    pub fn slug(self) -> &'static str {
+        match self {
+            JobKind::Kubelet => "kubelet",
+            JobKind::Cadvisor => "cadvisor",
+            JobKind::Apiserver => "apiserver",
+            JobKind::NodeExporter => "node-exporter",
+        }
+    }
+
+    /// The `job` label, as the kubernetes-mixin dashboards and alerts expect.
+    pub fn job_label(self) -> &'static str {
+        match self {
+            JobKind::Kubelet | JobKind::Cadvisor => "kubelet",
+            JobKind::Apiserver => "apiserver",
+            JobKind::NodeExporter => "node-exporter",
+        }
+    }
+
+    /// The Prometheus job name, unique per cluster and owned by promfed.
+    pub fn job_name(self, cluster: &ClusterName) -> String {
+        format!("promfed/{cluster}/{}", self.slug())
+    }
+
+    pub fn enabled_in(self, c: &Cluster) -> bool {
+        match self {
+            JobKind::Kubelet => c.kubelet.enabled,
+            JobKind::Cadvisor => c.cadvisor.component.enabled,
+            JobKind::Apiserver => c.apiserver.enabled,
+            JobKind::NodeExporter => c.node_exporter.component.enabled,
+        }
+    }
+
+    /// Whether promfed's discovery feeds this job (the API server is static).
+    pub fn discovered(self) -> bool {
+        self != JobKind::Apiserver
+    }
+}
+
+/// A ready node-exporter pod and the node it runs on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExporterPod {
+    pub node: String,
+    pub namespace: String,
+    pub pod: String,
+    pub port: u16,
+}
+
+/// One cluster's discovery result; both lists are sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterTargets {
+    pub nodes: Vec<String>,
+    pub node_exporters: Vec<ExporterPod>,
+}
+
+#[derive(Serialize)]
+struct TargetGroup<'a> {
+    targets: [&'a str; 1],
+    labels: BTreeMap<&'static str, String>,
+}
+
+/// Where a cluster's targets for one job live.
+pub fn file_path(targets_dir: &Path, cluster: &ClusterName, kind: JobKind) -> PathBuf {
+    targets_dir.join(cluster.as_str()).join(format!("{}.json", kind.slug()))
+}
+
+/// The `file_sd` document for one job: every target is the API server's
+/// address, told apart by the proxy path it scrapes.
+pub fn file_sd_json(cluster: &Cluster, targets: &ClusterTargets, kind: JobKind) -> Vec<u8> {
+    let prefix = &cluster.api_server.path_prefix;
+    let address = cluster.api_server.address.as_str();
+    let group = |path: String, instance: &str| TargetGroup {
+        targets: [address],
+        labels: BTreeMap::from([("__metrics_path__", path), ("instance", instance.to_string())]),
+    };
+    let groups: Vec<TargetGroup> = match kind {
+        JobKind::Kubelet => targets
+            .nodes
+            .iter()
+            .map(|n| group(format!("{prefix}/api/v1/nodes/{n}/proxy/metrics"), n))
+            .collect(),
+        JobKind::Cadvisor => targets
+            .nodes
+            .iter()
+            .map(|n| group(format!("{prefix}/api/v1/nodes/{n}/proxy/metrics/cadvisor"), n))
+            .collect(),
+        // Through the pod proxy: the service proxy answers from a random pod.
+        JobKind::NodeExporter => targets
+            .node_exporters
+            .iter()
+            .map(|p| {
+                group(
+                    format!("{prefix}/api/v1/namespaces/{}/pods/{}:{}/proxy/metrics", p.namespace, p.pod, p.port),
+                    &p.node,
+                )
+            })
+            .collect(),
+        JobKind::Apiserver => Vec::new(),
+    };
+    let mut json = serde_json::to_vec_pretty(&groups).expect("target groups serialise");
+    json.push(b'\n');
+    json
+}
+
+/// Writes the targets files of one cluster, each only if it changed.
+/// Returns how many files changed.
+pub fn write_cluster(targets_dir: &Path, cluster: &Cluster, targets: &ClusterTargets) -> io::Result<usize> {
+    std::fs::create_dir_all(targets_dir.join(cluster.name.as_str()))?;
+    let mut changed = 0;
+    for kind in JobKind::ALL.into_iter().filter(|k| k.discovered() && k.enabled_in(cluster)) {
+        let path = file_path(targets_dir, &cluster.name, kind);
+        // Prometheus reads these files as its own user.
+        if fsutil::write_if_changed(&path, &file_sd_json(cluster, targets, kind), 0o644)? {
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// Makes sure a targets file exists for every discovered job, so a cluster
+/// whose first discovery failed still has jobs Prometheus accepts. Existing
+/// files, the last known targets, are left alone.
+pub fn ensure_files(targets_dir: &Path, cluster: &Cluster) -> io::Result<()> {
+    std::fs::create_dir_all(targets_dir.join(cluster.name.as_str()))?;
+    for kind in JobKind::ALL.into_iter().filter(|k| k.discovered() && k.enabled_in(cluster)) {
+        let path = file_path(targets_dir, &cluster.name, kind);
+        if !path.exists() {
+            fsutil::write_atomic(&path, b"[]\n", 0o644)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the targets of clusters that are gone.
+pub fn remove_others(targets_dir: &Path, keep: &[&ClusterName]) -> io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(targets_dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if path.is_dir() && !keep.iter().any(|k| k.as_str() == name) {
+            std::fs::remove_dir_all(&path)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! Reads a TOML table key by key, keeping every key's position, so that one
+//! pass reports *all* problems in a file (unknown keys, wrong types, bad
+//! values) instead of stopping at the first one as serde would.
+
+use std::ops::Range;
+
+use toml_edit::{Item, TableLike, Value};
+
+use crate::diagnostic::{Diagnostic, SourceText};
+
+/// A value with the byte span it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub span: Range<usize>,
+}
+
+/// Collects the problems of one file.
+pub struct Problems<'s> {
+    pub source: &'s SourceText,
+    pub found: Vec<Diagnostic>,
+}
+
+impl<'s> Problems<'s> {
+    pub fn new(source: &'s SourceText) -> Self {
+        Self {
+            source,
+            found: Vec::new(),
+        }
+    }
+
+    pub fn at(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        self.found
+            .push(Diagnostic::at(self.source, span, Some(key), message.into()));
+    }
+}
+
+/// Parses a whole file into a document whose items remember their spans.
+pub fn parse(source: &SourceText) -> Result<toml_edit::Document<String>, Diagnostic> {
+    toml_edit::Document::parse(source.text.clone()).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim().to_string();
+        Diagnostic::at(source, span, None, format!("invalid TOML: {message}"))
+    })
+}
+
+/// One table being read. Every key taken is remembered; `finish` reports the
+/// rest as unknown, naming the keys that are allowed.
+pub struct Fields<'d> {
+    table: &'d dyn TableLike,
+    span: Range<usize>,
+    prefix: String,
+    allowed: Vec<&'static str>,
+}
+
+impl<'d> Fields<'d> {
+    pub fn root(doc: &'d toml_edit::Document<String>) -> Self {
+        Self {
+            table: doc.as_table(),
+            span: 0..0,
+            prefix: String::new(),
+            allowed: Vec::new(),
+        }
+    }
+
+    /// The dotted path of a key in this table, as shown in messages.
+    pub fn path(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// The span of the table itself (its header), for "missing key" messages.
+    pub fn span(&self) -> Range<usize> {
+        self.span.clone()
+    }
+
+    fn take(&mut self, key: &'static str) -> Option<(&'d Item, Range<usize>)> {
+        self.allowed.push(key);
+        let (k, item) = self.table.get_key_value(key)?;
+        let span = item
+            .span()
+            .or_else(|| k.span())
+            .unwrap_or_else(|| self.span.clone());
+        Some((item, span))
+    }
+
+    fn wrong_type(&self, p: &mut Problems, key: &str, span: Range<usize>, want: &str) {
+        p.at(span, &self.path(key), format!("expected {want}"));
+    }
+
+    pub fn string(&mut self, p: &mut Problems, key: &'static str) -> Option<Spanned<String>> {
+        let (item, span) = self.take(key)?;
+        match item.as_str() {
+            Some(s) => Some(Spanned {
+                value: s.to_string(),
+                span,
+            }),
+            None => {
+                self.wrong_type(p, key, span, "a string");
+                None
+            }
+        }
+    }
+
+    pub fn bool(&mut self, p: &mut Problems, key: &'static str) -> Option<Spanned<bool>> {
+        let (item, span) = self.take(key)?;
+        match item.as_bool() {
+            Some(b) => Some(Spanned { value: b, span }),
+            None => {
+                self.wrong_type(p, key, span, "true or false");
+                None
+            }
+        }
+    }
+
+    /// A value that may be a string or an integer (a port number or name).
+    pub fn string_or_integer(
+        &mut self,
+        p: &mut Problems,
+        key: &'static str,
+    ) -> Option<Spanned<StringOrInteger>> {
+        let (item, span) = self.take(key)?;
+        let value = match item.as_value() {
+            Some(Value::String(s)) => StringOrInteger::String(s.value().clone()),
+            Some(Value::Integer(i)) => StringOrInteger::Integer(*i.value()),
+            _ => {
+                self.wrong_type(p, key, span, "a number or a string");
+                return None;
+            }
+        };
+        Some(Spanned { value, span })
+    }
+
+    /// A table of string values, such as `labels = { env = "prod" }`; each
+    /// entry keeps its key's span and its value's span.
+    pub fn string_map(
+        &mut self,
+        p: &mut Problems,
+        key: &'static str,
+    ) -> Option<Vec<(Spanned<String>, Spanned<String>)>> {
+        let mut sub = self.table(p, key)?;
+        let mut out = Vec::new();
+        for (name, item) in sub.table.iter() {
+            let key_span = sub
+                .table
+                .get_key_value(name)
+                .and_then(|(k, _)| k.span())
+                .unwrap_or_else(|| sub.span.clone());
+            let value_span = item.span().unwrap_or_else(|| key_span.clone());
+            match item.as_str() {
+                Some(v) => out.push((
+                    Spanned {
+                        value: name.to_string(),
+                        span: key_span,
+                    },
+                    Spanned {
+                        value: v.to_string(),
+                        span: value_span,
+                    },
+                )),
+                None => p.at(value_span, &sub.path(name), "expected a string"),
+            }
+        }
+        // Every key of a free-form map is "known".
+        sub.allowed.clear();
+        Some(out)
+    }
+
+    /// A sub-table, either `[section]` or an inline `{ … }`.
+    pub fn table(&mut self, p: &mut Problems, key: &'static str) -> Option<Fields<'d>> {
+        let (item, span) = self.take(key)?;
+        match item.as_table_like() {
+            Some(table) => Some(Fields {
+                table,
+                span,
+                prefix: format!("{}{key}.", self.prefix),
+                allowed: Vec::new(),
+            }),
+            None => {
+                self.wrong_type(p, key, span, "a table");
+                None
+            }
+        }
+    }
+
+    /// Reports every key that was not taken.
+    pub fn finish(self, p: &mut Problems) {
+        if self.allowed.is_empty() {
+            return;
+        }
+        for (name, item) in self.table.iter() {
+            if self.allowed.contains(&name) {
+                continue;
+            }
+            let span = self
+                .table
+                .get_key_value(name)
+                .and_then(|(k, _)| k.span())
+                .or_else(|| item.span())
+                .unwrap_or_else(|| self.span.clone());
+            let mut allowed = self.allowed.clone();
+            allowed.sort_unstable();
+            p.at(
+                span,
+                &self.path(name),
+                format!("unknown key (allowed here: {})", allowed.join(", ")),
+            );
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StringOrInteger {
+    String(String),
+    Integer(i64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_every_unknown_key_and_wrong_type_at_once() {
+        let src = SourceText::new("c.toml", "a = 1\nb = \"x\"\ntypo = 2\n[s]\nx = true\nz = 1\n");
+        let doc = parse(&src).unwrap();
+        let mut p = Problems::new(&src);
+        let mut root = Fields::root(&doc);
+        assert!(root.string(&mut p, "a").is_none());
+        assert_eq!(root.string(&mut p, "b").unwrap().value, "x");
+        let mut s = root.table(&mut p, "s").unwrap();
+        assert!(s.bool(&mut p, "x").unwrap().value);
+        s.finish(&mut p);
+        root.finish(&mut p);
+        let got: Vec<String> = p.found.iter().map(|d| d.headline()).collect();
+        assert_eq!(
+            got,
+            [
+                "c.toml:1:5: key `a`: expected a string",
+                "c.toml:6:1: key `s.z`: unknown key (allowed here: x)",
+                "c.toml:3:1: key `typo`: unknown key (allowed here: a, b, s)",
+            ]
+        );
+    }
+}
