@@ -1,0 +1,68 @@
+//! The few fields of Kubernetes objects that discovery reads.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct List<T> {
+    #[serde(default = "Vec::new")]
+    pub items: Vec<T>,
+    #[serde(default)]
+    pub metadata: ListMeta,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListMeta {
+    #[serde(rename = "continue", default)]
+    pub continue_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Node {
+    pub metadata: ObjectMeta,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ObjectMeta {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Endpoints {
+    #[serde(default)]
+    pub subsets: Vec<Subset>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Subset {
+    /// Ready addresses only; `notReadyAddresses` is deliberately not read.
+    #[serde(default)]
+    pub addresses: Vec<Address>,
+    #[serde(default)]
+    pub ports: Vec<EndpointPort>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Address {
+    pub node_name: Option<String>,
+    pub target_ref: Option<ObjectRef>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ObjectRef {
+    pub kind: Option<String>,
+    pub name: String,
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EndpointPort {
+    pub name: Option<String>,
+    pub port: u16,
+}
+
+/// The body of an error answer.
+#[derive(Debug, Deserialize)]
+pub struct Status {
+    pub message: Option<String>,
+}

@@ -1,0 +1,133 @@
+//! The gate a candidate configuration must pass before it is installed: the
+//! file checks promtool does not make, then `promtool check config` itself,
+//! run on the candidate written beside the target so relative paths resolve
+//! as they will for Prometheus.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_norway::Value;
+use tokio::process::Command;
+
+use crate::access::Identity;
+use crate::fsutil::StagedFile;
+
+/// Keys whose values are files Prometheus opens.
+const FILE_KEYS: [&str; 6] = ["ca_file", "cert_file", "key_file", "credentials_file", "bearer_token_file", "password_file"];
+
+/// A candidate that passed the gate, staged beside its target. Only `gate`
+/// makes one, so nothing unchecked can be installed.
+#[derive(Debug)]
+pub struct Checked {
+    pub staged: StagedFile,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("the configuration names files Prometheus cannot read:\n  {}", .0.join("\n  "))]
+    Files(Vec<String>),
+    #[error("promtool rejected the candidate configuration:\n{0}")]
+    Rejected(String),
+    #[error("promtool did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot run {}: {}", .0.display(), .1)]
+    Promtool(PathBuf, std::io::Error),
+    #[error("cannot write the candidate beside {}: {}", .0.display(), .1)]
+    Stage(PathBuf, std::io::Error),
+}
+
+pub async fn gate(
+    candidate: String,
+    target: &Path,
+    promtool: &Path,
+    timeout: Duration,
+    reader: &Identity,
+) -> Result<Checked, GateError> {
+    let config_dir = target.parent().unwrap_or(Path::new("/"));
+    let unreadable = unreadable_files(&candidate, config_dir, reader);
+    if !unreadable.is_empty() {
+        return Err(GateError::Files(unreadable));
+    }
+    let staged = StagedFile::write(target, candidate.as_bytes(), 0o644).map_err(|e| GateError::Stage(target.to_path_buf(), e))?;
+    promtool_check(promtool, staged.path(), timeout).await?;
+    Ok(Checked {
+        staged,
+        bytes: candidate.into_bytes(),
+    })
+}
+
+async fn promtool_check(promtool: &Path, file: &Path, timeout: Duration) -> Result<(), GateError> {
+    let run = Command::new(promtool)
+        .arg("check")
+        .arg("config")
+        .arg(file)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| GateError::Timeout(timeout))?
+        .map_err(|e| GateError::Promtool(promtool.to_path_buf(), e))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    // promtool names the hidden candidate; say what the operator knows.
+    let shown = text.trim().replace(&file.display().to_string(), "the candidate");
+    Err(GateError::Rejected(shown))
+}
+
+/// Every file the configuration names that `reader` cannot read, with where
+/// it is named. promtool skips `ca_file`, and a missing CA makes Prometheus
+/// half-apply a reload.
+fn unreadable_files(candidate: &str, config_dir: &Path, reader: &Identity) -> Vec<String> {
+    let Ok(doc) = serde_norway::from_str::<Value>(candidate) else {
+        return Vec::new(); // promtool reports syntax errors better
+    };
+    let mut found = Vec::new();
+    walk(&doc, String::new(), &mut |place, key, file| {
+        let path = config_dir.join(file);
+        if let Err(why) = reader.can_read(&path) {
+            found.push(format!("{place}{key}: {} {why}", path.display()));
+        }
+    });
+    found
+}
+
+fn walk(value: &Value, place: String, visit: &mut impl FnMut(&str, &str, &str)) {
+    match value {
+        Value::Mapping(m) => {
+            let here = match m.get("job_name").and_then(Value::as_str) {
+                Some(job) => format!("{place}job `{job}`: "),
+                None => place,
+            };
+            for (k, v) in m {
+                let Some(key) = k.as_str() else { continue };
+                match v {
+                    Value::String(file) if FILE_KEYS.contains(&key) && !file.is_empty() => visit(&here, key, file),
+                    _ => walk(v, here.clone(), visit),
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|v| walk(v, place.clone(), visit)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_files_promtool_does_not_check() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "t").unwrap();
+        let yaml = "scrape_configs:\n- job_name: a\n  authorization: {credentials_file: token}\n  tls_config: {ca_file: /nonexistent/ca.crt}\n";
+        let root = Identity::lookup("root").unwrap();
+        assert_eq!(
+            unreadable_files(yaml, dir.path(), &root),
+            ["job `a`: ca_file: /nonexistent/ca.crt does not exist"]
+        );
+    }
+}
