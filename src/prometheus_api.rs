@@ -38,6 +38,9 @@ struct ConfigData {
 
 impl PrometheusApi {
     pub fn new(base: &Url) -> PrometheusApi {
+        // reqwest is built without a default TLS backend; an https:// URL
+        // for Prometheus uses ring, like discovery. Installing twice is a no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()

@@ -64,6 +64,9 @@ pub enum ProcessRef {
 impl Settings {
     /// Reads and validates the settings file; every problem is reported.
     pub fn load(path: &Path) -> Result<Settings, Vec<Diagnostic>> {
+        // Everything derived from this path ends up in the Prometheus config,
+        // where a relative path would mean something else.
+        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let text = std::fs::read_to_string(path).map_err(|e| {
             vec![Diagnostic::file(path, None, format!("cannot read the settings file: {e}"))]
         })?;

@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""A fake Kubernetes API server for promfed's tests and demo.
+
+It behaves like the real one wherever promfed or Prometheus can tell (see
+shared/reference/fake-kube-apiserver.md): HTTPS with a test CA, bearer tokens
+and client certificates, 401 and 403 with Status bodies that name the missing
+permission, lists of nodes/endpoints/pods/services, and the proxy paths —
+node-exporter's forwarded to a real prometheus-node-exporter.
+
+    fake_apiserver.py pki DIR              make ca.crt, server.*, client.*, other-ca.crt
+    fake_apiserver.py serve --pki DIR --state STATE.json --port-file FILE [--port N]
+
+The state file is re-read whenever it changes, so tests steer the cluster by
+rewriting it (atomically):
+
+    {"tokens": {"<token>": {"user": "...", "deny": ["list nodes"]}},
+     "client_users": {"<certificate CN>": {"deny": []}},
+     "nodes": ["node-a", "node-b"],
+     "node_exporter": {"namespace": "monitoring", "service": "prometheus-node-exporter",
+                       "port": 9100, "port_name": "http-metrics", "upstream": "127.0.0.1:9100",
+                       "pods": [{"name": "ne-a", "node": "node-a", "ready": true}]},
+     "fail": null | 500 | "hang"}
+
+GET /_fake/requests (no auth) answers the request counts by path kind.
+"""
+
+import argparse
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit, parse_qs
+
+EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def make_pki(directory):
+    os.makedirs(directory, exist_ok=True)
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+
+    for ca in ("ca", "other-ca"):
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "30", "-subj", f"/CN=fake-{ca}")
+    ext = os.path.join(directory, "server.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    with open(os.path.join(directory, "client.ext"), "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    for name, subject in (("server", "/CN=kube-apiserver"), ("client", "/CN=promfed-client")):
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext")
+    for name in os.listdir(directory):
+        if name.endswith(".key"):
+            os.chmod(os.path.join(directory, name), 0o600)
+
+
+class State:
+    """The cluster as the test wants it; re-read when the file changes."""
+
+    def __init__(self, path):
+        self.path = path
+        self.mtime = None
+        self.data = {}
+        self.lock = threading.Lock()
+        self.counts = {}
+
+    def get(self):
+        with self.lock:
+            try:
+                mtime = os.stat(self.path).st_mtime_ns
+                if mtime != self.mtime:
+                    with open(self.path) as f:
+                        self.data = json.load(f)
+                    self.mtime = mtime
+            except (OSError, ValueError):
+                pass  # keep the last good state while a test rewrites it
+            return self.data
+
+    def count(self, kind):
+        with self.lock:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+
+
+def status(code, reason, message):
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+def node_object(name):
+    return {
+        "kind": "Node", "apiVersion": "v1",
+        "metadata": {"name": name, "resourceVersion": "1", "labels": {"kubernetes.io/hostname": name}},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.%d" % (sum(map(ord, name)) % 250 + 1)},
+                          {"type": "Hostname", "address": name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def pod_ip(pod):
+    return "10.244.0.%d" % (sum(map(ord, pod["name"])) % 250 + 1)
+
+
+def endpoints_object(ne):
+    ready = [p for p in ne.get("pods", []) if p.get("ready", True)]
+    not_ready = [p for p in ne.get("pods", []) if not p.get("ready", True)]
+
+    def address(p):
+        return {"ip": pod_ip(p), "nodeName": p["node"],
+                "targetRef": {"kind": "Pod", "name": p["name"], "namespace": ne["namespace"]}}
+
+    subset = {"ports": [{"name": ne.get("port_name", "http-metrics"), "port": ne.get("port", 9100), "protocol": "TCP"}]}
+    if ready:
+        subset["addresses"] = [address(p) for p in ready]
+    if not_ready:
+        subset["notReadyAddresses"] = [address(p) for p in not_ready]
+    return {"kind": "Endpoints", "apiVersion": "v1",
+            "metadata": {"name": ne["service"], "namespace": ne["namespace"], "resourceVersion": "1"},
+            "subsets": [subset] if ne.get("pods") else []}
+
+
+def pod_object(ne, p):
+    return {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": p["name"], "namespace": ne["namespace"], "resourceVersion": "1",
+                         "labels": {"app.kubernetes.io/name": "prometheus-node-exporter"}},
+            "spec": {"nodeName": p["node"],
+                     "containers": [{"name": "node-exporter",
+                                     "ports": [{"name": ne.get("port_name", "http-metrics"),
+                                                "containerPort": ne.get("port", 9100)}]}]},
+            "status": {"podIP": pod_ip(p), "phase": "Running",
+                       "conditions": [{"type": "Ready", "status": "True" if p.get("ready", True) else "False"}]}}
+
+
+def kubelet_metrics(node):
+    return (
+        "# HELP kubelet_running_pods Number of pods that have a running pod sandbox\n"
+        "# TYPE kubelet_running_pods gauge\n"
+        "kubelet_running_pods 7\n"
+        "# HELP kubelet_node_name The node's name.\n"
+        "# TYPE kubelet_node_name gauge\n"
+        f'kubelet_node_name{{node="{node}"}} 1\n'
+        "# TYPE kubelet_pod_worker_latency_microseconds gauge\n"
+        "kubelet_pod_worker_latency_microseconds 12\n"
+    )
+
+
+def cadvisor_metrics(node):
+    ts = int(time.time() * 1000) - 2000  # cAdvisor stamps its samples
+    pod = f"app-{node}"
+    labels = f'container="app",id="/kubepods/burstable/pod-{node}/c1",image="registry/app:1",name="c1",namespace="default",pod="{pod}"'
+    return (
+        "# TYPE container_cpu_usage_seconds_total counter\n"
+        f"container_cpu_usage_seconds_total{{{labels}}} 12.5 {ts}\n"
+        'container_cpu_usage_seconds_total{container="",id="/system.slice/kubelet.service",image="",name="",namespace="",pod=""} 99 ' + str(ts) + "\n"
+        "# TYPE container_spec_memory_limit_bytes gauge\n"
+        f"container_spec_memory_limit_bytes{{{labels}}} 0 {ts}\n"
+        "# TYPE container_memory_working_set_bytes gauge\n"
+        f"container_memory_working_set_bytes{{{labels}}} 1.048576e+07 {ts}\n"
+    )
+
+
+APISERVER_METRICS = (
+    "# TYPE apiserver_request_total counter\n"
+    'apiserver_request_total{code="200",resource="nodes",verb="LIST"} 42\n'
+    "# TYPE etcd_disk_backend_commit_duration_seconds gauge\n"
+    "etcd_disk_backend_commit_duration_seconds 0.01\n"
+)
+
+PROXY_NODE = re.compile(r"^/api/v1/nodes/([^/]+)/proxy(/.*)?$")
+PROXY_POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/:]+):([^/]+)/proxy(/.*)?$")
+PROXY_SERVICE = re.compile(r"^/api/v1/namespaces/([^/]+)/services/([^/:]+):([^/]+)/proxy(/.*)?$")
+ENDPOINTS_ONE = re.compile(r"^/api/v1/namespaces/([^/]+)/endpoints/([^/]+)$")
+NAMESPACED_LIST = re.compile(r"^/api/v1/namespaces/([^/]+)/(endpoints|pods|services)$")
+CLUSTER_LIST = re.compile(r"^/api/v1/(nodes|endpoints|pods|services)$")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-kube-apiserver"
+
+    def log_message(self, fmt, *args):
+        if os.environ.get("FAKE_APISERVER_LOG"):
+            sys.stderr.write("fake-apiserver: " + fmt % args + "\n")
+
+    # -- answers --------------------------------------------------------
+    def send(self, code, body, content_type="application/json"):
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def forbidden(self, user, verb, resource, scope):
+        self.send(403, status(403, "Forbidden",
+                              f'{resource} is forbidden: User "{user}" cannot {verb} resource "{resource}" '
+                              f'in API group "" {scope}'))
+
+    # -- auth -----------------------------------------------------------
+    def identity(self, state):
+        """The user and its denied permissions, or None (401)."""
+        header = self.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            entry = state.get("tokens", {}).get(header[len("Bearer "):].strip())
+            return (entry["user"], set(entry.get("deny", []))) if entry else None
+        cert = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
+        if cert:
+            cn = dict(x[0] for x in cert.get("subject", ())).get("commonName")
+            entry = state.get("client_users", {}).get(cn)
+            if entry is not None:
+                return (cn, set(entry.get("deny", [])))
+        return None
+
+    def do_GET(self):
+        url = urlsplit(self.path)
+        path, query = url.path, parse_qs(url.query)
+        state = self.server.state
+        if path == "/_fake/requests":
+            return self.send(200, state.counts)
+        data = state.get()
+        fail = data.get("fail")
+        if fail == "hang":
+            time.sleep(60)
+            return
+        if isinstance(fail, int):
+            state.count("failed")
+            return self.send(fail, status(fail, "InternalError", "fake failure"))
+        who = self.identity(data)
+        if who is None:
+            state.count("unauthorized")
+            return self.send(401, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                   "message": "Unauthorized", "reason": "Unauthorized", "code": 401})
+        user, deny = who
+        self.route(path, query, data, user, deny)
+
+    def route(self, path, query, data, user, deny):
+        state = self.server.state
+        ne = data.get("node_exporter") or {}
+        nodes = data.get("nodes", [])
+
+        if path == "/version":
+            return self.send(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.2", "platform": "linux/amd64"})
+        if path == "/metrics":
+            state.count("scrape_apiserver")
+            if "get /metrics" in deny:
+                return self.send(403, status(403, "Forbidden", f'forbidden: User "{user}" cannot get path "/metrics"'))
+            return self.send(200, APISERVER_METRICS, EXPOSITION)
+
+        m = CLUSTER_LIST.match(path)
+        if m:
+            resource = m.group(1)
+            state.count(f"list_{resource}")
+            if f"list {resource}" in deny:
+                return self.forbidden(user, "list", resource, "at the cluster scope")
+            return self.send(200, self.list_of(resource, data, None))
+
+        m = NAMESPACED_LIST.match(path)
+        if m:
+            namespace, resource = m.groups()
+            state.count(f"list_{resource}")
+            if f"list {resource}" in deny:
+                return self.forbidden(user, "list", resource, f'in the namespace "{namespace}"')
+            return self.send(200, self.list_of(resource, data, namespace))
+
+        m = ENDPOINTS_ONE.match(path)
+        if m:
+            namespace, name = m.groups()
+            state.count("get_endpoints")
+            if "get endpoints" in deny:
+                return self.forbidden(user, "get", "endpoints", f'in the namespace "{namespace}"')
+            if ne and ne.get("namespace") == namespace and ne.get("service") == name:
+                return self.send(200, endpoints_object(ne))
+            return self.send(404, status(404, "NotFound", f'endpoints "{name}" not found'))
+
+        m = PROXY_NODE.match(path)
+        if m:
+            node, rest = m.group(1), m.group(2) or "/"
+            state.count("proxy_node")
+            if "get nodes/proxy" in deny:
+                return self.forbidden(user, "get", "nodes/proxy", "at the cluster scope")
+            if node not in nodes:
+                return self.send(404, status(404, "NotFound", f'nodes "{node}" not found'))
+            if rest == "/metrics":
+                return self.send(200, kubelet_metrics(node), EXPOSITION)
+            if rest == "/metrics/cadvisor":
+                return self.send(200, cadvisor_metrics(node), EXPOSITION)
+            return self.send(404, "404 page not found\n", "text/plain")
+
+        m = PROXY_POD.match(path)
+        if m:
+            namespace, pod, port, rest = m.group(1), m.group(2), m.group(3), m.group(4) or "/"
+            state.count("proxy_pod")
+            if "get pods/proxy" in deny:
+                return self.forbidden(user, "get", "pods/proxy", f'in the namespace "{namespace}"')
+            pods = [p for p in ne.get("pods", []) if p["name"] == pod] if ne.get("namespace") == namespace else []
+            if not pods:
+                return self.send(404, status(404, "NotFound", f'pods "{pod}" not found'))
+            if port not in (str(ne.get("port", 9100)), ne.get("port_name")):
+                return self.send(503, status(503, "ServiceUnavailable",
+                                             f'error trying to reach service: dial tcp {pod_ip(pods[0])}:{port}: connect: connection refused'))
+            return self.forward(ne["upstream"], rest)
+
+        m = PROXY_SERVICE.match(path)
+        if m:
+            state.count("proxy_service")
+            if "get services/proxy" in deny:
+                return self.forbidden(user, "get", "services/proxy", f'in the namespace "{m.group(1)}"')
+            return self.forward(ne["upstream"], m.group(4) or "/")
+
+        return self.send(404, status(404, "NotFound", "the server could not find the requested resource"))
+
+    def list_of(self, resource, data, namespace):
+        ne = data.get("node_exporter") or {}
+        kinds = {"nodes": "NodeList", "endpoints": "EndpointsList", "pods": "PodList", "services": "ServiceList"}
+        items = []
+        in_namespace = namespace in (None, ne.get("namespace"))
+        if resource == "nodes":
+            items = [node_object(n) for n in data.get("nodes", [])]
+        elif ne and in_namespace and resource == "endpoints":
+            items = [endpoints_object(ne)]
+        elif ne and in_namespace and resource == "pods":
+            items = [pod_object(ne, p) for p in ne.get("pods", [])]
+        elif ne and in_namespace and resource == "services":
+            items = [{"kind": "Service", "apiVersion": "v1",
+                      "metadata": {"name": ne["service"], "namespace": ne["namespace"], "resourceVersion": "1"},
+                      "spec": {"ports": [{"name": ne.get("port_name", "http-metrics"), "port": ne.get("port", 9100)}]}}]
+        return {"kind": kinds[resource], "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}
+
+    def forward(self, upstream, path):
+        try:
+            with urllib.request.urlopen(f"http://{upstream}{path}", timeout=10) as r:
+                return self.send(r.status, r.read().decode(), r.headers.get("Content-Type", EXPOSITION))
+        except OSError as e:
+            return self.send(503, status(503, "ServiceUnavailable", f"error trying to reach service: {e}"))
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address, state, context):
+        self.state = state
+        self.context = context
+        super().__init__(address, Handler)
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        # The handshake runs in the handler's thread, not in accept().
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def finish_request(self, request, client_address):
+        try:
+            request.do_handshake()
+        except (ssl.SSLError, OSError):
+            return  # a client that does not trust us, or went away
+        super().finish_request(request, client_address)
+
+
+def serve(args):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(os.path.join(args.pki, "server.crt"), os.path.join(args.pki, "server.key"))
+    context.load_verify_locations(os.path.join(args.pki, "ca.crt"))
+    context.verify_mode = ssl.CERT_OPTIONAL  # tokens or client certificates
+    server = Server(("127.0.0.1", args.port), State(args.state), context)
+    port = server.server_address[1]
+    tmp = args.port_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(port))
+    os.rename(tmp, args.port_file)
+    server.serve_forever()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    pki = sub.add_parser("pki")
+    pki.add_argument("dir")
+    s = sub.add_parser("serve")
+    s.add_argument("--pki", required=True)
+    s.add_argument("--state", required=True)
+    s.add_argument("--port-file", required=True)
+    s.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    if args.command == "pki":
+        make_pki(args.dir)
+    else:
+        serve(args)
+
+
+if __name__ == "__main__":
+    main()
