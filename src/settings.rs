@@ -66,7 +66,7 @@ impl Settings {
     pub fn load(path: &Path) -> Result<Settings, Vec<Diagnostic>> {
         // Everything derived from this path ends up in the Prometheus config,
         // where a relative path would mean something else.
-        let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let path = &normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
         let text = std::fs::read_to_string(path).map_err(|e| {
             vec![Diagnostic::file(path, None, format!("cannot read the settings file: {e}"))]
         })?;
@@ -167,9 +167,9 @@ fn prometheus_settings(t: &mut Fields, p: &mut Problems, base_dir: &Path) -> Pro
         _ => match (pid_file, process_name) {
             (Some(pid), Some(name)) => {
                 p.at(name.span, &t.path("process_name"), "set either pid_file or process_name, not both");
-                ReloadMethod::Signal(ProcessRef::PidFile(base_dir.join(pid.value)))
+                ReloadMethod::Signal(ProcessRef::PidFile(normalize(&base_dir.join(pid.value))))
             }
-            (Some(pid), None) => ReloadMethod::Signal(ProcessRef::PidFile(base_dir.join(pid.value))),
+            (Some(pid), None) => ReloadMethod::Signal(ProcessRef::PidFile(normalize(&base_dir.join(pid.value)))),
             (None, name) => ReloadMethod::Signal(ProcessRef::Name(
                 name.map_or_else(|| "prometheus".to_string(), |n| n.value),
             )),
@@ -203,13 +203,29 @@ fn prometheus_settings(t: &mut Fields, p: &mut Problems, base_dir: &Path) -> Pro
     }
 }
 
+/// Removes `.` and `..` lexically, so generated paths read cleanly.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 fn path_or(t: &mut Fields, p: &mut Problems, key: &'static str, base_dir: &Path, default: &str) -> PathBuf {
     match t.string(p, key) {
         Some(s) if s.value.is_empty() => {
             p.at(s.span, &t.path(key), "must not be empty");
             PathBuf::from(default)
         }
-        Some(s) => base_dir.join(s.value),
+        Some(s) => normalize(&base_dir.join(s.value)),
         None => PathBuf::from(default),
     }
 }

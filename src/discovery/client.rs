@@ -94,7 +94,7 @@ fn transport_error(url: &str, e: &reqwest::Error) -> DiscoveryError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     let mut chain = Vec::new();
     while let Some(err) = source {
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+        if let Some(tls) = find_rustls_error(err) {
             return DiscoveryError::Tls {
                 url: url.to_string(),
                 detail: tls.to_string(),
@@ -115,4 +115,14 @@ fn transport_error(url: &str, e: &reqwest::Error) -> DiscoveryError {
         url: url.to_string(),
         detail,
     }
+}
+
+/// io::Error hides its payload from `source()`, and hyper wraps io::Errors
+/// in io::Errors: look inside each layer.
+fn find_rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let payload = err.downcast_ref::<std::io::Error>()?.get_ref()?;
+    find_rustls_error(payload)
 }

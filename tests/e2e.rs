@@ -1,0 +1,217 @@
+//! `promfed apply` end to end: real Prometheus, promtool and node-exporter,
+//! fake API servers that forward node-exporter paths to the real exporter.
+
+mod support;
+
+use support::*;
+
+/// Checks the labels of every target Prometheus scrapes for `cluster`.
+fn assert_cluster_targets(targets: &[serde_json::Value], cluster: &str, nodes: &[&str], api_address: &str) {
+    let mut seen: Vec<(String, String, String, String)> = targets
+        .iter()
+        .map(|t| {
+            let l = &t["labels"];
+            assert_eq!(l["cluster"], cluster, "{t}");
+            assert_eq!(l["env"], "test", "{t}");
+            (
+                t["scrapePool"].as_str().unwrap().to_string(),
+                l["job"].as_str().unwrap().to_string(),
+                l["instance"].as_str().unwrap().to_string(),
+                l["metrics_path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let mut want = vec![(format!("promfed/{cluster}/apiserver"), "apiserver".into(), api_address.to_string(), String::new())];
+    for n in nodes {
+        want.push((format!("promfed/{cluster}/cadvisor"), "kubelet".into(), n.to_string(), "/metrics/cadvisor".into()));
+        want.push((format!("promfed/{cluster}/kubelet"), "kubelet".into(), n.to_string(), "/metrics".into()));
+        want.push((format!("promfed/{cluster}/node-exporter"), "node-exporter".into(), n.to_string(), String::new()));
+    }
+    want.sort();
+    assert_eq!(seen, want);
+    // Every target is scraped through the API server, never a node or pod.
+    for t in targets {
+        assert!(t["scrapeUrl"].as_str().unwrap().starts_with(&format!("https://{api_address}/")), "{t}");
+    }
+    let pod_paths: Vec<&str> = targets
+        .iter()
+        .filter(|t| t["labels"]["job"] == "node-exporter")
+        .map(|t| t["discoveredLabels"]["__metrics_path__"].as_str().unwrap())
+        .collect();
+    for n in nodes {
+        let path = format!("/api/v1/namespaces/monitoring/pods/node-exporter-{n}:9100/proxy/metrics");
+        assert!(pod_paths.contains(&path.as_str()), "{path} not in {pod_paths:?}");
+    }
+}
+
+#[test]
+fn one_cluster_is_scraped_through_the_api_server_with_its_labels() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let fake = FakeCluster::start(setup.root.path(), "stage", &["node-a", "node-b"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&fake);
+
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("cluster stage"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("2 nodes, 2 node-exporter pods"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("installed, reloaded and verified"), "{}", stdout(&out));
+
+    let targets = prometheus.wait_targets_up("promfed/stage/", 7);
+    assert_cluster_targets(&targets, "stage", &["node-a", "node-b"], &format!("127.0.0.1:{}", fake.port));
+
+    // Real node-exporter series, per node, with the cluster label.
+    let series = support::wait_for("node-exporter series", std::time::Duration::from_secs(20), || {
+        let r = prometheus.query("count by (instance) (node_cpu_seconds_total{cluster=\"stage\",job=\"node-exporter\"})");
+        (r.len() == 2).then_some(r)
+    });
+    let mut instances: Vec<&str> = series.iter().map(|s| s["metric"]["instance"].as_str().unwrap()).collect();
+    instances.sort();
+    assert_eq!(instances, ["node-a", "node-b"]);
+    // The kube-prometheus drops are in force; cAdvisor keeps its own labels.
+    assert!(prometheus.query("container_spec_memory_limit_bytes").is_empty());
+    let cpu = prometheus.query("container_cpu_usage_seconds_total{cluster=\"stage\"}");
+    assert_eq!(cpu.len(), 2, "one container per node, the pod-less cgroup dropped: {cpu:?}");
+    assert!(cpu.iter().all(|s| s["metric"]["namespace"] == "default" && s["metric"]["container"] == "app"));
+
+    // No token appears in what promfed generated.
+    let generated = setup.read("prometheus/prometheus.yml");
+    assert!(!generated.contains(&fake.token));
+    assert!(generated.contains("credentials_file: "));
+
+    // A second apply changes nothing and does not reload.
+    let before = prometheus.last_reload();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("is up to date, no reload needed"), "{}", stdout(&out));
+    assert_eq!(prometheus.last_reload(), before);
+}
+
+#[test]
+fn two_clusters_one_with_a_client_certificate_reloaded_by_signal() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1", "p-2", "p-3"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), &format!("pid_file = \"{}\"", prometheus.pid_file.display()));
+    setup.add_cluster(&stage);
+    // prod authenticates with a client certificate instead of a token.
+    for f in ["client.crt", "client.key"] {
+        std::fs::copy(prod.pki(f), setup.path(&format!("etc/promfed.d/prod-{f}"))).unwrap();
+    }
+    std::fs::copy(prod.ca(), setup.path("etc/promfed.d/prod-ca.crt")).unwrap();
+    setup.write(
+        "etc/promfed.d/prod.toml",
+        &format!(
+            "api_server = \"{}\"\ncert_file = \"prod-client.crt\"\nkey_file = \"prod-client.key\"\nca_file = \"prod-ca.crt\"\nlabels = {{ env = \"test\" }}\n",
+            prod.url()
+        ),
+    );
+
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("cluster prod"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("3 nodes, 3 node-exporter pods"), "{}", stdout(&out));
+
+    let targets = prometheus.wait_targets_up("promfed/prod/", 10);
+    assert_cluster_targets(&targets, "prod", &["p-1", "p-2", "p-3"], &format!("127.0.0.1:{}", prod.port));
+    let targets = prometheus.wait_targets_up("promfed/stage/", 4);
+    assert_cluster_targets(&targets, "stage", &["s-1"], &format!("127.0.0.1:{}", stage.port));
+    let up = support::wait_for("series of both clusters", std::time::Duration::from_secs(20), || {
+        let r = prometheus.query("count by (cluster) (up{job=\"node-exporter\"} == 1)");
+        (r.len() == 2).then_some(r)
+    });
+    assert_eq!(up.len(), 2);
+}
+
+#[test]
+fn an_unreachable_or_forbidding_api_server_keeps_the_last_targets() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let mut fake = FakeCluster::start(setup.root.path(), "stage", &["node-a", "node-b"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&fake);
+    assert_exit(&setup.promfed(&["apply"]), 0);
+    let targets_before = setup.read("state/targets/stage/kubelet.json");
+    assert!(targets_before.contains("/api/v1/nodes/node-b/proxy/metrics"));
+
+    // 403: the service account lost `list nodes`.
+    let mut state = fake.current_state();
+    state["tokens"][&fake.token]["deny"] = serde_json::json!(["list nodes"]);
+    fake.set_state(state);
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("discovery failed (forbidden): 403 Forbidden: nodes is forbidden: User \"system:serviceaccount:monitoring:prometheus\" cannot list resource \"nodes\""),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("promfed needs `list` on `nodes`"), "{}", stdout(&out));
+    assert_eq!(setup.read("state/targets/stage/kubelet.json"), targets_before);
+
+    // A wrong token: 401.
+    setup.write("etc/promfed.d/stage/token", "not-the-token\n");
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains("discovery failed (unauthorized): 401 Unauthorized"), "{}", stdout(&out));
+
+    // The API server is down.
+    fake.stop();
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains("discovery failed (unreachable)"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("its last targets stay in place"), "{}", stdout(&out));
+    assert_eq!(setup.read("state/targets/stage/kubelet.json"), targets_before);
+    assert!(setup.read("prometheus/prometheus.yml").contains("job_name: promfed/stage/kubelet"));
+}
+
+#[test]
+fn a_ca_that_does_not_match_is_reported_as_a_tls_problem() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let fake = FakeCluster::start(setup.root.path(), "stage", &["node-a"], &exporter);
+    setup.settings("http://127.0.0.1:1", "reload = \"http\"");
+    setup.add_cluster(&fake);
+    std::fs::copy(fake.pki("other-ca.crt"), setup.path("etc/promfed.d/stage/ca.crt")).unwrap();
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains("discovery failed (tls): TLS with"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("is ca_file the CA that signed this API server's certificate?"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_reload_that_does_not_take_is_rolled_back() {
+    // Prometheus runs as `nobody`, but promfed was told it runs as root: an
+    // unreadable CA passes promfed's checks and promtool, and Prometheus
+    // 2.42 fails the reload of a job that already exists.
+    let setup = Setup::new();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(setup.root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exporter = NodeExporter::start(setup.root.path());
+    let fake = FakeCluster::start(setup.root.path(), "stage", &["node-a"], &exporter);
+    let prometheus = setup.prometheus(Some("nobody"));
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&fake);
+    std::fs::set_permissions(setup.path("etc/promfed.d/stage/token"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_exit(&setup.promfed(&["apply"]), 0);
+    prometheus.wait_targets_up("promfed/stage/", 4);
+    let good = std::fs::read(setup.path("prometheus/prometheus.yml")).unwrap();
+
+    std::fs::set_permissions(setup.path("etc/promfed.d/stage/ca.crt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cluster_file = setup.read("etc/promfed.d/stage.toml").replace("env = \"test\"", "env = \"test\", team = \"x\"");
+    setup.write("etc/promfed.d/stage.toml", &cluster_file);
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 1);
+    assert!(stderr(&out).contains("the new configuration did not take: reload failed"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("answered 500 Internal Server Error: failed to reload config"), "Prometheus's own answer is shown: {}", stderr(&out));
+    assert!(stdout(&out).contains("rolled back to the previous"), "{}", stdout(&out));
+    assert_eq!(std::fs::read(setup.path("prometheus/prometheus.yml")).unwrap(), good);
+    let info = prometheus.api("/api/v1/status/runtimeinfo");
+    assert_eq!(info["data"]["reloadConfigSuccess"], true, "the restored config is in force");
+}

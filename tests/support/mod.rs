@@ -1,0 +1,386 @@
+//! Test support: real Prometheus, promtool and node-exporter from Debian's
+//! packages, the fake API server, and a promfed runner. A missing tool is a
+//! test failure, never a skip.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
+pub const PROMTOOL: &str = "/usr/bin/promtool";
+pub const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
+
+/// Fails the test, loudly, when a required tool is not installed.
+pub fn require(tool: &str) {
+    assert!(
+        Path::new(tool).exists(),
+        "{tool} is missing: run scripts/test, which installs Debian's prometheus packages"
+    );
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` every 200 ms until it returns Some, or fails after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A child process killed when the test ends, pass or fail.
+pub struct Process {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Process {
+    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Process {
+        let log = std::fs::File::create(log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Process { child, name: name.to_string() }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http_get(url: &str) -> Option<String> {
+    let out = Command::new("curl").args(["-sf", "--max-time", "5", url]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn http_json(url: &str) -> Option<Value> {
+    serde_json::from_str(&http_get(url)?).ok()
+}
+
+pub struct NodeExporter {
+    pub port: u16,
+    _process: Process,
+}
+
+impl NodeExporter {
+    pub fn start(dir: &Path) -> NodeExporter {
+        require(NODE_EXPORTER);
+        let port = free_port();
+        let process = Process::spawn(
+            "node-exporter",
+            Command::new(NODE_EXPORTER).args([
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+                "--no-collector.systemd",
+            ]),
+            &dir.join("node-exporter.log"),
+        );
+        wait_for("node-exporter", Duration::from_secs(10), || http_get(&format!("http://127.0.0.1:{port}/metrics")));
+        NodeExporter { port, _process: process }
+    }
+}
+
+/// The fake API server of one cluster, with its own CA and state file.
+pub struct FakeCluster {
+    pub name: String,
+    pub dir: PathBuf,
+    pub port: u16,
+    pub token: String,
+    process: Option<Process>,
+}
+
+pub fn fake_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_apiserver.py")
+}
+
+impl FakeCluster {
+    /// Starts a fake cluster with `nodes`, one ready node-exporter pod per
+    /// node forwarding to `exporter`, and a token that may do everything.
+    pub fn start(root: &Path, name: &str, nodes: &[&str], exporter: &NodeExporter) -> FakeCluster {
+        let dir = root.join(format!("fake-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("python3")
+            .arg(fake_script())
+            .args(["pki"])
+            .arg(dir.join("pki"))
+            .status()
+            .expect("python3 runs the fake API server");
+        assert!(status.success(), "the fake's PKI could not be made (is openssl installed?)");
+        let token = format!("token-{name}-1");
+        let mut fake = FakeCluster { name: name.into(), dir, port: 0, token, process: None };
+        fake.set_state(fake.state(nodes, exporter.port));
+        fake.launch(0);
+        fake
+    }
+
+    pub fn state(&self, nodes: &[&str], exporter_port: u16) -> Value {
+        json!({
+            "tokens": { &self.token: { "user": "system:serviceaccount:monitoring:prometheus" } },
+            "client_users": { "promfed-client": {} },
+            "nodes": nodes,
+            "node_exporter": {
+                "namespace": "monitoring",
+                "service": "prometheus-node-exporter",
+                "port": 9100,
+                "port_name": "http-metrics",
+                "upstream": format!("127.0.0.1:{exporter_port}"),
+                "pods": nodes.iter().map(|n| json!({"name": format!("node-exporter-{n}"), "node": n})).collect::<Vec<_>>(),
+            },
+        })
+    }
+
+    /// Replaces the fake's state atomically; it is re-read on the next request.
+    pub fn set_state(&self, state: Value) {
+        let tmp = self.dir.join("state.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+        std::fs::rename(&tmp, self.dir.join("state.json")).unwrap();
+    }
+
+    pub fn current_state(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.dir.join("state.json")).unwrap()).unwrap()
+    }
+
+    fn launch(&mut self, port: u16) {
+        let port_file = self.dir.join("port");
+        let _ = std::fs::remove_file(&port_file);
+        let process = Process::spawn(
+            "fake-apiserver",
+            Command::new("python3")
+                .arg(fake_script())
+                .arg("serve")
+                .arg("--pki")
+                .arg(self.dir.join("pki"))
+                .arg("--state")
+                .arg(self.dir.join("state.json"))
+                .arg("--port-file")
+                .arg(&port_file)
+                .arg("--port")
+                .arg(port.to_string()),
+            &self.dir.join("fake.log"),
+        );
+        self.port = wait_for("the fake API server", Duration::from_secs(10), || {
+            std::fs::read_to_string(&port_file).ok()?.trim().parse().ok()
+        });
+        self.process = Some(process);
+    }
+
+    /// Stops the server: its port refuses connections.
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("pki/ca.crt")
+    }
+
+    pub fn pki(&self, file: &str) -> PathBuf {
+        self.dir.join("pki").join(file)
+    }
+
+    /// How many requests of each kind the fake answered.
+    pub fn requests(&self) -> Value {
+        let out = Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(self.ca())
+            .arg(format!("{}/_fake/requests", self.url()))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+}
+
+/// A real Prometheus on loopback, with the lifecycle API on.
+pub struct Prometheus {
+    pub port: u16,
+    pub config: PathBuf,
+    pub pid_file: PathBuf,
+    process: Process,
+}
+
+impl Prometheus {
+    /// Starts Prometheus on `config` (which must exist). `as_user` runs it as
+    /// another user (group nogroup), like Debian's service does.
+    pub fn start(dir: &Path, config: &Path, as_user: Option<&str>) -> Prometheus {
+        require(PROMETHEUS);
+        let port = free_port();
+        let data = dir.join("prometheus-data");
+        std::fs::create_dir_all(&data).unwrap();
+        let mut cmd = match as_user {
+            Some(user) => {
+                assert!(Command::new("chown").arg("-R").arg(user).arg(&data).status().unwrap().success());
+                let mut c = Command::new("setpriv");
+                c.args([&format!("--reuid={user}"), "--regid=nogroup", "--clear-groups", PROMETHEUS]);
+                c
+            }
+            None => Command::new(PROMETHEUS),
+        };
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-lifecycle");
+        let process = Process::spawn("prometheus", &mut cmd, &dir.join("prometheus.log"));
+        let pid_file = dir.join("prometheus.pid");
+        std::fs::write(&pid_file, process.pid().to_string()).unwrap();
+        let p = Prometheus { port, config: config.to_path_buf(), pid_file, process };
+        wait_for("Prometheus to be ready", Duration::from_secs(20), || http_get(&format!("{}/-/ready", p.url())));
+        p
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn api(&self, path: &str) -> Value {
+        http_json(&format!("{}{path}", self.url())).unwrap_or_else(|| panic!("Prometheus answered nothing for {path}"))
+    }
+
+    pub fn active_targets(&self) -> Vec<Value> {
+        self.api("/api/v1/targets?state=active")["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until every target of the pools under `prefix` is up and there
+    /// are `count` of them; returns them.
+    pub fn wait_targets_up(&self, prefix: &str, count: usize) -> Vec<Value> {
+        wait_for(&format!("{count} targets under {prefix} to be up"), Duration::from_secs(40), || {
+            let targets: Vec<Value> = self
+                .active_targets()
+                .into_iter()
+                .filter(|t| t["scrapePool"].as_str().unwrap_or("").starts_with(prefix))
+                .collect();
+            (targets.len() == count && targets.iter().all(|t| t["health"] == "up")).then_some(targets)
+        })
+    }
+
+    pub fn query(&self, promql: &str) -> Vec<Value> {
+        let out = Command::new("curl")
+            .args(["-sf", "-G", &format!("{}/api/v1/query", self.url()), "--data-urlencode"])
+            .arg(format!("query={promql}"))
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `prometheus_config_last_reload_success_timestamp_seconds`, to count reloads.
+    pub fn last_reload(&self) -> String {
+        self.api("/api/v1/status/runtimeinfo")["data"]["lastConfigTime"].as_str().unwrap().to_string()
+    }
+}
+
+/// A promfed setup in a temporary folder: settings, base file, clusters.
+pub struct Setup {
+    pub root: tempfile::TempDir,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        require(PROMTOOL);
+        let root = tempfile::Builder::new().prefix("promfed-test-").tempdir().unwrap();
+        let s = Setup { root };
+        for dir in ["etc/promfed.d", "prometheus", "state"] {
+            std::fs::create_dir_all(s.path(dir)).unwrap();
+        }
+        s.write("etc/prometheus.base.yml", "global:\n  scrape_interval: 15s\nscrape_configs: []\n");
+        std::fs::copy(s.path("etc/prometheus.base.yml"), s.path("prometheus/prometheus.yml")).unwrap();
+        s
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap()
+    }
+
+    /// Writes promfed.toml for a Prometheus at `url`; `reload` is the whole
+    /// reload setting line(s).
+    pub fn settings(&self, prometheus_url: &str, reload: &str) {
+        self.write(
+            "etc/promfed.toml",
+            &format!(
+                "clusters_dir = \"promfed.d\"\nstate_dir = \"../state\"\nscrape_interval = \"2s\"\n\n[prometheus]\nconfig_file = \"../prometheus/prometheus.yml\"\nbase_file = \"prometheus.base.yml\"\npromtool = \"{PROMTOOL}\"\nurl = \"{prometheus_url}\"\n{reload}\nuser = \"root\"\nverify_timeout = \"10s\"\n"
+            ),
+        );
+    }
+
+    /// Adds a cluster file (and its token and CA) for `fake`.
+    pub fn add_cluster(&self, fake: &FakeCluster) {
+        let name = &fake.name;
+        self.write(&format!("etc/promfed.d/{name}/token"), &format!("{}\n", fake.token));
+        std::fs::copy(fake.ca(), self.path(&format!("etc/promfed.d/{name}/ca.crt"))).unwrap();
+        self.write(
+            &format!("etc/promfed.d/{name}.toml"),
+            &format!(
+                "api_server = \"{}\"\ntoken_file = \"{name}/token\"\nca_file = \"{name}/ca.crt\"\nlabels = {{ env = \"test\" }}\n",
+                fake.url()
+            ),
+        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.path(&format!("etc/promfed.d/{name}/token")), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    pub fn promfed(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_promfed"))
+            .arg("--config")
+            .arg(self.path("etc/promfed.toml"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    pub fn prometheus(&self, as_user: Option<&str>) -> Prometheus {
+        Prometheus::start(self.root.path(), &self.path("prometheus/prometheus.yml"), as_user)
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing both streams when it differs.
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit code\n--- stdout\n{}\n--- stderr\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
