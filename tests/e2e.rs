@@ -215,3 +215,49 @@ fn a_reload_that_does_not_take_is_rolled_back() {
     let info = prometheus.api("/api/v1/status/runtimeinfo");
     assert_eq!(info["data"]["reloadConfigSuccess"], true, "the restored config is in force");
 }
+
+#[test]
+fn a_broken_cluster_file_keeps_its_last_good_config_and_the_others_are_applied() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    setup.add_cluster(&prod);
+    assert_exit(&setup.promfed(&["apply"]), 0);
+    prometheus.wait_targets_up("promfed/prod/", 4);
+
+    // prod's file breaks; stage gets a new label; a new file is broken from the start.
+    let prod_file = setup.read("etc/promfed.d/prod.toml");
+    setup.write("etc/promfed.d/prod.toml", &format!("{prod_file}scrape_intervall = \"5s\"\n"));
+    let stage_file = setup.read("etc/promfed.d/stage.toml").replace("env = \"test\"", "env = \"test\", team = \"blue\"");
+    setup.write("etc/promfed.d/stage.toml", &stage_file);
+    setup.write("etc/promfed.d/new.toml", "api_server = 42\n");
+
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{}:5:1: key `scrape_intervall`: unknown key", setup.path("etc/promfed.d/prod.toml").display())), "{err}");
+    assert!(err.contains(&format!("{}:1:14: key `api_server`: expected a string", setup.path("etc/promfed.d/new.toml").display())), "{err}");
+    let text = stdout(&out);
+    assert!(text.contains("cluster prod") && text.contains("file invalid: keeping its last good configuration"), "{text}");
+    assert!(text.contains("cluster new") && text.contains("file invalid: not monitored until it is fixed"), "{text}");
+    assert!(text.contains("installed, reloaded and verified"), "{text}");
+
+    // stage's change is in force; prod is still scraped as before.
+    support::wait_for("stage's new label", std::time::Duration::from_secs(20), || {
+        let t = prometheus.wait_targets_up("promfed/stage/", 4);
+        t.iter().all(|t| t["labels"]["team"] == "blue").then_some(())
+    });
+    let prod_targets = prometheus.wait_targets_up("promfed/prod/", 4);
+    assert!(prod_targets.iter().all(|t| t["labels"]["cluster"] == "prod"));
+
+    // Deleting prod's file removes its jobs.
+    std::fs::remove_file(setup.path("etc/promfed.d/prod.toml")).unwrap();
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 78); // new.toml is still broken
+    assert!(!setup.read("prometheus/prometheus.yml").contains("promfed/prod/"));
+    assert!(!setup.path("state/targets/prod").exists());
+}

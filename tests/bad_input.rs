@@ -1,0 +1,198 @@
+//! Bad input: every case asserts the message (file, line, key) and the exit
+//! code, and that nothing was installed. Real promtool; no Prometheus needed,
+//! because nothing here gets as far as a reload.
+
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+const GOOD_CLUSTER: &str = "api_server = \"https://127.0.0.1:6443\"\ntoken_file = \"stage/token\"\nca_file = \"stage/ca.crt\"\n";
+
+/// A setup with one valid cluster `stage` whose API server is not there.
+fn setup() -> Setup {
+    let s = Setup::new();
+    s.settings("http://127.0.0.1:1", "reload = \"http\"");
+    s.write("etc/promfed.d/stage/token", "secret-token-value\n");
+    s.write("etc/promfed.d/stage/ca.crt", "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n");
+    s.write("etc/promfed.d/stage.toml", GOOD_CLUSTER);
+    s
+}
+
+fn installed(s: &Setup) -> Vec<u8> {
+    std::fs::read(s.path("prometheus/prometheus.yml")).unwrap()
+}
+
+/// No candidate or temporary file is left beside the Prometheus config.
+fn assert_no_leftovers(s: &Setup) {
+    let names: Vec<String> = std::fs::read_dir(s.path("prometheus"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["prometheus.yml"]);
+}
+
+#[test]
+fn an_unknown_key_names_file_line_and_key() {
+    let s = setup();
+    s.write("etc/promfed.d/stage.toml", &format!("{GOOD_CLUSTER}colour = \"blue\"\n"));
+    let before = installed(&s);
+    let out = s.promfed(&["check"]);
+    assert_exit(&out, 78);
+    let file = s.path("etc/promfed.d/stage.toml");
+    assert!(
+        stderr(&out).contains(&format!("error: {}:4:1: key `colour`: unknown key (allowed here: api_server,", file.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("4 | colour = \"blue\"\n  | ^^^^^^"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("not monitored until it is fixed"), "{}", stdout(&out));
+    assert_eq!(installed(&s), before);
+}
+
+#[test]
+fn all_problems_of_all_files_are_reported_at_once() {
+    let s = setup();
+    s.write("etc/promfed.d/a.toml", "api_server = \"not a url\"\ntoken_file = \"stage/token\"\nca_file = \"stage/ca.crt\"\nscrape = 1\n");
+    s.write("etc/promfed.d/b.toml", "api_server = \"https://10.0.0.1\"\ntoken_file = \"stage/token\"\nca_file = \"stage/ca.crt\"\nlabels = { \"0bad\" = \"x\" }\n[kubelet]\nscrape_interval = \"often\"\n");
+    let out = s.promfed(&["check"]);
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    for expected in [
+        "a.toml:1:14: key `api_server`: `not a url` is not a valid URL: relative URL without a base",
+        "a.toml:4:1: key `scrape`: unknown key",
+        "b.toml:4:12: key `labels.0bad`: `0bad` is not a valid label name",
+        "b.toml:6:19: key `kubelet.scrape_interval`: `often` is not a duration",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in\n{err}");
+    }
+    // The valid cluster is still rendered and gated.
+    assert!(stdout(&out).contains("candidate passes promtool"), "{}", stdout(&out));
+}
+
+#[test]
+fn duplicate_cluster_names_are_refused_in_the_second_file() {
+    let s = setup();
+    s.write("etc/promfed.d/zz-copy.toml", &format!("name = \"stage\"\n{GOOD_CLUSTER}"));
+    let out = s.promfed(&["check"]);
+    assert_exit(&out, 78);
+    let expected = format!(
+        "{}:1:8: key `name`: cluster name `stage` is already used by {}",
+        s.path("etc/promfed.d/zz-copy.toml").display(),
+        s.path("etc/promfed.d/stage.toml").display()
+    );
+    assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+}
+
+#[test]
+fn a_missing_ca_is_caught_before_promtool() {
+    let s = setup();
+    std::fs::remove_file(s.path("etc/promfed.d/stage/ca.crt")).unwrap();
+    let out = s.promfed(&["apply"]);
+    assert_exit(&out, 78);
+    let expected = format!(
+        "{}:3:11: key `ca_file`: {} does not exist",
+        s.path("etc/promfed.d/stage.toml").display(),
+        s.path("etc/promfed.d/stage/ca.crt").display()
+    );
+    assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("promtool"), "{}", stderr(&out));
+    // Prometheus never gets a job whose CA is missing (it would drop the
+    // job's targets on reload).
+    let config = String::from_utf8(installed(&s)).unwrap();
+    assert!(!config.contains("promfed/stage/"), "{config}");
+}
+
+#[test]
+fn a_missing_ca_in_the_operators_own_job_is_caught_though_promtool_accepts_it() {
+    let s = setup();
+    let base = "scrape_configs:\n  - job_name: legacy\n    scheme: https\n    tls_config:\n      ca_file: /nonexistent/ca.crt\n    static_configs:\n      - targets: ['127.0.0.1:9999']\n";
+    s.write("etc/prometheus.base.yml", base);
+    // promtool alone would let it through.
+    s.write("prometheus/probe.yml", base);
+    let probe = Command::new(PROMTOOL).args(["check", "config"]).arg(s.path("prometheus/probe.yml")).output().unwrap();
+    assert!(probe.status.success(), "promtool was expected to skip ca_file: {}", stderr(&probe));
+    std::fs::remove_file(s.path("prometheus/probe.yml")).unwrap();
+
+    let before = installed(&s);
+    let out = s.promfed(&["apply"]);
+    assert_exit(&out, 78);
+    assert!(
+        stderr(&out).contains("the configuration names files Prometheus cannot read:\n  job `legacy`: ca_file: /nonexistent/ca.crt does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(installed(&s), before);
+    assert_no_leftovers(&s);
+}
+
+#[test]
+fn a_base_file_that_promtool_rejects_installs_nothing() {
+    let s = setup();
+    s.write(
+        "etc/prometheus.base.yml",
+        "scrape_configs:\n  - job_name: mine\n    static_configs: [{targets: ['127.0.0.1:9999']}]\n    relabel_configs:\n      - source_labels: [a]\n        regex: '(unclosed'\n        target_label: b\n",
+    );
+    let before = installed(&s);
+    let out = s.promfed(&["apply"]);
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    assert!(err.contains("error: promtool rejected the candidate configuration:"), "{err}");
+    assert!(err.contains("error parsing regexp: missing closing ): `^(?:(unclosed)$`"), "promtool's own words: {err}");
+    assert!(stdout(&out).contains("candidate rejected"), "{}", stdout(&out));
+    assert_eq!(installed(&s), before, "the installed file is unchanged, byte for byte");
+    assert_no_leftovers(&s);
+}
+
+#[test]
+fn a_job_name_collision_with_the_base_file_is_an_error() {
+    let s = setup();
+    s.write(
+        "etc/prometheus.base.yml",
+        "global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: promfed/stage/kubelet\n    static_configs: [{targets: ['127.0.0.1:9999']}]\n",
+    );
+    let out = s.promfed(&["check"]);
+    assert_exit(&out, 78);
+    let expected = format!(
+        "{}:4:15: key `scrape_configs.job_name`: job name `promfed/stage/kubelet` collides with promfed's generated jobs",
+        s.path("etc/prometheus.base.yml").display()
+    );
+    assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+}
+
+#[test]
+fn invalid_settings_stop_everything_with_exit_78() {
+    let s = setup();
+    s.write("etc/promfed.toml", "scrape_interval = \"fast\"\n[prometheus]\nuser = \"root\"\nreload = \"kill\"\n");
+    let out = s.promfed(&["apply"]);
+    assert_exit(&out, 78);
+    let settings = s.path("etc/promfed.toml");
+    assert!(stderr(&out).contains(&format!("{}:1:19: key `scrape_interval`: `fast` is not a duration", settings.display())), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("{}:4:10: key `prometheus.reload`: `kill` is not one of: signal, http", settings.display())), "{}", stderr(&out));
+}
+
+#[test]
+fn a_missing_settings_file_is_a_configuration_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_promfed")).args(["--config", "/nonexistent/promfed.toml", "check"]).output().unwrap();
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("/nonexistent/promfed.toml: cannot read the settings file: No such file or directory"), "{}", stderr(&out));
+}
+
+#[test]
+fn usage_errors_exit_2_and_version_works() {
+    let out = Command::new(env!("CARGO_BIN_EXE_promfed")).arg("frobnicate").output().unwrap();
+    assert_exit(&out, 2);
+    let out = Command::new(env!("CARGO_BIN_EXE_promfed")).arg("--version").output().unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), format!("promfed {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn render_never_shows_a_token() {
+    let s = setup();
+    let out = s.promfed(&["render"]);
+    assert_exit(&out, 0);
+    assert!(!stdout(&out).contains("secret-token-value"));
+    assert!(stdout(&out).contains(&format!("credentials_file: {}", s.path("etc/promfed.d/stage/token").display())));
+}
