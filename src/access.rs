@@ -118,7 +118,10 @@ mod tests {
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
         let root = Identity::lookup("root").unwrap();
         assert_eq!(root.can_read(&f), Ok(()));
-        assert_eq!(root.can_read(&dir.path().join("nope")), Err("does not exist".into()));
+        assert_eq!(
+            root.can_read(&dir.path().join("nope")),
+            Err("does not exist".into())
+        );
         assert!(!world_readable(&f));
     }
 
@@ -133,10 +136,18 @@ mod tests {
         std::fs::write(&f, "x").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
         let err = nobody.can_read(&f).unwrap_err();
-        assert!(err.starts_with("is not readable by user `nobody` (owner root, group root, mode 640)"), "{err}");
+        assert!(
+            err.starts_with("is not readable by user `nobody` (owner root, group root, mode 640)"),
+            "{err}"
+        );
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(nobody.can_read(&f), Ok(()));
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        assert!(nobody.can_read(&f).unwrap_err().contains("is not searchable"));
+        assert!(
+            nobody
+                .can_read(&f)
+                .unwrap_err()
+                .contains("is not searchable")
+        );
     }
 }

@@ -15,7 +15,11 @@ use crate::transaction::{self, ConfigOutcome, Definition, Mode, Report};
 const EX_CONFIG: u8 = 78;
 
 #[derive(Parser)]
-#[command(name = "promfed", version, about = "Keeps one Prometheus host scraping many Kubernetes clusters through their API servers")]
+#[command(
+    name = "promfed",
+    version,
+    about = "Keeps one Prometheus host scraping many Kubernetes clusters through their API servers"
+)]
 struct Args {
     /// The settings file.
     #[arg(long, global = true, env = "PROMFED_CONFIG", default_value = DEFAULT_CONFIG)]
@@ -43,7 +47,11 @@ pub fn main() -> ExitCode {
             for p in &problems {
                 eprintln!("error: {p}");
             }
-            eprintln!("promfed: {} problem(s) in {}; nothing was changed", problems.len(), args.config.display());
+            eprintln!(
+                "promfed: {} problem(s) in {}; nothing was changed",
+                problems.len(),
+                args.config.display()
+            );
             return ExitCode::from(EX_CONFIG);
         }
     };
@@ -68,7 +76,8 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PROMFED_LOG").unwrap_or_else(|_| "warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PROMFED_LOG")
+        .unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -83,14 +92,19 @@ fn render(settings: &Settings) -> u8 {
             return 1;
         }
     };
-    let (inventory, candidate) = transaction::load_and_render(settings, &LastGood::new(&settings.last_good_dir()), &user);
+    let (inventory, candidate) =
+        transaction::load_and_render(settings, &LastGood::new(&settings.last_good_dir()), &user);
     for p in &inventory.problems {
         eprintln!("error: {p}");
     }
     match candidate {
         Ok(text) => {
             let _ = std::io::stdout().write_all(text.as_bytes());
-            if inventory.problems.is_empty() { 0 } else { EX_CONFIG }
+            if inventory.problems.is_empty() {
+                0
+            } else {
+                EX_CONFIG
+            }
         }
         Err(problems) => {
             for p in &problems {
@@ -117,29 +131,49 @@ fn print_report(report: &Report, settings: &Settings) {
         };
         let discovery = match &c.discovery {
             None => String::new(),
-            Some(Ok(t)) => format!(", {} nodes, {} node-exporter pods", t.nodes.len(), t.node_exporters.len()),
-            Some(Err(e)) => format!(", discovery failed ({}): {e}; its last targets stay in place", e.reason()),
+            Some(Ok(t)) => format!(
+                ", {} nodes, {} node-exporter pods",
+                t.nodes.len(),
+                t.node_exporters.len()
+            ),
+            Some(Err(e)) => format!(
+                ", discovery failed ({}): {e}; its last targets stay in place",
+                e.reason()
+            ),
         };
-        println!("cluster {name} ({}){definition}{discovery}", c.file.display());
+        println!(
+            "cluster {name} ({}){definition}{discovery}",
+            c.file.display()
+        );
     }
     let target = settings.prometheus.config_file.display();
     match &report.config {
-        ConfigOutcome::NotRendered => println!("prometheus: nothing rendered, {target} left as it is"),
+        ConfigOutcome::NotRendered => {
+            println!("prometheus: nothing rendered, {target} left as it is")
+        }
         ConfigOutcome::Rejected(e) => {
             eprintln!("error: {e}");
             println!("prometheus: candidate rejected, {target} left as it is");
         }
-        ConfigOutcome::Passed => println!("prometheus: candidate passes promtool and the file checks"),
-        ConfigOutcome::Unchanged => println!("prometheus: {target} is up to date, no reload needed"),
+        ConfigOutcome::Passed => {
+            println!("prometheus: candidate passes promtool and the file checks")
+        }
+        ConfigOutcome::Unchanged => {
+            println!("prometheus: {target} is up to date, no reload needed")
+        }
         ConfigOutcome::Applied => println!("prometheus: {target} installed, reloaded and verified"),
         ConfigOutcome::InstalledUnverified(e) => {
             eprintln!("error: {e}");
-            println!("prometheus: {target} installed but not verified; Prometheus will read it when it starts");
+            println!(
+                "prometheus: {target} installed but not verified; Prometheus will read it when it starts"
+            );
         }
         ConfigOutcome::RolledBack { error, restore } => {
             eprintln!("error: the new configuration did not take: {error}");
             match restore {
-                Ok(()) => println!("prometheus: rolled back to the previous {target}, reloaded and verified"),
+                Ok(()) => println!(
+                    "prometheus: rolled back to the previous {target}, reloaded and verified"
+                ),
                 Err(e) => println!("prometheus: rollback failed: {e}"),
             }
         }

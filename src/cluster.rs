@@ -118,9 +118,15 @@ impl Cluster {
                 .ok(),
         };
         let api_server = match root.string(&mut p, "api_server") {
-            Some(s) => parse_api_server(&s.value).map_err(|e| p.at(s.span, "api_server", e)).ok(),
+            Some(s) => parse_api_server(&s.value)
+                .map_err(|e| p.at(s.span, "api_server", e))
+                .ok(),
             None => {
-                p.at(0..0, "api_server", "missing: the API server's URL, for example \"https://203.0.113.10:6443\"");
+                p.at(
+                    0..0,
+                    "api_server",
+                    "missing: the API server's URL, for example \"https://203.0.113.10:6443\"",
+                );
                 None
             }
         };
@@ -138,23 +144,47 @@ impl Cluster {
         let cert_file = file_key(&mut root, &mut p, "cert_file");
         let key_file = file_key(&mut root, &mut p, "key_file");
         let ca_file = file_key(&mut root, &mut p, "ca_file");
-        let insecure = root.bool(&mut p, "insecure_skip_verify").map(|b| b.value).unwrap_or(false);
+        let insecure = root
+            .bool(&mut p, "insecure_skip_verify")
+            .map(|b| b.value)
+            .unwrap_or(false);
         let server_name = root.string(&mut p, "tls_server_name").map(|s| s.value);
 
         let client_cert = match (cert_file, key_file) {
-            (Some(cert_file), Some(key_file)) => Some(ClientCert { cert_file, key_file }),
+            (Some(cert_file), Some(key_file)) => Some(ClientCert {
+                cert_file,
+                key_file,
+            }),
             (None, None) => None,
             (Some(_), None) => {
-                p.at(0..0, "key_file", "cert_file is set, so key_file is needed too");
+                p.at(
+                    0..0,
+                    "key_file",
+                    "cert_file is set, so key_file is needed too",
+                );
                 None
             }
             (None, Some(_)) => {
-                p.at(0..0, "cert_file", "key_file is set, so cert_file is needed too");
+                p.at(
+                    0..0,
+                    "cert_file",
+                    "key_file is set, so cert_file is needed too",
+                );
                 None
             }
         };
-        if token_file.is_none() && client_cert.is_none() && !p.found.iter().any(|d| d.key.as_deref().is_some_and(|k| k.ends_with("_file"))) {
-            p.at(0..0, "token_file", "missing: set token_file (a service-account token) or cert_file and key_file");
+        if token_file.is_none()
+            && client_cert.is_none()
+            && !p
+                .found
+                .iter()
+                .any(|d| d.key.as_deref().is_some_and(|k| k.ends_with("_file")))
+        {
+            p.at(
+                0..0,
+                "token_file",
+                "missing: set token_file (a service-account token) or cert_file and key_file",
+            );
         }
         if ca_file.is_none() && !insecure {
             p.at(0..0, "ca_file", "missing: the CA that signed the API server's certificate (or insecure_skip_verify = true, not recommended)");
@@ -178,7 +208,11 @@ impl Cluster {
             }
         });
         let apiserver = component(&mut root, &mut p, "apiserver", |_, _| ());
-        let (mut namespace, mut service, mut port) = ("monitoring".to_string(), "prometheus-node-exporter".to_string(), PortRef::Number(9100));
+        let (mut namespace, mut service, mut port) = (
+            "monitoring".to_string(),
+            "prometheus-node-exporter".to_string(),
+            PortRef::Number(9100),
+        );
         let node_exporter_component = component(&mut root, &mut p, "node_exporter", |t, p| {
             if let Some(s) = t.string(p, "namespace") {
                 namespace = s.value;
@@ -190,10 +224,16 @@ impl Cluster {
                 match s.value {
                     StringOrInteger::Integer(n) => match u16::try_from(n) {
                         Ok(n) if n > 0 => port = PortRef::Number(n),
-                        _ => p.at(s.span, &t.path("port"), format!("{n} is not a port number (1-65535)")),
+                        _ => p.at(
+                            s.span,
+                            &t.path("port"),
+                            format!("{n} is not a port number (1-65535)"),
+                        ),
                     },
                     StringOrInteger::String(name) if !name.is_empty() => port = PortRef::Name(name),
-                    StringOrInteger::String(_) => p.at(s.span, &t.path("port"), "must not be empty"),
+                    StringOrInteger::String(_) => {
+                        p.at(s.span, &t.path("port"), "must not be empty")
+                    }
                 }
             }
         });
@@ -204,13 +244,28 @@ impl Cluster {
                 name,
                 source: source.path.clone(),
                 api_server,
-                auth: Auth { token_file, client_cert },
-                tls: Tls { ca_file, insecure_skip_verify: insecure, server_name },
+                auth: Auth {
+                    token_file,
+                    client_cert,
+                },
+                tls: Tls {
+                    ca_file,
+                    insecure_skip_verify: insecure,
+                    server_name,
+                },
                 labels,
                 kubelet,
-                cadvisor: Cadvisor { component: cadvisor_component, drop_high_cardinality },
+                cadvisor: Cadvisor {
+                    component: cadvisor_component,
+                    drop_high_cardinality,
+                },
                 apiserver,
-                node_exporter: NodeExporter { component: node_exporter_component, namespace, service, port },
+                node_exporter: NodeExporter {
+                    component: node_exporter_component,
+                    namespace,
+                    service,
+                    port,
+                },
             }),
             _ => Err(p.found),
         }
@@ -228,14 +283,24 @@ pub fn name_of_broken_file(text: &str, default_name: &str) -> Option<ClusterName
 
 /// Reads `[section]` with `enabled` and `scrape_interval`, then lets `extra`
 /// take the section's own keys.
-fn component(root: &mut Fields, p: &mut Problems, key: &'static str, extra: impl FnOnce(&mut Fields, &mut Problems)) -> Component {
-    let mut c = Component { enabled: true, scrape_interval: None };
+fn component(
+    root: &mut Fields,
+    p: &mut Problems,
+    key: &'static str,
+    extra: impl FnOnce(&mut Fields, &mut Problems),
+) -> Component {
+    let mut c = Component {
+        enabled: true,
+        scrape_interval: None,
+    };
     if let Some(mut t) = root.table(p, key) {
         if let Some(b) = t.bool(p, "enabled") {
             c.enabled = b.value;
         }
         if let Some(s) = t.string(p, "scrape_interval") {
-            c.scrape_interval = PromDuration::parse(&s.value).map_err(|e| p.at(s.span, &t.path("scrape_interval"), e)).ok();
+            c.scrape_interval = PromDuration::parse(&s.value)
+                .map_err(|e| p.at(s.span, &t.path("scrape_interval"), e))
+                .ok();
         }
         extra(&mut t, p);
         t.finish(p);
@@ -246,11 +311,17 @@ fn component(root: &mut Fields, p: &mut Problems, key: &'static str, extra: impl
 fn parse_api_server(text: &str) -> Result<ApiServer, String> {
     let url = Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL: {e}"))?;
     if url.scheme() != "https" {
-        return Err(format!("`{text}`: the API server must be reached over https:// (tokens would travel in clear text)"));
+        return Err(format!(
+            "`{text}`: the API server must be reached over https:// (tokens would travel in clear text)"
+        ));
     }
-    let host = url.host_str().ok_or_else(|| format!("`{text}` has no host"))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("`{text}` has no host"))?;
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(format!("`{text}`: give only scheme, host, port and an optional path prefix"));
+        return Err(format!(
+            "`{text}`: give only scheme, host, port and an optional path prefix"
+        ));
     }
     let port = url.port_or_known_default().unwrap_or(443);
     Ok(ApiServer {
@@ -275,11 +346,16 @@ mod tests {
         assert_eq!(c.name.as_str(), "stage");
         assert_eq!(c.api_server.address, "10.0.0.1:6443");
         assert_eq!(c.api_server.path_prefix, "");
-        assert_eq!(c.auth.token_file.as_deref(), Some(Path::new("/etc/promfed.d/stage/token")));
+        assert_eq!(
+            c.auth.token_file.as_deref(),
+            Some(Path::new("/etc/promfed.d/stage/token"))
+        );
         assert_eq!(c.tls.ca_file.as_deref(), Some(Path::new("/ca.crt")));
         assert_eq!(c.node_exporter.port, PortRef::Number(9100));
         assert_eq!(c.node_exporter.namespace, "monitoring");
-        assert!(c.kubelet.enabled && c.cadvisor.component.enabled && c.cadvisor.drop_high_cardinality);
+        assert!(
+            c.kubelet.enabled && c.cadvisor.component.enabled && c.cadvisor.drop_high_cardinality
+        );
     }
 
     #[test]
@@ -311,7 +387,13 @@ mod tests {
 
     #[test]
     fn a_broken_file_still_tells_its_name() {
-        assert_eq!(name_of_broken_file("name = \"prod\"\nx = \n", "f").map(|n| n.to_string()), None.or(Some("f".into())));
-        assert_eq!(name_of_broken_file("name = \"prod\"\n", "f").map(|n| n.to_string()), Some("prod".into()));
+        assert_eq!(
+            name_of_broken_file("name = \"prod\"\nx = \n", "f").map(|n| n.to_string()),
+            None.or(Some("f".into()))
+        );
+        assert_eq!(
+            name_of_broken_file("name = \"prod\"\n", "f").map(|n| n.to_string()),
+            Some("prod".into())
+        );
     }
 }

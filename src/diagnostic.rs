@@ -127,6 +127,9 @@ mod tests {
         let d = Diagnostic::at(&src, start..start + 6, Some("api_server"), "bad URL".into());
         assert_eq!(d.headline(), "/x/a.toml:2:14: key `api_server`: bad URL");
         let shown = d.to_string();
-        assert!(shown.ends_with("2 | api_server = \"nope\"\n  |              ^^^^^^"), "{shown}");
+        assert!(
+            shown.ends_with("2 | api_server = \"nope\"\n  |              ^^^^^^"),
+            "{shown}"
+        );
     }
 }

@@ -97,8 +97,17 @@ mod tests {
 
     #[test]
     fn accepts_prometheus_durations() {
-        for (text, ms) in [("30s", 30_000), ("1m30s", 90_000), ("500ms", 500), ("1h1ms", 3_600_001)] {
-            assert_eq!(PromDuration::parse(text).unwrap().as_duration().as_millis(), ms, "{text}");
+        for (text, ms) in [
+            ("30s", 30_000),
+            ("1m30s", 90_000),
+            ("500ms", 500),
+            ("1h1ms", 3_600_001),
+        ] {
+            assert_eq!(
+                PromDuration::parse(text).unwrap().as_duration().as_millis(),
+                ms,
+                "{text}"
+            );
         }
     }
 

@@ -21,10 +21,15 @@ impl StagedFile {
     /// owner and mode of the current target when there is one.
     pub fn write(target: &Path, bytes: &[u8], default_mode: u32) -> io::Result<StagedFile> {
         let dir = parent(target);
-        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let name = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("file");
         let path = dir.join(format!(".{name}.promfed-{}", std::process::id()));
         let existing = fs::metadata(target).ok();
-        let mode = existing.as_ref().map_or(default_mode, |m| m.mode() & 0o7777);
+        let mode = existing
+            .as_ref()
+            .map_or(default_mode, |m| m.mode() & 0o7777);
         let _ = fs::remove_file(&path);
         let staged = StagedFile {
             path,

@@ -13,7 +13,14 @@ use crate::access::Identity;
 use crate::fsutil::StagedFile;
 
 /// Keys whose values are files Prometheus opens.
-const FILE_KEYS: [&str; 6] = ["ca_file", "cert_file", "key_file", "credentials_file", "bearer_token_file", "password_file"];
+const FILE_KEYS: [&str; 6] = [
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "credentials_file",
+    "bearer_token_file",
+    "password_file",
+];
 
 /// A candidate that passed the gate, staged beside its target. Only `gate`
 /// makes one, so nothing unchecked can be installed.
@@ -49,7 +56,8 @@ pub async fn gate(
     if !unreadable.is_empty() {
         return Err(GateError::Files(unreadable));
     }
-    let staged = StagedFile::write(target, candidate.as_bytes(), 0o644).map_err(|e| GateError::Stage(target.to_path_buf(), e))?;
+    let staged = StagedFile::write(target, candidate.as_bytes(), 0o644)
+        .map_err(|e| GateError::Stage(target.to_path_buf(), e))?;
     promtool_check(promtool, staged.path(), timeout).await?;
     Ok(Checked {
         staged,
@@ -74,7 +82,9 @@ async fn promtool_check(promtool: &Path, file: &Path, timeout: Duration) -> Resu
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     // promtool names the hidden candidate; say what the operator knows.
-    let shown = text.trim().replace(&file.display().to_string(), "the candidate");
+    let shown = text
+        .trim()
+        .replace(&file.display().to_string(), "the candidate");
     Err(GateError::Rejected(shown))
 }
 
@@ -105,7 +115,9 @@ fn walk(value: &Value, place: String, visit: &mut impl FnMut(&str, &str, &str)) 
             for (k, v) in m {
                 let Some(key) = k.as_str() else { continue };
                 match v {
-                    Value::String(file) if FILE_KEYS.contains(&key) && !file.is_empty() => visit(&here, key, file),
+                    Value::String(file) if FILE_KEYS.contains(&key) && !file.is_empty() => {
+                        visit(&here, key, file)
+                    }
                     _ => walk(v, here.clone(), visit),
                 }
             }

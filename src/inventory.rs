@@ -31,7 +31,10 @@ pub enum Entry {
     /// The file is broken; the last applied definition stays in force.
     KeptLastGood(Cluster),
     /// The file is broken and there is nothing to keep.
-    Broken { name: Option<ClusterName>, file: PathBuf },
+    Broken {
+        name: Option<ClusterName>,
+        file: PathBuf,
+    },
 }
 
 impl Entry {
@@ -88,18 +91,33 @@ pub fn load(dir: &Path, last_good: &LastGood, prometheus_user: &Identity) -> Inv
     let files = match list_cluster_files(dir) {
         Ok(files) => files,
         Err(e) => {
-            inv.problems.push(Diagnostic::file(dir, None, format!("cannot list the clusters folder: {e}")));
+            inv.problems.push(Diagnostic::file(
+                dir,
+                None,
+                format!("cannot list the clusters folder: {e}"),
+            ));
             return inv;
         }
     };
     let mut owners: BTreeMap<ClusterName, PathBuf> = BTreeMap::new();
     for file in files {
-        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) => {
-                inv.problems.push(Diagnostic::file(&file, None, format!("cannot read: {e}")));
-                inv.entries.push(keep_or_broken(last_good, ClusterName::parse(&stem).ok(), &file, prometheus_user, &mut inv.problems));
+                inv.problems
+                    .push(Diagnostic::file(&file, None, format!("cannot read: {e}")));
+                inv.entries.push(keep_or_broken(
+                    last_good,
+                    ClusterName::parse(&stem).ok(),
+                    &file,
+                    prometheus_user,
+                    &mut inv.problems,
+                ));
                 continue;
             }
         };
@@ -115,7 +133,11 @@ pub fn load(dir: &Path, last_good: &LastGood, prometheus_user: &Identity) -> Inv
                         &source,
                         span,
                         Some("name"),
-                        format!("cluster name `{}` is already used by {}", c.name, first.display()),
+                        format!(
+                            "cluster name `{}` is already used by {}",
+                            c.name,
+                            first.display()
+                        ),
                     ));
                     inv.entries.push(Entry::Broken { name: None, file });
                     continue;
@@ -125,11 +147,18 @@ pub fn load(dir: &Path, last_good: &LastGood, prometheus_user: &Identity) -> Inv
             }
             Err(problems) => {
                 inv.problems.extend(problems);
-                let name = cluster::name_of_broken_file(&source.text, &stem).filter(|n| !owners.contains_key(n));
+                let name = cluster::name_of_broken_file(&source.text, &stem)
+                    .filter(|n| !owners.contains_key(n));
                 if let Some(n) = &name {
                     owners.insert(n.clone(), file.clone());
                 }
-                inv.entries.push(keep_or_broken(last_good, name, &file, prometheus_user, &mut inv.problems));
+                inv.entries.push(keep_or_broken(
+                    last_good,
+                    name,
+                    &file,
+                    prometheus_user,
+                    &mut inv.problems,
+                ));
             }
         }
     }
@@ -144,7 +173,10 @@ fn keep_or_broken(
     problems: &mut Vec<Diagnostic>,
 ) -> Entry {
     let Some(kept) = name.as_ref().and_then(|n| last_good.load(n)) else {
-        return Entry::Broken { name, file: file.to_path_buf() };
+        return Entry::Broken {
+            name,
+            file: file.to_path_buf(),
+        };
     };
     // Keeping a definition whose CA is gone would make Prometheus drop the
     // job on reload anyway, and promtool would reject a missing token file.
@@ -153,9 +185,15 @@ fn keep_or_broken(
             problems.push(Diagnostic::file(
                 file,
                 Some(key),
-                format!("the last good configuration cannot be kept either: {} {why}", path.display()),
+                format!(
+                    "the last good configuration cannot be kept either: {} {why}",
+                    path.display()
+                ),
             ));
-            return Entry::Broken { name, file: file.to_path_buf() };
+            return Entry::Broken {
+                name,
+                file: file.to_path_buf(),
+            };
         }
     }
     Entry::KeptLastGood(kept)
@@ -194,7 +232,11 @@ fn check_credentials(
             source.path.display()
         ));
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 /// The span of a top-level key's value, to point at it in a message.
@@ -222,7 +264,15 @@ mod tests {
 
     #[test]
     fn ignores_package_manager_and_editor_leftovers() {
-        for name in ["a.toml.dpkg-old", ".a.toml", "a.toml~", "a.toml.example", "b.toml.disabled", "README", "a.toml.rpmnew"] {
+        for name in [
+            "a.toml.dpkg-old",
+            ".a.toml",
+            "a.toml~",
+            "a.toml.example",
+            "b.toml.disabled",
+            "README",
+            "a.toml.rpmnew",
+        ] {
             assert!(!is_cluster_file(Path::new(name)), "{name}");
         }
         assert!(is_cluster_file(Path::new("/etc/promfed.d/prod.toml")));

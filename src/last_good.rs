@@ -37,8 +37,12 @@ impl LastGood {
         }
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-            let wanted = applied.iter().any(|c| c.name.as_str() == stem) || keep.iter().any(|n| n.as_str() == stem);
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
+            let wanted = applied.iter().any(|c| c.name.as_str() == stem)
+                || keep.iter().any(|n| n.as_str() == stem);
             if !wanted {
                 std::fs::remove_file(&path)?;
             }

@@ -15,7 +15,10 @@ pub struct ClusterName(String);
 
 impl ClusterName {
     pub fn parse(name: &str) -> Result<Self, String> {
-        let valid_start = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let valid_start = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
         let valid_rest = name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -70,10 +73,14 @@ impl LabelName {
             ));
         }
         if name.starts_with("__") {
-            return Err(format!("`{name}`: label names starting with `__` are reserved for Prometheus"));
+            return Err(format!(
+                "`{name}`: label names starting with `__` are reserved for Prometheus"
+            ));
         }
         if RESERVED_LABELS.contains(&name) {
-            return Err(format!("`{name}` is set by promfed itself and cannot be overridden"));
+            return Err(format!(
+                "`{name}` is set by promfed itself and cannot be overridden"
+            ));
         }
         Ok(Self(name.to_string()))
     }

@@ -61,7 +61,12 @@ impl PrometheusApi {
 
     async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, String> {
         let url = self.endpoint(path);
-        let response = self.http.get(&url).send().await.map_err(|e| format!("{url}: {}", describe(&e)))?;
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {}", describe(&e)))?;
         if !response.status().is_success() {
             return Err(format!("{url} answered {}", response.status()));
         }
@@ -92,7 +97,12 @@ impl PrometheusApi {
     /// `POST /-/reload`: synchronous; the error text comes back on failure.
     pub async fn post_reload(&self) -> Result<(), String> {
         let url = self.endpoint("/-/reload");
-        let response = self.http.post(&url).send().await.map_err(|e| format!("{url}: {}", describe(&e)))?;
+        let response = self
+            .http
+            .post(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {}", describe(&e)))?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         match status.as_u16() {

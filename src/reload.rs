@@ -13,7 +13,8 @@ pub async fn reload(method: &ReloadMethod, api: &PrometheusApi) -> Result<(), St
         ReloadMethod::Http => api.post_reload().await,
         ReloadMethod::Signal(process) => {
             let pid = find_process(process)?;
-            kill(Pid::from_raw(pid), Signal::SIGHUP).map_err(|e| format!("cannot send SIGHUP to process {pid}: {e}"))
+            kill(Pid::from_raw(pid), Signal::SIGHUP)
+                .map_err(|e| format!("cannot send SIGHUP to process {pid}: {e}"))
         }
     }
 }
@@ -21,7 +22,8 @@ pub async fn reload(method: &ReloadMethod, api: &PrometheusApi) -> Result<(), St
 fn find_process(process: &ProcessRef) -> Result<i32, String> {
     match process {
         ProcessRef::PidFile(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read pid_file {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read pid_file {}: {e}", path.display()))?;
             text.trim()
                 .parse()
                 .map_err(|_| format!("pid_file {} does not hold a process id", path.display()))
@@ -30,11 +32,16 @@ fn find_process(process: &ProcessRef) -> Result<i32, String> {
             let found = processes_named(name);
             match found.as_slice() {
                 [pid] => Ok(*pid),
-                [] => Err(format!("no running process named `{name}` (is Prometheus running?)")),
+                [] => Err(format!(
+                    "no running process named `{name}` (is Prometheus running?)"
+                )),
                 many => Err(format!(
                     "{} processes are named `{name}` ({}); set pid_file or reload = \"http\" to say which one",
                     many.len(),
-                    many.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
+                    many.iter()
+                        .map(i32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             }
         }

@@ -68,7 +68,11 @@ impl Settings {
         // where a relative path would mean something else.
         let path = &normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
         let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![Diagnostic::file(path, None, format!("cannot read the settings file: {e}"))]
+            vec![Diagnostic::file(
+                path,
+                None,
+                format!("cannot read the settings file: {e}"),
+            )]
         })?;
         Self::parse(&SourceText::new(path, text))
     }
@@ -79,14 +83,24 @@ impl Settings {
         let base_dir = source.path.parent().unwrap_or(Path::new("/"));
         let mut root = Fields::root(&doc);
 
-        let clusters_dir = path_or(&mut root, &mut p, "clusters_dir", base_dir, "/etc/promfed.d");
+        let clusters_dir = path_or(
+            &mut root,
+            &mut p,
+            "clusters_dir",
+            base_dir,
+            "/etc/promfed.d",
+        );
         let state_dir = path_or(&mut root, &mut p, "state_dir", base_dir, "/var/lib/promfed");
         let scrape_interval = duration(&mut root, &mut p, "scrape_interval")
             .unwrap_or_else(|| PromDuration::parse("30s").expect("valid default"));
         let scrape_timeout = match root.string(&mut p, "scrape_timeout") {
             Some(s) => match PromDuration::parse(&s.value) {
                 Ok(t) if t > scrape_interval => {
-                    p.at(s.span, "scrape_timeout", format!("must not be longer than scrape_interval ({scrape_interval})"));
+                    p.at(
+                        s.span,
+                        "scrape_timeout",
+                        format!("must not be longer than scrape_interval ({scrape_interval})"),
+                    );
                     None
                 }
                 Ok(t) => Some(t),
@@ -103,7 +117,11 @@ impl Settings {
                 "file_sd" => DiscoveryMode::FileSd,
                 "kubernetes_sd" => DiscoveryMode::KubernetesSd,
                 other => {
-                    p.at(s.span, "discovery", format!("`{other}` is not one of: file_sd, kubernetes_sd"));
+                    p.at(
+                        s.span,
+                        "discovery",
+                        format!("`{other}` is not one of: file_sd, kubernetes_sd"),
+                    );
                     DiscoveryMode::FileSd
                 }
             },
@@ -148,8 +166,20 @@ impl Settings {
 }
 
 fn prometheus_settings(t: &mut Fields, p: &mut Problems, base_dir: &Path) -> PrometheusSettings {
-    let config_file = path_or(t, p, "config_file", base_dir, "/etc/prometheus/prometheus.yml");
-    let base_file = path_or(t, p, "base_file", base_dir, "/etc/promfed/prometheus.base.yml");
+    let config_file = path_or(
+        t,
+        p,
+        "config_file",
+        base_dir,
+        "/etc/prometheus/prometheus.yml",
+    );
+    let base_file = path_or(
+        t,
+        p,
+        "base_file",
+        base_dir,
+        "/etc/promfed/prometheus.base.yml",
+    );
     let promtool = path_or(t, p, "promtool", base_dir, "/usr/bin/promtool");
     let url = match t.string(p, "url") {
         Some(s) => parse_http_url(p, &t.path("url"), s),
@@ -161,15 +191,25 @@ fn prometheus_settings(t: &mut Fields, p: &mut Problems, base_dir: &Path) -> Pro
     let reload = match t.string(p, "reload") {
         Some(s) if s.value == "http" => ReloadMethod::Http,
         Some(s) if s.value != "signal" => {
-            p.at(s.span, &t.path("reload"), format!("`{}` is not one of: signal, http", s.value));
+            p.at(
+                s.span,
+                &t.path("reload"),
+                format!("`{}` is not one of: signal, http", s.value),
+            );
             ReloadMethod::Http
         }
         _ => match (pid_file, process_name) {
             (Some(pid), Some(name)) => {
-                p.at(name.span, &t.path("process_name"), "set either pid_file or process_name, not both");
+                p.at(
+                    name.span,
+                    &t.path("process_name"),
+                    "set either pid_file or process_name, not both",
+                );
                 ReloadMethod::Signal(ProcessRef::PidFile(normalize(&base_dir.join(pid.value))))
             }
-            (Some(pid), None) => ReloadMethod::Signal(ProcessRef::PidFile(normalize(&base_dir.join(pid.value)))),
+            (Some(pid), None) => {
+                ReloadMethod::Signal(ProcessRef::PidFile(normalize(&base_dir.join(pid.value))))
+            }
             (None, name) => ReloadMethod::Signal(ProcessRef::Name(
                 name.map_or_else(|| "prometheus".to_string(), |n| n.value),
             )),
@@ -178,7 +218,11 @@ fn prometheus_settings(t: &mut Fields, p: &mut Problems, base_dir: &Path) -> Pro
     let user = match t.string(p, "user") {
         Some(s) => {
             if !matches!(nix::unistd::User::from_name(&s.value), Ok(Some(_))) {
-                p.at(s.span, &t.path("user"), format!("no such user `{}` on this machine", s.value));
+                p.at(
+                    s.span,
+                    &t.path("user"),
+                    format!("no such user `{}` on this machine", s.value),
+                );
             }
             s.value
         }
@@ -189,8 +233,10 @@ fn prometheus_settings(t: &mut Fields, p: &mut Problems, base_dir: &Path) -> Pro
             "prometheus".to_string()
         }
     };
-    let check_timeout = duration(t, p, "check_timeout").map_or(Duration::from_secs(30), |d| d.as_duration());
-    let verify_timeout = duration(t, p, "verify_timeout").map_or(Duration::from_secs(15), |d| d.as_duration());
+    let check_timeout =
+        duration(t, p, "check_timeout").map_or(Duration::from_secs(30), |d| d.as_duration());
+    let verify_timeout =
+        duration(t, p, "verify_timeout").map_or(Duration::from_secs(15), |d| d.as_duration());
     PrometheusSettings {
         config_file,
         base_file,
@@ -219,7 +265,13 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-fn path_or(t: &mut Fields, p: &mut Problems, key: &'static str, base_dir: &Path, default: &str) -> PathBuf {
+fn path_or(
+    t: &mut Fields,
+    p: &mut Problems,
+    key: &'static str,
+    base_dir: &Path,
+    default: &str,
+) -> PathBuf {
     match t.string(p, key) {
         Some(s) if s.value.is_empty() => {
             p.at(s.span, &t.path(key), "must not be empty");
@@ -241,11 +293,19 @@ fn parse_http_url(p: &mut Problems, key: &str, s: Spanned<String>) -> Option<Url
     match Url::parse(&s.value) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
         Ok(_) => {
-            p.at(s.span, key, format!("`{}` is not an http:// or https:// URL", s.value));
+            p.at(
+                s.span,
+                key,
+                format!("`{}` is not an http:// or https:// URL", s.value),
+            );
             None
         }
         Err(e) => {
-            p.at(s.span, key, format!("`{}` is not a valid URL: {e}", s.value));
+            p.at(
+                s.span,
+                key,
+                format!("`{}` is not a valid URL: {e}", s.value),
+            );
             None
         }
     }
@@ -262,7 +322,8 @@ mod tests {
 
     #[test]
     fn relative_paths_resolve_against_the_settings_folder() {
-        let s = parse("state_dir = \"state\"\n[prometheus]\nuser = \"root\"\nreload = \"http\"\n").unwrap();
+        let s = parse("state_dir = \"state\"\n[prometheus]\nuser = \"root\"\nreload = \"http\"\n")
+            .unwrap();
         assert_eq!(s.state_dir, Path::new("/etc/promfed/state"));
         assert_eq!(s.clusters_dir, Path::new("/etc/promfed.d"));
         assert_eq!(s.prometheus.reload, ReloadMethod::Http);

@@ -20,7 +20,12 @@ pub enum JobKind {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [JobKind::Kubelet, JobKind::Cadvisor, JobKind::Apiserver, JobKind::NodeExporter];
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Kubelet,
+        JobKind::Cadvisor,
+        JobKind::Apiserver,
+        JobKind::NodeExporter,
+    ];
 
     /// The last part of the Prometheus job name and of the targets file.
     pub fn slug(self) -> &'static str {
@@ -85,7 +90,9 @@ struct TargetGroup<'a> {
 
 /// Where a cluster's targets for one job live.
 pub fn file_path(targets_dir: &Path, cluster: &ClusterName, kind: JobKind) -> PathBuf {
-    targets_dir.join(cluster.as_str()).join(format!("{}.json", kind.slug()))
+    targets_dir
+        .join(cluster.as_str())
+        .join(format!("{}.json", kind.slug()))
 }
 
 /// The `file_sd` document for one job: every target is the API server's
@@ -95,7 +102,10 @@ pub fn file_sd_json(cluster: &Cluster, targets: &ClusterTargets, kind: JobKind) 
     let address = cluster.api_server.address.as_str();
     let group = |path: String, instance: &str| TargetGroup {
         targets: [address],
-        labels: BTreeMap::from([("__metrics_path__", path), ("instance", instance.to_string())]),
+        labels: BTreeMap::from([
+            ("__metrics_path__", path),
+            ("instance", instance.to_string()),
+        ]),
     };
     let groups: Vec<TargetGroup> = match kind {
         JobKind::Kubelet => targets
@@ -106,7 +116,12 @@ pub fn file_sd_json(cluster: &Cluster, targets: &ClusterTargets, kind: JobKind) 
         JobKind::Cadvisor => targets
             .nodes
             .iter()
-            .map(|n| group(format!("{prefix}/api/v1/nodes/{n}/proxy/metrics/cadvisor"), n))
+            .map(|n| {
+                group(
+                    format!("{prefix}/api/v1/nodes/{n}/proxy/metrics/cadvisor"),
+                    n,
+                )
+            })
             .collect(),
         // Through the pod proxy: the service proxy answers from a random pod.
         JobKind::NodeExporter => targets
@@ -114,7 +129,10 @@ pub fn file_sd_json(cluster: &Cluster, targets: &ClusterTargets, kind: JobKind) 
             .iter()
             .map(|p| {
                 group(
-                    format!("{prefix}/api/v1/namespaces/{}/pods/{}:{}/proxy/metrics", p.namespace, p.pod, p.port),
+                    format!(
+                        "{prefix}/api/v1/namespaces/{}/pods/{}:{}/proxy/metrics",
+                        p.namespace, p.pod, p.port
+                    ),
                     &p.node,
                 )
             })
@@ -128,10 +146,17 @@ pub fn file_sd_json(cluster: &Cluster, targets: &ClusterTargets, kind: JobKind) 
 
 /// Writes the targets files of one cluster, each only if it changed.
 /// Returns how many files changed.
-pub fn write_cluster(targets_dir: &Path, cluster: &Cluster, targets: &ClusterTargets) -> io::Result<usize> {
+pub fn write_cluster(
+    targets_dir: &Path,
+    cluster: &Cluster,
+    targets: &ClusterTargets,
+) -> io::Result<usize> {
     std::fs::create_dir_all(targets_dir.join(cluster.name.as_str()))?;
     let mut changed = 0;
-    for kind in JobKind::ALL.into_iter().filter(|k| k.discovered() && k.enabled_in(cluster)) {
+    for kind in JobKind::ALL
+        .into_iter()
+        .filter(|k| k.discovered() && k.enabled_in(cluster))
+    {
         let path = file_path(targets_dir, &cluster.name, kind);
         // Prometheus reads these files as its own user.
         if fsutil::write_if_changed(&path, &file_sd_json(cluster, targets, kind), 0o644)? {
@@ -146,7 +171,10 @@ pub fn write_cluster(targets_dir: &Path, cluster: &Cluster, targets: &ClusterTar
 /// files, the last known targets, are left alone.
 pub fn ensure_files(targets_dir: &Path, cluster: &Cluster) -> io::Result<()> {
     std::fs::create_dir_all(targets_dir.join(cluster.name.as_str()))?;
-    for kind in JobKind::ALL.into_iter().filter(|k| k.discovered() && k.enabled_in(cluster)) {
+    for kind in JobKind::ALL
+        .into_iter()
+        .filter(|k| k.discovered() && k.enabled_in(cluster))
+    {
         let path = file_path(targets_dir, &cluster.name, kind);
         if !path.exists() {
             fsutil::write_atomic(&path, b"[]\n", 0o644)?;
@@ -162,7 +190,10 @@ pub fn remove_others(targets_dir: &Path, keep: &[&ClusterName]) -> io::Result<()
     };
     for entry in entries {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if path.is_dir() && !keep.iter().any(|k| k.as_str() == name) {
             std::fs::remove_dir_all(&path)?;
         }

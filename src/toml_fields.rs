@@ -220,7 +220,10 @@ mod tests {
 
     #[test]
     fn reports_every_unknown_key_and_wrong_type_at_once() {
-        let src = SourceText::new("c.toml", "a = 1\nb = \"x\"\ntypo = 2\n[s]\nx = true\nz = 1\n");
+        let src = SourceText::new(
+            "c.toml",
+            "a = 1\nb = \"x\"\ntypo = 2\n[s]\nx = true\nz = 1\n",
+        );
         let doc = parse(&src).unwrap();
         let mut p = Problems::new(&src);
         let mut root = Fields::root(&doc);

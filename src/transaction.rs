@@ -68,7 +68,10 @@ pub enum ConfigOutcome {
     Applied,
     /// Installed, but Prometheus could not be asked to load it.
     InstalledUnverified(VerifyError),
-    RolledBack { error: VerifyError, restore: Result<(), String> },
+    RolledBack {
+        error: VerifyError,
+        restore: Result<(), String>,
+    },
     Failed(String),
 }
 
@@ -76,11 +79,19 @@ impl Report {
     /// 0 success, 1 failure at run time, 78 configuration error (SPEC.md).
     pub fn exit_code(&self) -> u8 {
         let config_error = !self.problems.is_empty()
-            || matches!(self.config, ConfigOutcome::NotRendered | ConfigOutcome::Rejected(_));
+            || matches!(
+                self.config,
+                ConfigOutcome::NotRendered | ConfigOutcome::Rejected(_)
+            );
         let runtime_error = matches!(
             self.config,
-            ConfigOutcome::InstalledUnverified(_) | ConfigOutcome::RolledBack { .. } | ConfigOutcome::Failed(_)
-        ) || self.clusters.iter().any(|c| matches!(c.discovery, Some(Err(_))));
+            ConfigOutcome::InstalledUnverified(_)
+                | ConfigOutcome::RolledBack { .. }
+                | ConfigOutcome::Failed(_)
+        ) || self
+            .clusters
+            .iter()
+            .any(|c| matches!(c.discovery, Some(Err(_))));
         if config_error {
             78
         } else if runtime_error {
@@ -151,7 +162,10 @@ pub async fn run(settings: &Settings, mode: Mode) -> Report {
     // Install, reload, verify.
     let api = PrometheusApi::new(&settings.prometheus.url);
     report.config = install_and_verify(settings, checked, &api).await;
-    if matches!(report.config, ConfigOutcome::Applied | ConfigOutcome::Unchanged) {
+    if matches!(
+        report.config,
+        ConfigOutcome::Applied | ConfigOutcome::Unchanged
+    ) {
         let applied: Vec<&Cluster> = inventory
             .entries
             .iter()
@@ -165,7 +179,10 @@ pub async fn run(settings: &Settings, mode: Mode) -> Report {
             .record(&applied, &names)
             .and_then(|()| targets::remove_others(&settings.targets_dir(), &names));
         if let Err(e) = cleanup {
-            report.warnings.push(format!("cannot update {}: {e}", settings.state_dir.display()));
+            report.warnings.push(format!(
+                "cannot update {}: {e}",
+                settings.state_dir.display()
+            ));
         }
     }
     report
@@ -185,7 +202,10 @@ pub fn load_and_render(
     (inventory, candidate)
 }
 
-async fn discover_all(settings: &Settings, clusters: &[&Cluster]) -> Vec<(String, Result<ClusterTargets, DiscoveryError>)> {
+async fn discover_all(
+    settings: &Settings,
+    clusters: &[&Cluster],
+) -> Vec<(String, Result<ClusterTargets, DiscoveryError>)> {
     let mut tasks = JoinSet::new();
     for cluster in clusters {
         let cluster = (*cluster).clone();
@@ -225,9 +245,21 @@ fn cluster_reports(
         .iter()
         .map(|entry| {
             let (name, file, definition) = match entry {
-                Entry::Current(c) => (Some(c.name.to_string()), c.source.clone(), Definition::Current),
-                Entry::KeptLastGood(c) => (Some(c.name.to_string()), c.source.clone(), Definition::KeptLastGood),
-                Entry::Broken { name, file } => (name.as_ref().map(ToString::to_string), file.clone(), Definition::Broken),
+                Entry::Current(c) => (
+                    Some(c.name.to_string()),
+                    c.source.clone(),
+                    Definition::Current,
+                ),
+                Entry::KeptLastGood(c) => (
+                    Some(c.name.to_string()),
+                    c.source.clone(),
+                    Definition::KeptLastGood,
+                ),
+                Entry::Broken { name, file } => (
+                    name.as_ref().map(ToString::to_string),
+                    file.clone(),
+                    Definition::Broken,
+                ),
             };
             let discovery = match (&name, definition) {
                 (Some(n), Definition::Current | Definition::KeptLastGood) => discovered
@@ -248,7 +280,11 @@ fn cluster_reports(
     reports
 }
 
-async fn install_and_verify(settings: &Settings, checked: gate::Checked, api: &PrometheusApi) -> ConfigOutcome {
+async fn install_and_verify(
+    settings: &Settings,
+    checked: gate::Checked,
+    api: &PrometheusApi,
+) -> ConfigOutcome {
     let target = &settings.prometheus.config_file;
     let method = &settings.prometheus.reload;
     let timeout = settings.prometheus.verify_timeout;
@@ -259,19 +295,25 @@ async fn install_and_verify(settings: &Settings, checked: gate::Checked, api: &P
         // Same bytes: nothing to do, unless Prometheus's last load failed
         // (someone reverted a bad file by hand) — then load it again.
         return match api.runtime_info().await {
-            Ok(info) if !info.reload_config_success => match reload_and_verify(method, api, &expected, timeout).await {
-                Ok(()) => ConfigOutcome::Applied,
-                Err(e) => ConfigOutcome::InstalledUnverified(e),
-            },
+            Ok(info) if !info.reload_config_success => {
+                match reload_and_verify(method, api, &expected, timeout).await {
+                    Ok(()) => ConfigOutcome::Applied,
+                    Err(e) => ConfigOutcome::InstalledUnverified(e),
+                }
+            }
             _ => ConfigOutcome::Unchanged,
         };
     }
 
     if let Some(previous) = &previous {
         let copy = settings.last_good_dir().join("prometheus.yml");
-        let saved = std::fs::create_dir_all(settings.last_good_dir()).and_then(|()| fsutil::write_atomic(&copy, previous, 0o644));
+        let saved = std::fs::create_dir_all(settings.last_good_dir())
+            .and_then(|()| fsutil::write_atomic(&copy, previous, 0o644));
         if let Err(e) = saved {
-            return ConfigOutcome::Failed(format!("cannot keep the previous configuration in {}: {e}", copy.display()));
+            return ConfigOutcome::Failed(format!(
+                "cannot keep the previous configuration in {}: {e}",
+                copy.display()
+            ));
         }
     }
     if let Err(e) = checked.staged.install() {
@@ -298,7 +340,8 @@ async fn restore(
     api: &PrometheusApi,
     timeout: Duration,
 ) -> Result<(), String> {
-    fsutil::write_atomic(target, previous, 0o644).map_err(|e| format!("cannot restore {}: {e}", target.display()))?;
+    fsutil::write_atomic(target, previous, 0o644)
+        .map_err(|e| format!("cannot restore {}: {e}", target.display()))?;
     let expected = prometheus_api::job_names(&String::from_utf8_lossy(previous));
     reload_and_verify(method, api, &expected, timeout)
         .await

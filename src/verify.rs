@@ -17,12 +17,17 @@ pub enum VerifyError {
     Unreachable(String),
     #[error("reload failed: {0}")]
     Reload(String),
-    #[error("Prometheus did not load the new configuration (reloadConfigSuccess is false; its log says why)")]
+    #[error(
+        "Prometheus did not load the new configuration (reloadConfigSuccess is false; its log says why)"
+    )]
     NotLoaded,
     #[error("Prometheus did not report a new successful load within {0:?}")]
     Timeout(Duration),
     #[error("the configuration in force does not match: missing jobs [{}], unexpected jobs [{}]", .missing.join(", "), .unexpected.join(", "))]
-    JobsDiffer { missing: Vec<String>, unexpected: Vec<String> },
+    JobsDiffer {
+        missing: Vec<String>,
+        unexpected: Vec<String>,
+    },
 }
 
 /// Reloads and waits until Prometheus reports a successful load newer than
@@ -39,7 +44,9 @@ pub async fn reload_and_verify(
     let next_second = before.last_config_time.as_second() + 1;
     let now = Timestamp::now();
     if now.as_second() < next_second {
-        let wait = Timestamp::from_second(next_second).expect("valid time").duration_since(now);
+        let wait = Timestamp::from_second(next_second)
+            .expect("valid time")
+            .duration_since(now);
         sleep(Duration::try_from(wait).unwrap_or_default()).await;
     }
     reload(method, api).await.map_err(VerifyError::Reload)?;
@@ -47,20 +54,43 @@ pub async fn reload_and_verify(
     let deadline = Instant::now() + timeout;
     loop {
         match api.runtime_info().await {
-            Ok(info) if info.reload_config_success && info.last_config_time > before.last_config_time => break,
+            Ok(info)
+                if info.reload_config_success
+                    && info.last_config_time > before.last_config_time =>
+            {
+                break;
+            }
             // A failure we can tell from the one before: it is ours.
-            Ok(info) if !info.reload_config_success && before.reload_config_success => return Err(VerifyError::NotLoaded),
-            Ok(_) | Err(_) if Instant::now() >= deadline => return Err(VerifyError::Timeout(timeout)),
+            Ok(info) if !info.reload_config_success && before.reload_config_success => {
+                return Err(VerifyError::NotLoaded);
+            }
+            Ok(_) | Err(_) if Instant::now() >= deadline => {
+                return Err(VerifyError::Timeout(timeout));
+            }
             _ => sleep(Duration::from_millis(50)).await,
         }
     }
 
-    let loaded = api.loaded_job_names().await.map_err(VerifyError::Unreachable)?;
-    let missing: Vec<String> = expected_jobs.iter().filter(|j| !loaded.contains(j)).cloned().collect();
-    let unexpected: Vec<String> = loaded.iter().filter(|j| !expected_jobs.contains(j)).cloned().collect();
+    let loaded = api
+        .loaded_job_names()
+        .await
+        .map_err(VerifyError::Unreachable)?;
+    let missing: Vec<String> = expected_jobs
+        .iter()
+        .filter(|j| !loaded.contains(j))
+        .cloned()
+        .collect();
+    let unexpected: Vec<String> = loaded
+        .iter()
+        .filter(|j| !expected_jobs.contains(j))
+        .cloned()
+        .collect();
     if missing.is_empty() && unexpected.is_empty() {
         Ok(())
     } else {
-        Err(VerifyError::JobsDiffer { missing, unexpected })
+        Err(VerifyError::JobsDiffer {
+            missing,
+            unexpected,
+        })
     }
 }

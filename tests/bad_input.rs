@@ -15,7 +15,10 @@ fn setup() -> Setup {
     let s = Setup::new();
     s.settings("http://127.0.0.1:1", "reload = \"http\"");
     s.write("etc/promfed.d/stage/token", "secret-token-value\n");
-    s.write("etc/promfed.d/stage/ca.crt", "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n");
+    s.write(
+        "etc/promfed.d/stage/ca.crt",
+        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+    );
     s.write("etc/promfed.d/stage.toml", GOOD_CLUSTER);
     s
 }
@@ -36,18 +39,32 @@ fn assert_no_leftovers(s: &Setup) {
 #[test]
 fn an_unknown_key_names_file_line_and_key() {
     let s = setup();
-    s.write("etc/promfed.d/stage.toml", &format!("{GOOD_CLUSTER}colour = \"blue\"\n"));
+    s.write(
+        "etc/promfed.d/stage.toml",
+        &format!("{GOOD_CLUSTER}colour = \"blue\"\n"),
+    );
     let before = installed(&s);
     let out = s.promfed(&["check"]);
     assert_exit(&out, 78);
     let file = s.path("etc/promfed.d/stage.toml");
     assert!(
-        stderr(&out).contains(&format!("error: {}:4:1: key `colour`: unknown key (allowed here: api_server,", file.display())),
+        stderr(&out).contains(&format!(
+            "error: {}:4:1: key `colour`: unknown key (allowed here: api_server,",
+            file.display()
+        )),
         "{}",
         stderr(&out)
     );
-    assert!(stderr(&out).contains("4 | colour = \"blue\"\n  | ^^^^^^"), "{}", stderr(&out));
-    assert!(stdout(&out).contains("not monitored until it is fixed"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("4 | colour = \"blue\"\n  | ^^^^^^"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("not monitored until it is fixed"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(installed(&s), before);
 }
 
@@ -68,13 +85,20 @@ fn all_problems_of_all_files_are_reported_at_once() {
         assert!(err.contains(expected), "missing {expected:?} in\n{err}");
     }
     // The valid cluster is still rendered and gated.
-    assert!(stdout(&out).contains("candidate passes promtool"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("candidate passes promtool"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
 fn duplicate_cluster_names_are_refused_in_the_second_file() {
     let s = setup();
-    s.write("etc/promfed.d/zz-copy.toml", &format!("name = \"stage\"\n{GOOD_CLUSTER}"));
+    s.write(
+        "etc/promfed.d/zz-copy.toml",
+        &format!("name = \"stage\"\n{GOOD_CLUSTER}"),
+    );
     let out = s.promfed(&["check"]);
     assert_exit(&out, 78);
     let expected = format!(
@@ -111,8 +135,16 @@ fn a_missing_ca_in_the_operators_own_job_is_caught_though_promtool_accepts_it() 
     s.write("etc/prometheus.base.yml", base);
     // promtool alone would let it through.
     s.write("prometheus/probe.yml", base);
-    let probe = Command::new(PROMTOOL).args(["check", "config"]).arg(s.path("prometheus/probe.yml")).output().unwrap();
-    assert!(probe.status.success(), "promtool was expected to skip ca_file: {}", stderr(&probe));
+    let probe = Command::new(PROMTOOL)
+        .args(["check", "config"])
+        .arg(s.path("prometheus/probe.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "promtool was expected to skip ca_file: {}",
+        stderr(&probe)
+    );
     std::fs::remove_file(s.path("prometheus/probe.yml")).unwrap();
 
     let before = installed(&s);
@@ -138,10 +170,24 @@ fn a_base_file_that_promtool_rejects_installs_nothing() {
     let out = s.promfed(&["apply"]);
     assert_exit(&out, 78);
     let err = stderr(&out);
-    assert!(err.contains("error: promtool rejected the candidate configuration:"), "{err}");
-    assert!(err.contains("error parsing regexp: missing closing ): `^(?:(unclosed)$`"), "promtool's own words: {err}");
-    assert!(stdout(&out).contains("candidate rejected"), "{}", stdout(&out));
-    assert_eq!(installed(&s), before, "the installed file is unchanged, byte for byte");
+    assert!(
+        err.contains("error: promtool rejected the candidate configuration:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error parsing regexp: missing closing ): `^(?:(unclosed)$`"),
+        "promtool's own words: {err}"
+    );
+    assert!(
+        stdout(&out).contains("candidate rejected"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        installed(&s),
+        before,
+        "the installed file is unchanged, byte for byte"
+    );
     assert_no_leftovers(&s);
 }
 
@@ -164,28 +210,63 @@ fn a_job_name_collision_with_the_base_file_is_an_error() {
 #[test]
 fn invalid_settings_stop_everything_with_exit_78() {
     let s = setup();
-    s.write("etc/promfed.toml", "scrape_interval = \"fast\"\n[prometheus]\nuser = \"root\"\nreload = \"kill\"\n");
+    s.write(
+        "etc/promfed.toml",
+        "scrape_interval = \"fast\"\n[prometheus]\nuser = \"root\"\nreload = \"kill\"\n",
+    );
     let out = s.promfed(&["apply"]);
     assert_exit(&out, 78);
     let settings = s.path("etc/promfed.toml");
-    assert!(stderr(&out).contains(&format!("{}:1:19: key `scrape_interval`: `fast` is not a duration", settings.display())), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("{}:4:10: key `prometheus.reload`: `kill` is not one of: signal, http", settings.display())), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}:1:19: key `scrape_interval`: `fast` is not a duration",
+            settings.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}:4:10: key `prometheus.reload`: `kill` is not one of: signal, http",
+            settings.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn a_missing_settings_file_is_a_configuration_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_promfed")).args(["--config", "/nonexistent/promfed.toml", "check"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_promfed"))
+        .args(["--config", "/nonexistent/promfed.toml", "check"])
+        .output()
+        .unwrap();
     assert_exit(&out, 78);
-    assert!(stderr(&out).contains("/nonexistent/promfed.toml: cannot read the settings file: No such file or directory"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "/nonexistent/promfed.toml: cannot read the settings file: No such file or directory"
+        ),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn usage_errors_exit_2_and_version_works() {
-    let out = Command::new(env!("CARGO_BIN_EXE_promfed")).arg("frobnicate").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_promfed"))
+        .arg("frobnicate")
+        .output()
+        .unwrap();
     assert_exit(&out, 2);
-    let out = Command::new(env!("CARGO_BIN_EXE_promfed")).arg("--version").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_promfed"))
+        .arg("--version")
+        .output()
+        .unwrap();
     assert_exit(&out, 0);
-    assert_eq!(stdout(&out), format!("promfed {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout(&out),
+        format!("promfed {}\n", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -194,5 +275,8 @@ fn render_never_shows_a_token() {
     let out = s.promfed(&["render"]);
     assert_exit(&out, 0);
     assert!(!stdout(&out).contains("secret-token-value"));
-    assert!(stdout(&out).contains(&format!("credentials_file: {}", s.path("etc/promfed.d/stage/token").display())));
+    assert!(stdout(&out).contains(&format!(
+        "credentials_file: {}",
+        s.path("etc/promfed.d/stage/token").display()
+    )));
 }

@@ -6,7 +6,12 @@ mod support;
 use support::*;
 
 /// Checks the labels of every target Prometheus scrapes for `cluster`.
-fn assert_cluster_targets(targets: &[serde_json::Value], cluster: &str, nodes: &[&str], api_address: &str) {
+fn assert_cluster_targets(
+    targets: &[serde_json::Value],
+    cluster: &str,
+    nodes: &[&str],
+    api_address: &str,
+) {
     let mut seen: Vec<(String, String, String, String)> = targets
         .iter()
         .map(|t| {
@@ -22,17 +27,43 @@ fn assert_cluster_targets(targets: &[serde_json::Value], cluster: &str, nodes: &
         })
         .collect();
     seen.sort();
-    let mut want = vec![(format!("promfed/{cluster}/apiserver"), "apiserver".into(), api_address.to_string(), String::new())];
+    let mut want = vec![(
+        format!("promfed/{cluster}/apiserver"),
+        "apiserver".into(),
+        api_address.to_string(),
+        String::new(),
+    )];
     for n in nodes {
-        want.push((format!("promfed/{cluster}/cadvisor"), "kubelet".into(), n.to_string(), "/metrics/cadvisor".into()));
-        want.push((format!("promfed/{cluster}/kubelet"), "kubelet".into(), n.to_string(), "/metrics".into()));
-        want.push((format!("promfed/{cluster}/node-exporter"), "node-exporter".into(), n.to_string(), String::new()));
+        want.push((
+            format!("promfed/{cluster}/cadvisor"),
+            "kubelet".into(),
+            n.to_string(),
+            "/metrics/cadvisor".into(),
+        ));
+        want.push((
+            format!("promfed/{cluster}/kubelet"),
+            "kubelet".into(),
+            n.to_string(),
+            "/metrics".into(),
+        ));
+        want.push((
+            format!("promfed/{cluster}/node-exporter"),
+            "node-exporter".into(),
+            n.to_string(),
+            String::new(),
+        ));
     }
     want.sort();
     assert_eq!(seen, want);
     // Every target is scraped through the API server, never a node or pod.
     for t in targets {
-        assert!(t["scrapeUrl"].as_str().unwrap().starts_with(&format!("https://{api_address}/")), "{t}");
+        assert!(
+            t["scrapeUrl"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("https://{api_address}/")),
+            "{t}"
+        );
     }
     let pod_paths: Vec<&str> = targets
         .iter()
@@ -40,8 +71,12 @@ fn assert_cluster_targets(targets: &[serde_json::Value], cluster: &str, nodes: &
         .map(|t| t["discoveredLabels"]["__metrics_path__"].as_str().unwrap())
         .collect();
     for n in nodes {
-        let path = format!("/api/v1/namespaces/monitoring/pods/node-exporter-{n}:9100/proxy/metrics");
-        assert!(pod_paths.contains(&path.as_str()), "{path} not in {pod_paths:?}");
+        let path =
+            format!("/api/v1/namespaces/monitoring/pods/node-exporter-{n}:9100/proxy/metrics");
+        assert!(
+            pod_paths.contains(&path.as_str()),
+            "{path} not in {pod_paths:?}"
+        );
     }
 }
 
@@ -57,25 +92,56 @@ fn one_cluster_is_scraped_through_the_api_server_with_its_labels() {
     let out = setup.promfed(&["apply"]);
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("cluster stage"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("2 nodes, 2 node-exporter pods"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("installed, reloaded and verified"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("2 nodes, 2 node-exporter pods"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("installed, reloaded and verified"),
+        "{}",
+        stdout(&out)
+    );
 
     let targets = prometheus.wait_targets_up("promfed/stage/", 7);
-    assert_cluster_targets(&targets, "stage", &["node-a", "node-b"], &format!("127.0.0.1:{}", fake.port));
+    assert_cluster_targets(
+        &targets,
+        "stage",
+        &["node-a", "node-b"],
+        &format!("127.0.0.1:{}", fake.port),
+    );
 
     // Real node-exporter series, per node, with the cluster label.
-    let series = support::wait_for("node-exporter series", std::time::Duration::from_secs(20), || {
-        let r = prometheus.query("count by (instance) (node_cpu_seconds_total{cluster=\"stage\",job=\"node-exporter\"})");
-        (r.len() == 2).then_some(r)
-    });
-    let mut instances: Vec<&str> = series.iter().map(|s| s["metric"]["instance"].as_str().unwrap()).collect();
+    let series = support::wait_for(
+        "node-exporter series",
+        std::time::Duration::from_secs(20),
+        || {
+            let r = prometheus.query("count by (instance) (node_cpu_seconds_total{cluster=\"stage\",job=\"node-exporter\"})");
+            (r.len() == 2).then_some(r)
+        },
+    );
+    let mut instances: Vec<&str> = series
+        .iter()
+        .map(|s| s["metric"]["instance"].as_str().unwrap())
+        .collect();
     instances.sort();
     assert_eq!(instances, ["node-a", "node-b"]);
     // The kube-prometheus drops are in force; cAdvisor keeps its own labels.
-    assert!(prometheus.query("container_spec_memory_limit_bytes").is_empty());
+    assert!(
+        prometheus
+            .query("container_spec_memory_limit_bytes")
+            .is_empty()
+    );
     let cpu = prometheus.query("container_cpu_usage_seconds_total{cluster=\"stage\"}");
-    assert_eq!(cpu.len(), 2, "one container per node, the pod-less cgroup dropped: {cpu:?}");
-    assert!(cpu.iter().all(|s| s["metric"]["namespace"] == "default" && s["metric"]["container"] == "app"));
+    assert_eq!(
+        cpu.len(),
+        2,
+        "one container per node, the pod-less cgroup dropped: {cpu:?}"
+    );
+    assert!(
+        cpu.iter()
+            .all(|s| s["metric"]["namespace"] == "default" && s["metric"]["container"] == "app")
+    );
 
     // No token appears in what promfed generated.
     let generated = setup.read("prometheus/prometheus.yml");
@@ -87,7 +153,11 @@ fn one_cluster_is_scraped_through_the_api_server_with_its_labels() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = setup.promfed(&["apply"]);
     assert_exit(&out, 0);
-    assert!(stdout(&out).contains("is up to date, no reload needed"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("is up to date, no reload needed"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(prometheus.last_reload(), before);
 }
 
@@ -98,7 +168,10 @@ fn two_clusters_one_with_a_client_certificate_reloaded_by_signal() {
     let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
     let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1", "p-2", "p-3"], &exporter);
     let prometheus = setup.prometheus(None);
-    setup.settings(&prometheus.url(), &format!("pid_file = \"{}\"", prometheus.pid_file.display()));
+    setup.settings(
+        &prometheus.url(),
+        &format!("pid_file = \"{}\"", prometheus.pid_file.display()),
+    );
     setup.add_cluster(&stage);
     // prod authenticates with a client certificate instead of a token.
     for f in ["client.crt", "client.key"] {
@@ -116,16 +189,34 @@ fn two_clusters_one_with_a_client_certificate_reloaded_by_signal() {
     let out = setup.promfed(&["apply"]);
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("cluster prod"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("3 nodes, 3 node-exporter pods"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("3 nodes, 3 node-exporter pods"),
+        "{}",
+        stdout(&out)
+    );
 
     let targets = prometheus.wait_targets_up("promfed/prod/", 10);
-    assert_cluster_targets(&targets, "prod", &["p-1", "p-2", "p-3"], &format!("127.0.0.1:{}", prod.port));
+    assert_cluster_targets(
+        &targets,
+        "prod",
+        &["p-1", "p-2", "p-3"],
+        &format!("127.0.0.1:{}", prod.port),
+    );
     let targets = prometheus.wait_targets_up("promfed/stage/", 4);
-    assert_cluster_targets(&targets, "stage", &["s-1"], &format!("127.0.0.1:{}", stage.port));
-    let up = support::wait_for("series of both clusters", std::time::Duration::from_secs(20), || {
-        let r = prometheus.query("count by (cluster) (up{job=\"node-exporter\"} == 1)");
-        (r.len() == 2).then_some(r)
-    });
+    assert_cluster_targets(
+        &targets,
+        "stage",
+        &["s-1"],
+        &format!("127.0.0.1:{}", stage.port),
+    );
+    let up = support::wait_for(
+        "series of both clusters",
+        std::time::Duration::from_secs(20),
+        || {
+            let r = prometheus.query("count by (cluster) (up{job=\"node-exporter\"} == 1)");
+            (r.len() == 2).then_some(r)
+        },
+    );
     assert_eq!(up.len(), 2);
 }
 
@@ -152,23 +243,49 @@ fn an_unreachable_or_forbidding_api_server_keeps_the_last_targets() {
         "{}",
         stdout(&out)
     );
-    assert!(stdout(&out).contains("promfed needs `list` on `nodes`"), "{}", stdout(&out));
-    assert_eq!(setup.read("state/targets/stage/kubelet.json"), targets_before);
+    assert!(
+        stdout(&out).contains("promfed needs `list` on `nodes`"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        setup.read("state/targets/stage/kubelet.json"),
+        targets_before
+    );
 
     // A wrong token: 401.
     setup.write("etc/promfed.d/stage/token", "not-the-token\n");
     let out = setup.promfed(&["apply"]);
     assert_exit(&out, 1);
-    assert!(stdout(&out).contains("discovery failed (unauthorized): 401 Unauthorized"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("discovery failed (unauthorized): 401 Unauthorized"),
+        "{}",
+        stdout(&out)
+    );
 
     // The API server is down.
     fake.stop();
     let out = setup.promfed(&["apply"]);
     assert_exit(&out, 1);
-    assert!(stdout(&out).contains("discovery failed (unreachable)"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("its last targets stay in place"), "{}", stdout(&out));
-    assert_eq!(setup.read("state/targets/stage/kubelet.json"), targets_before);
-    assert!(setup.read("prometheus/prometheus.yml").contains("job_name: promfed/stage/kubelet"));
+    assert!(
+        stdout(&out).contains("discovery failed (unreachable)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("its last targets stay in place"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        setup.read("state/targets/stage/kubelet.json"),
+        targets_before
+    );
+    assert!(
+        setup
+            .read("prometheus/prometheus.yml")
+            .contains("job_name: promfed/stage/kubelet")
+    );
 }
 
 #[test]
@@ -178,11 +295,23 @@ fn a_ca_that_does_not_match_is_reported_as_a_tls_problem() {
     let fake = FakeCluster::start(setup.root.path(), "stage", &["node-a"], &exporter);
     setup.settings("http://127.0.0.1:1", "reload = \"http\"");
     setup.add_cluster(&fake);
-    std::fs::copy(fake.pki("other-ca.crt"), setup.path("etc/promfed.d/stage/ca.crt")).unwrap();
+    std::fs::copy(
+        fake.pki("other-ca.crt"),
+        setup.path("etc/promfed.d/stage/ca.crt"),
+    )
+    .unwrap();
     let out = setup.promfed(&["apply"]);
     assert_exit(&out, 1);
-    assert!(stdout(&out).contains("discovery failed (tls): TLS with"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("is ca_file the CA that signed this API server's certificate?"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("discovery failed (tls): TLS with"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("is ca_file the CA that signed this API server's certificate?"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -198,22 +327,50 @@ fn a_reload_that_does_not_take_is_rolled_back() {
     let prometheus = setup.prometheus(Some("nobody"));
     setup.settings(&prometheus.url(), "reload = \"http\"");
     setup.add_cluster(&fake);
-    std::fs::set_permissions(setup.path("etc/promfed.d/stage/token"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        setup.path("etc/promfed.d/stage/token"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     assert_exit(&setup.promfed(&["apply"]), 0);
     prometheus.wait_targets_up("promfed/stage/", 4);
     let good = std::fs::read(setup.path("prometheus/prometheus.yml")).unwrap();
 
-    std::fs::set_permissions(setup.path("etc/promfed.d/stage/ca.crt"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let cluster_file = setup.read("etc/promfed.d/stage.toml").replace("env = \"test\"", "env = \"test\", team = \"x\"");
+    std::fs::set_permissions(
+        setup.path("etc/promfed.d/stage/ca.crt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let cluster_file = setup
+        .read("etc/promfed.d/stage.toml")
+        .replace("env = \"test\"", "env = \"test\", team = \"x\"");
     setup.write("etc/promfed.d/stage.toml", &cluster_file);
     let out = setup.promfed(&["apply"]);
     assert_exit(&out, 1);
-    assert!(stderr(&out).contains("the new configuration did not take: reload failed"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("answered 500 Internal Server Error: failed to reload config"), "Prometheus's own answer is shown: {}", stderr(&out));
-    assert!(stdout(&out).contains("rolled back to the previous"), "{}", stdout(&out));
-    assert_eq!(std::fs::read(setup.path("prometheus/prometheus.yml")).unwrap(), good);
+    assert!(
+        stderr(&out).contains("the new configuration did not take: reload failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("answered 500 Internal Server Error: failed to reload config"),
+        "Prometheus's own answer is shown: {}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("rolled back to the previous"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read(setup.path("prometheus/prometheus.yml")).unwrap(),
+        good
+    );
     let info = prometheus.api("/api/v1/status/runtimeinfo");
-    assert_eq!(info["data"]["reloadConfigSuccess"], true, "the restored config is in force");
+    assert_eq!(
+        info["data"]["reloadConfigSuccess"], true,
+        "the restored config is in force"
+    );
 }
 
 #[test]
@@ -231,33 +388,72 @@ fn a_broken_cluster_file_keeps_its_last_good_config_and_the_others_are_applied()
 
     // prod's file breaks; stage gets a new label; a new file is broken from the start.
     let prod_file = setup.read("etc/promfed.d/prod.toml");
-    setup.write("etc/promfed.d/prod.toml", &format!("{prod_file}scrape_intervall = \"5s\"\n"));
-    let stage_file = setup.read("etc/promfed.d/stage.toml").replace("env = \"test\"", "env = \"test\", team = \"blue\"");
+    setup.write(
+        "etc/promfed.d/prod.toml",
+        &format!("{prod_file}scrape_intervall = \"5s\"\n"),
+    );
+    let stage_file = setup
+        .read("etc/promfed.d/stage.toml")
+        .replace("env = \"test\"", "env = \"test\", team = \"blue\"");
     setup.write("etc/promfed.d/stage.toml", &stage_file);
     setup.write("etc/promfed.d/new.toml", "api_server = 42\n");
 
     let out = setup.promfed(&["apply"]);
     assert_exit(&out, 78);
     let err = stderr(&out);
-    assert!(err.contains(&format!("{}:5:1: key `scrape_intervall`: unknown key", setup.path("etc/promfed.d/prod.toml").display())), "{err}");
-    assert!(err.contains(&format!("{}:1:14: key `api_server`: expected a string", setup.path("etc/promfed.d/new.toml").display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:5:1: key `scrape_intervall`: unknown key",
+            setup.path("etc/promfed.d/prod.toml").display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:1:14: key `api_server`: expected a string",
+            setup.path("etc/promfed.d/new.toml").display()
+        )),
+        "{err}"
+    );
     let text = stdout(&out);
-    assert!(text.contains("cluster prod") && text.contains("file invalid: keeping its last good configuration"), "{text}");
-    assert!(text.contains("cluster new") && text.contains("file invalid: not monitored until it is fixed"), "{text}");
+    assert!(
+        text.contains("cluster prod")
+            && text.contains("file invalid: keeping its last good configuration"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cluster new")
+            && text.contains("file invalid: not monitored until it is fixed"),
+        "{text}"
+    );
     assert!(text.contains("installed, reloaded and verified"), "{text}");
 
     // stage's change is in force; prod is still scraped as before.
-    support::wait_for("stage's new label", std::time::Duration::from_secs(20), || {
-        let t = prometheus.wait_targets_up("promfed/stage/", 4);
-        t.iter().all(|t| t["labels"]["team"] == "blue").then_some(())
-    });
+    support::wait_for(
+        "stage's new label",
+        std::time::Duration::from_secs(20),
+        || {
+            let t = prometheus.wait_targets_up("promfed/stage/", 4);
+            t.iter()
+                .all(|t| t["labels"]["team"] == "blue")
+                .then_some(())
+        },
+    );
     let prod_targets = prometheus.wait_targets_up("promfed/prod/", 4);
-    assert!(prod_targets.iter().all(|t| t["labels"]["cluster"] == "prod"));
+    assert!(
+        prod_targets
+            .iter()
+            .all(|t| t["labels"]["cluster"] == "prod")
+    );
 
     // Deleting prod's file removes its jobs.
     std::fs::remove_file(setup.path("etc/promfed.d/prod.toml")).unwrap();
     let out = setup.promfed(&["apply"]);
     assert_exit(&out, 78); // new.toml is still broken
-    assert!(!setup.read("prometheus/prometheus.yml").contains("promfed/prod/"));
+    assert!(
+        !setup
+            .read("prometheus/prometheus.yml")
+            .contains("promfed/prod/")
+    );
     assert!(!setup.path("state/targets/prod").exists());
 }

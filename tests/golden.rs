@@ -26,7 +26,11 @@ fn copy_tree(from: &Path, to: &Path) {
 
 fn cases() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     cases.sort();
     assert!(cases.len() >= 7, "golden cases are missing");
     cases
@@ -47,7 +51,12 @@ fn render(case: &Path) -> (String, tempfile::TempDir) {
         stdout(&out)
     };
     let first = run();
-    assert_eq!(first, run(), "{}: rendering is not deterministic", case.display());
+    assert_eq!(
+        first,
+        run(),
+        "{}: rendering is not deterministic",
+        case.display()
+    );
     (first.replace(root.path().to_str().unwrap(), "@ROOT@"), root)
 }
 
@@ -71,15 +80,32 @@ fn every_case_renders_as_expected_and_passes_promtool() {
 
         // Real promtool judges the same bytes, at the place they would go.
         let config = root.path().join("prometheus/prometheus.yml");
-        std::fs::write(&config, rendered.replace("@ROOT@", root.path().to_str().unwrap())).unwrap();
-        let out = Command::new(PROMTOOL).args(["check", "config"]).arg(&config).output().unwrap();
+        std::fs::write(
+            &config,
+            rendered.replace("@ROOT@", root.path().to_str().unwrap()),
+        )
+        .unwrap();
+        let out = Command::new(PROMTOOL)
+            .args(["check", "config"])
+            .arg(&config)
+            .output()
+            .unwrap();
         let kubernetes_sd = case.ends_with("05-kubernetes-sd");
         if kubernetes_sd {
             // Debian 12's Prometheus 2.42 is built without Kubernetes discovery.
             assert!(!out.status.success());
-            assert!(stderr(&out).contains("field kubernetes_sd_configs not found"), "{}", stderr(&out));
+            assert!(
+                stderr(&out).contains("field kubernetes_sd_configs not found"),
+                "{}",
+                stderr(&out)
+            );
         } else if !out.status.success() {
-            failures.push(format!("{}: promtool rejects it:\n{}{}", case.display(), stdout(&out), stderr(&out)));
+            failures.push(format!(
+                "{}: promtool rejects it:\n{}{}",
+                case.display(),
+                stdout(&out),
+                stderr(&out)
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

@@ -38,35 +38,57 @@ impl KubeClient {
             })?;
         Ok(KubeClient {
             http,
-            base: cluster.api_server.url.as_str().trim_end_matches('/').to_string(),
+            base: cluster
+                .api_server
+                .url
+                .as_str()
+                .trim_end_matches('/')
+                .to_string(),
             token_file: cluster.auth.token_file.clone(),
         })
     }
 
     /// GETs `path` (which starts with `/`) and decodes the JSON answer.
     /// `None` for a 404.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str, needs: Permission) -> Result<Option<T>, DiscoveryError> {
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        needs: Permission,
+    ) -> Result<Option<T>, DiscoveryError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.get(&url).header("Accept", "application/json");
         if let Some(token_file) = &self.token_file {
             // Read on every request: a rotated token is used at once.
-            let token = std::fs::read_to_string(token_file).map_err(|e| DiscoveryError::Credentials {
-                key: "token_file",
-                path: token_file.clone(),
-                detail: e.to_string(),
-            })?;
+            let token =
+                std::fs::read_to_string(token_file).map_err(|e| DiscoveryError::Credentials {
+                    key: "token_file",
+                    path: token_file.clone(),
+                    detail: e.to_string(),
+                })?;
             request = request.bearer_auth(token.trim());
         }
-        let response = request.send().await.map_err(|e| transport_error(&self.base, &e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(&self.base, &e))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| transport_error(&self.base, &e))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&self.base, &e))?;
         match status.as_u16() {
-            200 => serde_json::from_slice(&body).map(Some).map_err(|e| DiscoveryError::BadResponse {
-                url: url.clone(),
-                detail: format!("not the JSON expected: {e}"),
-            }),
+            200 => {
+                serde_json::from_slice(&body)
+                    .map(Some)
+                    .map_err(|e| DiscoveryError::BadResponse {
+                        url: url.clone(),
+                        detail: format!("not the JSON expected: {e}"),
+                    })
+            }
             404 => Ok(None),
-            401 => Err(DiscoveryError::Unauthorized { url: self.base.clone() }),
+            401 => Err(DiscoveryError::Unauthorized {
+                url: self.base.clone(),
+            }),
             403 => Err(DiscoveryError::Forbidden {
                 message: status_message(&body),
                 verb: needs.verb,
@@ -86,7 +108,11 @@ fn status_message(body: &[u8]) -> String {
     serde_json::from_slice::<Status>(body)
         .ok()
         .and_then(|s| s.message)
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string())
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+                .trim()
+                .to_string()
+        })
 }
 
 /// Tells a TLS failure (wrong CA, wrong name) apart from an unreachable host.

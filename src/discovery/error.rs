@@ -5,23 +5,44 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
     #[error("cannot read {key} {}: {detail}", path.display())]
-    Credentials { key: &'static str, path: PathBuf, detail: String },
+    Credentials {
+        key: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
     #[error("API server {url} is unreachable: {detail}")]
     Unreachable { url: String, detail: String },
-    #[error("TLS with {url} failed: {detail} (is ca_file the CA that signed this API server's certificate?)")]
+    #[error(
+        "TLS with {url} failed: {detail} (is ca_file the CA that signed this API server's certificate?)"
+    )]
     Tls { url: String, detail: String },
-    #[error("401 Unauthorized from {url}: the API server does not accept the credentials (token expired, rotated or wrong cluster?)")]
+    #[error(
+        "401 Unauthorized from {url}: the API server does not accept the credentials (token expired, rotated or wrong cluster?)"
+    )]
     Unauthorized { url: String },
     #[error("403 Forbidden: {message} — promfed needs `{verb}` on `{resource}`")]
-    Forbidden { message: String, verb: &'static str, resource: &'static str },
+    Forbidden {
+        message: String,
+        verb: &'static str,
+        resource: &'static str,
+    },
     #[error("{what} was not found (404 from {url})")]
     NotFound { what: String, url: String },
     #[error("{url} answered {status}: {body}")]
-    Http { url: String, status: u16, body: String },
+    Http {
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error("unexpected answer from {url}: {detail}")]
     BadResponse { url: String, detail: String },
     #[error("no port {port} on endpoints {namespace}/{service} (it has: {available})")]
-    NoSuchPort { namespace: String, service: String, port: String, available: String },
+    NoSuchPort {
+        namespace: String,
+        service: String,
+        port: String,
+        available: String,
+    },
 }
 
 impl DiscoveryError {

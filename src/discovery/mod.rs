@@ -20,7 +20,10 @@ const PAGE: usize = 500;
 
 /// Discovers one cluster: the nodes (for kubelet and cAdvisor) and the ready
 /// node-exporter pods behind the configured service.
-pub async fn discover(cluster: &Cluster, timeout: Duration) -> Result<ClusterTargets, DiscoveryError> {
+pub async fn discover(
+    cluster: &Cluster,
+    timeout: Duration,
+) -> Result<ClusterTargets, DiscoveryError> {
     let client = KubeClient::new(cluster, timeout)?;
     let mut targets = ClusterTargets::default();
     if cluster.kubelet.enabled || cluster.cadvisor.component.enabled {
@@ -39,10 +42,18 @@ async fn list_nodes(client: &KubeClient) -> Result<Vec<String>, DiscoveryError> 
         let mut path = format!("/api/v1/nodes?limit={PAGE}");
         if let Some(token) = &continue_token {
             path.push_str("&continue=");
-            path.push_str(&url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>());
+            path.push_str(
+                &url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>(),
+            );
         }
         let page: List<Node> = client
-            .get(&path, Permission { verb: "list", resource: "nodes" })
+            .get(
+                &path,
+                Permission {
+                    verb: "list",
+                    resource: "nodes",
+                },
+            )
             .await?
             .ok_or_else(|| DiscoveryError::NotFound {
                 what: "the nodes API".into(),
@@ -59,11 +70,23 @@ async fn list_nodes(client: &KubeClient) -> Result<Vec<String>, DiscoveryError> 
     Ok(names)
 }
 
-async fn node_exporter_pods(client: &KubeClient, cluster: &Cluster) -> Result<Vec<ExporterPod>, DiscoveryError> {
+async fn node_exporter_pods(
+    client: &KubeClient,
+    cluster: &Cluster,
+) -> Result<Vec<ExporterPod>, DiscoveryError> {
     let ne = &cluster.node_exporter;
-    let path = format!("/api/v1/namespaces/{}/endpoints/{}", ne.namespace, ne.service);
+    let path = format!(
+        "/api/v1/namespaces/{}/endpoints/{}",
+        ne.namespace, ne.service
+    );
     let endpoints: Endpoints = client
-        .get(&path, Permission { verb: "get", resource: "endpoints" })
+        .get(
+            &path,
+            Permission {
+                verb: "get",
+                resource: "endpoints",
+            },
+        )
         .await?
         .ok_or_else(|| DiscoveryError::NotFound {
             what: format!("service {}/{} (its endpoints)", ne.namespace, ne.service),
@@ -77,7 +100,12 @@ async fn node_exporter_pods(client: &KubeClient, cluster: &Cluster) -> Result<Ve
             PortRef::Name(name) => p.name.as_deref() == Some(name),
         });
         let Some(port) = port else {
-            available.extend(subset.ports.iter().map(|p| format!("{}={}", p.name.as_deref().unwrap_or("-"), p.port)));
+            available.extend(
+                subset
+                    .ports
+                    .iter()
+                    .map(|p| format!("{}={}", p.name.as_deref().unwrap_or("-"), p.port)),
+            );
             continue;
         };
         for address in &subset.addresses {
@@ -89,7 +117,10 @@ async fn node_exporter_pods(client: &KubeClient, cluster: &Cluster) -> Result<Ve
             }
             pods.push(ExporterPod {
                 node: node.clone(),
-                namespace: target.namespace.clone().unwrap_or_else(|| ne.namespace.clone()),
+                namespace: target
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| ne.namespace.clone()),
                 pod: target.name.clone(),
                 port: port.port,
             });

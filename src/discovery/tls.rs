@@ -20,12 +20,16 @@ pub fn client_config(cluster: &Cluster) -> Result<ClientConfig, DiscoveryError> 
     let verifier: Arc<dyn ServerCertVerifier> = if cluster.tls.insecure_skip_verify {
         Arc::new(AcceptAnyCertificate(provider.clone()))
     } else {
-        let ca = cluster.tls.ca_file.as_deref().expect("validation requires ca_file unless insecure");
+        let ca = cluster
+            .tls
+            .ca_file
+            .as_deref()
+            .expect("validation requires ca_file unless insecure");
         let mut roots = RootCertStore::empty();
         for cert in read_certs("ca_file", ca)? {
-            roots
-                .add(cert)
-                .map_err(|e| material("ca_file", ca, format!("not a usable CA certificate: {e}")))?;
+            roots.add(cert).map_err(|e| {
+                material("ca_file", ca, format!("not a usable CA certificate: {e}"))
+            })?;
         }
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
@@ -33,8 +37,9 @@ pub fn client_config(cluster: &Cluster) -> Result<ClientConfig, DiscoveryError> 
         match &cluster.tls.server_name {
             Some(name) => Arc::new(VerifyAs {
                 inner: webpki,
-                name: ServerName::try_from(name.clone())
-                    .map_err(|e| material("ca_file", ca, format!("tls_server_name `{name}`: {e}")))?,
+                name: ServerName::try_from(name.clone()).map_err(|e| {
+                    material("ca_file", ca, format!("tls_server_name `{name}`: {e}"))
+                })?,
             }),
             None => webpki,
         }
@@ -47,8 +52,13 @@ pub fn client_config(cluster: &Cluster) -> Result<ClientConfig, DiscoveryError> 
     let mut config = match &cluster.auth.client_cert {
         Some(c) => {
             let certs = read_certs("cert_file", &c.cert_file)?;
-            let key = PrivateKeyDer::from_pem_file(&c.key_file)
-                .map_err(|e| material("key_file", &c.key_file, format!("no usable private key: {e}")))?;
+            let key = PrivateKeyDer::from_pem_file(&c.key_file).map_err(|e| {
+                material(
+                    "key_file",
+                    &c.key_file,
+                    format!("no usable private key: {e}"),
+                )
+            })?;
             builder
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| material("cert_file", &c.cert_file, e.to_string()))?
@@ -59,7 +69,10 @@ pub fn client_config(cluster: &Cluster) -> Result<ClientConfig, DiscoveryError> 
     Ok(config)
 }
 
-fn read_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, DiscoveryError> {
+fn read_certs(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, DiscoveryError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
         .map_err(|e| material(key, path, format!("not a PEM certificate file: {e}")))?;
@@ -94,7 +107,8 @@ impl ServerCertVerifier for VerifyAs {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner.verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
     }
 
     fn verify_tls12_signature(
@@ -143,7 +157,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -152,7 +171,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

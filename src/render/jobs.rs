@@ -18,7 +18,12 @@ pub fn cluster_jobs(cluster: &Cluster, settings: &Settings) -> Vec<ScrapeConfig>
 
 fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> ScrapeConfig {
     let (interval, honor_labels, honor_timestamps, drops) = match kind {
-        JobKind::Kubelet => (&cluster.kubelet.scrape_interval, Some(true), None, kubelet_drops()),
+        JobKind::Kubelet => (
+            &cluster.kubelet.scrape_interval,
+            Some(true),
+            None,
+            kubelet_drops(),
+        ),
         // cAdvisor's explicit timestamps keep dead containers' series
         // around for five minutes; Prometheus 2.42 has no
         // track_timestamps_staleness, so ignore them.
@@ -26,14 +31,33 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> ScrapeConfig {
             &cluster.cadvisor.component.scrape_interval,
             Some(true),
             Some(false),
-            if cluster.cadvisor.drop_high_cardinality { cadvisor_drops() } else { Vec::new() },
+            if cluster.cadvisor.drop_high_cardinality {
+                cadvisor_drops()
+            } else {
+                Vec::new()
+            },
         ),
-        JobKind::Apiserver => (&cluster.apiserver.scrape_interval, None, None, apiserver_drops()),
-        JobKind::NodeExporter => (&cluster.node_exporter.component.scrape_interval, None, None, Vec::new()),
+        JobKind::Apiserver => (
+            &cluster.apiserver.scrape_interval,
+            None,
+            None,
+            apiserver_drops(),
+        ),
+        JobKind::NodeExporter => (
+            &cluster.node_exporter.component.scrape_interval,
+            None,
+            None,
+            Vec::new(),
+        ),
     };
     let mut job = ScrapeConfig {
         job_name: kind.job_name(&cluster.name),
-        scrape_interval: Some(interval.as_ref().unwrap_or(&settings.scrape_interval).to_string()),
+        scrape_interval: Some(
+            interval
+                .as_ref()
+                .unwrap_or(&settings.scrape_interval)
+                .to_string(),
+        ),
         scrape_timeout: settings.scrape_timeout.as_ref().map(ToString::to_string),
         honor_labels,
         honor_timestamps,
@@ -55,7 +79,11 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> ScrapeConfig {
     } else {
         match settings.discovery {
             DiscoveryMode::FileSd => job.file_sd_configs.push(FileSdConfig {
-                files: vec![path_string(&targets::file_path(&settings.targets_dir(), &cluster.name, kind))],
+                files: vec![path_string(&targets::file_path(
+                    &settings.targets_dir(),
+                    &cluster.name,
+                    kind,
+                ))],
             }),
             DiscoveryMode::KubernetesSd => {
                 let (sd, relabels) = kubernetes_sd(cluster, kind);
@@ -64,13 +92,19 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> ScrapeConfig {
             }
         }
     }
-    job.relabel_configs.push(Relabel::set("job", kind.job_label()));
+    job.relabel_configs
+        .push(Relabel::set("job", kind.job_label()));
     match kind {
-        JobKind::Kubelet => job.relabel_configs.push(Relabel::set("metrics_path", "/metrics")),
-        JobKind::Cadvisor => job.relabel_configs.push(Relabel::set("metrics_path", "/metrics/cadvisor")),
+        JobKind::Kubelet => job
+            .relabel_configs
+            .push(Relabel::set("metrics_path", "/metrics")),
+        JobKind::Cadvisor => job
+            .relabel_configs
+            .push(Relabel::set("metrics_path", "/metrics/cadvisor")),
         _ => {}
     }
-    job.relabel_configs.push(Relabel::set("cluster", cluster.name.as_str()));
+    job.relabel_configs
+        .push(Relabel::set("cluster", cluster.name.as_str()));
     for (name, value) in &cluster.labels {
         job.relabel_configs.push(Relabel::set(name.as_str(), value));
     }
@@ -100,7 +134,12 @@ fn kubernetes_sd(cluster: &Cluster, kind: JobKind) -> (KubernetesSdConfig, Vec<R
     let prefix = &cluster.api_server.path_prefix;
     let address = &cluster.api_server.address;
     let sd = |role, namespaces| KubernetesSdConfig {
-        api_server: cluster.api_server.url.as_str().trim_end_matches('/').to_string(),
+        api_server: cluster
+            .api_server
+            .url
+            .as_str()
+            .trim_end_matches('/')
+            .to_string(),
         role,
         namespaces,
         authorization: authorization(cluster),
@@ -108,7 +147,11 @@ fn kubernetes_sd(cluster: &Cluster, kind: JobKind) -> (KubernetesSdConfig, Vec<R
     };
     match kind {
         JobKind::Kubelet | JobKind::Cadvisor => {
-            let suffix = if kind == JobKind::Cadvisor { "/cadvisor" } else { "" };
+            let suffix = if kind == JobKind::Cadvisor {
+                "/cadvisor"
+            } else {
+                ""
+            };
             (
                 sd("node", None),
                 vec![
@@ -127,21 +170,41 @@ fn kubernetes_sd(cluster: &Cluster, kind: JobKind) -> (KubernetesSdConfig, Vec<R
             let ne = &cluster.node_exporter;
             let port_filter = match &ne.port {
                 PortRef::Number(n) => Relabel::keep(&["__address__"], &format!(".+:{n}")),
-                PortRef::Name(name) => Relabel::keep(&["__meta_kubernetes_endpoint_port_name"], &regex_escape(name)),
+                PortRef::Name(name) => Relabel::keep(
+                    &["__meta_kubernetes_endpoint_port_name"],
+                    &regex_escape(name),
+                ),
             };
             (
-                sd("endpoints", Some(Namespaces { names: vec![ne.namespace.clone()] })),
+                sd(
+                    "endpoints",
+                    Some(Namespaces {
+                        names: vec![ne.namespace.clone()],
+                    }),
+                ),
                 vec![
-                    Relabel::keep(&["__meta_kubernetes_service_name"], &regex_escape(&ne.service)),
+                    Relabel::keep(
+                        &["__meta_kubernetes_service_name"],
+                        &regex_escape(&ne.service),
+                    ),
                     Relabel::keep(&["__meta_kubernetes_endpoint_ready"], "true"),
                     port_filter,
                     Relabel::copy(
-                        &["__meta_kubernetes_namespace", "__meta_kubernetes_pod_name", "__address__"],
+                        &[
+                            "__meta_kubernetes_namespace",
+                            "__meta_kubernetes_pod_name",
+                            "__address__",
+                        ],
                         "(.+);(.+);.+:([0-9]+)",
                         "__metrics_path__",
                         &format!("{prefix}/api/v1/namespaces/$1/pods/$2:$3/proxy/metrics"),
                     ),
-                    Relabel::copy(&["__meta_kubernetes_endpoint_node_name"], "(.+)", "instance", "$1"),
+                    Relabel::copy(
+                        &["__meta_kubernetes_endpoint_node_name"],
+                        "(.+)",
+                        "instance",
+                        "$1",
+                    ),
                     Relabel::set("__address__", address),
                 ],
             )
@@ -154,7 +217,10 @@ fn regex_escape(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
             let special = "\\.+*?()|[]{}^$".contains(c);
-            special.then_some('\\').into_iter().chain(std::iter::once(c))
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
         })
         .collect()
 }
@@ -167,15 +233,34 @@ fn path_string(p: &Path) -> String {
 /// control-plane families the kubelet re-exports.
 fn kubelet_drops() -> Vec<Relabel> {
     vec![
-        Relabel::drop_names("kubelet_(pod_worker_latency_microseconds|pod_start_latency_microseconds|cgroup_manager_latency_microseconds|pod_worker_start_latency_microseconds|pleg_relist_latency_microseconds|pleg_relist_interval_microseconds|runtime_operations|runtime_operations_latency_microseconds|runtime_operations_errors|eviction_stats_age_microseconds|device_plugin_registration_count|device_plugin_alloc_latency_microseconds|network_plugin_operations_latency_microseconds)"),
-        Relabel::drop_names("scheduler_(e2e_scheduling_latency_microseconds|scheduling_algorithm_predicate_evaluation|scheduling_algorithm_priority_evaluation|scheduling_algorithm_preemption_evaluation|scheduling_algorithm_latency_microseconds|binding_latency_microseconds|scheduling_latency_seconds)"),
-        Relabel::drop_names("apiserver_(request_count|request_latencies|request_latencies_summary|dropped_requests|storage_data_key_generation_latencies_microseconds|storage_transformation_failures_total|storage_transformation_latencies_microseconds|proxy_tunnel_sync_latency_secs|longrunning_gauge|registered_watchers)"),
-        Relabel::drop_names("kubelet_docker_(operations|operations_latency_microseconds|operations_errors|operations_timeout)"),
-        Relabel::drop_names("reflector_(items_per_list|items_per_watch|list_duration_seconds|lists_total|short_watches_total|watch_duration_seconds|watches_total)"),
-        Relabel::drop_names("etcd_(helper_cache_hit_count|helper_cache_miss_count|helper_cache_entry_count|object_counts|request_cache_get_latencies_summary|request_cache_add_latencies_summary|request_latencies_summary)"),
-        Relabel::drop_names("transformation_(transformation_latencies_microseconds|failures_total)"),
-        Relabel::drop_names("(admission_quota_controller_adds|admission_quota_controller_depth|admission_quota_controller_longest_running_processor_microseconds|admission_quota_controller_queue_latency|admission_quota_controller_unfinished_work_seconds|admission_quota_controller_work_duration|APIServiceOpenAPIAggregationControllerQueue1_adds|APIServiceOpenAPIAggregationControllerQueue1_depth|APIServiceRegistrationController_adds|APIServiceRegistrationController_depth|AvailableConditionController_adds|AvailableConditionController_depth|crd_autoregistration_controller_adds|crd_autoregistration_controller_depth|crdEstablishing_adds|crdEstablishing_depth|DiscoveryController_adds|DiscoveryController_depth|non_structural_schema_condition_controller_adds|non_structural_schema_condition_controller_depth|autoregister_adds|autoregister_depth)"),
-        Relabel::drop(&["__name__", "le"], "(csi_operations|storage_operation_duration)_seconds_bucket;(0.25|2.5|15|25|120|600)(\\.0)?"),
+        Relabel::drop_names(
+            "kubelet_(pod_worker_latency_microseconds|pod_start_latency_microseconds|cgroup_manager_latency_microseconds|pod_worker_start_latency_microseconds|pleg_relist_latency_microseconds|pleg_relist_interval_microseconds|runtime_operations|runtime_operations_latency_microseconds|runtime_operations_errors|eviction_stats_age_microseconds|device_plugin_registration_count|device_plugin_alloc_latency_microseconds|network_plugin_operations_latency_microseconds)",
+        ),
+        Relabel::drop_names(
+            "scheduler_(e2e_scheduling_latency_microseconds|scheduling_algorithm_predicate_evaluation|scheduling_algorithm_priority_evaluation|scheduling_algorithm_preemption_evaluation|scheduling_algorithm_latency_microseconds|binding_latency_microseconds|scheduling_latency_seconds)",
+        ),
+        Relabel::drop_names(
+            "apiserver_(request_count|request_latencies|request_latencies_summary|dropped_requests|storage_data_key_generation_latencies_microseconds|storage_transformation_failures_total|storage_transformation_latencies_microseconds|proxy_tunnel_sync_latency_secs|longrunning_gauge|registered_watchers)",
+        ),
+        Relabel::drop_names(
+            "kubelet_docker_(operations|operations_latency_microseconds|operations_errors|operations_timeout)",
+        ),
+        Relabel::drop_names(
+            "reflector_(items_per_list|items_per_watch|list_duration_seconds|lists_total|short_watches_total|watch_duration_seconds|watches_total)",
+        ),
+        Relabel::drop_names(
+            "etcd_(helper_cache_hit_count|helper_cache_miss_count|helper_cache_entry_count|object_counts|request_cache_get_latencies_summary|request_cache_add_latencies_summary|request_latencies_summary)",
+        ),
+        Relabel::drop_names(
+            "transformation_(transformation_latencies_microseconds|failures_total)",
+        ),
+        Relabel::drop_names(
+            "(admission_quota_controller_adds|admission_quota_controller_depth|admission_quota_controller_longest_running_processor_microseconds|admission_quota_controller_queue_latency|admission_quota_controller_unfinished_work_seconds|admission_quota_controller_work_duration|APIServiceOpenAPIAggregationControllerQueue1_adds|APIServiceOpenAPIAggregationControllerQueue1_depth|APIServiceRegistrationController_adds|APIServiceRegistrationController_depth|AvailableConditionController_adds|AvailableConditionController_depth|crd_autoregistration_controller_adds|crd_autoregistration_controller_depth|crdEstablishing_adds|crdEstablishing_depth|DiscoveryController_adds|DiscoveryController_depth|non_structural_schema_condition_controller_adds|non_structural_schema_condition_controller_depth|autoregister_adds|autoregister_depth)",
+        ),
+        Relabel::drop(
+            &["__name__", "le"],
+            "(csi_operations|storage_operation_duration)_seconds_bucket;(0.25|2.5|15|25|120|600)(\\.0)?",
+        ),
     ]
 }
 
@@ -183,12 +268,19 @@ fn kubelet_drops() -> Vec<Relabel> {
 /// virtual network interfaces and cgroups that belong to no pod.
 fn cadvisor_drops() -> Vec<Relabel> {
     vec![
-        Relabel::drop_names("container_cpu_(cfs_throttled_seconds_total|load_average_10s|system_seconds_total|user_seconds_total)"),
-        Relabel::drop_names("container_fs_(io_current|io_time.*|reads_merged_total|sector_.*|writes_merged_total)"),
+        Relabel::drop_names(
+            "container_cpu_(cfs_throttled_seconds_total|load_average_10s|system_seconds_total|user_seconds_total)",
+        ),
+        Relabel::drop_names(
+            "container_fs_(io_current|io_time.*|reads_merged_total|sector_.*|writes_merged_total)",
+        ),
         Relabel::drop_names("container_memory_(mapped_file|swap)"),
         Relabel::drop_names("container_(file_descriptors|tasks_state|threads_max)"),
         Relabel::drop_names("container_spec.*"),
-        Relabel::drop(&["__name__", "interface"], "container_network_.*;(cali|cilium|cni|lxc|nodelocaldns|tunl).*"),
+        Relabel::drop(
+            &["__name__", "interface"],
+            "container_network_.*;(cali|cilium|cni|lxc|nodelocaldns|tunl).*",
+        ),
         Relabel::drop(&["id", "pod"], ".+;"),
     ]
 }

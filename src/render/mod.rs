@@ -34,12 +34,24 @@ impl Base {
         let doc = match value {
             Value::Mapping(m) => m,
             Value::Null => Mapping::new(),
-            _ => return Err(Diagnostic::at(&source, 0..1, None, "the base file must be a YAML mapping (global:, scrape_configs:, …)".into())),
+            _ => {
+                return Err(Diagnostic::at(
+                    &source,
+                    0..1,
+                    None,
+                    "the base file must be a YAML mapping (global:, scrape_configs:, …)".into(),
+                ));
+            }
         };
         if let Some(jobs) = doc.get("scrape_configs") {
             if !matches!(jobs, Value::Sequence(_) | Value::Null) {
                 let at = source.text.find("scrape_configs").unwrap_or(0);
-                return Err(Diagnostic::at(&source, at..at + 14, Some("scrape_configs"), "must be a list of scrape configs".into()));
+                return Err(Diagnostic::at(
+                    &source,
+                    at..at + 14,
+                    Some("scrape_configs"),
+                    "must be a list of scrape configs".into(),
+                ));
             }
         }
         Ok(Base { source, doc })
@@ -48,7 +60,10 @@ impl Base {
     /// The operator's own job names.
     fn job_names(&self) -> Vec<&str> {
         match self.doc.get("scrape_configs") {
-            Some(Value::Sequence(jobs)) => jobs.iter().filter_map(|j| j.get("job_name")?.as_str()).collect(),
+            Some(Value::Sequence(jobs)) => jobs
+                .iter()
+                .filter_map(|j| j.get("job_name")?.as_str())
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -69,12 +84,20 @@ impl Base {
                 )
             })
             .collect();
-        if problems.is_empty() { Ok(()) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 }
 
 /// The complete Prometheus configuration for these clusters.
-pub fn prometheus_config(base: &Base, clusters: &[&Cluster], settings: &Settings) -> Result<String, Vec<Diagnostic>> {
+pub fn prometheus_config(
+    base: &Base,
+    clusters: &[&Cluster],
+    settings: &Settings,
+) -> Result<String, Vec<Diagnostic>> {
     base.check_job_names()?;
     let mut doc = base.doc.clone();
     let mut jobs = match doc.remove("scrape_configs") {
@@ -99,6 +122,11 @@ pub fn prometheus_config(base: &Base, clusters: &[&Cluster], settings: &Settings
 pub fn expected_jobs(clusters: &[&Cluster]) -> Vec<String> {
     clusters
         .iter()
-        .flat_map(|c| JobKind::ALL.into_iter().filter(|k| k.enabled_in(c)).map(|k| k.job_name(&c.name)))
+        .flat_map(|c| {
+            JobKind::ALL
+                .into_iter()
+                .filter(|k| k.enabled_in(c))
+                .map(|k| k.job_name(&c.name))
+        })
         .collect()
 }

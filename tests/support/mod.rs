@@ -23,7 +23,11 @@ pub fn require(tool: &str) {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `check` every 200 ms until it returns Some, or fails after `limit`.
@@ -33,7 +37,10 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
         if let Some(v) = check() {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -53,7 +60,10 @@ impl Process {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Process { child, name: name.to_string() }
+        Process {
+            child,
+            name: name.to_string(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -69,8 +79,13 @@ impl Drop for Process {
 }
 
 pub fn http_get(url: &str) -> Option<String> {
-    let out = Command::new("curl").args(["-sf", "--max-time", "5", url]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "5", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 pub fn http_json(url: &str) -> Option<Value> {
@@ -94,8 +109,13 @@ impl NodeExporter {
             ]),
             &dir.join("node-exporter.log"),
         );
-        wait_for("node-exporter", Duration::from_secs(10), || http_get(&format!("http://127.0.0.1:{port}/metrics")));
-        NodeExporter { port, _process: process }
+        wait_for("node-exporter", Duration::from_secs(10), || {
+            http_get(&format!("http://127.0.0.1:{port}/metrics"))
+        });
+        NodeExporter {
+            port,
+            _process: process,
+        }
     }
 }
 
@@ -124,9 +144,18 @@ impl FakeCluster {
             .arg(dir.join("pki"))
             .status()
             .expect("python3 runs the fake API server");
-        assert!(status.success(), "the fake's PKI could not be made (is openssl installed?)");
+        assert!(
+            status.success(),
+            "the fake's PKI could not be made (is openssl installed?)"
+        );
         let token = format!("token-{name}-1");
-        let mut fake = FakeCluster { name: name.into(), dir, port: 0, token, process: None };
+        let mut fake = FakeCluster {
+            name: name.into(),
+            dir,
+            port: 0,
+            token,
+            process: None,
+        };
         fake.set_state(fake.state(nodes, exporter.port));
         fake.launch(0);
         fake
@@ -178,7 +207,11 @@ impl FakeCluster {
             &self.dir.join("fake.log"),
         );
         self.port = wait_for("the fake API server", Duration::from_secs(10), || {
-            std::fs::read_to_string(&port_file).ok()?.trim().parse().ok()
+            std::fs::read_to_string(&port_file)
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
         });
         self.process = Some(process);
     }
@@ -230,9 +263,22 @@ impl Prometheus {
         std::fs::create_dir_all(&data).unwrap();
         let mut cmd = match as_user {
             Some(user) => {
-                assert!(Command::new("chown").arg("-R").arg(user).arg(&data).status().unwrap().success());
+                assert!(
+                    Command::new("chown")
+                        .arg("-R")
+                        .arg(user)
+                        .arg(&data)
+                        .status()
+                        .unwrap()
+                        .success()
+                );
                 let mut c = Command::new("setpriv");
-                c.args([&format!("--reuid={user}"), "--regid=nogroup", "--clear-groups", PROMETHEUS]);
+                c.args([
+                    &format!("--reuid={user}"),
+                    "--regid=nogroup",
+                    "--clear-groups",
+                    PROMETHEUS,
+                ]);
                 c
             }
             None => Command::new(PROMETHEUS),
@@ -244,8 +290,15 @@ impl Prometheus {
         let process = Process::spawn("prometheus", &mut cmd, &dir.join("prometheus.log"));
         let pid_file = dir.join("prometheus.pid");
         std::fs::write(&pid_file, process.pid().to_string()).unwrap();
-        let p = Prometheus { port, config: config.to_path_buf(), pid_file, process };
-        wait_for("Prometheus to be ready", Duration::from_secs(20), || http_get(&format!("{}/-/ready", p.url())));
+        let p = Prometheus {
+            port,
+            config: config.to_path_buf(),
+            pid_file,
+            process,
+        };
+        wait_for("Prometheus to be ready", Duration::from_secs(20), || {
+            http_get(&format!("{}/-/ready", p.url()))
+        });
         p
     }
 
@@ -254,7 +307,8 @@ impl Prometheus {
     }
 
     pub fn api(&self, path: &str) -> Value {
-        http_json(&format!("{}{path}", self.url())).unwrap_or_else(|| panic!("Prometheus answered nothing for {path}"))
+        http_json(&format!("{}{path}", self.url()))
+            .unwrap_or_else(|| panic!("Prometheus answered nothing for {path}"))
     }
 
     pub fn active_targets(&self) -> Vec<Value> {
@@ -267,19 +321,29 @@ impl Prometheus {
     /// Waits until every target of the pools under `prefix` is up and there
     /// are `count` of them; returns them.
     pub fn wait_targets_up(&self, prefix: &str, count: usize) -> Vec<Value> {
-        wait_for(&format!("{count} targets under {prefix} to be up"), Duration::from_secs(40), || {
-            let targets: Vec<Value> = self
-                .active_targets()
-                .into_iter()
-                .filter(|t| t["scrapePool"].as_str().unwrap_or("").starts_with(prefix))
-                .collect();
-            (targets.len() == count && targets.iter().all(|t| t["health"] == "up")).then_some(targets)
-        })
+        wait_for(
+            &format!("{count} targets under {prefix} to be up"),
+            Duration::from_secs(40),
+            || {
+                let targets: Vec<Value> = self
+                    .active_targets()
+                    .into_iter()
+                    .filter(|t| t["scrapePool"].as_str().unwrap_or("").starts_with(prefix))
+                    .collect();
+                (targets.len() == count && targets.iter().all(|t| t["health"] == "up"))
+                    .then_some(targets)
+            },
+        )
     }
 
     pub fn query(&self, promql: &str) -> Vec<Value> {
         let out = Command::new("curl")
-            .args(["-sf", "-G", &format!("{}/api/v1/query", self.url()), "--data-urlencode"])
+            .args([
+                "-sf",
+                "-G",
+                &format!("{}/api/v1/query", self.url()),
+                "--data-urlencode",
+            ])
             .arg(format!("query={promql}"))
             .output()
             .unwrap();
@@ -289,7 +353,10 @@ impl Prometheus {
 
     /// `prometheus_config_last_reload_success_timestamp_seconds`, to count reloads.
     pub fn last_reload(&self) -> String {
-        self.api("/api/v1/status/runtimeinfo")["data"]["lastConfigTime"].as_str().unwrap().to_string()
+        self.api("/api/v1/status/runtimeinfo")["data"]["lastConfigTime"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -301,13 +368,23 @@ pub struct Setup {
 impl Setup {
     pub fn new() -> Setup {
         require(PROMTOOL);
-        let root = tempfile::Builder::new().prefix("promfed-test-").tempdir().unwrap();
+        let root = tempfile::Builder::new()
+            .prefix("promfed-test-")
+            .tempdir()
+            .unwrap();
         let s = Setup { root };
         for dir in ["etc/promfed.d", "prometheus", "state"] {
             std::fs::create_dir_all(s.path(dir)).unwrap();
         }
-        s.write("etc/prometheus.base.yml", "global:\n  scrape_interval: 15s\nscrape_configs: []\n");
-        std::fs::copy(s.path("etc/prometheus.base.yml"), s.path("prometheus/prometheus.yml")).unwrap();
+        s.write(
+            "etc/prometheus.base.yml",
+            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+        );
+        std::fs::copy(
+            s.path("etc/prometheus.base.yml"),
+            s.path("prometheus/prometheus.yml"),
+        )
+        .unwrap();
         s
     }
 
@@ -339,8 +416,15 @@ impl Setup {
     /// Adds a cluster file (and its token and CA) for `fake`.
     pub fn add_cluster(&self, fake: &FakeCluster) {
         let name = &fake.name;
-        self.write(&format!("etc/promfed.d/{name}/token"), &format!("{}\n", fake.token));
-        std::fs::copy(fake.ca(), self.path(&format!("etc/promfed.d/{name}/ca.crt"))).unwrap();
+        self.write(
+            &format!("etc/promfed.d/{name}/token"),
+            &format!("{}\n", fake.token),
+        );
+        std::fs::copy(
+            fake.ca(),
+            self.path(&format!("etc/promfed.d/{name}/ca.crt")),
+        )
+        .unwrap();
         self.write(
             &format!("etc/promfed.d/{name}.toml"),
             &format!(
@@ -349,7 +433,11 @@ impl Setup {
             ),
         );
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(self.path(&format!("etc/promfed.d/{name}/token")), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(
+            self.path(&format!("etc/promfed.d/{name}/token")),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
     }
 
     pub fn promfed(&self, args: &[&str]) -> Output {
@@ -362,7 +450,11 @@ impl Setup {
     }
 
     pub fn prometheus(&self, as_user: Option<&str>) -> Prometheus {
-        Prometheus::start(self.root.path(), &self.path("prometheus/prometheus.yml"), as_user)
+        Prometheus::start(
+            self.root.path(),
+            &self.path("prometheus/prometheus.yml"),
+            as_user,
+        )
     }
 }
 
