@@ -21,10 +21,25 @@ fn shipped_settings_example_cluster_and_base_pass_promfed_check() {
         "the shipped promfed.toml is invalid (needs the `prometheus` user: run scripts/test)"
     );
     let settings = shipped
-        .replace("#clusters_dir = \"/etc/promfed.d\"", "clusters_dir = \"promfed.d\"")
-        .replace("#state_dir = \"/var/lib/promfed\"", "state_dir = \"../state\"")
-        .replace("#config_file = \"/etc/prometheus/prometheus.yml\"", "config_file = \"../prometheus/prometheus.yml\"")
-        .replace("#base_file = \"/etc/promfed/prometheus.base.yml\"", &format!("base_file = \"{}\"", repo("etc/promfed/prometheus.base.yml").display()))
+        .replace(
+            "#clusters_dir = \"/etc/promfed.d\"",
+            "clusters_dir = \"promfed.d\"",
+        )
+        .replace(
+            "#state_dir = \"/var/lib/promfed\"",
+            "state_dir = \"../state\"",
+        )
+        .replace(
+            "#config_file = \"/etc/prometheus/prometheus.yml\"",
+            "config_file = \"../prometheus/prometheus.yml\"",
+        )
+        .replace(
+            "#base_file = \"/etc/promfed/prometheus.base.yml\"",
+            &format!(
+                "base_file = \"{}\"",
+                repo("etc/promfed/prometheus.base.yml").display()
+            ),
+        )
         .replace("#user = \"prometheus\"", "user = \"root\"");
     assert_ne!(settings, shipped);
     s.write("etc/promfed.toml", &settings);
@@ -34,13 +49,24 @@ fn shipped_settings_example_cluster_and_base_pass_promfed_check() {
     s.write("etc/promfed.d/example/token", "t\n");
     s.write("etc/promfed.d/example/ca.crt", "ca\n");
     std::fs::copy(repo("etc/promfed.d/README"), s.path("etc/promfed.d/README")).unwrap();
-    std::fs::copy(repo("etc/promfed.d/example.toml.example"), s.path("etc/promfed.d/example.toml.example")).unwrap();
+    std::fs::copy(
+        repo("etc/promfed.d/example.toml.example"),
+        s.path("etc/promfed.d/example.toml.example"),
+    )
+    .unwrap();
 
     let out = s.promfed(&["check"]);
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("cluster example"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("candidate passes promtool"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("candidate passes promtool"),
+        "{}",
+        stdout(&out)
+    );
     let rendered = stdout(&s.promfed(&["render"]));
-    assert!(rendered.contains("job_name: prometheus\n"), "the base's own job is kept");
+    assert!(
+        rendered.contains("job_name: prometheus\n"),
+        "the base's own job is kept"
+    );
     assert!(rendered.contains("job_name: promfed/example/node-exporter"));
 }
