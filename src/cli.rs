@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 use crate::access::Identity;
 use crate::last_good::LastGood;
 use crate::settings::{DEFAULT_CONFIG, Settings};
-use crate::transaction::{self, ConfigOutcome, Definition, Mode, Report};
+use crate::install::ConfigOutcome;
+use crate::transaction::{self, Definition, Mode, Options, Report};
 
 const EX_CONFIG: u8 = 78;
 
@@ -36,11 +37,23 @@ enum Command {
     Render,
     /// Run one transaction now: discover, render, gate, install, reload, verify.
     Apply,
+    /// The daemon: keep Prometheus (and Alertmanager) in step with the cluster files.
+    Run,
+    /// What the daemon last did, per cluster.
+    Status {
+        /// Print status.json as it is, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging();
+    if matches!(args.command, Command::Run) {
+        crate::logging::init_daemon();
+    } else {
+        crate::logging::init_command();
+    }
     let settings = match Settings::load(&args.config) {
         Ok(s) => s,
         Err(problems) => {
@@ -62,26 +75,19 @@ pub fn main() -> ExitCode {
     let code = match args.command {
         Command::Render => render(&settings),
         Command::Check => {
-            let report = runtime.block_on(transaction::run(&settings, Mode::Check));
+            let report = runtime.block_on(transaction::run(&settings, &Options::new(Mode::Check)));
             print_report(&report, &settings);
             report.exit_code()
         }
         Command::Apply => {
-            let report = runtime.block_on(transaction::run(&settings, Mode::Apply));
+            let report = runtime.block_on(transaction::run(&settings, &Options::new(Mode::Apply)));
             print_report(&report, &settings);
             report.exit_code()
         }
+        Command::Run => runtime.block_on(crate::daemon::run(settings)),
+        Command::Status { json } => crate::status::print(&settings, json),
     };
     ExitCode::from(code)
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PROMFED_LOG")
-        .unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 fn render(settings: &Settings) -> u8 {
@@ -146,35 +152,32 @@ fn print_report(report: &Report, settings: &Settings) {
             c.file.display()
         );
     }
-    let target = settings.prometheus.config_file.display();
-    match &report.config {
-        ConfigOutcome::NotRendered => {
-            println!("prometheus: nothing rendered, {target} left as it is")
-        }
+    print_outcome("prometheus", &settings.prometheus.config_file, &report.prometheus);
+    if let (Some(am), Some(outcome)) = (&settings.alertmanager, &report.alertmanager) {
+        print_outcome("alertmanager", &am.config_file, outcome);
+    }
+}
+
+fn print_outcome(program: &str, target: &std::path::Path, outcome: &ConfigOutcome) {
+    let target = target.display();
+    match outcome {
+        ConfigOutcome::NotRendered => println!("{program}: nothing rendered, {target} left as it is"),
         ConfigOutcome::Rejected(e) => {
             eprintln!("error: {e}");
-            println!("prometheus: candidate rejected, {target} left as it is");
+            println!("{program}: candidate rejected, {target} left as it is");
         }
-        ConfigOutcome::Passed => {
-            println!("prometheus: candidate passes promtool and the file checks")
-        }
-        ConfigOutcome::Unchanged => {
-            println!("prometheus: {target} is up to date, no reload needed")
-        }
-        ConfigOutcome::Applied => println!("prometheus: {target} installed, reloaded and verified"),
+        ConfigOutcome::Passed => println!("{program}: candidate passes the gate and the file checks"),
+        ConfigOutcome::Unchanged => println!("{program}: {target} is up to date, no reload needed"),
+        ConfigOutcome::Applied => println!("{program}: {target} installed, reloaded and verified"),
         ConfigOutcome::InstalledUnverified(e) => {
             eprintln!("error: {e}");
-            println!(
-                "prometheus: {target} installed but not verified; Prometheus will read it when it starts"
-            );
+            println!("{program}: {target} installed but not verified; it is read when the program starts");
         }
         ConfigOutcome::RolledBack { error, restore } => {
             eprintln!("error: the new configuration did not take: {error}");
             match restore {
-                Ok(()) => println!(
-                    "prometheus: rolled back to the previous {target}, reloaded and verified"
-                ),
-                Err(e) => println!("prometheus: rollback failed: {e}"),
+                Ok(()) => println!("{program}: rolled back to the previous {target}, reloaded and verified"),
+                Err(e) => println!("{program}: rollback failed: {e}"),
             }
         }
         ConfigOutcome::Failed(e) => eprintln!("error: {e}"),

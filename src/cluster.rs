@@ -21,6 +21,9 @@ pub struct Cluster {
     pub auth: Auth,
     pub tls: Tls,
     pub labels: BTreeMap<LabelName, String>,
+    /// The Alertmanager receiver for this cluster's alerts, if any.
+    #[serde(default)]
+    pub receiver: Option<String>,
     pub kubelet: Component,
     pub cadvisor: Cadvisor,
     pub apiserver: Component,
@@ -200,6 +203,14 @@ impl Cluster {
             }
         }
 
+        let receiver = root.string(&mut p, "receiver").and_then(|s| {
+            if s.value.is_empty() {
+                p.at(s.span, "receiver", "must not be empty");
+                None
+            } else {
+                Some(s.value)
+            }
+        });
         let kubelet = component(&mut root, &mut p, "kubelet", |_, _| ());
         let mut drop_high_cardinality = true;
         let cadvisor_component = component(&mut root, &mut p, "cadvisor", |t, p| {
@@ -254,6 +265,7 @@ impl Cluster {
                     server_name,
                 },
                 labels,
+                receiver,
                 kubelet,
                 cadvisor: Cadvisor {
                     component: cadvisor_component,
@@ -380,7 +392,7 @@ mod tests {
                 "/etc/promfed.d/stage.toml:3:27: key `labels.bad-name`: `bad-name` is not a valid label name: use letters, digits and `_`, not starting with a digit",
                 "/etc/promfed.d/stage.toml:8:19: key `cadvisor.scrape_interval`: `10` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
                 "/etc/promfed.d/stage.toml:6:8: key `node_exporter.port`: 70000 is not a port number (1-65535)",
-                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, insecure_skip_verify, key_file, kubelet, labels, name, node_exporter, tls_server_name, token_file)",
+                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, insecure_skip_verify, key_file, kubelet, labels, name, node_exporter, receiver, tls_server_name, token_file)",
             ]
         );
     }

@@ -1,7 +1,7 @@
 //! The gate a candidate configuration must pass before it is installed: the
-//! file checks promtool does not make, then `promtool check config` itself,
-//! run on the candidate written beside the target so relative paths resolve
-//! as they will for Prometheus.
+//! file checks promtool and amtool do not make, then the tool itself, run on
+//! the candidate written beside the target so relative paths resolve as they
+//! will for the program that reads it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,20 +34,39 @@ pub struct Checked {
 pub enum GateError {
     #[error("the configuration names files Prometheus cannot read:\n  {}", .0.join("\n  "))]
     Files(Vec<String>),
-    #[error("promtool rejected the candidate configuration:\n{0}")]
-    Rejected(String),
-    #[error("promtool did not finish within {0:?}")]
-    Timeout(Duration),
+    #[error("{tool} rejected the candidate configuration:\n{output}")]
+    Rejected { tool: &'static str, output: String },
+    #[error("{0} did not finish within {1:?}")]
+    Timeout(&'static str, Duration),
     #[error("cannot run {}: {}", .0.display(), .1)]
-    Promtool(PathBuf, std::io::Error),
+    Tool(PathBuf, std::io::Error),
     #[error("cannot write the candidate beside {}: {}", .0.display(), .1)]
     Stage(PathBuf, std::io::Error),
+}
+
+/// The checking program and how it is called: `promtool check config FILE`
+/// or `amtool check-config FILE`.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckTool<'a> {
+    pub name: &'static str,
+    pub path: &'a Path,
+    pub args: &'static [&'static str],
+}
+
+impl<'a> CheckTool<'a> {
+    pub fn promtool(path: &'a Path) -> Self {
+        CheckTool { name: "promtool", path, args: &["check", "config"] }
+    }
+
+    pub fn amtool(path: &'a Path) -> Self {
+        CheckTool { name: "amtool", path, args: &["check-config"] }
+    }
 }
 
 pub async fn gate(
     candidate: String,
     target: &Path,
-    promtool: &Path,
+    tool: CheckTool<'_>,
     timeout: Duration,
     reader: &Identity,
 ) -> Result<Checked, GateError> {
@@ -58,34 +77,31 @@ pub async fn gate(
     }
     let staged = StagedFile::write(target, candidate.as_bytes(), 0o644)
         .map_err(|e| GateError::Stage(target.to_path_buf(), e))?;
-    promtool_check(promtool, staged.path(), timeout).await?;
+    run_check(tool, staged.path(), timeout).await?;
     Ok(Checked {
         staged,
         bytes: candidate.into_bytes(),
     })
 }
 
-async fn promtool_check(promtool: &Path, file: &Path, timeout: Duration) -> Result<(), GateError> {
-    let run = Command::new(promtool)
-        .arg("check")
-        .arg("config")
+async fn run_check(tool: CheckTool<'_>, file: &Path, timeout: Duration) -> Result<(), GateError> {
+    let run = Command::new(tool.path)
+        .args(tool.args)
         .arg(file)
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(timeout, run)
         .await
-        .map_err(|_| GateError::Timeout(timeout))?
-        .map_err(|e| GateError::Promtool(promtool.to_path_buf(), e))?;
+        .map_err(|_| GateError::Timeout(tool.name, timeout))?
+        .map_err(|e| GateError::Tool(tool.path.to_path_buf(), e))?;
     if output.status.success() {
         return Ok(());
     }
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
-    // promtool names the hidden candidate; say what the operator knows.
-    let shown = text
-        .trim()
-        .replace(&file.display().to_string(), "the candidate");
-    Err(GateError::Rejected(shown))
+    // The tool names the hidden candidate; say what the operator knows.
+    let output = text.trim().replace(&file.display().to_string(), "the candidate");
+    Err(GateError::Rejected { tool: tool.name, output })
 }
 
 /// Every file the configuration names that `reader` cannot read, with where

@@ -1,22 +1,17 @@
-//! Asking Prometheus to re-read its configuration.
+//! Finding a managed program's process and asking it, by SIGHUP, to re-read
+//! its configuration.
 
 use std::path::Path;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::prometheus_api::PrometheusApi;
-use crate::settings::{ProcessRef, ReloadMethod};
+use crate::settings::ProcessRef;
 
-pub async fn reload(method: &ReloadMethod, api: &PrometheusApi) -> Result<(), String> {
-    match method {
-        ReloadMethod::Http => api.post_reload().await,
-        ReloadMethod::Signal(process) => {
-            let pid = find_process(process)?;
-            kill(Pid::from_raw(pid), Signal::SIGHUP)
-                .map_err(|e| format!("cannot send SIGHUP to process {pid}: {e}"))
-        }
-    }
+pub fn send_sighup(process: &ProcessRef) -> Result<(), String> {
+    let pid = find_process(process)?;
+    kill(Pid::from_raw(pid), Signal::SIGHUP)
+        .map_err(|e| format!("cannot send SIGHUP to process {pid}: {e}"))
 }
 
 fn find_process(process: &ProcessRef) -> Result<i32, String> {

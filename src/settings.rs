@@ -20,7 +20,24 @@ pub struct Settings {
     pub scrape_interval: PromDuration,
     pub scrape_timeout: Option<PromDuration>,
     pub discovery: DiscoveryMode,
-    pub prometheus: PrometheusSettings,
+    pub daemon: DaemonSettings,
+    pub prometheus: ServiceSettings,
+    /// Absent: Alertmanager is not managed.
+    pub alertmanager: Option<ServiceSettings>,
+}
+
+/// How `promfed run` paces itself.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// Quiet time after the last file event before applying.
+    pub debounce: Duration,
+    /// A burst of events never delays an apply longer than this.
+    pub max_delay: Duration,
+    /// How often each cluster's API server is asked again.
+    pub resync_interval: Duration,
+    /// Metrics in Prometheus text format for node-exporter's textfile
+    /// collector; `None` when disabled.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// How the generated jobs find their targets.
@@ -33,19 +50,53 @@ pub enum DiscoveryMode {
     KubernetesSd,
 }
 
+/// A program whose configuration promfed manages: Prometheus or Alertmanager.
 #[derive(Debug, Clone)]
-pub struct PrometheusSettings {
+pub struct ServiceSettings {
     pub config_file: PathBuf,
     pub base_file: PathBuf,
-    pub promtool: PathBuf,
+    /// `promtool` or `amtool`.
+    pub check_tool: PathBuf,
     pub url: Url,
     pub reload: ReloadMethod,
-    /// The user Prometheus runs as: every file the config names must be
+    /// The user the program runs as: every file its config names must be
     /// readable by it.
     pub user: String,
     pub check_timeout: Duration,
     pub verify_timeout: Duration,
 }
+
+/// What differs between the two managed programs' settings.
+struct ServiceDefaults {
+    config_file: &'static str,
+    base_file: &'static str,
+    tool_key: &'static str,
+    tool: &'static str,
+    url: &'static str,
+    reload: &'static str,
+    process_name: &'static str,
+}
+
+const PROMETHEUS_DEFAULTS: ServiceDefaults = ServiceDefaults {
+    config_file: "/etc/prometheus/prometheus.yml",
+    base_file: "/etc/promfed/prometheus.base.yml",
+    tool_key: "promtool",
+    tool: "/usr/bin/promtool",
+    url: "http://127.0.0.1:9090",
+    reload: "signal",
+    process_name: "prometheus",
+};
+
+const ALERTMANAGER_DEFAULTS: ServiceDefaults = ServiceDefaults {
+    config_file: "/etc/prometheus/alertmanager.yml",
+    base_file: "/etc/promfed/alertmanager.base.yml",
+    tool_key: "amtool",
+    tool: "/usr/bin/amtool",
+    url: "http://127.0.0.1:9093",
+    // Alertmanager's /-/reload is always on.
+    reload: "http",
+    process_name: "prometheus-alertmanager",
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadMethod {
@@ -126,17 +177,32 @@ impl Settings {
                 }
             },
         };
+        let daemon = DaemonSettings {
+            debounce: duration(&mut root, &mut p, "debounce").map_or(Duration::from_millis(250), |d| d.as_duration()),
+            max_delay: duration(&mut root, &mut p, "max_delay").map_or(Duration::from_secs(2), |d| d.as_duration()),
+            resync_interval: duration(&mut root, &mut p, "resync_interval").map_or(Duration::from_secs(30), |d| d.as_duration()),
+            metrics_file: match root.string(&mut p, "metrics_file") {
+                Some(s) if s.value.is_empty() => None,
+                Some(s) => Some(normalize(&base_dir.join(s.value))),
+                None => Some(PathBuf::from("/var/lib/prometheus/node-exporter/promfed.prom")),
+            },
+        };
         let prometheus = match root.table(&mut p, "prometheus") {
             Some(mut t) => {
-                let s = prometheus_settings(&mut t, &mut p, base_dir);
+                let s = service_settings(&mut t, &mut p, base_dir, &PROMETHEUS_DEFAULTS);
                 t.finish(&mut p);
                 s
             }
             None => {
                 let empty = toml_edit::Document::parse(String::new()).expect("empty document");
-                prometheus_settings(&mut Fields::root(&empty), &mut p, base_dir)
+                service_settings(&mut Fields::root(&empty), &mut p, base_dir, &PROMETHEUS_DEFAULTS)
             }
         };
+        let alertmanager = root.table(&mut p, "alertmanager").map(|mut t| {
+            let s = service_settings(&mut t, &mut p, base_dir, &ALERTMANAGER_DEFAULTS);
+            t.finish(&mut p);
+            s
+        });
         root.finish(&mut p);
 
         if !p.found.is_empty() {
@@ -149,7 +215,9 @@ impl Settings {
             scrape_interval,
             scrape_timeout,
             discovery,
+            daemon,
             prometheus,
+            alertmanager,
         })
     }
 
@@ -165,34 +233,24 @@ impl Settings {
     }
 }
 
-fn prometheus_settings(t: &mut Fields, p: &mut Problems, base_dir: &Path) -> PrometheusSettings {
-    let config_file = path_or(
-        t,
-        p,
-        "config_file",
-        base_dir,
-        "/etc/prometheus/prometheus.yml",
-    );
-    let base_file = path_or(
-        t,
-        p,
-        "base_file",
-        base_dir,
-        "/etc/promfed/prometheus.base.yml",
-    );
-    let promtool = path_or(t, p, "promtool", base_dir, "/usr/bin/promtool");
+fn service_settings(t: &mut Fields, p: &mut Problems, base_dir: &Path, d: &ServiceDefaults) -> ServiceSettings {
+    let config_file = path_or(t, p, "config_file", base_dir, d.config_file);
+    let base_file = path_or(t, p, "base_file", base_dir, d.base_file);
+    let check_tool = path_or(t, p, d.tool_key, base_dir, d.tool);
     let url = match t.string(p, "url") {
         Some(s) => parse_http_url(p, &t.path("url"), s),
         None => None,
     }
-    .unwrap_or_else(|| Url::parse("http://127.0.0.1:9090").expect("valid default"));
+    .unwrap_or_else(|| Url::parse(d.url).expect("valid default"));
     let pid_file = t.string(p, "pid_file");
     let process_name = t.string(p, "process_name");
-    let reload = match t.string(p, "reload") {
-        Some(s) if s.value == "http" => ReloadMethod::Http,
-        Some(s) if s.value != "signal" => {
+    let reload_key = t.string(p, "reload");
+    let reload_word = reload_key.as_ref().map_or(d.reload, |s| s.value.as_str());
+    let reload = match reload_key.as_ref() {
+        _ if reload_word == "http" => ReloadMethod::Http,
+        Some(s) if reload_word != "signal" => {
             p.at(
-                s.span,
+                s.span.clone(),
                 &t.path("reload"),
                 format!("`{}` is not one of: signal, http", s.value),
             );
@@ -211,7 +269,7 @@ fn prometheus_settings(t: &mut Fields, p: &mut Problems, base_dir: &Path) -> Pro
                 ReloadMethod::Signal(ProcessRef::PidFile(normalize(&base_dir.join(pid.value))))
             }
             (None, name) => ReloadMethod::Signal(ProcessRef::Name(
-                name.map_or_else(|| "prometheus".to_string(), |n| n.value),
+                name.map_or_else(|| d.process_name.to_string(), |n| n.value),
             )),
         },
     };
@@ -228,7 +286,7 @@ fn prometheus_settings(t: &mut Fields, p: &mut Problems, base_dir: &Path) -> Pro
         }
         None => {
             if !matches!(nix::unistd::User::from_name("prometheus"), Ok(Some(_))) {
-                p.at(t.span(), &t.path("user"), "the default user `prometheus` does not exist here: set `user` to the user Prometheus runs as");
+                p.at(t.span(), &t.path("user"), "the default user `prometheus` does not exist here: set `user` to the user this program runs as");
             }
             "prometheus".to_string()
         }
@@ -237,10 +295,10 @@ fn prometheus_settings(t: &mut Fields, p: &mut Problems, base_dir: &Path) -> Pro
         duration(t, p, "check_timeout").map_or(Duration::from_secs(30), |d| d.as_duration());
     let verify_timeout =
         duration(t, p, "verify_timeout").map_or(Duration::from_secs(15), |d| d.as_duration());
-    PrometheusSettings {
+    ServiceSettings {
         config_file,
         base_file,
-        promtool,
+        check_tool,
         url,
         reload,
         user,
@@ -342,7 +400,7 @@ mod tests {
                 "/etc/promfed/promfed.toml:1:19: key `scrape_interval`: `30` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
                 "/etc/promfed/promfed.toml:5:7: key `prometheus.url`: `ftp://x` is not an http:// or https:// URL",
                 "/etc/promfed/promfed.toml:6:10: key `prometheus.reload`: `kill` is not one of: signal, http",
-                "/etc/promfed/promfed.toml:2:1: key `wat`: unknown key (allowed here: clusters_dir, discovery, prometheus, scrape_interval, scrape_timeout, state_dir)",
+                "/etc/promfed/promfed.toml:2:1: key `wat`: unknown key (allowed here: alertmanager, clusters_dir, debounce, discovery, max_delay, metrics_file, prometheus, resync_interval, scrape_interval, scrape_timeout, state_dir)",
             ]
         );
     }

@@ -1,6 +1,7 @@
 //! The apply transaction of SPEC.md, in one place: load → discover → render →
-//! gate → install → reload → verify (→ roll back). `promfed check` runs the
-//! first steps of the same code; the daemon only decides when to run it.
+//! gate → install → reload → verify (→ roll back), for Prometheus and then
+//! Alertmanager. `promfed check` runs the first steps of the same code; the
+//! daemon only decides when to run it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,18 +12,17 @@ use crate::access::Identity;
 use crate::cluster::Cluster;
 use crate::diagnostic::Diagnostic;
 use crate::discovery::{self, DiscoveryError};
-use crate::fsutil;
-use crate::gate::{self, GateError};
+use crate::gate::{self, CheckTool};
+use crate::install::{ConfigOutcome, install_and_verify};
 use crate::inventory::{self, Entry, Inventory};
 use crate::last_good::LastGood;
-use crate::prometheus_api::{self, PrometheusApi};
 use crate::render::{self, Base};
-use crate::settings::{DiscoveryMode, Settings};
+use crate::settings::{DiscoveryMode, ServiceSettings, Settings};
 use crate::targets::{self, ClusterTargets};
-use crate::verify::{VerifyError, reload_and_verify};
+use crate::verify::{Alertmanager, Prometheus, Service};
 
 /// How long one cluster's discovery may take before it counts as failed.
-const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -32,13 +32,40 @@ pub enum Mode {
     Apply,
 }
 
+/// How one run is to be done.
+pub struct Options<'a> {
+    pub mode: Mode,
+    /// Which clusters to discover before rendering: every one for `apply`;
+    /// the daemon's own tasks discover the clusters it already knows.
+    pub discover: &'a dyn Fn(&Cluster) -> bool,
+    /// Reload even when the bytes are unchanged: the last install of that
+    /// file was not verified.
+    pub force_reload_prometheus: bool,
+    pub force_reload_alertmanager: bool,
+}
+
+impl Options<'_> {
+    pub fn new(mode: Mode) -> Options<'static> {
+        Options {
+            mode,
+            discover: &|_| true,
+            force_reload_prometheus: false,
+            force_reload_alertmanager: false,
+        }
+    }
+}
+
 /// What one run did, for the command line, the daemon's status and logs.
 #[derive(Debug)]
 pub struct Report {
     pub problems: Vec<Diagnostic>,
     pub warnings: Vec<String>,
     pub clusters: Vec<ClusterReport>,
-    pub config: ConfigOutcome,
+    /// The definitions rendered, for the daemon's discovery tasks.
+    pub in_force: Vec<Cluster>,
+    pub prometheus: ConfigOutcome,
+    /// `None` when Alertmanager is not managed.
+    pub alertmanager: Option<ConfigOutcome>,
 }
 
 #[derive(Debug)]
@@ -46,7 +73,7 @@ pub struct ClusterReport {
     pub name: Option<String>,
     pub file: PathBuf,
     pub definition: Definition,
-    /// `None` when discovery did not run (check mode, kubernetes_sd, broken).
+    /// `None` when discovery did not run in this transaction.
     pub discovery: Option<Result<ClusterTargets, DiscoveryError>>,
 }
 
@@ -57,41 +84,27 @@ pub enum Definition {
     Broken,
 }
 
-#[derive(Debug)]
-pub enum ConfigOutcome {
-    /// The base file is unusable; nothing was rendered.
-    NotRendered,
-    Rejected(GateError),
-    /// Check mode: the candidate passed the gate.
-    Passed,
-    Unchanged,
-    Applied,
-    /// Installed, but Prometheus could not be asked to load it.
-    InstalledUnverified(VerifyError),
-    RolledBack {
-        error: VerifyError,
-        restore: Result<(), String>,
-    },
-    Failed(String),
+impl Definition {
+    pub fn word(self) -> &'static str {
+        match self {
+            Definition::Current => "current",
+            Definition::KeptLastGood => "kept_last_good",
+            Definition::Broken => "broken",
+        }
+    }
 }
 
 impl Report {
+    fn outcomes(&self) -> impl Iterator<Item = &ConfigOutcome> {
+        std::iter::once(&self.prometheus).chain(self.alertmanager.as_ref())
+    }
+
     /// 0 success, 1 failure at run time, 78 configuration error (SPEC.md).
     pub fn exit_code(&self) -> u8 {
         let config_error = !self.problems.is_empty()
-            || matches!(
-                self.config,
-                ConfigOutcome::NotRendered | ConfigOutcome::Rejected(_)
-            );
-        let runtime_error = matches!(
-            self.config,
-            ConfigOutcome::InstalledUnverified(_)
-                | ConfigOutcome::RolledBack { .. }
-                | ConfigOutcome::Failed(_)
-        ) || self
-            .clusters
-            .iter()
-            .any(|c| matches!(c.discovery, Some(Err(_))));
+            || self.outcomes().any(|o| matches!(o, ConfigOutcome::NotRendered | ConfigOutcome::Rejected(_)));
+        let runtime_error = self.outcomes().any(ConfigOutcome::worth_retrying)
+            || self.clusters.iter().any(|c| matches!(c.discovery, Some(Err(_))));
         if config_error {
             78
         } else if runtime_error {
@@ -102,93 +115,142 @@ impl Report {
     }
 }
 
-pub async fn run(settings: &Settings, mode: Mode) -> Report {
+pub async fn run(settings: &Settings, options: &Options<'_>) -> Report {
     let mut report = Report {
         problems: Vec::new(),
         warnings: Vec::new(),
         clusters: Vec::new(),
-        config: ConfigOutcome::NotRendered,
+        in_force: Vec::new(),
+        prometheus: ConfigOutcome::NotRendered,
+        alertmanager: settings.alertmanager.as_ref().map(|_| ConfigOutcome::NotRendered),
     };
     let prometheus_user = match Identity::lookup(&settings.prometheus.user) {
         Ok(id) => id,
         Err(e) => {
-            report.config = ConfigOutcome::Failed(e);
+            report.prometheus = ConfigOutcome::Failed(e);
             return report;
         }
     };
     let last_good = LastGood::new(&settings.last_good_dir());
-    let (inventory, candidate) = load_and_render(settings, &last_good, &prometheus_user);
+    let inventory = inventory::load(&settings.clusters_dir, &last_good, &prometheus_user);
     let clusters = inventory.clusters();
+    report.in_force = clusters.iter().map(|c| (*c).clone()).collect();
 
     // Discover (file_sd only), concurrently; failures keep the last targets.
-    let mut discovered = if mode == Mode::Apply && settings.discovery == DiscoveryMode::FileSd {
-        discover_all(settings, &clusters).await
+    let mut discovered = if options.mode == Mode::Apply && settings.discovery == DiscoveryMode::FileSd {
+        let wanted: Vec<&Cluster> = clusters.iter().copied().filter(|c| (options.discover)(c)).collect();
+        discover_all(settings, &wanted).await
     } else {
         Vec::new()
     };
+    if options.mode == Mode::Apply && settings.discovery == DiscoveryMode::FileSd {
+        // Every rendered job needs its targets file, even before discovery.
+        for c in &clusters {
+            if let Err(e) = targets::ensure_files(&settings.targets_dir(), c) {
+                report.warnings.push(format!("cannot write targets of {}: {e}", c.name));
+            }
+        }
+    }
     report.clusters = cluster_reports(&inventory, &mut discovered);
     report.problems.clone_from(&inventory.problems);
     report.warnings.clone_from(&inventory.warnings);
-    let candidate = match candidate {
-        Ok(c) => c,
-        Err(ds) => {
-            report.problems.extend(ds);
-            return report;
-        }
-    };
 
-    // Gate.
-    let target = &settings.prometheus.config_file;
-    let checked = match gate::gate(
-        candidate,
-        target,
-        &settings.prometheus.promtool,
-        settings.prometheus.check_timeout,
-        &prometheus_user,
+    let prometheus_candidate = Base::load(&settings.prometheus.base_file)
+        .map_err(|d| vec![d])
+        .and_then(|base| render::prometheus_config(&base, &clusters, settings));
+    report.prometheus = apply_one(
+        &settings.prometheus,
+        prometheus_candidate,
+        CheckTool::promtool(&settings.prometheus.check_tool),
+        &Prometheus::new(&settings.prometheus),
+        &settings.last_good_dir().join("prometheus.yml"),
+        options.mode,
+        options.force_reload_prometheus,
+        &mut report.problems,
     )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            report.config = ConfigOutcome::Rejected(e);
-            return report;
-        }
-    };
-    if mode == Mode::Check {
-        report.config = ConfigOutcome::Passed;
-        return report;
+    .await;
+
+    if let Some(am) = &settings.alertmanager {
+        let candidate = Base::load(&am.base_file)
+            .map_err(|d| vec![d])
+            .and_then(|base| render::alertmanager_config(&base, &clusters, &settings.clusters_dir));
+        report.alertmanager = Some(
+            apply_one(
+                am,
+                candidate,
+                CheckTool::amtool(&am.check_tool),
+                &Alertmanager::new(am),
+                &settings.last_good_dir().join("alertmanager.yml"),
+                options.mode,
+                options.force_reload_alertmanager,
+                &mut report.problems,
+            )
+            .await,
+        );
     }
 
-    // Install, reload, verify.
-    let api = PrometheusApi::new(&settings.prometheus.url);
-    report.config = install_and_verify(settings, checked, &api).await;
-    if matches!(
-        report.config,
-        ConfigOutcome::Applied | ConfigOutcome::Unchanged
-    ) {
-        let applied: Vec<&Cluster> = inventory
-            .entries
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Current(c) => Some(c),
-                _ => None,
-            })
-            .collect();
-        let names = inventory.names();
-        let cleanup = last_good
-            .record(&applied, &names)
-            .and_then(|()| targets::remove_others(&settings.targets_dir(), &names));
-        if let Err(e) = cleanup {
-            report.warnings.push(format!(
-                "cannot update {}: {e}",
-                settings.state_dir.display()
-            ));
-        }
+    let all_in_force = report.outcomes().all(ConfigOutcome::in_force);
+    if options.mode == Mode::Apply && all_in_force {
+        record_success(settings, &inventory, &last_good, &mut report.warnings);
     }
     report
 }
 
-/// Loads every cluster file and renders the candidate configuration. The
+/// Gate, then (in apply mode) install, reload and verify one program's file.
+#[allow(clippy::too_many_arguments)]
+async fn apply_one(
+    service_settings: &ServiceSettings,
+    candidate: Result<String, Vec<Diagnostic>>,
+    tool: CheckTool<'_>,
+    service: &impl Service,
+    previous_copy: &std::path::Path,
+    mode: Mode,
+    force_reload: bool,
+    problems: &mut Vec<Diagnostic>,
+) -> ConfigOutcome {
+    let candidate = match candidate {
+        Ok(c) => c,
+        Err(ds) => {
+            problems.extend(ds);
+            return ConfigOutcome::NotRendered;
+        }
+    };
+    let reader = match Identity::lookup(&service_settings.user) {
+        Ok(id) => id,
+        Err(e) => return ConfigOutcome::Failed(e),
+    };
+    let target = &service_settings.config_file;
+    let checked = match gate::gate(candidate, target, tool, service_settings.check_timeout, &reader).await {
+        Ok(c) => c,
+        Err(e) => return ConfigOutcome::Rejected(e),
+    };
+    match mode {
+        Mode::Check => ConfigOutcome::Passed,
+        Mode::Apply => install_and_verify(service, target, previous_copy, checked, force_reload).await,
+    }
+}
+
+/// After everything took: remember the applied definitions and forget the
+/// targets of clusters that are gone.
+fn record_success(settings: &Settings, inventory: &Inventory, last_good: &LastGood, warnings: &mut Vec<String>) {
+    let applied: Vec<&Cluster> = inventory
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Current(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let names = inventory.names();
+    let cleanup = last_good
+        .record(&applied, &names)
+        .and_then(|()| targets::remove_others(&settings.targets_dir(), &names));
+    if let Err(e) = cleanup {
+        warnings.push(format!("cannot update {}: {e}", settings.state_dir.display()));
+    }
+}
+
+/// Loads every cluster file and renders the Prometheus candidate. The
 /// candidate does not depend on discovery: targets live in `file_sd` files.
 pub fn load_and_render(
     settings: &Settings,
@@ -202,7 +264,9 @@ pub fn load_and_render(
     (inventory, candidate)
 }
 
-async fn discover_all(
+/// Discovers clusters concurrently and writes their targets; a failed
+/// cluster keeps the targets it had.
+pub async fn discover_all(
     settings: &Settings,
     clusters: &[&Cluster],
 ) -> Vec<(String, Result<ClusterTargets, DiscoveryError>)> {
@@ -218,22 +282,25 @@ async fn discover_all(
     let mut results = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let (cluster, result) = joined.expect("discovery tasks do not panic");
-        let written = match &result {
-            Ok(targets) => targets::write_cluster(&targets_dir, &cluster, targets).map(drop),
-            // Keep what was discovered last; only make sure the files exist.
-            Err(_) => targets::ensure_files(&targets_dir, &cluster),
-        };
-        let result = match written {
-            Ok(()) => result,
-            Err(e) => Err(DiscoveryError::Credentials {
-                key: "state_dir",
-                path: targets_dir.clone(),
-                detail: format!("cannot write targets: {e}"),
-            }),
-        };
+        let result = result.and_then(|targets| write_targets(&targets_dir, &cluster, targets));
         results.push((cluster.name.to_string(), result));
     }
     results
+}
+
+/// Writes one cluster's targets files (only those that changed).
+pub fn write_targets(
+    targets_dir: &std::path::Path,
+    cluster: &Cluster,
+    found: ClusterTargets,
+) -> Result<ClusterTargets, DiscoveryError> {
+    targets::write_cluster(targets_dir, cluster, &found)
+        .map(|_| found)
+        .map_err(|e| DiscoveryError::Credentials {
+            key: "state_dir",
+            path: targets_dir.to_path_buf(),
+            detail: format!("cannot write targets: {e}"),
+        })
 }
 
 fn cluster_reports(
@@ -245,21 +312,9 @@ fn cluster_reports(
         .iter()
         .map(|entry| {
             let (name, file, definition) = match entry {
-                Entry::Current(c) => (
-                    Some(c.name.to_string()),
-                    c.source.clone(),
-                    Definition::Current,
-                ),
-                Entry::KeptLastGood(c) => (
-                    Some(c.name.to_string()),
-                    c.source.clone(),
-                    Definition::KeptLastGood,
-                ),
-                Entry::Broken { name, file } => (
-                    name.as_ref().map(ToString::to_string),
-                    file.clone(),
-                    Definition::Broken,
-                ),
+                Entry::Current(c) => (Some(c.name.to_string()), c.source.clone(), Definition::Current),
+                Entry::KeptLastGood(c) => (Some(c.name.to_string()), c.source.clone(), Definition::KeptLastGood),
+                Entry::Broken { name, file } => (name.as_ref().map(ToString::to_string), file.clone(), Definition::Broken),
             };
             let discovery = match (&name, definition) {
                 (Some(n), Definition::Current | Definition::KeptLastGood) => discovered
@@ -268,82 +323,9 @@ fn cluster_reports(
                     .map(|i| discovered.swap_remove(i).1),
                 _ => None,
             };
-            ClusterReport {
-                name,
-                file,
-                definition,
-                discovery,
-            }
+            ClusterReport { name, file, definition, discovery }
         })
         .collect();
     reports.sort_by(|a, b| a.name.cmp(&b.name).then(a.file.cmp(&b.file)));
     reports
-}
-
-async fn install_and_verify(
-    settings: &Settings,
-    checked: gate::Checked,
-    api: &PrometheusApi,
-) -> ConfigOutcome {
-    let target = &settings.prometheus.config_file;
-    let method = &settings.prometheus.reload;
-    let timeout = settings.prometheus.verify_timeout;
-    let previous = std::fs::read(target).ok();
-    let expected = prometheus_api::job_names(&String::from_utf8_lossy(&checked.bytes));
-
-    if previous.as_deref() == Some(checked.bytes.as_slice()) {
-        // Same bytes: nothing to do, unless Prometheus's last load failed
-        // (someone reverted a bad file by hand) — then load it again.
-        return match api.runtime_info().await {
-            Ok(info) if !info.reload_config_success => {
-                match reload_and_verify(method, api, &expected, timeout).await {
-                    Ok(()) => ConfigOutcome::Applied,
-                    Err(e) => ConfigOutcome::InstalledUnverified(e),
-                }
-            }
-            _ => ConfigOutcome::Unchanged,
-        };
-    }
-
-    if let Some(previous) = &previous {
-        let copy = settings.last_good_dir().join("prometheus.yml");
-        let saved = std::fs::create_dir_all(settings.last_good_dir())
-            .and_then(|()| fsutil::write_atomic(&copy, previous, 0o644));
-        if let Err(e) = saved {
-            return ConfigOutcome::Failed(format!(
-                "cannot keep the previous configuration in {}: {e}",
-                copy.display()
-            ));
-        }
-    }
-    if let Err(e) = checked.staged.install() {
-        return ConfigOutcome::Failed(format!("cannot install {}: {e}", target.display()));
-    }
-
-    match reload_and_verify(method, api, &expected, timeout).await {
-        Ok(()) => ConfigOutcome::Applied,
-        Err(error @ VerifyError::Unreachable(_)) => ConfigOutcome::InstalledUnverified(error),
-        Err(error) => {
-            let restore = match previous {
-                Some(previous) => restore(target, &previous, method, api, timeout).await,
-                None => Err("there was no previous configuration to restore".into()),
-            };
-            ConfigOutcome::RolledBack { error, restore }
-        }
-    }
-}
-
-async fn restore(
-    target: &std::path::Path,
-    previous: &[u8],
-    method: &crate::settings::ReloadMethod,
-    api: &PrometheusApi,
-    timeout: Duration,
-) -> Result<(), String> {
-    fsutil::write_atomic(target, previous, 0o644)
-        .map_err(|e| format!("cannot restore {}: {e}", target.display()))?;
-    let expected = prometheus_api::job_names(&String::from_utf8_lossy(previous));
-    reload_and_verify(method, api, &expected, timeout)
-        .await
-        .map_err(|e| format!("restored {}, but: {e}", target.display()))
 }

@@ -86,7 +86,7 @@ fn all_problems_of_all_files_are_reported_at_once() {
     }
     // The valid cluster is still rendered and gated.
     assert!(
-        stdout(&out).contains("candidate passes promtool"),
+        stdout(&out).contains("candidate passes the gate"),
         "{}",
         stdout(&out)
     );

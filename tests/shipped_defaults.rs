@@ -59,7 +59,7 @@ fn shipped_settings_example_cluster_and_base_pass_promfed_check() {
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("cluster example"), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("candidate passes promtool"),
+        stdout(&out).contains("candidate passes the gate"),
         "{}",
         stdout(&out)
     );

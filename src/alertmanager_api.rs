@@ -1,0 +1,108 @@
+//! The parts of Alertmanager's HTTP API that tell whether a reload took.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::render::ClusterRoute;
+
+pub struct AlertmanagerApi {
+    http: reqwest::Client,
+    base: Url,
+}
+
+/// From `/metrics`: the last reload's result and the time of the last
+/// successful one (sub-second resolution).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReloadState {
+    pub successful: bool,
+    pub success_time: f64,
+}
+
+#[derive(Deserialize)]
+struct Status {
+    config: StatusConfig,
+}
+
+#[derive(Deserialize)]
+struct StatusConfig {
+    original: String,
+}
+
+impl AlertmanagerApi {
+    pub fn new(base: &Url) -> AlertmanagerApi {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("a plain HTTP client builds");
+        AlertmanagerApi { http, base: base.clone() }
+    }
+
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.base.as_str().trim_end_matches('/'))
+    }
+
+    async fn get_text(&self, path: &str) -> Result<String, String> {
+        let url = self.endpoint(path);
+        let response = self.http.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("{url} answered {}", response.status()));
+        }
+        response.text().await.map_err(|e| format!("{url}: {e}"))
+    }
+
+    pub async fn reload_state(&self) -> Result<ReloadState, String> {
+        let text = self.get_text("/metrics").await?;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+                .ok_or_else(|| format!("{name} is missing from Alertmanager's metrics"))
+        };
+        Ok(ReloadState {
+            successful: value("alertmanager_config_last_reload_successful")? == 1.0,
+            success_time: value("alertmanager_config_last_reload_success_timestamp_seconds")?,
+        })
+    }
+
+    /// The cluster routes present at the top of the configuration in force.
+    pub async fn loaded_routes(&self) -> Result<Vec<ClusterRoute>, String> {
+        let text = self.get_text("/api/v2/status").await?;
+        let status: Status = serde_json::from_str(&text).map_err(|e| format!("/api/v2/status: {e}"))?;
+        Ok(routes_of(&status.config.original))
+    }
+
+    /// `POST /-/reload`: synchronous; the error text comes back on failure.
+    pub async fn post_reload(&self) -> Result<(), String> {
+        let url = self.endpoint("/-/reload");
+        let response = self.http.post(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("{url} answered {status}: {}", body.trim()))
+        }
+    }
+}
+
+/// The `cluster="…"` routes of an Alertmanager configuration.
+pub fn routes_of(yaml: &str) -> Vec<ClusterRoute> {
+    let Ok(doc) = serde_norway::from_str::<serde_norway::Value>(yaml) else {
+        return Vec::new();
+    };
+    let Some(routes) = doc.get("route").and_then(|r| r.get("routes")).and_then(|r| r.as_sequence()) else {
+        return Vec::new();
+    };
+    routes
+        .iter()
+        .filter_map(|r| {
+            let receiver = r.get("receiver")?.as_str()?.to_string();
+            let matchers = r.get("matchers")?.as_sequence()?;
+            let [matcher] = matchers.as_slice() else { return None };
+            let cluster = matcher.as_str()?.strip_prefix("cluster=\"")?.strip_suffix('"')?;
+            Some(ClusterRoute { cluster: cluster.to_string(), receiver })
+        })
+        .collect()
+}

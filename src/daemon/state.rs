@@ -1,0 +1,209 @@
+//! What the daemon knows about itself and each cluster, turned into
+//! `status.json`, the metrics file and systemd's one-line STATUS.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+
+use crate::cluster::Cluster;
+use crate::discovery::DiscoveryError;
+use crate::install::ConfigOutcome;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+use crate::status::{DiscoveryStatus, LastApply, Status};
+use crate::targets::{ClusterTargets, JobKind};
+use crate::transaction::{Definition, Report};
+
+pub struct State {
+    status: Status,
+    metrics: Metrics,
+}
+
+/// Now, to the second: sub-second times would make every write differ.
+fn now() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid time")
+}
+
+impl State {
+    pub fn new() -> State {
+        State {
+            status: Status {
+                version: env!("CARGO_PKG_VERSION").into(),
+                pid: std::process::id(),
+                started: now().to_string(),
+                ..Status::default()
+            },
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Takes in the result of a transaction.
+    pub fn applied(&mut self, report: &Report) {
+        for p in &report.problems {
+            tracing::error!(file = %p.file.display(), stage = "load", "{}", p.headline());
+        }
+        for w in &report.warnings {
+            tracing::warn!(stage = "load", "{w}");
+        }
+        let time = now();
+        let mut errors = Vec::new();
+        for (program, outcome) in [("prometheus", Some(&report.prometheus)), ("alertmanager", report.alertmanager.as_ref())] {
+            let Some(outcome) = outcome else { continue };
+            let (ok, failed) = outcome.reloads();
+            for (result, n) in [("success", ok), ("failure", failed)] {
+                if n > 0 {
+                    *self.metrics.reloads.entry((program.into(), result.into())).or_default() += u64::from(n);
+                }
+            }
+            match describe_failure(outcome) {
+                Some(e) => {
+                    tracing::error!(stage = "apply", program, outcome = outcome.word(), "{e}");
+                    errors.push(format!("{program}: {e}"));
+                }
+                None => tracing::info!(stage = "apply", program, outcome = outcome.word(), "{program} configuration {}", outcome.word()),
+            }
+        }
+        *self.metrics.applies.entry(report.prometheus.word().into()).or_default() += 1;
+        let all_in_force = report.prometheus.in_force() && report.alertmanager.as_ref().is_none_or(ConfigOutcome::in_force);
+        if all_in_force {
+            self.status.last_success = Some(time.to_string());
+            self.metrics.last_apply_success = Some(time.as_second());
+        }
+        self.status.last_apply = Some(LastApply {
+            time: time.to_string(),
+            prometheus: report.prometheus.word().into(),
+            alertmanager: report.alertmanager.as_ref().map(|o| o.word().into()),
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
+        });
+        self.status.problems = report.problems.iter().map(|d| d.headline()).collect();
+        self.status.warnings.clone_from(&report.warnings);
+
+        let mut seen = BTreeSet::new();
+        for c in &report.clusters {
+            let key = c.name.clone().unwrap_or_else(|| c.file.display().to_string());
+            seen.insert(key.clone());
+            let entry = self.status.clusters.entry(key.clone()).or_default();
+            entry.file = c.file.clone();
+            entry.definition = c.definition.word().into();
+            if c.definition == Definition::Broken {
+                entry.discovery = DiscoveryStatus { state: "none".into(), ..Default::default() };
+            } else if entry.discovery.state.is_empty() || entry.discovery.state == "none" {
+                entry.discovery.state = "pending".into();
+            }
+            self.metrics.clusters.entry(key).or_default().config_valid = c.definition == Definition::Current;
+        }
+        self.status.clusters.retain(|k, _| seen.contains(k));
+        self.metrics.clusters.retain(|k, _| seen.contains(k));
+        for cluster in &report.in_force {
+            let name = cluster.name.to_string();
+            if let Some(Some(result)) = report.clusters.iter().find(|c| c.name.as_deref() == Some(&name)).map(|c| &c.discovery) {
+                self.discovered(&name, result, cluster);
+            }
+            let expiry = cluster.auth.token_file.as_deref().and_then(crate::jwt::file_expiry);
+            if let Some(s) = self.status.clusters.get_mut(&name) {
+                s.token_expiry = expiry.and_then(|t| Timestamp::from_second(t).ok()).map(|t| t.to_string());
+            }
+            if let Some(m) = self.metrics.clusters.get_mut(&name) {
+                m.token_expiry = expiry;
+            }
+        }
+    }
+
+    /// Takes in one discovery result of a cluster.
+    pub fn discovered(&mut self, name: &str, result: &Result<ClusterTargets, DiscoveryError>, cluster: &Cluster) {
+        let (Some(status), Some(metrics)) = (self.status.clusters.get_mut(name), self.metrics.clusters.get_mut(name)) else {
+            return;
+        };
+        let d = &mut status.discovery;
+        let was = d.state.clone();
+        match result {
+            Ok(found) => {
+                d.state = "ok".into();
+                d.reason = None;
+                d.error = None;
+                d.nodes = found.nodes.len();
+                d.node_exporters = found.node_exporters.len();
+                metrics.discovery_healthy = true;
+                metrics.targets = JobKind::ALL
+                    .into_iter()
+                    .filter(|k| k.enabled_in(cluster))
+                    .map(|k| {
+                        let n = match k {
+                            JobKind::Kubelet | JobKind::Cadvisor => found.nodes.len(),
+                            JobKind::Apiserver => 1,
+                            JobKind::NodeExporter => found.node_exporters.len(),
+                        };
+                        (k.slug(), n)
+                    })
+                    .collect();
+                if was != "ok" {
+                    tracing::info!(cluster = name, stage = "discovery", nodes = d.nodes, node_exporters = d.node_exporters, "discovery ok");
+                }
+            }
+            Err(e) => {
+                d.state = "failing".into();
+                d.reason = Some(e.reason().into());
+                d.error = Some(e.to_string());
+                metrics.discovery_healthy = false;
+                *metrics.errors.entry(e.reason().into()).or_default() += 1;
+                tracing::warn!(cluster = name, stage = "discovery", reason = e.reason(), "{e}; keeping the last targets");
+            }
+        }
+        if was != d.state {
+            d.since = Some(now().to_string());
+        }
+    }
+
+    /// systemd's STATUS=: clusters OK and failing, and the last apply.
+    pub fn summary(&self) -> String {
+        let clusters = &self.status.clusters;
+        let ok = clusters.values().filter(|c| c.discovery.state == "ok" && c.definition == "current").count();
+        let failing: Vec<&str> = clusters
+            .iter()
+            .filter(|(_, c)| c.discovery.state != "ok" || c.definition != "current")
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let mut line = format!("{ok} clusters OK, {} failing", failing.len());
+        if !failing.is_empty() {
+            line.push_str(&format!(" ({})", failing.join(", ")));
+        }
+        if let Some(a) = &self.status.last_apply {
+            line.push_str(&format!("; last apply {} {}", a.time, a.prometheus));
+            if let Some(am) = &a.alertmanager {
+                line.push_str(&format!(", alertmanager {am}"));
+            }
+        }
+        line
+    }
+
+    pub fn write(&self, settings: &Settings) -> std::io::Result<()> {
+        crate::status::write(settings, &self.status)?;
+        if let Some(path) = &settings.daemon.metrics_file {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            crate::fsutil::write_if_changed(path, self.metrics.render().as_bytes(), 0o644)?;
+        }
+        Ok(())
+    }
+}
+
+fn describe_failure(outcome: &ConfigOutcome) -> Option<String> {
+    match outcome {
+        ConfigOutcome::Rejected(e) => Some(e.to_string()),
+        ConfigOutcome::InstalledUnverified(e) => Some(format!("installed but not verified: {e}")),
+        ConfigOutcome::RolledBack { error, restore } => Some(match restore {
+            Ok(()) => format!("the new configuration did not take ({error}); rolled back"),
+            Err(r) => format!("the new configuration did not take ({error}); rollback failed: {r}"),
+        }),
+        ConfigOutcome::Failed(e) => Some(e.clone()),
+        ConfigOutcome::NotRendered => Some("not rendered: see the problems".into()),
+        _ => None,
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self::new()
+    }
+}

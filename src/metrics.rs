@@ -1,0 +1,104 @@
+//! promfed's own metrics, in Prometheus text format, written atomically to a
+//! file for node-exporter's textfile collector (Debian's folder by default).
+//! The label `scrape_job` stands for a job, because the collector's own
+//! target label `job` would shadow it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// Transactions by the result of the Prometheus config.
+    pub applies: BTreeMap<String, u64>,
+    /// Reloads by (program, result).
+    pub reloads: BTreeMap<(String, String), u64>,
+    pub last_apply_success: Option<i64>,
+    pub clusters: BTreeMap<String, ClusterMetrics>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClusterMetrics {
+    pub config_valid: bool,
+    pub discovery_healthy: bool,
+    pub errors: BTreeMap<String, u64>,
+    /// Targets per job slug.
+    pub targets: BTreeMap<&'static str, usize>,
+    pub token_expiry: Option<i64>,
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        family(&mut out, "promfed_applies_total", "counter", "Transactions run, by the result for the Prometheus configuration.");
+        for (result, n) in &self.applies {
+            let _ = writeln!(out, "promfed_applies_total{{result=\"{result}\"}} {n}");
+        }
+        family(&mut out, "promfed_reloads_total", "counter", "Reloads of Prometheus and Alertmanager, by result.");
+        for ((program, result), n) in &self.reloads {
+            let _ = writeln!(out, "promfed_reloads_total{{program=\"{program}\",result=\"{result}\"}} {n}");
+        }
+        family(&mut out, "promfed_last_apply_success_timestamp_seconds", "gauge", "When the rendered configuration was last verified in force.");
+        if let Some(t) = self.last_apply_success {
+            let _ = writeln!(out, "promfed_last_apply_success_timestamp_seconds {t}");
+        }
+        family(&mut out, "promfed_cluster_config_valid", "gauge", "Whether the cluster's file is valid (0: its last good definition is kept, or none).");
+        for (c, m) in &self.clusters {
+            let _ = writeln!(out, "promfed_cluster_config_valid{{cluster=\"{c}\"}} {}", u8::from(m.config_valid));
+        }
+        family(&mut out, "promfed_cluster_discovery_healthy", "gauge", "Whether the cluster's last discovery succeeded.");
+        for (c, m) in &self.clusters {
+            let _ = writeln!(out, "promfed_cluster_discovery_healthy{{cluster=\"{c}\"}} {}", u8::from(m.discovery_healthy));
+        }
+        family(&mut out, "promfed_cluster_discovery_errors_total", "counter", "Failed discoveries, by reason.");
+        for (c, m) in &self.clusters {
+            for (reason, n) in &m.errors {
+                let _ = writeln!(out, "promfed_cluster_discovery_errors_total{{cluster=\"{c}\",reason=\"{reason}\"}} {n}");
+            }
+        }
+        family(&mut out, "promfed_cluster_targets", "gauge", "Targets promfed discovered, per cluster and job.");
+        for (c, m) in &self.clusters {
+            for (job, n) in &m.targets {
+                let _ = writeln!(out, "promfed_cluster_targets{{cluster=\"{c}\",scrape_job=\"{job}\"}} {n}");
+            }
+        }
+        family(&mut out, "promfed_cluster_token_expiry_timestamp_seconds", "gauge", "When the cluster's token expires (JWT exp claim).");
+        for (c, m) in &self.clusters {
+            if let Some(t) = m.token_expiry {
+                let _ = writeln!(out, "promfed_cluster_token_expiry_timestamp_seconds{{cluster=\"{c}\"}} {t}");
+            }
+        }
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_valid_exposition_text() {
+        let mut m = Metrics::default();
+        m.applies.insert("applied".into(), 2);
+        m.reloads.insert(("prometheus".into(), "success".into()), 2);
+        let mut c = ClusterMetrics { config_valid: true, discovery_healthy: false, ..Default::default() };
+        c.errors.insert("unreachable".into(), 3);
+        c.targets.insert("kubelet", 5);
+        c.token_expiry = Some(1893456000);
+        m.clusters.insert("stage".into(), c);
+        let text = m.render();
+        for line in [
+            "promfed_applies_total{result=\"applied\"} 2",
+            "promfed_reloads_total{program=\"prometheus\",result=\"success\"} 2",
+            "promfed_cluster_discovery_healthy{cluster=\"stage\"} 0",
+            "promfed_cluster_discovery_errors_total{cluster=\"stage\",reason=\"unreachable\"} 3",
+            "promfed_cluster_targets{cluster=\"stage\",scrape_job=\"kubelet\"} 5",
+            "promfed_cluster_token_expiry_timestamp_seconds{cluster=\"stage\"} 1893456000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `status.json` in the state folder: what the daemon last did, per cluster.
+//! The daemon writes it (atomically, only when it changed); `promfed status`
+//! prints it for a person, or as it is with `--json`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil;
+use crate::settings::Settings;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub started: String,
+    pub last_apply: Option<LastApply>,
+    /// When Prometheus (and Alertmanager) last ran exactly what promfed rendered.
+    pub last_success: Option<String>,
+    /// Keyed by cluster name, or by file for a file whose name is unknown.
+    pub clusters: BTreeMap<String, ClusterStatus>,
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LastApply {
+    pub time: String,
+    pub prometheus: String,
+    pub alertmanager: Option<String>,
+    /// Why it did not apply, if it did not.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub file: PathBuf,
+    /// `current`, `kept_last_good` or `broken`.
+    pub definition: String,
+    pub discovery: DiscoveryStatus,
+    /// The token's JWT `exp`, RFC 3339.
+    pub token_expiry: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiscoveryStatus {
+    /// `ok`, `failing`, `pending` or `none` (broken file).
+    pub state: String,
+    /// When `state` last changed.
+    pub since: Option<String>,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub nodes: usize,
+    pub node_exporters: usize,
+}
+
+pub fn path(settings: &Settings) -> PathBuf {
+    settings.state_dir.join("status.json")
+}
+
+pub fn write(settings: &Settings, status: &Status) -> std::io::Result<()> {
+    std::fs::create_dir_all(&settings.state_dir)?;
+    let mut json = serde_json::to_vec_pretty(status).expect("status serialises");
+    json.push(b'\n');
+    fsutil::write_if_changed(&path(settings), &json, 0o644).map(drop)
+}
+
+/// `promfed status`: 0 when everything is fine, 1 when something is not,
+/// 3 when there is no status (the daemon never ran).
+pub fn print(settings: &Settings, json: bool) -> u8 {
+    let path = path(settings);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("promfed: no status at {}: has `promfed run` started?", path.display());
+        return 3;
+    };
+    if json {
+        print!("{text}");
+    }
+    let Ok(status) = serde_json::from_str::<Status>(&text) else {
+        eprintln!("promfed: {} is not a promfed status file", path.display());
+        return 1;
+    };
+    if !json {
+        print!("{}", human(&status));
+    }
+    let healthy = status.problems.is_empty()
+        && status.clusters.values().all(|c| c.discovery.state == "ok")
+        && status.last_apply.as_ref().is_some_and(|a| a.error.is_none());
+    if healthy { 0 } else { 1 }
+}
+
+fn human(s: &Status) -> String {
+    let mut out = format!("promfed {} (pid {}), running since {}\n", s.version, s.pid, s.started);
+    match &s.last_apply {
+        Some(a) => {
+            out.push_str(&format!("last apply {}: prometheus {}", a.time, a.prometheus));
+            if let Some(am) = &a.alertmanager {
+                out.push_str(&format!(", alertmanager {am}"));
+            }
+            out.push('\n');
+            if let Some(e) = &a.error {
+                out.push_str(&format!("  error: {e}\n"));
+            }
+        }
+        None => out.push_str("no apply yet\n"),
+    }
+    out.push_str(&format!("last success: {}\n\n", s.last_success.as_deref().unwrap_or("never")));
+    let width = s.clusters.keys().map(String::len).max().unwrap_or(7).max(7);
+    out.push_str(&format!("{:width$}  {:9}  {:14}  {:>5}  {:>13}  {}\n", "CLUSTER", "DISCOVERY", "DEFINITION", "NODES", "NODE-EXPORTER", "DETAIL"));
+    for (name, c) in &s.clusters {
+        let detail = match (&c.discovery.error, &c.token_expiry) {
+            (Some(e), _) => e.clone(),
+            (None, Some(exp)) => format!("token expires {exp}"),
+            (None, None) => String::new(),
+        };
+        out.push_str(&format!(
+            "{name:width$}  {:9}  {:14}  {:>5}  {:>13}  {detail}\n",
+            c.discovery.state, c.definition, c.discovery.nodes, c.discovery.node_exporters
+        ));
+    }
+    for p in &s.problems {
+        out.push_str(&format!("\nerror: {p}"));
+    }
+    for w in &s.warnings {
+        out.push_str(&format!("\nwarning: {w}"));
+    }
+    if !s.problems.is_empty() || !s.warnings.is_empty() {
+        out.push('\n');
+    }
+    out
+}
