@@ -37,7 +37,10 @@ impl AlertmanagerApi {
             .timeout(Duration::from_secs(5))
             .build()
             .expect("a plain HTTP client builds");
-        AlertmanagerApi { http, base: base.clone() }
+        AlertmanagerApi {
+            http,
+            base: base.clone(),
+        }
     }
 
     fn endpoint(&self, path: &str) -> String {
@@ -46,7 +49,12 @@ impl AlertmanagerApi {
 
     async fn get_text(&self, path: &str) -> Result<String, String> {
         let url = self.endpoint(path);
-        let response = self.http.get(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("{url} answered {}", response.status()));
         }
@@ -57,7 +65,13 @@ impl AlertmanagerApi {
         let text = self.get_text("/metrics").await?;
         let value = |name: &str| {
             text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+                .find_map(|l| {
+                    l.strip_prefix(name)?
+                        .strip_prefix(' ')?
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
                 .ok_or_else(|| format!("{name} is missing from Alertmanager's metrics"))
         };
         Ok(ReloadState {
@@ -69,14 +83,20 @@ impl AlertmanagerApi {
     /// The cluster routes present at the top of the configuration in force.
     pub async fn loaded_routes(&self) -> Result<Vec<ClusterRoute>, String> {
         let text = self.get_text("/api/v2/status").await?;
-        let status: Status = serde_json::from_str(&text).map_err(|e| format!("/api/v2/status: {e}"))?;
+        let status: Status =
+            serde_json::from_str(&text).map_err(|e| format!("/api/v2/status: {e}"))?;
         Ok(routes_of(&status.config.original))
     }
 
     /// `POST /-/reload`: synchronous; the error text comes back on failure.
     pub async fn post_reload(&self) -> Result<(), String> {
         let url = self.endpoint("/-/reload");
-        let response = self.http.post(&url).send().await.map_err(|e| format!("{url}: {e}"))?;
+        let response = self
+            .http
+            .post(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         if status.is_success() {
@@ -92,7 +112,11 @@ pub fn routes_of(yaml: &str) -> Vec<ClusterRoute> {
     let Ok(doc) = serde_norway::from_str::<serde_norway::Value>(yaml) else {
         return Vec::new();
     };
-    let Some(routes) = doc.get("route").and_then(|r| r.get("routes")).and_then(|r| r.as_sequence()) else {
+    let Some(routes) = doc
+        .get("route")
+        .and_then(|r| r.get("routes"))
+        .and_then(|r| r.as_sequence())
+    else {
         return Vec::new();
     };
     routes
@@ -100,9 +124,17 @@ pub fn routes_of(yaml: &str) -> Vec<ClusterRoute> {
         .filter_map(|r| {
             let receiver = r.get("receiver")?.as_str()?.to_string();
             let matchers = r.get("matchers")?.as_sequence()?;
-            let [matcher] = matchers.as_slice() else { return None };
-            let cluster = matcher.as_str()?.strip_prefix("cluster=\"")?.strip_suffix('"')?;
-            Some(ClusterRoute { cluster: cluster.to_string(), receiver })
+            let [matcher] = matchers.as_slice() else {
+                return None;
+            };
+            let cluster = matcher
+                .as_str()?
+                .strip_prefix("cluster=\"")?
+                .strip_suffix('"')?;
+            Some(ClusterRoute {
+                cluster: cluster.to_string(),
+                receiver,
+            })
         })
         .collect()
 }

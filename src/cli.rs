@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::access::Identity;
+use crate::install::ConfigOutcome;
 use crate::last_good::LastGood;
 use crate::settings::{DEFAULT_CONFIG, Settings};
-use crate::install::ConfigOutcome;
 use crate::transaction::{self, Definition, Mode, Options, Report};
 
 const EX_CONFIG: u8 = 78;
@@ -152,7 +152,11 @@ fn print_report(report: &Report, settings: &Settings) {
             c.file.display()
         );
     }
-    print_outcome("prometheus", &settings.prometheus.config_file, &report.prometheus);
+    print_outcome(
+        "prometheus",
+        &settings.prometheus.config_file,
+        &report.prometheus,
+    );
     if let (Some(am), Some(outcome)) = (&settings.alertmanager, &report.alertmanager) {
         print_outcome("alertmanager", &am.config_file, outcome);
     }
@@ -161,22 +165,30 @@ fn print_report(report: &Report, settings: &Settings) {
 fn print_outcome(program: &str, target: &std::path::Path, outcome: &ConfigOutcome) {
     let target = target.display();
     match outcome {
-        ConfigOutcome::NotRendered => println!("{program}: nothing rendered, {target} left as it is"),
+        ConfigOutcome::NotRendered => {
+            println!("{program}: nothing rendered, {target} left as it is")
+        }
         ConfigOutcome::Rejected(e) => {
             eprintln!("error: {e}");
             println!("{program}: candidate rejected, {target} left as it is");
         }
-        ConfigOutcome::Passed => println!("{program}: candidate passes the gate and the file checks"),
+        ConfigOutcome::Passed => {
+            println!("{program}: candidate passes the gate and the file checks")
+        }
         ConfigOutcome::Unchanged => println!("{program}: {target} is up to date, no reload needed"),
         ConfigOutcome::Applied => println!("{program}: {target} installed, reloaded and verified"),
         ConfigOutcome::InstalledUnverified(e) => {
             eprintln!("error: {e}");
-            println!("{program}: {target} installed but not verified; it is read when the program starts");
+            println!(
+                "{program}: {target} installed but not verified; it is read when the program starts"
+            );
         }
         ConfigOutcome::RolledBack { error, restore } => {
             eprintln!("error: the new configuration did not take: {error}");
             match restore {
-                Ok(()) => println!("{program}: rolled back to the previous {target}, reloaded and verified"),
+                Ok(()) => println!(
+                    "{program}: rolled back to the previous {target}, reloaded and verified"
+                ),
                 Err(e) => println!("{program}: rollback failed: {e}"),
             }
         }

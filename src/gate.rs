@@ -55,11 +55,19 @@ pub struct CheckTool<'a> {
 
 impl<'a> CheckTool<'a> {
     pub fn promtool(path: &'a Path) -> Self {
-        CheckTool { name: "promtool", path, args: &["check", "config"] }
+        CheckTool {
+            name: "promtool",
+            path,
+            args: &["check", "config"],
+        }
     }
 
     pub fn amtool(path: &'a Path) -> Self {
-        CheckTool { name: "amtool", path, args: &["check-config"] }
+        CheckTool {
+            name: "amtool",
+            path,
+            args: &["check-config"],
+        }
     }
 }
 
@@ -100,8 +108,13 @@ async fn run_check(tool: CheckTool<'_>, file: &Path, timeout: Duration) -> Resul
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     // The tool names the hidden candidate; say what the operator knows.
-    let output = text.trim().replace(&file.display().to_string(), "the candidate");
-    Err(GateError::Rejected { tool: tool.name, output })
+    let output = text
+        .trim()
+        .replace(&file.display().to_string(), "the candidate");
+    Err(GateError::Rejected {
+        tool: tool.name,
+        output,
+    })
 }
 
 /// Every file the configuration names that `reader` cannot read, with where

@@ -31,8 +31,12 @@ impl ConfigOutcome {
     pub fn reloads(&self) -> (u32, u32) {
         match self {
             ConfigOutcome::Applied => (1, 0),
-            ConfigOutcome::RolledBack { restore: Ok(()), .. } => (1, 1),
-            ConfigOutcome::RolledBack { restore: Err(_), .. } => (0, 2),
+            ConfigOutcome::RolledBack {
+                restore: Ok(()), ..
+            } => (1, 1),
+            ConfigOutcome::RolledBack {
+                restore: Err(_), ..
+            } => (0, 2),
             ConfigOutcome::InstalledUnverified(_) => (0, 1),
             _ => (0, 0),
         }
@@ -61,7 +65,9 @@ impl ConfigOutcome {
     pub fn worth_retrying(&self) -> bool {
         matches!(
             self,
-            ConfigOutcome::InstalledUnverified(_) | ConfigOutcome::RolledBack { .. } | ConfigOutcome::Failed(_)
+            ConfigOutcome::InstalledUnverified(_)
+                | ConfigOutcome::RolledBack { .. }
+                | ConfigOutcome::Failed(_)
         )
     }
 }
@@ -98,7 +104,10 @@ pub async fn install_and_verify(
             .map_or(Ok(()), std::fs::create_dir_all)
             .and_then(|()| fsutil::write_atomic(previous_copy, previous, 0o644));
         if let Err(e) = saved {
-            return ConfigOutcome::Failed(format!("cannot keep the previous configuration in {}: {e}", previous_copy.display()));
+            return ConfigOutcome::Failed(format!(
+                "cannot keep the previous configuration in {}: {e}",
+                previous_copy.display()
+            ));
         }
     }
     if let Err(e) = checked.staged.install() {
@@ -119,7 +128,8 @@ pub async fn install_and_verify(
 }
 
 async fn restore(service: &impl Service, target: &Path, previous: &[u8]) -> Result<(), String> {
-    fsutil::write_atomic(target, previous, 0o644).map_err(|e| format!("cannot restore {}: {e}", target.display()))?;
+    fsutil::write_atomic(target, previous, 0o644)
+        .map_err(|e| format!("cannot restore {}: {e}", target.display()))?;
     service
         .reload_and_verify(&String::from_utf8_lossy(previous))
         .await

@@ -28,12 +28,21 @@ mod tests {
     use super::*;
 
     fn jwt(claims: &str) -> String {
-        format!("{}.{}.sig", URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#), URL_SAFE_NO_PAD.encode(claims))
+        format!(
+            "{}.{}.sig",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256"}"#),
+            URL_SAFE_NO_PAD.encode(claims)
+        )
     }
 
     #[test]
     fn reads_exp_from_a_jwt_and_nothing_from_other_tokens() {
-        assert_eq!(expiry(&jwt(r#"{"sub":"system:serviceaccount:monitoring:prometheus","exp":1893456000}"#)), Some(1893456000));
+        assert_eq!(
+            expiry(&jwt(
+                r#"{"sub":"system:serviceaccount:monitoring:prometheus","exp":1893456000}"#
+            )),
+            Some(1893456000)
+        );
         assert_eq!(expiry(&format!("{}\n", jwt(r#"{"exp":5}"#))), Some(5));
         assert_eq!(expiry(&jwt(r#"{"sub":"x"}"#)), None);
         assert_eq!(expiry("a-legacy-opaque-token"), None);

@@ -1,6 +1,8 @@
 //! Where log lines go: the journal with structured fields under systemd,
 //! readable lines on stderr otherwise. `PROMFED_LOG` sets the filter.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -9,6 +11,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 pub fn init_command() {
     tracing_subscriber::fmt()
         .with_env_filter(filter("warn"))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
@@ -27,6 +30,7 @@ pub fn init_daemon() {
     }
     tracing_subscriber::fmt()
         .with_env_filter(filter("info"))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

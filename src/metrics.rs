@@ -29,42 +29,102 @@ pub struct ClusterMetrics {
 impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
-        family(&mut out, "promfed_applies_total", "counter", "Transactions run, by the result for the Prometheus configuration.");
+        family(
+            &mut out,
+            "promfed_applies_total",
+            "counter",
+            "Transactions run, by the result for the Prometheus configuration.",
+        );
         for (result, n) in &self.applies {
             let _ = writeln!(out, "promfed_applies_total{{result=\"{result}\"}} {n}");
         }
-        family(&mut out, "promfed_reloads_total", "counter", "Reloads of Prometheus and Alertmanager, by result.");
+        family(
+            &mut out,
+            "promfed_reloads_total",
+            "counter",
+            "Reloads of Prometheus and Alertmanager, by result.",
+        );
         for ((program, result), n) in &self.reloads {
-            let _ = writeln!(out, "promfed_reloads_total{{program=\"{program}\",result=\"{result}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "promfed_reloads_total{{program=\"{program}\",result=\"{result}\"}} {n}"
+            );
         }
-        family(&mut out, "promfed_last_apply_success_timestamp_seconds", "gauge", "When the rendered configuration was last verified in force.");
+        family(
+            &mut out,
+            "promfed_last_apply_success_timestamp_seconds",
+            "gauge",
+            "When the rendered configuration was last verified in force.",
+        );
         if let Some(t) = self.last_apply_success {
             let _ = writeln!(out, "promfed_last_apply_success_timestamp_seconds {t}");
         }
-        family(&mut out, "promfed_cluster_config_valid", "gauge", "Whether the cluster's file is valid (0: its last good definition is kept, or none).");
+        family(
+            &mut out,
+            "promfed_cluster_config_valid",
+            "gauge",
+            "Whether the cluster's file is valid (0: its last good definition is kept, or none).",
+        );
         for (c, m) in &self.clusters {
-            let _ = writeln!(out, "promfed_cluster_config_valid{{cluster=\"{c}\"}} {}", u8::from(m.config_valid));
+            let _ = writeln!(
+                out,
+                "promfed_cluster_config_valid{{cluster=\"{c}\"}} {}",
+                u8::from(m.config_valid)
+            );
         }
-        family(&mut out, "promfed_cluster_discovery_healthy", "gauge", "Whether the cluster's last discovery succeeded.");
+        family(
+            &mut out,
+            "promfed_cluster_discovery_healthy",
+            "gauge",
+            "Whether the cluster's last discovery succeeded.",
+        );
         for (c, m) in &self.clusters {
-            let _ = writeln!(out, "promfed_cluster_discovery_healthy{{cluster=\"{c}\"}} {}", u8::from(m.discovery_healthy));
+            let _ = writeln!(
+                out,
+                "promfed_cluster_discovery_healthy{{cluster=\"{c}\"}} {}",
+                u8::from(m.discovery_healthy)
+            );
         }
-        family(&mut out, "promfed_cluster_discovery_errors_total", "counter", "Failed discoveries, by reason.");
+        family(
+            &mut out,
+            "promfed_cluster_discovery_errors_total",
+            "counter",
+            "Failed discoveries, by reason.",
+        );
         for (c, m) in &self.clusters {
             for (reason, n) in &m.errors {
-                let _ = writeln!(out, "promfed_cluster_discovery_errors_total{{cluster=\"{c}\",reason=\"{reason}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "promfed_cluster_discovery_errors_total{{cluster=\"{c}\",reason=\"{reason}\"}} {n}"
+                );
             }
         }
-        family(&mut out, "promfed_cluster_targets", "gauge", "Targets promfed discovered, per cluster and job.");
+        family(
+            &mut out,
+            "promfed_cluster_targets",
+            "gauge",
+            "Targets promfed discovered, per cluster and job.",
+        );
         for (c, m) in &self.clusters {
             for (job, n) in &m.targets {
-                let _ = writeln!(out, "promfed_cluster_targets{{cluster=\"{c}\",scrape_job=\"{job}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "promfed_cluster_targets{{cluster=\"{c}\",scrape_job=\"{job}\"}} {n}"
+                );
             }
         }
-        family(&mut out, "promfed_cluster_token_expiry_timestamp_seconds", "gauge", "When the cluster's token expires (JWT exp claim).");
+        family(
+            &mut out,
+            "promfed_cluster_token_expiry_timestamp_seconds",
+            "gauge",
+            "When the cluster's token expires (JWT exp claim).",
+        );
         for (c, m) in &self.clusters {
             if let Some(t) = m.token_expiry {
-                let _ = writeln!(out, "promfed_cluster_token_expiry_timestamp_seconds{{cluster=\"{c}\"}} {t}");
+                let _ = writeln!(
+                    out,
+                    "promfed_cluster_token_expiry_timestamp_seconds{{cluster=\"{c}\"}} {t}"
+                );
             }
         }
         out
@@ -84,7 +144,11 @@ mod tests {
         let mut m = Metrics::default();
         m.applies.insert("applied".into(), 2);
         m.reloads.insert(("prometheus".into(), "success".into()), 2);
-        let mut c = ClusterMetrics { config_valid: true, discovery_healthy: false, ..Default::default() };
+        let mut c = ClusterMetrics {
+            config_valid: true,
+            discovery_healthy: false,
+            ..Default::default()
+        };
         c.errors.insert("unreachable".into(), 3);
         c.targets.insert("kubelet", 5);
         c.token_expiry = Some(1893456000);

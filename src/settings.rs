@@ -178,13 +178,18 @@ impl Settings {
             },
         };
         let daemon = DaemonSettings {
-            debounce: duration(&mut root, &mut p, "debounce").map_or(Duration::from_millis(250), |d| d.as_duration()),
-            max_delay: duration(&mut root, &mut p, "max_delay").map_or(Duration::from_secs(2), |d| d.as_duration()),
-            resync_interval: duration(&mut root, &mut p, "resync_interval").map_or(Duration::from_secs(30), |d| d.as_duration()),
+            debounce: duration(&mut root, &mut p, "debounce")
+                .map_or(Duration::from_millis(250), |d| d.as_duration()),
+            max_delay: duration(&mut root, &mut p, "max_delay")
+                .map_or(Duration::from_secs(2), |d| d.as_duration()),
+            resync_interval: duration(&mut root, &mut p, "resync_interval")
+                .map_or(Duration::from_secs(30), |d| d.as_duration()),
             metrics_file: match root.string(&mut p, "metrics_file") {
                 Some(s) if s.value.is_empty() => None,
                 Some(s) => Some(normalize(&base_dir.join(s.value))),
-                None => Some(PathBuf::from("/var/lib/prometheus/node-exporter/promfed.prom")),
+                None => Some(PathBuf::from(
+                    "/var/lib/prometheus/node-exporter/promfed.prom",
+                )),
             },
         };
         let prometheus = match root.table(&mut p, "prometheus") {
@@ -195,7 +200,12 @@ impl Settings {
             }
             None => {
                 let empty = toml_edit::Document::parse(String::new()).expect("empty document");
-                service_settings(&mut Fields::root(&empty), &mut p, base_dir, &PROMETHEUS_DEFAULTS)
+                service_settings(
+                    &mut Fields::root(&empty),
+                    &mut p,
+                    base_dir,
+                    &PROMETHEUS_DEFAULTS,
+                )
             }
         };
         let alertmanager = root.table(&mut p, "alertmanager").map(|mut t| {
@@ -233,7 +243,12 @@ impl Settings {
     }
 }
 
-fn service_settings(t: &mut Fields, p: &mut Problems, base_dir: &Path, d: &ServiceDefaults) -> ServiceSettings {
+fn service_settings(
+    t: &mut Fields,
+    p: &mut Problems,
+    base_dir: &Path,
+    d: &ServiceDefaults,
+) -> ServiceSettings {
     let config_file = path_or(t, p, "config_file", base_dir, d.config_file);
     let base_file = path_or(t, p, "base_file", base_dir, d.base_file);
     let check_tool = path_or(t, p, d.tool_key, base_dir, d.tool);

@@ -71,7 +71,10 @@ pub fn write(settings: &Settings, status: &Status) -> std::io::Result<()> {
 pub fn print(settings: &Settings, json: bool) -> u8 {
     let path = path(settings);
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("promfed: no status at {}: has `promfed run` started?", path.display());
+        eprintln!(
+            "promfed: no status at {}: has `promfed run` started?",
+            path.display()
+        );
         return 3;
     };
     if json {
@@ -86,15 +89,24 @@ pub fn print(settings: &Settings, json: bool) -> u8 {
     }
     let healthy = status.problems.is_empty()
         && status.clusters.values().all(|c| c.discovery.state == "ok")
-        && status.last_apply.as_ref().is_some_and(|a| a.error.is_none());
+        && status
+            .last_apply
+            .as_ref()
+            .is_some_and(|a| a.error.is_none());
     if healthy { 0 } else { 1 }
 }
 
 fn human(s: &Status) -> String {
-    let mut out = format!("promfed {} (pid {}), running since {}\n", s.version, s.pid, s.started);
+    let mut out = format!(
+        "promfed {} (pid {}), running since {}\n",
+        s.version, s.pid, s.started
+    );
     match &s.last_apply {
         Some(a) => {
-            out.push_str(&format!("last apply {}: prometheus {}", a.time, a.prometheus));
+            out.push_str(&format!(
+                "last apply {}: prometheus {}",
+                a.time, a.prometheus
+            ));
             if let Some(am) = &a.alertmanager {
                 out.push_str(&format!(", alertmanager {am}"));
             }
@@ -105,9 +117,15 @@ fn human(s: &Status) -> String {
         }
         None => out.push_str("no apply yet\n"),
     }
-    out.push_str(&format!("last success: {}\n\n", s.last_success.as_deref().unwrap_or("never")));
+    out.push_str(&format!(
+        "last success: {}\n\n",
+        s.last_success.as_deref().unwrap_or("never")
+    ));
     let width = s.clusters.keys().map(String::len).max().unwrap_or(7).max(7);
-    out.push_str(&format!("{:width$}  {:9}  {:14}  {:>5}  {:>13}  {}\n", "CLUSTER", "DISCOVERY", "DEFINITION", "NODES", "NODE-EXPORTER", "DETAIL"));
+    out.push_str(&format!(
+        "{:width$}  {:9}  {:14}  {:>5}  {:>13}  {}\n",
+        "CLUSTER", "DISCOVERY", "DEFINITION", "NODES", "NODE-EXPORTER", "DETAIL"
+    ));
     for (name, c) in &s.clusters {
         let detail = match (&c.discovery.error, &c.token_expiry) {
             (Some(e), _) => e.clone(),

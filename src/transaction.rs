@@ -102,9 +102,14 @@ impl Report {
     /// 0 success, 1 failure at run time, 78 configuration error (SPEC.md).
     pub fn exit_code(&self) -> u8 {
         let config_error = !self.problems.is_empty()
-            || self.outcomes().any(|o| matches!(o, ConfigOutcome::NotRendered | ConfigOutcome::Rejected(_)));
+            || self
+                .outcomes()
+                .any(|o| matches!(o, ConfigOutcome::NotRendered | ConfigOutcome::Rejected(_)));
         let runtime_error = self.outcomes().any(ConfigOutcome::worth_retrying)
-            || self.clusters.iter().any(|c| matches!(c.discovery, Some(Err(_))));
+            || self
+                .clusters
+                .iter()
+                .any(|c| matches!(c.discovery, Some(Err(_))));
         if config_error {
             78
         } else if runtime_error {
@@ -122,7 +127,10 @@ pub async fn run(settings: &Settings, options: &Options<'_>) -> Report {
         clusters: Vec::new(),
         in_force: Vec::new(),
         prometheus: ConfigOutcome::NotRendered,
-        alertmanager: settings.alertmanager.as_ref().map(|_| ConfigOutcome::NotRendered),
+        alertmanager: settings
+            .alertmanager
+            .as_ref()
+            .map(|_| ConfigOutcome::NotRendered),
     };
     let prometheus_user = match Identity::lookup(&settings.prometheus.user) {
         Ok(id) => id,
@@ -137,17 +145,24 @@ pub async fn run(settings: &Settings, options: &Options<'_>) -> Report {
     report.in_force = clusters.iter().map(|c| (*c).clone()).collect();
 
     // Discover (file_sd only), concurrently; failures keep the last targets.
-    let mut discovered = if options.mode == Mode::Apply && settings.discovery == DiscoveryMode::FileSd {
-        let wanted: Vec<&Cluster> = clusters.iter().copied().filter(|c| (options.discover)(c)).collect();
-        discover_all(settings, &wanted).await
-    } else {
-        Vec::new()
-    };
+    let mut discovered =
+        if options.mode == Mode::Apply && settings.discovery == DiscoveryMode::FileSd {
+            let wanted: Vec<&Cluster> = clusters
+                .iter()
+                .copied()
+                .filter(|c| (options.discover)(c))
+                .collect();
+            discover_all(settings, &wanted).await
+        } else {
+            Vec::new()
+        };
     if options.mode == Mode::Apply && settings.discovery == DiscoveryMode::FileSd {
         // Every rendered job needs its targets file, even before discovery.
         for c in &clusters {
             if let Err(e) = targets::ensure_files(&settings.targets_dir(), c) {
-                report.warnings.push(format!("cannot write targets of {}: {e}", c.name));
+                report
+                    .warnings
+                    .push(format!("cannot write targets of {}: {e}", c.name));
             }
         }
     }
@@ -220,19 +235,34 @@ async fn apply_one(
         Err(e) => return ConfigOutcome::Failed(e),
     };
     let target = &service_settings.config_file;
-    let checked = match gate::gate(candidate, target, tool, service_settings.check_timeout, &reader).await {
+    let checked = match gate::gate(
+        candidate,
+        target,
+        tool,
+        service_settings.check_timeout,
+        &reader,
+    )
+    .await
+    {
         Ok(c) => c,
         Err(e) => return ConfigOutcome::Rejected(e),
     };
     match mode {
         Mode::Check => ConfigOutcome::Passed,
-        Mode::Apply => install_and_verify(service, target, previous_copy, checked, force_reload).await,
+        Mode::Apply => {
+            install_and_verify(service, target, previous_copy, checked, force_reload).await
+        }
     }
 }
 
 /// After everything took: remember the applied definitions and forget the
 /// targets of clusters that are gone.
-fn record_success(settings: &Settings, inventory: &Inventory, last_good: &LastGood, warnings: &mut Vec<String>) {
+fn record_success(
+    settings: &Settings,
+    inventory: &Inventory,
+    last_good: &LastGood,
+    warnings: &mut Vec<String>,
+) {
     let applied: Vec<&Cluster> = inventory
         .entries
         .iter()
@@ -246,7 +276,10 @@ fn record_success(settings: &Settings, inventory: &Inventory, last_good: &LastGo
         .record(&applied, &names)
         .and_then(|()| targets::remove_others(&settings.targets_dir(), &names));
     if let Err(e) = cleanup {
-        warnings.push(format!("cannot update {}: {e}", settings.state_dir.display()));
+        warnings.push(format!(
+            "cannot update {}: {e}",
+            settings.state_dir.display()
+        ));
     }
 }
 
@@ -312,9 +345,21 @@ fn cluster_reports(
         .iter()
         .map(|entry| {
             let (name, file, definition) = match entry {
-                Entry::Current(c) => (Some(c.name.to_string()), c.source.clone(), Definition::Current),
-                Entry::KeptLastGood(c) => (Some(c.name.to_string()), c.source.clone(), Definition::KeptLastGood),
-                Entry::Broken { name, file } => (name.as_ref().map(ToString::to_string), file.clone(), Definition::Broken),
+                Entry::Current(c) => (
+                    Some(c.name.to_string()),
+                    c.source.clone(),
+                    Definition::Current,
+                ),
+                Entry::KeptLastGood(c) => (
+                    Some(c.name.to_string()),
+                    c.source.clone(),
+                    Definition::KeptLastGood,
+                ),
+                Entry::Broken { name, file } => (
+                    name.as_ref().map(ToString::to_string),
+                    file.clone(),
+                    Definition::Broken,
+                ),
             };
             let discovery = match (&name, definition) {
                 (Some(n), Definition::Current | Definition::KeptLastGood) => discovered
@@ -323,7 +368,12 @@ fn cluster_reports(
                     .map(|i| discovered.swap_remove(i).1),
                 _ => None,
             };
-            ClusterReport { name, file, definition, discovery }
+            ClusterReport {
+                name,
+                file,
+                definition,
+                discovery,
+            }
         })
         .collect();
     reports.sort_by(|a, b| a.name.cmp(&b.name).then(a.file.cmp(&b.file)));

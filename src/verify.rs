@@ -23,7 +23,10 @@ pub enum VerifyError {
     #[error("{0} did not report a new successful load within {1:?}")]
     Timeout(&'static str, Duration),
     #[error("the configuration in force does not match: missing [{}], unexpected [{}]", .missing.join(", "), .unexpected.join(", "))]
-    Differs { missing: Vec<String>, unexpected: Vec<String> },
+    Differs {
+        missing: Vec<String>,
+        unexpected: Vec<String>,
+    },
 }
 
 /// A program whose configuration promfed installs. Used only inside promfed,
@@ -45,7 +48,11 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn new(s: &ServiceSettings) -> Prometheus {
-        Prometheus { api: PrometheusApi::new(&s.url), method: s.reload.clone(), timeout: s.verify_timeout }
+        Prometheus {
+            api: PrometheusApi::new(&s.url),
+            method: s.reload.clone(),
+            timeout: s.verify_timeout,
+        }
     }
 }
 
@@ -68,17 +75,27 @@ impl Service for Prometheus {
         let next_second = before.last_config_time.as_second() + 1;
         let now = Timestamp::now();
         if now.as_second() < next_second {
-            let wait = Timestamp::from_second(next_second).expect("valid time").duration_since(now);
+            let wait = Timestamp::from_second(next_second)
+                .expect("valid time")
+                .duration_since(now);
             sleep(Duration::try_from(wait).unwrap_or_default()).await;
         }
         match &self.method {
             ReloadMethod::Http => self.api.post_reload().await.map_err(VerifyError::Reload)?,
             ReloadMethod::Signal(process) => send_sighup(process).map_err(VerifyError::Reload)?,
         }
-        poll_until_loaded("Prometheus", self.timeout, before.reload_config_success, || async {
-            let info = self.api.runtime_info().await.ok()?;
-            Some((info.reload_config_success, info.last_config_time > before.last_config_time))
-        })
+        poll_until_loaded(
+            "Prometheus",
+            self.timeout,
+            before.reload_config_success,
+            || async {
+                let info = self.api.runtime_info().await.ok()?;
+                Some((
+                    info.reload_config_success,
+                    info.last_config_time > before.last_config_time,
+                ))
+            },
+        )
         .await?;
         let loaded = self.api.loaded_job_names().await.map_err(unreachable)?;
         compare(&prometheus_api::job_names(config), &loaded)
@@ -93,7 +110,11 @@ pub struct Alertmanager {
 
 impl Alertmanager {
     pub fn new(s: &ServiceSettings) -> Alertmanager {
-        Alertmanager { api: AlertmanagerApi::new(&s.url), method: s.reload.clone(), timeout: s.verify_timeout }
+        Alertmanager {
+            api: AlertmanagerApi::new(&s.url),
+            method: s.reload.clone(),
+            timeout: s.verify_timeout,
+        }
     }
 }
 
@@ -122,7 +143,10 @@ impl Service for Alertmanager {
         .await?;
         let loaded = self.api.loaded_routes().await.map_err(unreachable)?;
         let show = |routes: Vec<crate::render::ClusterRoute>| -> Vec<String> {
-            routes.into_iter().map(|r| format!("{} → {}", r.matcher(), r.receiver)).collect()
+            routes
+                .into_iter()
+                .map(|r| format!("{} → {}", r.matcher(), r.receiver))
+                .collect()
         };
         compare(&show(alertmanager_api::routes_of(config)), &show(loaded))
     }
@@ -130,7 +154,12 @@ impl Service for Alertmanager {
 
 /// Polls `state` — (last load successful, newer than before) — until a newer
 /// successful load shows, a new failure shows, or time runs out.
-async fn poll_until_loaded<F, Fut>(name: &'static str, timeout: Duration, was_successful: bool, state: F) -> Result<(), VerifyError>
+async fn poll_until_loaded<F, Fut>(
+    name: &'static str,
+    timeout: Duration,
+    was_successful: bool,
+    state: F,
+) -> Result<(), VerifyError>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Option<(bool, bool)>>,
@@ -148,11 +177,22 @@ where
 }
 
 fn compare(expected: &[String], loaded: &[String]) -> Result<(), VerifyError> {
-    let missing: Vec<String> = expected.iter().filter(|j| !loaded.contains(j)).cloned().collect();
-    let unexpected: Vec<String> = loaded.iter().filter(|j| !expected.contains(j)).cloned().collect();
+    let missing: Vec<String> = expected
+        .iter()
+        .filter(|j| !loaded.contains(j))
+        .cloned()
+        .collect();
+    let unexpected: Vec<String> = loaded
+        .iter()
+        .filter(|j| !expected.contains(j))
+        .cloned()
+        .collect();
     if missing.is_empty() && unexpected.is_empty() {
         Ok(())
     } else {
-        Err(VerifyError::Differs { missing, unexpected })
+        Err(VerifyError::Differs {
+            missing,
+            unexpected,
+        })
     }
 }

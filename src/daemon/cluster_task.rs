@@ -38,7 +38,11 @@ impl ClusterTask {
         let woken = poke.clone();
         let handle = tokio::spawn(async move {
             let mut backoff = FIRST_BACKOFF;
-            let mut wait = if discovered_just_now { resync } else { Duration::ZERO };
+            let mut wait = if discovered_just_now {
+                resync
+            } else {
+                Duration::ZERO
+            };
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
@@ -56,12 +60,22 @@ impl ClusterTask {
                     w
                 };
                 let name = cluster.name.to_string();
-                if events.send(Event::Discovered { cluster: name, result }).is_err() {
+                if events
+                    .send(Event::Discovered {
+                        cluster: name,
+                        result,
+                    })
+                    .is_err()
+                {
                     return; // the daemon is stopping
                 }
             }
         });
-        ClusterTask { definition, poke, handle }
+        ClusterTask {
+            definition,
+            poke,
+            handle,
+        }
     }
 
     /// Discover again now (credentials may have rotated).

@@ -29,7 +29,10 @@ const MAX_RETRY: Duration = Duration::from_secs(300);
 
 pub enum Event {
     FileChanged(PathBuf),
-    Discovered { cluster: String, result: Result<ClusterTargets, DiscoveryError> },
+    Discovered {
+        cluster: String,
+        result: Result<ClusterTargets, DiscoveryError>,
+    },
 }
 
 /// Why a transaction runs.
@@ -53,6 +56,8 @@ struct Daemon {
     retry: Option<(Instant, Duration)>,
     /// A burst of file events: when it began and when to apply.
     pending: Option<(Instant, Instant)>,
+    /// The last STATUS= sent, so that an unchanged one is not sent again.
+    told_systemd: String,
 }
 
 pub async fn run(settings: Settings) -> u8 {
@@ -81,6 +86,7 @@ pub async fn run(settings: Settings) -> u8 {
         unverified: (false, false),
         retry: None,
         pending: None,
+        told_systemd: String::new(),
     };
     let watchdog = systemd::watchdog_interval();
     let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
@@ -91,13 +97,17 @@ pub async fn run(settings: Settings) -> u8 {
         _ = terminate.recv() => return daemon.stop(),
         _ = interrupt.recv() => return daemon.stop(),
     }
-    systemd::ready(&daemon.state.summary());
+    daemon.ready();
 
     loop {
-        let wake = [daemon.pending.map(|(_, due)| due), daemon.retry.map(|(at, _)| at), next_watchdog]
-            .into_iter()
-            .flatten()
-            .min();
+        let wake = [
+            daemon.pending.map(|(_, due)| due),
+            daemon.retry.map(|(at, _)| at),
+            next_watchdog,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timer = sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
         tokio::select! {
             Some(event) = incoming.recv() => daemon.handle(event),
@@ -109,7 +119,7 @@ pub async fn run(settings: Settings) -> u8 {
                     _ = terminate.recv() => return daemon.stop(),
                     _ = interrupt.recv() => return daemon.stop(),
                 }
-                systemd::ready(&daemon.state.summary());
+                daemon.ready();
             }
             _ = terminate.recv() => return daemon.stop(),
             _ = interrupt.recv() => return daemon.stop(),
@@ -153,7 +163,8 @@ impl Daemon {
             }
             Event::Discovered { cluster, result } => {
                 if self.tasks.contains_key(&cluster) {
-                    self.state.discovered(&cluster, &result, &self.tasks[&cluster].definition);
+                    self.state
+                        .discovered(&cluster, &result, &self.tasks[&cluster].definition);
                     self.publish();
                 }
             }
@@ -162,7 +173,10 @@ impl Daemon {
 
     /// Files promfed writes itself, or that no input depends on, are not news.
     fn relevant(&self, path: &Path) -> bool {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         let own_output = std::iter::once(&self.settings.prometheus.config_file)
             .chain(self.settings.alertmanager.as_ref().map(|a| &a.config_file))
             .any(|f| f == path);
@@ -177,11 +191,19 @@ impl Daemon {
                 for p in &problems {
                     tracing::error!(file = %p.file.display(), stage = "settings", "{}", p.headline());
                 }
-                tracing::error!(stage = "settings", "keeping the settings in force until {} is fixed", self.settings.source.display());
+                tracing::error!(
+                    stage = "settings",
+                    "keeping the settings in force until {} is fixed",
+                    self.settings.source.display()
+                );
             }
         }
         let tasks = &self.tasks;
-        let known = |c: &crate::cluster::Cluster| !tasks.get(c.name.as_str()).is_some_and(|t| t.definition == *c);
+        let known = |c: &crate::cluster::Cluster| {
+            !tasks
+                .get(c.name.as_str())
+                .is_some_and(|t| t.definition == *c)
+        };
         let options = Options {
             mode: Mode::Apply,
             discover: &known,
@@ -191,12 +213,22 @@ impl Daemon {
         let report = transaction::run(&self.settings, &options).await;
 
         self.unverified = (
-            matches!(report.prometheus, crate::install::ConfigOutcome::InstalledUnverified(_)),
-            matches!(report.alertmanager, Some(crate::install::ConfigOutcome::InstalledUnverified(_))),
+            matches!(
+                report.prometheus,
+                crate::install::ConfigOutcome::InstalledUnverified(_)
+            ),
+            matches!(
+                report.alertmanager,
+                Some(crate::install::ConfigOutcome::InstalledUnverified(_))
+            ),
         );
-        let retry = std::iter::once(&report.prometheus).chain(report.alertmanager.as_ref()).any(|o| o.worth_retrying());
+        let retry = std::iter::once(&report.prometheus)
+            .chain(report.alertmanager.as_ref())
+            .any(|o| o.worth_retrying());
         self.retry = retry.then(|| {
-            let backoff = self.retry.map_or(Duration::from_secs(1), |(_, b)| (b * 2).min(MAX_RETRY));
+            let backoff = self
+                .retry
+                .map_or(Duration::from_secs(1), |(_, b)| (b * 2).min(MAX_RETRY));
             tracing::warn!(stage = "apply", retry_in = ?backoff, "will try again");
             (Instant::now() + backoff, backoff)
         });
@@ -218,13 +250,20 @@ impl Daemon {
         }
         for cluster in &report.in_force {
             let name = cluster.name.to_string();
-            if self.tasks.get(&name).is_some_and(|t| t.definition == *cluster) {
+            if self
+                .tasks
+                .get(&name)
+                .is_some_and(|t| t.definition == *cluster)
+            {
                 if trigger != Trigger::Retry {
                     self.tasks[&name].poke(); // credentials may have rotated
                 }
                 continue;
             }
-            let discovered = report.clusters.iter().any(|c| c.name.as_deref() == Some(&name) && c.discovery.is_some());
+            let discovered = report
+                .clusters
+                .iter()
+                .any(|c| c.name.as_deref() == Some(&name) && c.discovery.is_some());
             let task = ClusterTask::start(
                 cluster.clone(),
                 self.settings.targets_dir(),
@@ -266,12 +305,21 @@ impl Daemon {
         }
     }
 
+    fn ready(&mut self) {
+        self.told_systemd = self.state.summary();
+        systemd::ready(&self.told_systemd);
+    }
+
     /// Writes status.json and the metrics file, and tells systemd.
     fn publish(&mut self) {
         if let Err(e) = self.state.write(&self.settings) {
             tracing::warn!(stage = "status", error = %e, "cannot write status or metrics");
         }
-        systemd::status(&self.state.summary());
+        let summary = self.state.summary();
+        if summary != self.told_systemd {
+            systemd::status(&summary);
+            self.told_systemd = summary;
+        }
     }
 
     fn stop(self) -> u8 {

@@ -47,12 +47,19 @@ impl State {
         }
         let time = now();
         let mut errors = Vec::new();
-        for (program, outcome) in [("prometheus", Some(&report.prometheus)), ("alertmanager", report.alertmanager.as_ref())] {
+        for (program, outcome) in [
+            ("prometheus", Some(&report.prometheus)),
+            ("alertmanager", report.alertmanager.as_ref()),
+        ] {
             let Some(outcome) = outcome else { continue };
             let (ok, failed) = outcome.reloads();
             for (result, n) in [("success", ok), ("failure", failed)] {
                 if n > 0 {
-                    *self.metrics.reloads.entry((program.into(), result.into())).or_default() += u64::from(n);
+                    *self
+                        .metrics
+                        .reloads
+                        .entry((program.into(), result.into()))
+                        .or_default() += u64::from(n);
                 }
             }
             match describe_failure(outcome) {
@@ -60,11 +67,25 @@ impl State {
                     tracing::error!(stage = "apply", program, outcome = outcome.word(), "{e}");
                     errors.push(format!("{program}: {e}"));
                 }
-                None => tracing::info!(stage = "apply", program, outcome = outcome.word(), "{program} configuration {}", outcome.word()),
+                None => tracing::info!(
+                    stage = "apply",
+                    program,
+                    outcome = outcome.word(),
+                    "{program} configuration {}",
+                    outcome.word()
+                ),
             }
         }
-        *self.metrics.applies.entry(report.prometheus.word().into()).or_default() += 1;
-        let all_in_force = report.prometheus.in_force() && report.alertmanager.as_ref().is_none_or(ConfigOutcome::in_force);
+        *self
+            .metrics
+            .applies
+            .entry(report.prometheus.word().into())
+            .or_default() += 1;
+        let all_in_force = report.prometheus.in_force()
+            && report
+                .alertmanager
+                .as_ref()
+                .is_none_or(ConfigOutcome::in_force);
         if all_in_force {
             self.status.last_success = Some(time.to_string());
             self.metrics.last_apply_success = Some(time.as_second());
@@ -80,28 +101,46 @@ impl State {
 
         let mut seen = BTreeSet::new();
         for c in &report.clusters {
-            let key = c.name.clone().unwrap_or_else(|| c.file.display().to_string());
+            let key = c
+                .name
+                .clone()
+                .unwrap_or_else(|| c.file.display().to_string());
             seen.insert(key.clone());
             let entry = self.status.clusters.entry(key.clone()).or_default();
             entry.file = c.file.clone();
             entry.definition = c.definition.word().into();
             if c.definition == Definition::Broken {
-                entry.discovery = DiscoveryStatus { state: "none".into(), ..Default::default() };
+                entry.discovery = DiscoveryStatus {
+                    state: "none".into(),
+                    ..Default::default()
+                };
             } else if entry.discovery.state.is_empty() || entry.discovery.state == "none" {
                 entry.discovery.state = "pending".into();
             }
-            self.metrics.clusters.entry(key).or_default().config_valid = c.definition == Definition::Current;
+            self.metrics.clusters.entry(key).or_default().config_valid =
+                c.definition == Definition::Current;
         }
         self.status.clusters.retain(|k, _| seen.contains(k));
         self.metrics.clusters.retain(|k, _| seen.contains(k));
         for cluster in &report.in_force {
             let name = cluster.name.to_string();
-            if let Some(Some(result)) = report.clusters.iter().find(|c| c.name.as_deref() == Some(&name)).map(|c| &c.discovery) {
+            if let Some(Some(result)) = report
+                .clusters
+                .iter()
+                .find(|c| c.name.as_deref() == Some(&name))
+                .map(|c| &c.discovery)
+            {
                 self.discovered(&name, result, cluster);
             }
-            let expiry = cluster.auth.token_file.as_deref().and_then(crate::jwt::file_expiry);
+            let expiry = cluster
+                .auth
+                .token_file
+                .as_deref()
+                .and_then(crate::jwt::file_expiry);
             if let Some(s) = self.status.clusters.get_mut(&name) {
-                s.token_expiry = expiry.and_then(|t| Timestamp::from_second(t).ok()).map(|t| t.to_string());
+                s.token_expiry = expiry
+                    .and_then(|t| Timestamp::from_second(t).ok())
+                    .map(|t| t.to_string());
             }
             if let Some(m) = self.metrics.clusters.get_mut(&name) {
                 m.token_expiry = expiry;
@@ -110,8 +149,16 @@ impl State {
     }
 
     /// Takes in one discovery result of a cluster.
-    pub fn discovered(&mut self, name: &str, result: &Result<ClusterTargets, DiscoveryError>, cluster: &Cluster) {
-        let (Some(status), Some(metrics)) = (self.status.clusters.get_mut(name), self.metrics.clusters.get_mut(name)) else {
+    pub fn discovered(
+        &mut self,
+        name: &str,
+        result: &Result<ClusterTargets, DiscoveryError>,
+        cluster: &Cluster,
+    ) {
+        let (Some(status), Some(metrics)) = (
+            self.status.clusters.get_mut(name),
+            self.metrics.clusters.get_mut(name),
+        ) else {
             return;
         };
         let d = &mut status.discovery;
@@ -137,7 +184,13 @@ impl State {
                     })
                     .collect();
                 if was != "ok" {
-                    tracing::info!(cluster = name, stage = "discovery", nodes = d.nodes, node_exporters = d.node_exporters, "discovery ok");
+                    tracing::info!(
+                        cluster = name,
+                        stage = "discovery",
+                        nodes = d.nodes,
+                        node_exporters = d.node_exporters,
+                        "discovery ok"
+                    );
                 }
             }
             Err(e) => {
@@ -146,7 +199,12 @@ impl State {
                 d.error = Some(e.to_string());
                 metrics.discovery_healthy = false;
                 *metrics.errors.entry(e.reason().into()).or_default() += 1;
-                tracing::warn!(cluster = name, stage = "discovery", reason = e.reason(), "{e}; keeping the last targets");
+                tracing::warn!(
+                    cluster = name,
+                    stage = "discovery",
+                    reason = e.reason(),
+                    "{e}; keeping the last targets"
+                );
             }
         }
         if was != d.state {
@@ -157,7 +215,10 @@ impl State {
     /// systemd's STATUS=: clusters OK and failing, and the last apply.
     pub fn summary(&self) -> String {
         let clusters = &self.status.clusters;
-        let ok = clusters.values().filter(|c| c.discovery.state == "ok" && c.definition == "current").count();
+        let ok = clusters
+            .values()
+            .filter(|c| c.discovery.state == "ok" && c.definition == "current")
+            .count();
         let failing: Vec<&str> = clusters
             .iter()
             .filter(|(_, c)| c.discovery.state != "ok" || c.definition != "current")

@@ -20,14 +20,20 @@ impl FolderWatch {
     pub fn new(events: UnboundedSender<Event>) -> notify::Result<FolderWatch> {
         let watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
             let Ok(event) = result else { return };
-            if !matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any) {
+            if !matches!(
+                event.kind,
+                EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+            ) {
                 return;
             }
             for path in event.paths {
                 let _ = events.send(Event::FileChanged(path));
             }
         })?;
-        Ok(FolderWatch { watcher, folders: BTreeSet::new() })
+        Ok(FolderWatch {
+            watcher,
+            folders: BTreeSet::new(),
+        })
     }
 
     /// Watches exactly `wanted` (those that exist); returns folders that

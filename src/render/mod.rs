@@ -109,10 +109,9 @@ pub fn prometheus_config(
         base.doc.get("scrape_configs"),
         None | Some(Value::Sequence(_) | Value::Null)
     ) {
-        return Err(vec![base.key_problem(
-            "scrape_configs",
-            "must be a list of scrape configs",
-        )]);
+        return Err(vec![
+            base.key_problem("scrape_configs", "must be a list of scrape configs"),
+        ]);
     }
     base.check_job_names()?;
     let mut doc = base.doc.clone();

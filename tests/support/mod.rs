@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +14,8 @@ use serde_json::{Value, json};
 pub const PROMETHEUS: &str = "/usr/bin/prometheus";
 pub const PROMTOOL: &str = "/usr/bin/promtool";
 pub const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
+pub const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+pub const AMTOOL: &str = "/usr/bin/amtool";
 
 /// Fails the test, loudly, when a required tool is not installed.
 pub fn require(tool: &str) {
@@ -257,8 +260,16 @@ impl Prometheus {
     /// Starts Prometheus on `config` (which must exist). `as_user` runs it as
     /// another user (group nogroup), like Debian's service does.
     pub fn start(dir: &Path, config: &Path, as_user: Option<&str>) -> Prometheus {
+        Self::launch(dir, config, as_user, free_port())
+    }
+
+    /// Starts again on a known port, as after a restart.
+    pub fn start_on(dir: &Path, config: &Path, port: u16) -> Prometheus {
+        Self::launch(dir, config, None, port)
+    }
+
+    fn launch(dir: &Path, config: &Path, as_user: Option<&str>, port: u16) -> Prometheus {
         require(PROMETHEUS);
-        let port = free_port();
         let data = dir.join("prometheus-data");
         std::fs::create_dir_all(&data).unwrap();
         let mut cmd = match as_user {
@@ -408,7 +419,7 @@ impl Setup {
         self.write(
             "etc/promfed.toml",
             &format!(
-                "clusters_dir = \"promfed.d\"\nstate_dir = \"../state\"\nscrape_interval = \"2s\"\n\n[prometheus]\nconfig_file = \"../prometheus/prometheus.yml\"\nbase_file = \"prometheus.base.yml\"\npromtool = \"{PROMTOOL}\"\nurl = \"{prometheus_url}\"\n{reload}\nuser = \"root\"\nverify_timeout = \"10s\"\n"
+                "clusters_dir = \"promfed.d\"\nstate_dir = \"../state\"\nscrape_interval = \"2s\"\nresync_interval = \"1s\"\ndebounce = \"100ms\"\nmax_delay = \"1s\"\nmetrics_file = \"../state/promfed.prom\"\n\n[prometheus]\nconfig_file = \"../prometheus/prometheus.yml\"\nbase_file = \"prometheus.base.yml\"\npromtool = \"{PROMTOOL}\"\nurl = \"{prometheus_url}\"\n{reload}\nuser = \"root\"\nverify_timeout = \"10s\"\n"
             ),
         );
     }
@@ -449,6 +460,33 @@ impl Setup {
             .unwrap()
     }
 
+    /// Starts `promfed run` with a notify socket of its own.
+    pub fn daemon(&self) -> Daemon {
+        let socket_path = self.path("notify.sock");
+        let _ = std::fs::remove_file(&socket_path);
+        let socket = UnixDatagram::bind(&socket_path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let process = Process::spawn(
+            "promfed run",
+            Command::new(env!("CARGO_BIN_EXE_promfed"))
+                .arg("--config")
+                .arg(self.path("etc/promfed.toml"))
+                .arg("run")
+                .env("NOTIFY_SOCKET", &socket_path)
+                .env("PROMFED_LOG", "promfed=debug,warn"),
+            &self.path("promfed.log"),
+        );
+        Daemon {
+            process,
+            socket,
+            messages: Vec::new(),
+            log: self.path("promfed.log"),
+            status: self.path("state/status.json"),
+        }
+    }
+
     pub fn prometheus(&self, as_user: Option<&str>) -> Prometheus {
         Prometheus::start(
             self.root.path(),
@@ -475,4 +513,149 @@ pub fn assert_exit(o: &Output, code: i32) {
         stdout(o),
         stderr(o)
     );
+}
+
+/// `promfed run` under test, with the sd_notify messages it sent.
+pub struct Daemon {
+    pub process: Process,
+    socket: UnixDatagram,
+    /// Every message received so far, in order.
+    pub messages: Vec<String>,
+    log: PathBuf,
+    status: PathBuf,
+}
+
+impl Daemon {
+    /// Reads every message sent so far into `messages`.
+    pub fn drain(&mut self) {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            self.messages
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+
+    /// Waits for a message that `matches`; returns it. Earlier messages are
+    /// kept in `messages`.
+    pub fn wait_message(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> String {
+        let start = Instant::now();
+        let mut seen = 0;
+        loop {
+            self.drain();
+            if let Some(m) = self.messages[seen..].iter().find(|m| matches(m)) {
+                return m.clone();
+            }
+            seen = self.messages.len();
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}; messages: {:?}\n--- log\n{}",
+                self.messages,
+                self.log()
+            );
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn status(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(&self.status).unwrap()).unwrap()
+    }
+
+    /// Waits until status.json satisfies `check`.
+    pub fn wait_status(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            // Keep reading notifications, as systemd does: a full socket
+            // queue would block the daemon's sd_notify.
+            self.drain();
+            let status: Option<Value> = std::fs::read(&self.status)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if let Some(s) = status.as_ref().filter(|s| check(s)) {
+                return s.clone();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}; status: {}\n--- log\n{}",
+                status.map(|s| s.to_string()).unwrap_or_default(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.process.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+/// A real Alertmanager on loopback, without clustering.
+pub struct Alertmanager {
+    pub port: u16,
+    _process: Process,
+}
+
+impl Alertmanager {
+    pub fn start(dir: &Path, config: &Path) -> Alertmanager {
+        require(ALERTMANAGER);
+        let port = free_port();
+        let process = Process::spawn(
+            "alertmanager",
+            Command::new(ALERTMANAGER)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.path={}",
+                    dir.join("alertmanager-data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--cluster.listen-address="),
+            &dir.join("alertmanager.log"),
+        );
+        let am = Alertmanager {
+            port,
+            _process: process,
+        };
+        wait_for("Alertmanager to be ready", Duration::from_secs(20), || {
+            http_get(&format!("{}/-/ready", am.url()))
+        });
+        am
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The routes in force, as (matchers, receiver).
+    pub fn routes(&self) -> Vec<(String, String)> {
+        let status = http_json(&format!("{}/api/v2/status", self.url())).unwrap();
+        let original = status["config"]["original"].as_str().unwrap().to_string();
+        let mut routes = Vec::new();
+        for line in original.lines() {
+            if let Some(r) = line.trim().strip_prefix("- receiver: ") {
+                routes.push((String::new(), r.to_string()));
+            } else if let Some(m) = line.trim().strip_prefix("- cluster=") {
+                if let Some(last) = routes.last_mut() {
+                    last.0 = format!("cluster={m}");
+                }
+            }
+        }
+        routes
+    }
 }

@@ -1,0 +1,319 @@
+//! `promfed run` with real processes: Prometheus, Alertmanager,
+//! node-exporter, the fake API servers and a notify socket standing in for
+//! systemd.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const LONG: Duration = Duration::from_secs(40);
+
+fn up_targets(prometheus: &Prometheus, prefix: &str) -> usize {
+    prometheus
+        .active_targets()
+        .iter()
+        .filter(|t| {
+            t["scrapePool"].as_str().unwrap_or("").starts_with(prefix) && t["health"] == "up"
+        })
+        .count()
+}
+
+#[test]
+fn clusters_come_and_go_while_running_and_systemd_hears_about_it() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1", "p-2"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    let mut daemon = setup.daemon();
+
+    let ready = daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    assert!(
+        ready.contains("STATUS=1 clusters OK, 0 failing; last apply"),
+        "{ready}"
+    );
+    prometheus.wait_targets_up("promfed/stage/", 4);
+
+    // A new cluster file: its targets come up without restarting anything.
+    setup.add_cluster(&prod);
+    prometheus.wait_targets_up("promfed/prod/", 7);
+    daemon.wait_message("a status with both clusters", LONG, |m| {
+        m.contains("STATUS=2 clusters OK, 0 failing")
+    });
+
+    // Broken: prod keeps its last good configuration, stage is unaffected.
+    let prod_file = setup.read("etc/promfed.d/prod.toml");
+    setup.write("etc/promfed.d/prod.toml", &format!("{prod_file}oops = 1\n"));
+    let status = daemon.wait_status("the broken file in status.json", LONG, |s| {
+        s["clusters"]["prod"]["definition"] == "kept_last_good"
+    });
+    assert!(
+        status["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("prod.toml:5:1: key `oops`: unknown key"),
+        "{status}"
+    );
+    assert_eq!(up_targets(&prometheus, "promfed/prod/"), 7);
+    assert_eq!(up_targets(&prometheus, "promfed/stage/"), 4);
+
+    // Deleted: its jobs are gone.
+    std::fs::remove_file(setup.path("etc/promfed.d/prod.toml")).unwrap();
+    wait_for("prod's jobs to be gone", LONG, || {
+        (!setup
+            .read("prometheus/prometheus.yml")
+            .contains("promfed/prod/")
+            && up_targets(&prometheus, "promfed/prod/") == 0)
+            .then_some(())
+    });
+
+    // SIGHUP re-reads everything: RELOADING=1 with MONOTONIC_USEC, then READY=1.
+    daemon.drain();
+    let before = daemon.messages.len();
+    daemon.signal("HUP");
+    daemon.wait_message("READY=1 after the reload", LONG, |m| m.contains("READY=1"));
+    let reload: Vec<&String> = daemon.messages[before..].iter().collect();
+    assert!(
+        reload[0].contains("RELOADING=1") && reload[0].contains("MONOTONIC_USEC="),
+        "{reload:?}"
+    );
+    assert!(daemon.log().contains("SIGHUP: re-reading everything"));
+
+    // SIGTERM: STOPPING=1 and a clean exit within a second, nothing left behind.
+    let start = Instant::now();
+    daemon.signal("TERM");
+    let status = wait_for("promfed to exit", Duration::from_secs(5), || {
+        daemon.process.child.try_wait().unwrap()
+    });
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(status.code(), Some(0));
+    daemon.wait_message("STOPPING=1", Duration::from_secs(1), |m| {
+        m.contains("STOPPING=1")
+    });
+    let leftovers: Vec<_> = std::fs::read_dir(setup.path("prometheus"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, ["prometheus.yml"]);
+    // The order systemd expects: READY before anything else but STATUS.
+    let first_ready = daemon
+        .messages
+        .iter()
+        .position(|m| m.contains("READY=1"))
+        .unwrap();
+    assert!(
+        daemon.messages[..first_ready]
+            .iter()
+            .all(|m| !m.contains("RELOADING") && !m.contains("STOPPING"))
+    );
+    assert!(daemon.messages.last().unwrap().contains("STOPPING=1"));
+}
+
+#[test]
+fn nodes_tokens_and_failures_change_targets_without_a_reload() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    prometheus.wait_targets_up("promfed/stage/", 4);
+    let loaded = prometheus.last_reload();
+
+    // A node joins: it becomes a target, and Prometheus is not reloaded.
+    stage.set_state(stage.state(&["s-1", "s-2"], exporter.port));
+    prometheus.wait_targets_up("promfed/stage/", 7);
+    assert_eq!(prometheus.last_reload(), loaded, "file_sd needs no reload");
+    let metrics = setup.read("state/promfed.prom");
+    assert!(
+        metrics.contains("promfed_cluster_targets{cluster=\"stage\",scrape_job=\"kubelet\"} 2"),
+        "{metrics}"
+    );
+
+    // The token rotates in the cluster and in the file: targets stay up.
+    let mut state = stage.current_state();
+    state["tokens"] = serde_json::json!({ "token-stage-2": { "user": "system:serviceaccount:monitoring:prometheus" } });
+    stage.set_state(state);
+    setup.write("etc/promfed.d/stage/token", "token-stage-2\n");
+    std::thread::sleep(Duration::from_secs(5)); // two scrape intervals on the new token
+    prometheus.wait_targets_up("promfed/stage/", 7);
+    assert_eq!(
+        daemon.status()["clusters"]["stage"]["discovery"]["state"],
+        "ok"
+    );
+    assert_eq!(
+        prometheus.last_reload(),
+        loaded,
+        "a rotated token needs no reload"
+    );
+
+    // The API server fails: the status says so, the targets stay.
+    let targets = setup.read("state/targets/stage/kubelet.json");
+    let mut state = stage.current_state();
+    state["fail"] = serde_json::json!(500);
+    stage.set_state(state);
+    let status = daemon.wait_status("discovery to be failing", LONG, |s| {
+        s["clusters"]["stage"]["discovery"]["state"] == "failing"
+    });
+    assert_eq!(status["clusters"]["stage"]["discovery"]["reason"], "http");
+    assert!(
+        status["clusters"]["stage"]["discovery"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("answered 500"),
+        "{status}"
+    );
+    assert_eq!(setup.read("state/targets/stage/kubelet.json"), targets);
+    daemon.wait_message("a failing STATUS", LONG, |m| {
+        m.contains("0 clusters OK, 1 failing (stage)")
+    });
+    let metrics = setup.read("state/promfed.prom");
+    assert!(
+        metrics.contains("promfed_cluster_discovery_healthy{cluster=\"stage\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("promfed_cluster_discovery_errors_total{cluster=\"stage\",reason=\"http\"}"),
+        "{metrics}"
+    );
+
+    // `promfed status` says the same, for a person and for scripts.
+    let out = setup.promfed(&["status"]);
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("stage    failing"),
+        "{}",
+        stdout(&out)
+    );
+    let out = setup.promfed(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["clusters"]["stage"]["discovery"]["state"], "failing");
+}
+
+#[test]
+fn a_change_while_prometheus_is_down_is_applied_when_it_is_back() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    let port = prometheus.port;
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+
+    drop(prometheus);
+    setup.add_cluster(&stage);
+    let status = daemon.wait_status("an unverified install", LONG, |s| {
+        s["last_apply"]["prometheus"] == "unverified"
+    });
+    assert!(
+        status["last_apply"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Prometheus is not reachable"),
+        "{status}"
+    );
+
+    // Back on the same port: the retry reloads and verifies.
+    let prometheus = Prometheus::start_on(
+        setup.root.path(),
+        &setup.path("prometheus/prometheus.yml"),
+        port,
+    );
+    daemon.wait_status("the retry to apply", LONG, |s| {
+        s["last_apply"]["prometheus"] == "applied"
+    });
+    prometheus.wait_targets_up("promfed/stage/", 4);
+}
+
+#[test]
+fn alertmanager_gets_a_route_per_cluster_and_a_bad_receiver_is_refused() {
+    require(AMTOOL);
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.write(
+        "etc/alertmanager.base.yml",
+        "route:\n  receiver: default\nreceivers:\n  - name: default\n  - name: team-stage\n",
+    );
+    std::fs::copy(
+        setup.path("etc/alertmanager.base.yml"),
+        setup.path("prometheus/alertmanager.yml"),
+    )
+    .unwrap();
+    let alertmanager = Alertmanager::start(
+        setup.root.path(),
+        &setup.path("prometheus/alertmanager.yml"),
+    );
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let settings = setup.read("etc/promfed.toml");
+    setup.write(
+        "etc/promfed.toml",
+        &format!(
+            "{settings}\n[alertmanager]\nconfig_file = \"../prometheus/alertmanager.yml\"\nbase_file = \"alertmanager.base.yml\"\namtool = \"{AMTOOL}\"\nurl = \"{}\"\nuser = \"root\"\n",
+            alertmanager.url()
+        ),
+    );
+    setup.add_cluster(&stage);
+    let cluster = setup.read("etc/promfed.d/stage.toml");
+    setup.write(
+        "etc/promfed.d/stage.toml",
+        &format!("receiver = \"team-stage\"\n{cluster}"),
+    );
+
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    let status = daemon.wait_status("both applied", LONG, |s| {
+        s["last_apply"]["alertmanager"] == "applied"
+    });
+    assert_eq!(status["last_apply"]["prometheus"], "applied");
+    assert_eq!(
+        alertmanager.routes(),
+        [("cluster=\"stage\"".to_string(), "team-stage".to_string())]
+    );
+
+    // A receiver that does not exist: amtool refuses, the old config stays.
+    let installed = setup.read("prometheus/alertmanager.yml");
+    let prometheus_config = setup.read("prometheus/prometheus.yml");
+    setup.write(
+        "etc/promfed.d/stage.toml",
+        &format!("receiver = \"nobody-home\"\n{cluster}"),
+    );
+    let status = daemon.wait_status("amtool's refusal", LONG, |s| {
+        s["last_apply"]["alertmanager"] == "rejected"
+    });
+    assert!(
+        status["last_apply"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("amtool rejected the candidate"),
+        "{status}"
+    );
+    assert!(
+        status["last_apply"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("nobody-home"),
+        "{status}"
+    );
+    assert_eq!(setup.read("prometheus/alertmanager.yml"), installed);
+    assert_eq!(
+        alertmanager.routes(),
+        [("cluster=\"stage\"".to_string(), "team-stage".to_string())]
+    );
+    // Prometheus's file did not change, so it was not touched either.
+    assert_eq!(setup.read("prometheus/prometheus.yml"), prometheus_config);
+    assert_eq!(status["last_apply"]["prometheus"], "unchanged");
+}
