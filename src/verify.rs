@@ -65,38 +65,43 @@ impl Service for Prometheus {
         Ok(!self.api.runtime_info().await?.reload_config_success)
     }
 
-    /// Waits for a successful load newer than the one before (runtimeinfo),
-    /// then checks that the jobs in force are exactly the config's.
+    /// Reloads (HTTP answers when done; after a signal, waits for a newer
+    /// successful load in runtimeinfo), then checks that the jobs in force
+    /// are exactly the config's.
     async fn reload_and_verify(&self, config: &str) -> Result<(), VerifyError> {
         let unreachable = |e| VerifyError::Unreachable("Prometheus", e);
         let before = self.api.runtime_info().await.map_err(unreachable)?;
-        // lastConfigTime has whole seconds: reload in a later second than
-        // the last load, so that a newer load shows as a newer time.
-        let next_second = before.last_config_time.as_second() + 1;
-        let now = Timestamp::now();
-        if now.as_second() < next_second {
-            let wait = Timestamp::from_second(next_second)
-                .expect("valid time")
-                .duration_since(now);
-            sleep(Duration::try_from(wait).unwrap_or_default()).await;
-        }
         match &self.method {
+            // Synchronous: 200 only once the configuration was applied.
             ReloadMethod::Http => self.api.post_reload().await.map_err(VerifyError::Reload)?,
-            ReloadMethod::Signal(process) => send_sighup(process).map_err(VerifyError::Reload)?,
+            ReloadMethod::Signal(process) => {
+                // A signal gets no answer: watch lastConfigTime move. It has
+                // whole seconds, so signal in a later second than the last
+                // load, or a new load would not show as a newer time.
+                let next_second = before.last_config_time.as_second() + 1;
+                let now = Timestamp::now();
+                if now.as_second() < next_second {
+                    let wait = Timestamp::from_second(next_second)
+                        .expect("valid time")
+                        .duration_since(now);
+                    sleep(Duration::try_from(wait).unwrap_or_default()).await;
+                }
+                send_sighup(process).map_err(VerifyError::Reload)?;
+                poll_until_loaded(
+                    "Prometheus",
+                    self.timeout,
+                    before.reload_config_success,
+                    || async {
+                        let info = self.api.runtime_info().await.ok()?;
+                        Some((
+                            info.reload_config_success,
+                            info.last_config_time > before.last_config_time,
+                        ))
+                    },
+                )
+                .await?;
+            }
         }
-        poll_until_loaded(
-            "Prometheus",
-            self.timeout,
-            before.reload_config_success,
-            || async {
-                let info = self.api.runtime_info().await.ok()?;
-                Some((
-                    info.reload_config_success,
-                    info.last_config_time > before.last_config_time,
-                ))
-            },
-        )
-        .await?;
         let loaded = self.api.loaded_job_names().await.map_err(unreachable)?;
         compare(&prometheus_api::job_names(config), &loaded)
     }

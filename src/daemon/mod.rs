@@ -198,15 +198,14 @@ impl Daemon {
                 );
             }
         }
+        // Discover inline only clusters that are new, so that their jobs start
+        // with targets; a changed cluster's task rediscovers right after, and
+        // its old targets serve until then.
         let tasks = &self.tasks;
-        let known = |c: &crate::cluster::Cluster| {
-            !tasks
-                .get(c.name.as_str())
-                .is_some_and(|t| t.definition == *c)
-        };
+        let is_new = |c: &crate::cluster::Cluster| !tasks.contains_key(c.name.as_str());
         let options = Options {
             mode: Mode::Apply,
-            discover: &known,
+            discover: &is_new,
             force_reload_prometheus: self.unverified.0,
             force_reload_alertmanager: self.unverified.1,
         };
