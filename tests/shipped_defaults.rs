@@ -11,8 +11,9 @@ fn repo(rel: &str) -> std::path::PathBuf {
 }
 
 #[test]
-fn shipped_settings_example_cluster_and_base_pass_promfed_check() {
+fn shipped_settings_example_cluster_and_base_files_pass_promfed_check() {
     require(PROMTOOL);
+    require(AMTOOL);
     let s = Setup::new();
     // The shipped settings, pointed at a scratch tree instead of /etc.
     let shipped = std::fs::read_to_string(repo("etc/promfed/promfed.toml")).unwrap();
@@ -40,11 +41,23 @@ fn shipped_settings_example_cluster_and_base_pass_promfed_check() {
                 repo("etc/promfed/prometheus.base.yml").display()
             ),
         )
-        .replace("#user = \"prometheus\"", "user = \"root\"");
+        .replace("#user = \"prometheus\"", "user = \"root\"")
+        .replace("#[alertmanager]", "[alertmanager]")
+        .replace(
+            "#config_file = \"/etc/prometheus/alertmanager.yml\"",
+            "config_file = \"../prometheus/alertmanager.yml\"",
+        )
+        .replace(
+            "#base_file = \"/etc/promfed/alertmanager.base.yml\"",
+            &format!("base_file = \"{}\"", repo("etc/promfed/alertmanager.base.yml").display()),
+        )
+        .replace("#amtool = \"/usr/bin/amtool\"", &format!("amtool = \"{AMTOOL}\""));
     assert_ne!(settings, shipped);
     s.write("etc/promfed.toml", &settings);
     // The example, enabled, with credentials in place.
-    let example = std::fs::read_to_string(repo("etc/promfed.d/example.toml.example")).unwrap();
+    let example = std::fs::read_to_string(repo("etc/promfed.d/example.toml.example"))
+        .unwrap()
+        .replace("#receiver = \"team-stage\"", "receiver = \"default\"");
     s.write("etc/promfed.d/example.toml", &example);
     s.write("etc/promfed.d/example/token", "t\n");
     s.write("etc/promfed.d/example/ca.crt", "ca\n");
@@ -69,4 +82,9 @@ fn shipped_settings_example_cluster_and_base_pass_promfed_check() {
         "the base's own job is kept"
     );
     assert!(rendered.contains("job_name: promfed/example/node-exporter"));
+    assert!(
+        stdout(&out).contains("alertmanager: candidate passes the gate"),
+        "the shipped Alertmanager base passes amtool: {}",
+        stdout(&out)
+    );
 }
