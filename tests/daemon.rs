@@ -29,9 +29,13 @@ fn clusters_come_and_go_while_running_and_systemd_hears_about_it() {
     let prometheus = setup.prometheus(None);
     setup.settings(&prometheus.url(), "reload = \"http\"");
     setup.add_cluster(&stage);
-    let mut daemon = setup.daemon();
+    // As under WatchdogSec=400ms: the watchdog is petted at half that.
+    let mut daemon = setup.daemon_with_env(&[("WATCHDOG_USEC", "400000")]);
 
     let ready = daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    daemon.wait_message("WATCHDOG=1", Duration::from_secs(2), |m| {
+        m == "WATCHDOG=1\n"
+    });
     assert!(
         ready.contains("STATUS=1 clusters OK, 0 failing; last apply"),
         "{ready}"
@@ -76,7 +80,10 @@ fn clusters_come_and_go_while_running_and_systemd_hears_about_it() {
     let before = daemon.messages.len();
     daemon.signal("HUP");
     daemon.wait_message("READY=1 after the reload", LONG, |m| m.contains("READY=1"));
-    let reload: Vec<&String> = daemon.messages[before..].iter().collect();
+    let reload: Vec<&String> = daemon.messages[before..]
+        .iter()
+        .filter(|m| !m.starts_with("WATCHDOG"))
+        .collect();
     assert!(
         reload[0].contains("RELOADING=1") && reload[0].contains("MONOTONIC_USEC="),
         "{reload:?}"

@@ -49,9 +49,15 @@ fn shipped_settings_example_cluster_and_base_files_pass_promfed_check() {
         )
         .replace(
             "#base_file = \"/etc/promfed/alertmanager.base.yml\"",
-            &format!("base_file = \"{}\"", repo("etc/promfed/alertmanager.base.yml").display()),
+            &format!(
+                "base_file = \"{}\"",
+                repo("etc/promfed/alertmanager.base.yml").display()
+            ),
         )
-        .replace("#amtool = \"/usr/bin/amtool\"", &format!("amtool = \"{AMTOOL}\""));
+        .replace(
+            "#amtool = \"/usr/bin/amtool\"",
+            &format!("amtool = \"{AMTOOL}\""),
+        );
     assert_ne!(settings, shipped);
     s.write("etc/promfed.toml", &settings);
     // The example, enabled, with credentials in place.

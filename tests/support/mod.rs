@@ -462,6 +462,11 @@ impl Setup {
 
     /// Starts `promfed run` with a notify socket of its own.
     pub fn daemon(&self) -> Daemon {
+        self.daemon_with_env(&[])
+    }
+
+    /// Starts `promfed run` with extra environment, as systemd would set it.
+    pub fn daemon_with_env(&self, env: &[(&str, &str)]) -> Daemon {
         let socket_path = self.path("notify.sock");
         let _ = std::fs::remove_file(&socket_path);
         let socket = UnixDatagram::bind(&socket_path).unwrap();
@@ -475,7 +480,8 @@ impl Setup {
                 .arg(self.path("etc/promfed.toml"))
                 .arg("run")
                 .env("NOTIFY_SOCKET", &socket_path)
-                .env("PROMFED_LOG", "promfed=debug,warn"),
+                .env("PROMFED_LOG", "promfed=debug,warn")
+                .envs(env.iter().copied()),
             &self.path("promfed.log"),
         );
         Daemon {
