@@ -45,10 +45,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script (used to build the packages).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
 }
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if let Command::Completions { shell } = args.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Args::command(), "promfed", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     if matches!(args.command, Command::Run) {
         crate::logging::init_daemon();
     } else {
@@ -86,6 +94,7 @@ pub fn main() -> ExitCode {
         }
         Command::Run => runtime.block_on(crate::daemon::run(settings)),
         Command::Status { json } => crate::status::print(&settings, json),
+        Command::Completions { .. } => unreachable!("handled before the settings are read"),
     };
     ExitCode::from(code)
 }
