@@ -140,7 +140,7 @@ pub async fn run(settings: &Settings, options: &Options<'_>) -> Report {
         }
     };
     let last_good = LastGood::new(&settings.last_good_dir());
-    let inventory = inventory::load(&settings.clusters_dir, &last_good, &prometheus_user);
+    let (inventory, prometheus_candidate) = load_and_render(settings, &last_good, &prometheus_user);
     let clusters = inventory.clusters();
     report.in_force = clusters.iter().map(|c| (*c).clone()).collect();
 
@@ -170,9 +170,6 @@ pub async fn run(settings: &Settings, options: &Options<'_>) -> Report {
     report.problems.clone_from(&inventory.problems);
     report.warnings.clone_from(&inventory.warnings);
 
-    let prometheus_candidate = Base::load(&settings.prometheus.base_file)
-        .map_err(|d| vec![d])
-        .and_then(|base| render::prometheus_config(&base, &clusters, settings));
     report.prometheus = apply_one(
         &settings.prometheus,
         prometheus_candidate,
