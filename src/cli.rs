@@ -54,7 +54,12 @@ pub fn main() -> ExitCode {
     let args = Args::parse();
     if let Command::Completions { shell } = args.command {
         use clap::CommandFactory;
-        clap_complete::generate(shell, &mut Args::command(), "promfed", &mut std::io::stdout());
+        clap_complete::generate(
+            shell,
+            &mut Args::command(),
+            "promfed",
+            &mut std::io::stdout(),
+        );
         return ExitCode::SUCCESS;
     }
     if matches!(args.command, Command::Run) {

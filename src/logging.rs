@@ -23,7 +23,11 @@ pub fn init_daemon() {
         if let Ok(journald) = tracing_journald::layer() {
             tracing_subscriber::registry()
                 .with(filter("info"))
-                .with(journald.with_syslog_identifier("promfed".into()))
+                .with(
+                    journald
+                        .with_syslog_identifier("promfed".into())
+                        .with_field_prefix(None),
+                )
                 .init();
             return;
         }
