@@ -1,15 +1,13 @@
 //! The parts of Alertmanager's HTTP API that tell whether a reload took.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 use url::Url;
 
+use crate::http_api::{HttpApi, ReloadRefused};
 use crate::render::ClusterRoute;
 
 pub struct AlertmanagerApi {
-    http: reqwest::Client,
-    base: Url,
+    http: HttpApi,
 }
 
 /// From `/metrics`: the last reload's result and the time of the last
@@ -32,37 +30,13 @@ struct StatusConfig {
 
 impl AlertmanagerApi {
     pub fn new(base: &Url) -> AlertmanagerApi {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("a plain HTTP client builds");
         AlertmanagerApi {
-            http,
-            base: base.clone(),
+            http: HttpApi::new(base),
         }
-    }
-
-    fn endpoint(&self, path: &str) -> String {
-        format!("{}{path}", self.base.as_str().trim_end_matches('/'))
-    }
-
-    async fn get_text(&self, path: &str) -> Result<String, String> {
-        let url = self.endpoint(path);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("{url} answered {}", response.status()));
-        }
-        response.text().await.map_err(|e| format!("{url}: {e}"))
     }
 
     pub async fn reload_state(&self) -> Result<ReloadState, String> {
-        let text = self.get_text("/metrics").await?;
+        let text = self.http.get_text("/metrics").await?;
         let value = |name: &str| {
             text.lines()
                 .find_map(|l| {
@@ -82,28 +56,24 @@ impl AlertmanagerApi {
 
     /// The cluster routes present at the top of the configuration in force.
     pub async fn loaded_routes(&self) -> Result<Vec<ClusterRoute>, String> {
-        let text = self.get_text("/api/v2/status").await?;
+        let text = self.http.get_text("/api/v2/status").await?;
         let status: Status =
             serde_json::from_str(&text).map_err(|e| format!("/api/v2/status: {e}"))?;
         Ok(routes_of(&status.config.original))
     }
 
-    /// `POST /-/reload`: synchronous; the error text comes back on failure.
+    /// `POST /-/reload`: synchronous and always enabled; the error text
+    /// comes back on failure.
     pub async fn post_reload(&self) -> Result<(), String> {
-        let url = self.endpoint("/-/reload");
-        let response = self
-            .http
-            .post(&url)
-            .send()
+        self.http
+            .post_reload()
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("{url} answered {status}: {}", body.trim()))
-        }
+            .map_err(|refused| match refused {
+                ReloadRefused::Unreachable(e) => e,
+                ReloadRefused::Status { url, status, body } => {
+                    format!("{url} answered {status}: {body}")
+                }
+            })
     }
 }
 

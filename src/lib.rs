@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod duration;
 pub mod fsutil;
 pub mod gate;
+pub mod http_api;
 pub mod install;
 pub mod inventory;
 pub mod jwt;

@@ -1,14 +1,13 @@
 //! The parts of Prometheus's HTTP API that tell whether a reload took.
 
-use std::time::Duration;
-
 use jiff::Timestamp;
 use serde::Deserialize;
 use url::Url;
 
+use crate::http_api::{HttpApi, ReloadRefused};
+
 pub struct PrometheusApi {
-    http: reqwest::Client,
-    base: Url,
+    http: HttpApi,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,39 +37,15 @@ struct ConfigData {
 
 impl PrometheusApi {
     pub fn new(base: &Url) -> PrometheusApi {
-        // reqwest is built without a default TLS backend; an https:// URL
-        // for Prometheus uses ring, like discovery. Installing twice is a no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("a plain HTTP client builds");
         PrometheusApi {
-            http,
-            base: base.clone(),
+            http: HttpApi::new(base),
         }
-    }
-
-    pub fn url(&self) -> &Url {
-        &self.base
-    }
-
-    fn endpoint(&self, path: &str) -> String {
-        format!("{}{path}", self.base.as_str().trim_end_matches('/'))
     }
 
     async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, String> {
-        let url = self.endpoint(path);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {}", describe(&e)))?;
-        if !response.status().is_success() {
-            return Err(format!("{url} answered {}", response.status()));
-        }
-        let envelope: Envelope<T> = response.json().await.map_err(|e| format!("{url}: {e}"))?;
+        let text = self.http.get_text(path).await?;
+        let envelope: Envelope<T> =
+            serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
         Ok(envelope.data)
     }
 
@@ -96,33 +71,14 @@ impl PrometheusApi {
 
     /// `POST /-/reload`: synchronous; the error text comes back on failure.
     pub async fn post_reload(&self) -> Result<(), String> {
-        let url = self.endpoint("/-/reload");
-        let response = self
-            .http
-            .post(&url)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {}", describe(&e)))?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        match status.as_u16() {
-            200 => Ok(()),
-            403 => Err(format!(
+        self.http.post_reload().await.map_err(|refused| match refused {
+            ReloadRefused::Unreachable(e) => e,
+            ReloadRefused::Status { url, status, .. } if status == reqwest::StatusCode::FORBIDDEN => format!(
                 "{url} answered 403: Prometheus runs without --web.enable-lifecycle; add that flag or use reload = \"signal\""
-            )),
-            _ => Err(format!("{url} answered {status}: {}", body.trim())),
-        }
+            ),
+            ReloadRefused::Status { url, status, body } => format!("{url} answered {status}: {body}"),
+        })
     }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
 }
 
 /// The `job_name`s of a Prometheus configuration, in order.
