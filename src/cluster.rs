@@ -399,13 +399,12 @@ mod tests {
 
     #[test]
     fn a_broken_file_still_tells_its_name() {
-        assert_eq!(
-            name_of_broken_file("name = \"prod\"\nx = \n", "f").map(|n| n.to_string()),
-            None.or(Some("f".into()))
-        );
-        assert_eq!(
-            name_of_broken_file("name = \"prod\"\n", "f").map(|n| n.to_string()),
-            Some("prod".into())
-        );
+        let name = |text: &str, stem: &str| name_of_broken_file(text, stem).map(|n| n.to_string());
+        // Valid TOML with a bad key elsewhere: the `name` key still counts.
+        assert_eq!(name("name = \"prod\"\ncolour = 1\n", "f"), Some("prod".into()));
+        // Not TOML at all: only the file's stem is left.
+        assert_eq!(name("name = \"prod\"\nx = \n", "f"), Some("f".into()));
+        // A stem that is no valid name gives no name.
+        assert_eq!(name("x = \n", ".hidden"), None);
     }
 }
