@@ -401,7 +401,10 @@ mod tests {
     fn a_broken_file_still_tells_its_name() {
         let name = |text: &str, stem: &str| name_of_broken_file(text, stem).map(|n| n.to_string());
         // Valid TOML with a bad key elsewhere: the `name` key still counts.
-        assert_eq!(name("name = \"prod\"\ncolour = 1\n", "f"), Some("prod".into()));
+        assert_eq!(
+            name("name = \"prod\"\ncolour = 1\n", "f"),
+            Some("prod".into())
+        );
         // Not TOML at all: only the file's stem is left.
         assert_eq!(name("name = \"prod\"\nx = \n", "f"), Some("f".into()));
         // A stem that is no valid name gives no name.
