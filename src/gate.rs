@@ -71,6 +71,15 @@ impl<'a> CheckTool<'a> {
     }
 }
 
+impl GateError {
+    /// The configuration itself is at fault (78); otherwise the machine is
+    /// (a missing tool, a folder promfed may not write), and trying again
+    /// after it is fixed may succeed.
+    pub fn is_config_error(&self) -> bool {
+        matches!(self, GateError::Files(_) | GateError::Rejected { .. })
+    }
+}
+
 pub async fn gate(
     candidate: String,
     target: &Path,

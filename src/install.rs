@@ -63,12 +63,22 @@ impl ConfigOutcome {
 
     /// Whether trying again later may succeed where this failed.
     pub fn worth_retrying(&self) -> bool {
-        matches!(
-            self,
+        match self {
             ConfigOutcome::InstalledUnverified(_)
-                | ConfigOutcome::RolledBack { .. }
-                | ConfigOutcome::Failed(_)
-        )
+            | ConfigOutcome::RolledBack { .. }
+            | ConfigOutcome::Failed(_) => true,
+            ConfigOutcome::Rejected(e) => !e.is_config_error(),
+            _ => false,
+        }
+    }
+
+    /// Whether the operator's configuration is at fault (exit 78).
+    pub fn is_config_error(&self) -> bool {
+        match self {
+            ConfigOutcome::NotRendered => true,
+            ConfigOutcome::Rejected(e) => e.is_config_error(),
+            _ => false,
+        }
     }
 }
 

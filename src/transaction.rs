@@ -101,10 +101,8 @@ impl Report {
 
     /// 0 success, 1 failure at run time, 78 configuration error (SPEC.md).
     pub fn exit_code(&self) -> u8 {
-        let config_error = !self.problems.is_empty()
-            || self
-                .outcomes()
-                .any(|o| matches!(o, ConfigOutcome::NotRendered | ConfigOutcome::Rejected(_)));
+        let config_error =
+            !self.problems.is_empty() || self.outcomes().any(ConfigOutcome::is_config_error);
         let runtime_error = self.outcomes().any(ConfigOutcome::worth_retrying)
             || self
                 .clusters

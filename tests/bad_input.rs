@@ -280,3 +280,20 @@ fn render_never_shows_a_token() {
         s.path("etc/promfed.d/stage/token").display()
     )));
 }
+
+#[test]
+fn a_folder_promfed_cannot_write_is_a_run_time_failure_not_a_config_error() {
+    let s = setup();
+    let settings = s.read("etc/promfed.toml").replace(
+        "config_file = \"../prometheus/prometheus.yml\"",
+        "config_file = \"/nonexistent/prometheus/prometheus.yml\"",
+    );
+    s.write("etc/promfed.toml", &settings);
+    let out = s.promfed(&["check"]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("cannot write the candidate beside /nonexistent/prometheus/prometheus.yml: No such file or directory"),
+        "{}",
+        stderr(&out)
+    );
+}
