@@ -21,6 +21,11 @@ rewriting it (atomically):
                        "pods": [{"name": "ne-a", "node": "node-a", "ready": true}]},
      "fail": null | 500 | "hang"}
 
+Lists carry a resourceVersion; `?watch=true` on a list path streams
+ADDED/MODIFIED/DELETED events (and BOOKMARKs when asked) as the state file
+changes, until timeoutSeconds; a resourceVersion older than the fake's
+history gets 410 Gone, as on a real server.
+
 GET /_fake/requests (no auth) answers the request counts by path kind.
 """
 
@@ -65,8 +70,12 @@ def make_pki(directory):
             os.chmod(os.path.join(directory, name), 0o600)
 
 
+HISTORY = int(os.environ.get("FAKE_APISERVER_HISTORY", "1000"))  # events kept; older versions get 410
+
+
 class State:
-    """The cluster as the test wants it; re-read when the file changes."""
+    """The cluster as the test wants it; re-read when the file changes.
+    Every change gets a new resourceVersion and the events it implies."""
 
     def __init__(self, path):
         self.path = path
@@ -74,6 +83,9 @@ class State:
         self.data = {}
         self.lock = threading.Lock()
         self.counts = {}
+        self.version = 1
+        self.events = []  # (resourceVersion, resource, type, object)
+        self.objects = {}  # resource -> {name: object}
 
     def get(self):
         with self.lock:
@@ -81,11 +93,47 @@ class State:
                 mtime = os.stat(self.path).st_mtime_ns
                 if mtime != self.mtime:
                     with open(self.path) as f:
-                        self.data = json.load(f)
+                        data = json.load(f)
                     self.mtime = mtime
+                    self.data = data
+                    self.record_changes()
             except (OSError, ValueError):
                 pass  # keep the last good state while a test rewrites it
             return self.data
+
+    def record_changes(self):
+        """Diffs the objects of the new state against the last ones."""
+        new = objects_of(self.data)
+        for resource, items in new.items():
+            old = self.objects.get(resource, {})
+            for name, obj in items.items():
+                if name not in old:
+                    self.event(resource, "ADDED", obj)
+                elif strip_version(old[name]) != strip_version(obj):
+                    self.event(resource, "MODIFIED", obj)
+            for name, obj in old.items():
+                if name not in items:
+                    self.event(resource, "DELETED", obj)
+        self.objects = {r: {n: o for n, o in items.items()} for r, items in new.items()}
+        del self.events[:-HISTORY]
+
+    def event(self, resource, kind, obj):
+        self.version += 1
+        obj = json.loads(json.dumps(obj))
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        self.events.append((self.version, resource, kind, obj))
+
+    def since(self, resource, version):
+        """Events after `version`, or None when it is older than the history."""
+        with self.lock:
+            oldest = self.events[0][0] if self.events else self.version + 1
+            if version < oldest - 1 and version < self.version:
+                return None
+            return [(v, t, o) for v, r, t, o in self.events if r == resource and v > version]
+
+    def current_version(self):
+        with self.lock:
+            return self.version
 
     def count(self, kind):
         with self.lock:
@@ -142,6 +190,29 @@ def pod_object(ne, p):
                                                 "containerPort": ne.get("port", 9100)}]}]},
             "status": {"podIP": pod_ip(p), "phase": "Running",
                        "conditions": [{"type": "Ready", "status": "True" if p.get("ready", True) else "False"}]}}
+
+
+def objects_of(data):
+    """Every object of the state, by resource and name."""
+    ne = data.get("node_exporter") or {}
+    objs = {"nodes": {n: node_object(n) for n in data.get("nodes", [])}, "endpoints": {}, "pods": {}, "services": {}}
+    if ne:
+        objs["endpoints"][ne["service"]] = endpoints_object(ne)
+        objs["pods"] = {p["name"]: pod_object(ne, p) for p in ne.get("pods", [])}
+        objs["services"][ne["service"]] = service_object(ne)
+    return objs
+
+
+def strip_version(obj):
+    o = json.loads(json.dumps(obj))
+    o["metadata"].pop("resourceVersion", None)
+    return o
+
+
+def service_object(ne):
+    return {"kind": "Service", "apiVersion": "v1",
+            "metadata": {"name": ne["service"], "namespace": ne["namespace"], "resourceVersion": "1"},
+            "spec": {"ports": [{"name": ne.get("port_name", "http-metrics"), "port": ne.get("port", 9100)}]}}
 
 
 def kubelet_metrics(node):
@@ -262,9 +333,13 @@ class Handler(BaseHTTPRequestHandler):
         m = CLUSTER_LIST.match(path)
         if m:
             resource = m.group(1)
-            state.count(f"list_{resource}")
-            if f"list {resource}" in deny:
-                return self.forbidden(user, "list", resource, "at the cluster scope")
+            watching = query.get("watch", [""])[0] in ("true", "1")
+            verb = "watch" if watching else "list"
+            state.count(f"{verb}_{resource}")
+            if f"{verb} {resource}" in deny:
+                return self.forbidden(user, verb, resource, "at the cluster scope")
+            if watching:
+                return self.watch(resource, query)
             return self.send(200, self.list_of(resource, data, None))
 
         m = NAMESPACED_LIST.match(path)
@@ -334,10 +409,56 @@ class Handler(BaseHTTPRequestHandler):
         elif ne and in_namespace and resource == "pods":
             items = [pod_object(ne, p) for p in ne.get("pods", [])]
         elif ne and in_namespace and resource == "services":
-            items = [{"kind": "Service", "apiVersion": "v1",
-                      "metadata": {"name": ne["service"], "namespace": ne["namespace"], "resourceVersion": "1"},
-                      "spec": {"ports": [{"name": ne.get("port_name", "http-metrics"), "port": ne.get("port", 9100)}]}}]
-        return {"kind": kinds[resource], "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}
+            items = [service_object(ne)]
+        version = str(self.server.state.current_version())
+        return {"kind": kinds[resource], "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": items}
+
+    def watch(self, resource, query):
+        """A chunked stream of events until timeoutSeconds; 410 for a
+        resourceVersion older than the history."""
+        state = self.server.state
+        try:
+            version = int(query.get("resourceVersion", ["0"])[0] or 0)
+        except ValueError:
+            return self.send(400, status(400, "BadRequest", "invalid resourceVersion"))
+        timeout = min(int(query.get("timeoutSeconds", ["300"])[0]), 600)
+        bookmarks = query.get("allowWatchBookmarks", [""])[0] == "true"
+        if state.since(resource, version) is None:
+            return self.send(410, status(410, "Expired", f"too old resource version: {version}"))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        deadline, last_bookmark = time.time() + timeout, time.time()
+        kinds = {"nodes": "Node", "endpoints": "Endpoints", "pods": "Pod", "services": "Service"}
+        try:
+            if version == 0:  # "any version": the current objects, as ADDED
+                state.get()
+                version = state.current_version()
+                for obj in objects_of(state.get())[resource].values():
+                    obj["metadata"]["resourceVersion"] = str(version)
+                    self.chunk(json.dumps({"type": "ADDED", "object": obj}) + "\n")
+            while time.time() < deadline:
+                state.get()  # notices a changed state file
+                events = state.since(resource, version) or []
+                for v, kind, obj in events:
+                    self.chunk(json.dumps({"type": kind, "object": obj}) + "\n")
+                    version = v
+                if bookmarks and time.time() - last_bookmark > 1:
+                    version = max(version, state.current_version())
+                    self.chunk(json.dumps({"type": "BOOKMARK", "object": {
+                        "kind": kinds[resource], "apiVersion": "v1",
+                        "metadata": {"resourceVersion": str(version)}}}) + "\n")
+                    last_bookmark = time.time()
+                time.sleep(0.1)
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            state.count("watch_gone")  # the client went away
+
+    def chunk(self, text):
+        data = text.encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
 
     def forward(self, upstream, path):
         try:

@@ -139,6 +139,17 @@ impl FakeCluster {
     /// Starts a fake cluster with `nodes`, one ready node-exporter pod per
     /// node forwarding to `exporter`, and a token that may do everything.
     pub fn start(root: &Path, name: &str, nodes: &[&str], exporter: &NodeExporter) -> FakeCluster {
+        Self::start_with_env(root, name, nodes, exporter, &[])
+    }
+
+    /// The same, with extra environment for the fake (its test knobs).
+    pub fn start_with_env(
+        root: &Path,
+        name: &str,
+        nodes: &[&str],
+        exporter: &NodeExporter,
+        env: &[(&str, &str)],
+    ) -> FakeCluster {
         let dir = root.join(format!("fake-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
         let status = Command::new("python3")
@@ -160,7 +171,7 @@ impl FakeCluster {
             process: None,
         };
         fake.set_state(fake.state(nodes, exporter.port));
-        fake.launch(0);
+        fake.launch(0, env);
         fake
     }
 
@@ -191,7 +202,7 @@ impl FakeCluster {
         serde_json::from_slice(&std::fs::read(self.dir.join("state.json")).unwrap()).unwrap()
     }
 
-    fn launch(&mut self, port: u16) {
+    fn launch(&mut self, port: u16, env: &[(&str, &str)]) {
         let port_file = self.dir.join("port");
         let _ = std::fs::remove_file(&port_file);
         let process = Process::spawn(
@@ -206,7 +217,8 @@ impl FakeCluster {
                 .arg("--port-file")
                 .arg(&port_file)
                 .arg("--port")
-                .arg(port.to_string()),
+                .arg(port.to_string())
+                .envs(env.iter().copied()),
             &self.dir.join("fake.log"),
         );
         self.port = wait_for("the fake API server", Duration::from_secs(10), || {
