@@ -78,10 +78,6 @@ impl Diagnostic {
         }
     }
 
-    pub fn line(&self) -> Option<usize> {
-        self.location.as_ref().map(|l| l.line)
-    }
-
     /// The one-line form used in logs and `status.json`.
     pub fn headline(&self) -> String {
         let mut out = self.file.display().to_string();

@@ -12,7 +12,6 @@ use serde_norway::{Mapping, Value};
 use crate::cluster::Cluster;
 use crate::diagnostic::{Diagnostic, SourceText};
 use crate::settings::Settings;
-use crate::targets::JobKind;
 
 /// An operator's base file (Prometheus or Alertmanager), parsed and checked
 /// to be a YAML mapping.
@@ -127,17 +126,4 @@ pub fn prometheus_config(
     doc.insert("scrape_configs".into(), Value::Sequence(jobs));
     let yaml = serde_norway::to_string(&doc).expect("a mapping serialises");
     Ok(format!("{}{yaml}", base.header(&settings.clusters_dir)))
-}
-
-/// The Prometheus job names promfed generates for these clusters.
-pub fn expected_jobs(clusters: &[&Cluster]) -> Vec<String> {
-    clusters
-        .iter()
-        .flat_map(|c| {
-            JobKind::ALL
-                .into_iter()
-                .filter(|k| k.enabled_in(c))
-                .map(|k| k.job_name(&c.name))
-        })
-        .collect()
 }

@@ -247,17 +247,6 @@ impl FakeCluster {
     pub fn pki(&self, file: &str) -> PathBuf {
         self.dir.join("pki").join(file)
     }
-
-    /// How many requests of each kind the fake answered.
-    pub fn requests(&self) -> Value {
-        let out = Command::new("curl")
-            .args(["-sf", "--cacert"])
-            .arg(self.ca())
-            .arg(format!("{}/_fake/requests", self.url()))
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-    }
 }
 
 /// A real Prometheus on loopback, with the lifecycle API on.
