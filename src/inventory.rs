@@ -209,7 +209,6 @@ fn check_credentials(
 ) -> Result<(), Vec<Diagnostic>> {
     let mut problems = Vec::new();
     for (key, path) in c.credential_files() {
-        let span = key_span(source, key).unwrap_or(0..0);
         let readable = std::fs::File::open(path)
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => "does not exist".to_string(),
@@ -217,7 +216,13 @@ fn check_credentials(
             })
             .and_then(|_| prometheus_user.can_read(path));
         match readable {
-            Err(why) => problems.push(Diagnostic::at(source, span, Some(key), format!("{} {why}", path.display()))),
+            // Re-parsing for the key's position only costs when there is a problem.
+            Err(why) => problems.push(Diagnostic::at(
+                source,
+                key_span(source, key).unwrap_or(0..0),
+                Some(key),
+                format!("{} {why}", path.display()),
+            )),
             Ok(()) if key != "ca_file" && key != "cert_file" && access::world_readable(path) => warnings.push(format!(
                 "{}: {key} {} is readable by every user on this host; make it readable only by promfed and Prometheus (chmod o-r)",
                 source.path.display(),

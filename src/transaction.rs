@@ -172,6 +172,7 @@ pub async fn run(settings: &Settings, options: &Options<'_>) -> Report {
         &settings.prometheus,
         prometheus_candidate,
         CheckTool::promtool(&settings.prometheus.check_tool),
+        &prometheus_user,
         &Prometheus::new(&settings.prometheus),
         &settings.last_good_dir().join("prometheus.yml"),
         options.mode,
@@ -184,11 +185,25 @@ pub async fn run(settings: &Settings, options: &Options<'_>) -> Report {
         let candidate = Base::load(&am.base_file)
             .map_err(|d| vec![d])
             .and_then(|base| render::alertmanager_config(&base, &clusters, &settings.clusters_dir));
+        // Usually the same user as Prometheus's: look it up only if not.
+        let am_user = if am.user == prometheus_user.name {
+            Ok(prometheus_user.clone())
+        } else {
+            Identity::lookup(&am.user)
+        };
+        let am_user = match am_user {
+            Ok(id) => id,
+            Err(e) => {
+                report.alertmanager = Some(ConfigOutcome::Failed(e));
+                return report;
+            }
+        };
         report.alertmanager = Some(
             apply_one(
                 am,
                 candidate,
                 CheckTool::amtool(&am.check_tool),
+                &am_user,
                 &Alertmanager::new(am),
                 &settings.last_good_dir().join("alertmanager.yml"),
                 options.mode,
@@ -212,6 +227,7 @@ async fn apply_one(
     service_settings: &ServiceSettings,
     candidate: Result<String, Vec<Diagnostic>>,
     tool: CheckTool<'_>,
+    reader: &Identity,
     service: &impl Service,
     previous_copy: &std::path::Path,
     mode: Mode,
@@ -225,17 +241,13 @@ async fn apply_one(
             return ConfigOutcome::NotRendered;
         }
     };
-    let reader = match Identity::lookup(&service_settings.user) {
-        Ok(id) => id,
-        Err(e) => return ConfigOutcome::Failed(e),
-    };
     let target = &service_settings.config_file;
     let checked = match gate::gate(
         candidate,
         target,
         tool,
         service_settings.check_timeout,
-        &reader,
+        reader,
     )
     .await
     {

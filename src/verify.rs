@@ -33,7 +33,6 @@ pub enum VerifyError {
 /// on one runtime, so the futures need no `Send` bound.
 #[allow(async_fn_in_trait)]
 pub trait Service {
-    fn name(&self) -> &'static str;
     /// Whether the program's last load failed; an error when unreachable.
     async fn last_load_failed(&self) -> Result<bool, String>;
     /// Reloads and proves that `config` is the configuration in force.
@@ -57,10 +56,6 @@ impl Prometheus {
 }
 
 impl Service for Prometheus {
-    fn name(&self) -> &'static str {
-        "Prometheus"
-    }
-
     async fn last_load_failed(&self) -> Result<bool, String> {
         Ok(!self.api.runtime_info().await?.reload_config_success)
     }
@@ -124,10 +119,6 @@ impl Alertmanager {
 }
 
 impl Service for Alertmanager {
-    fn name(&self) -> &'static str {
-        "Alertmanager"
-    }
-
     async fn last_load_failed(&self) -> Result<bool, String> {
         Ok(!self.api.reload_state().await?.successful)
     }
