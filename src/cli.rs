@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::access::Identity;
-use crate::install::ConfigOutcome;
-use crate::last_good::LastGood;
-use crate::settings::{DEFAULT_CONFIG, Settings};
-use crate::transaction::{self, Definition, Mode, Options, Report};
+use crate::apply::managed::Managed;
+use crate::apply::outcome::ConfigOutcome;
+use crate::apply::rollback::RolledBack;
+use crate::apply::{self, Definition, Mode, Options, Report};
+use crate::config::settings::{DEFAULT_CONFIG, Settings};
 
 const EX_CONFIG: u8 = 78;
 
@@ -87,16 +87,8 @@ pub fn main() -> ExitCode {
         .expect("a tokio runtime starts");
     let code = match args.command {
         Command::Render => render(&settings),
-        Command::Check => {
-            let report = runtime.block_on(transaction::run(&settings, &Options::new(Mode::Check)));
-            print_report(&report, &settings);
-            report.exit_code()
-        }
-        Command::Apply => {
-            let report = runtime.block_on(transaction::run(&settings, &Options::new(Mode::Apply)));
-            print_report(&report, &settings);
-            report.exit_code()
-        }
+        Command::Check => transaction(&runtime, &settings, Mode::Check),
+        Command::Apply => transaction(&runtime, &settings, Mode::Apply),
         Command::Run => runtime.block_on(crate::daemon::run(settings)),
         Command::Status { json } => crate::status::print(&settings, json),
         Command::Completions { .. } => unreachable!("handled before the settings are read"),
@@ -104,22 +96,22 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// `check` or `apply`: one transaction, reported.
+fn transaction(runtime: &tokio::runtime::Runtime, settings: &Settings, mode: Mode) -> u8 {
+    let mut programs = Managed::all(settings, &[]);
+    let report = runtime.block_on(apply::run(settings, &mut programs, &Options::new(mode)));
+    print_report(&report, &programs);
+    report.exit_code()
+}
+
 fn render(settings: &Settings) -> u8 {
-    let user = match Identity::lookup(&settings.prometheus.user) {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
-    let (inventory, candidate) =
-        transaction::load_and_render(settings, &LastGood::new(&settings.last_good_dir()), &user);
+    let (inventory, candidate) = apply::load_and_render(settings);
     for p in &inventory.problems {
         eprintln!("error: {p}");
     }
     match candidate {
-        Ok(text) => {
-            let _ = std::io::stdout().write_all(text.as_bytes());
+        Ok(candidate) => {
+            let _ = std::io::stdout().write_all(candidate.text().as_bytes());
             if inventory.problems.is_empty() {
                 0
             } else {
@@ -135,7 +127,7 @@ fn render(settings: &Settings) -> u8 {
     }
 }
 
-fn print_report(report: &Report, settings: &Settings) {
+fn print_report(report: &Report, programs: &[Managed]) {
     for p in &report.problems {
         eprintln!("error: {p}");
     }
@@ -166,13 +158,10 @@ fn print_report(report: &Report, settings: &Settings) {
             c.file.display()
         );
     }
-    print_outcome(
-        "prometheus",
-        &settings.prometheus.config_file,
-        &report.prometheus,
-    );
-    if let (Some(am), Some(outcome)) = (&settings.alertmanager, &report.alertmanager) {
-        print_outcome("alertmanager", &am.config_file, outcome);
+    for program in programs {
+        if let Some(outcome) = report.outcome(program.kind()) {
+            print_outcome(program.kind().name(), program.config_file(), outcome);
+        }
     }
 }
 
@@ -190,14 +179,16 @@ fn print_outcome(program: &str, target: &std::path::Path, outcome: &ConfigOutcom
             println!("{program}: candidate passes the gate and the file checks")
         }
         ConfigOutcome::Unchanged => println!("{program}: {target} is up to date, no reload needed"),
-        ConfigOutcome::Applied => println!("{program}: {target} installed, reloaded and verified"),
+        ConfigOutcome::Applied(_) => {
+            println!("{program}: {target} installed, reloaded and verified")
+        }
         ConfigOutcome::InstalledUnverified(e) => {
             eprintln!("error: {e}");
             println!(
                 "{program}: {target} installed but not verified; it is read when the program starts"
             );
         }
-        ConfigOutcome::RolledBack { error, restore } => {
+        ConfigOutcome::RolledBack(RolledBack { error, restore }) => {
             eprintln!("error: the new configuration did not take: {error}");
             match restore {
                 Ok(()) => println!(

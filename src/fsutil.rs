@@ -6,73 +6,56 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-/// A file written beside its final place and not yet renamed into it. It is
-/// removed when dropped unless it was installed, so an interrupted run never
-/// leaves a stray candidate behind.
-#[derive(Debug)]
-pub struct StagedFile {
-    path: PathBuf,
-    target: PathBuf,
-    installed: bool,
-}
-
-impl StagedFile {
-    /// Writes `bytes` to a hidden temporary file beside `target`, with the
-    /// owner and mode of the current target when there is one.
-    pub fn write(target: &Path, bytes: &[u8], default_mode: u32) -> io::Result<StagedFile> {
-        let dir = parent(target);
-        let name = target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("file");
-        let path = dir.join(format!(".{name}.promfed-{}", std::process::id()));
-        let existing = fs::metadata(target).ok();
-        let mode = existing
-            .as_ref()
-            .map_or(default_mode, |m| m.mode() & 0o7777);
-        let _ = fs::remove_file(&path);
-        let staged = StagedFile {
-            path,
-            target: target.to_path_buf(),
-            installed: false,
-        };
+/// Writes `bytes` to a hidden temporary file beside `target`, with the
+/// owner and mode of the current target when there is one, and returns its
+/// path. The caller renames it into place or removes it.
+pub fn write_beside(target: &Path, bytes: &[u8], default_mode: u32) -> io::Result<PathBuf> {
+    let dir = parent(target);
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("file");
+    let path = dir.join(format!(".{name}.promfed-{}", std::process::id()));
+    let existing = fs::metadata(target).ok();
+    let mode = existing
+        .as_ref()
+        .map_or(default_mode, |m| m.mode() & 0o7777);
+    let _ = fs::remove_file(&path);
+    let written = (|| {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
-            .open(&staged.path)?;
+            .open(&path)?;
         if let Some(m) = existing {
             // Only root can give a file away; as another user, keep our own.
             let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
         }
         file.write_all(bytes)?;
-        file.sync_all()?;
-        Ok(staged)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Renames the staged file over its target and makes the rename durable.
-    pub fn install(mut self) -> io::Result<()> {
-        fs::rename(&self.path, &self.target)?;
-        self.installed = true;
-        sync_dir(parent(&self.target))
-    }
-}
-
-impl Drop for StagedFile {
-    fn drop(&mut self) {
-        if !self.installed {
-            let _ = fs::remove_file(&self.path);
+        file.sync_all()
+    })();
+    match written {
+        Ok(()) => Ok(path),
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            Err(e)
         }
     }
 }
 
+/// Renames a file written by `write_beside` over `target` and makes the
+/// rename durable.
+pub fn rename_into_place(written: &Path, target: &Path) -> io::Result<()> {
+    fs::rename(written, target)?;
+    sync_dir(parent(target))
+}
+
 /// Atomically replaces `target` with `bytes`.
 pub fn write_atomic(target: &Path, bytes: &[u8], default_mode: u32) -> io::Result<()> {
-    StagedFile::write(target, bytes, default_mode)?.install()
+    let written = write_beside(target, bytes, default_mode)?;
+    rename_into_place(&written, target).inspect_err(|_| {
+        let _ = fs::remove_file(&written);
+    })
 }
 
 /// Atomically replaces `target` unless it already holds exactly `bytes`.
@@ -112,15 +95,5 @@ mod tests {
         assert_eq!(fs::read_to_string(&target).unwrap(), "new");
         assert_eq!(fs::metadata(&target).unwrap().mode() & 0o777, 0o640);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn a_dropped_stage_is_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("x.yml");
-        let staged = StagedFile::write(&target, b"candidate", 0o644).unwrap();
-        assert!(staged.path().exists());
-        drop(staged);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

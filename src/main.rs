@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    promfed::cli::main()
+    promfed::main()
 }

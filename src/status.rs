@@ -7,8 +7,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::apply::Definition;
+use crate::apply::outcome::OutcomeKind;
+use crate::config::settings::Settings;
 use crate::fsutil;
-use crate::settings::Settings;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -24,11 +26,11 @@ pub struct Status {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastApply {
     pub time: String,
-    pub prometheus: String,
-    pub alertmanager: Option<String>,
+    pub prometheus: OutcomeKind,
+    pub alertmanager: Option<OutcomeKind>,
     /// Why it did not apply, if it did not.
     pub error: Option<String>,
 }
@@ -36,23 +38,51 @@ pub struct LastApply {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {
     pub file: PathBuf,
-    /// `current`, `kept_last_good` or `broken`.
-    pub definition: String,
+    pub definition: Definition,
     pub discovery: DiscoveryStatus,
     /// The token's JWT `exp`, RFC 3339.
     pub token_expiry: Option<String>,
 }
 
+impl ClusterStatus {
+    /// Discovered, from the cluster's current file.
+    pub fn is_healthy(&self) -> bool {
+        self.discovery.state == DiscoveryState::Ok && self.definition == Definition::Current
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DiscoveryStatus {
-    /// `ok`, `failing`, `pending` or `none` (broken file).
-    pub state: String,
+    pub state: DiscoveryState,
     /// When `state` last changed.
     pub since: Option<String>,
     pub reason: Option<String>,
     pub error: Option<String>,
     pub nodes: usize,
     pub node_exporters: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscoveryState {
+    Ok,
+    Failing,
+    /// Not discovered yet.
+    #[default]
+    Pending,
+    /// Nothing to discover: the cluster's file is broken.
+    None,
+}
+
+impl DiscoveryState {
+    pub fn word(self) -> &'static str {
+        match self {
+            DiscoveryState::Ok => "ok",
+            DiscoveryState::Failing => "failing",
+            DiscoveryState::Pending => "pending",
+            DiscoveryState::None => "none",
+        }
+    }
 }
 
 pub fn path(settings: &Settings) -> PathBuf {
@@ -88,7 +118,10 @@ pub fn print(settings: &Settings, json: bool) -> u8 {
         print!("{}", human(&status));
     }
     let healthy = status.problems.is_empty()
-        && status.clusters.values().all(|c| c.discovery.state == "ok")
+        && status
+            .clusters
+            .values()
+            .all(|c| c.discovery.state == DiscoveryState::Ok)
         && status
             .last_apply
             .as_ref()
@@ -134,7 +167,10 @@ fn human(s: &Status) -> String {
         };
         out.push_str(&format!(
             "{name:width$}  {:9}  {:14}  {:>5}  {:>13}  {detail}\n",
-            c.discovery.state, c.definition, c.discovery.nodes, c.discovery.node_exporters
+            c.discovery.state.word(),
+            c.definition.word(),
+            c.discovery.nodes,
+            c.discovery.node_exporters
         ));
     }
     for p in &s.problems {

@@ -6,9 +6,30 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cluster::Cluster;
+use crate::config::cluster::Cluster;
+use crate::config::names::ClusterName;
+use crate::discovery::DiscoveryError;
 use crate::fsutil;
-use crate::names::ClusterName;
+
+/// Why a cluster's targets could not be refreshed: the API server's side,
+/// or this host's state folder.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    #[error("cannot write targets in {}: {source}", dir.display())]
+    StateWrite { dir: PathBuf, source: io::Error },
+}
+
+impl RefreshError {
+    /// A short, stable word for metrics and status.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RefreshError::Discovery(e) => e.reason(),
+            RefreshError::StateWrite { .. } => "state_write",
+        }
+    }
+}
 
 /// The jobs promfed generates for every cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -2,11 +2,9 @@
 //! code, and that nothing was installed. Real promtool; no Prometheus needed,
 //! because nothing here gets as far as a reload.
 
-mod support;
-
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 const GOOD_CLUSTER: &str = "api_server = \"https://127.0.0.1:6443\"\ntoken_file = \"stage/token\"\nca_file = \"stage/ca.crt\"\n";
 

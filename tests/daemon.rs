@@ -2,11 +2,9 @@
 //! node-exporter, the fake API servers and a notify socket standing in for
 //! systemd.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 const LONG: Duration = Duration::from_secs(40);
 

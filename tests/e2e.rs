@@ -1,9 +1,7 @@
 //! `promfed apply` end to end: real Prometheus, promtool and node-exporter,
 //! fake API servers that forward node-exporter paths to the real exporter.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 /// Checks the labels of every target Prometheus scrapes for `cluster`.
 fn assert_cluster_targets(
@@ -112,7 +110,7 @@ fn one_cluster_is_scraped_through_the_api_server_with_its_labels() {
     );
 
     // Real node-exporter series, per node, with the cluster label.
-    let series = support::wait_for(
+    let series = wait_for(
         "node-exporter series",
         std::time::Duration::from_secs(20),
         || {
@@ -209,7 +207,7 @@ fn two_clusters_one_with_a_client_certificate_reloaded_by_signal() {
         &["s-1"],
         &format!("127.0.0.1:{}", stage.port),
     );
-    let up = support::wait_for(
+    let up = wait_for(
         "series of both clusters",
         std::time::Duration::from_secs(20),
         || {
@@ -429,7 +427,7 @@ fn a_broken_cluster_file_keeps_its_last_good_config_and_the_others_are_applied()
     assert!(text.contains("installed, reloaded and verified"), "{text}");
 
     // stage's change is in force; prod is still scraped as before.
-    support::wait_for(
+    wait_for(
         "stage's new label",
         std::time::Duration::from_secs(20),
         || {

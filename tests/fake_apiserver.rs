@@ -3,13 +3,11 @@
 //! its CA, 401 and 403 with Status bodies, lists, watches, and proxy paths
 //! forwarded to a real node-exporter.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 fn curl(fake: &FakeCluster, path: &str, auth: &[&str]) -> (u16, String) {
     let out = Command::new("curl")

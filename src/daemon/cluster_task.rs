@@ -11,9 +11,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use super::Event;
-use crate::cluster::Cluster;
+use crate::apply::{DISCOVERY_TIMEOUT, write_targets};
+use crate::config::cluster::Cluster;
 use crate::discovery;
-use crate::transaction::{DISCOVERY_TIMEOUT, write_targets};
+use crate::targets::RefreshError;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -50,6 +51,7 @@ impl ClusterTask {
                 }
                 let result = discovery::discover(&cluster, DISCOVERY_TIMEOUT)
                     .await
+                    .map_err(RefreshError::from)
                     .and_then(|found| write_targets(&targets_dir, &cluster, found));
                 wait = if result.is_ok() {
                     backoff = FIRST_BACKOFF;

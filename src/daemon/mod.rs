@@ -4,6 +4,7 @@
 //! discovery task per cluster. The transaction itself is shared with `apply`.
 
 mod cluster_task;
+mod schedule;
 mod state;
 mod systemd;
 mod watch;
@@ -12,63 +13,67 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::time::{Instant, sleep_until};
 
-use crate::discovery::DiscoveryError;
-use crate::settings::Settings;
-use crate::targets::ClusterTargets;
-use crate::transaction::{self, Mode, Options};
+use crate::apply::managed::Managed;
+use crate::apply::{self, Mode, Options};
+use crate::config::settings::Settings;
+use crate::targets::{ClusterTargets, RefreshError};
 use cluster_task::ClusterTask;
+use schedule::{Action, Event as Timing, Schedule, Trigger};
 use state::State;
 use watch::FolderWatch;
-
-/// A failed apply is retried after 1 s, 2 s, 4 s … up to this.
-const MAX_RETRY: Duration = Duration::from_secs(300);
 
 pub enum Event {
     FileChanged(PathBuf),
     Discovered {
         cluster: String,
-        result: Result<ClusterTargets, DiscoveryError>,
+        result: Result<ClusterTargets, RefreshError>,
     },
-}
-
-/// Why a transaction runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Trigger {
-    Start,
-    Files,
-    Hangup,
-    Retry,
 }
 
 struct Daemon {
     settings: Settings,
+    programs: Vec<Managed>,
     events: UnboundedSender<Event>,
     watch: Option<FolderWatch>,
     tasks: BTreeMap<String, ClusterTask>,
     state: State,
-    /// The last install of each file was not verified: reload even if the
-    /// bytes do not change.
-    unverified: (bool, bool),
-    retry: Option<(Instant, Duration)>,
-    /// A burst of file events: when it began and when to apply.
-    pending: Option<(Instant, Instant)>,
+    schedule: Schedule,
     /// The last STATUS= sent, so that an unchanged one is not sent again.
     told_systemd: String,
 }
 
+/// The signals that stop the daemon.
+struct Stop {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Stop {
+    async fn requested(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+    }
+}
+
 pub async fn run(settings: Settings) -> u8 {
     let (events, mut incoming) = unbounded_channel();
-    let (Ok(mut hangup), Ok(mut terminate), Ok(mut interrupt)) = (
+    let (Ok(mut hangup), Ok(terminate), Ok(interrupt)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return 1;
+    };
+    let mut stop = Stop {
+        terminate,
+        interrupt,
     };
     let watch = match FolderWatch::new(events.clone()) {
         Ok(w) => Some(w),
@@ -79,96 +84,87 @@ pub async fn run(settings: Settings) -> u8 {
     };
     let mut daemon = Daemon {
         state: State::new(),
+        programs: Managed::all(&settings, &[]),
+        schedule: Schedule::new(settings.daemon.debounce, settings.daemon.max_delay),
         settings,
         events,
         watch,
         tasks: BTreeMap::new(),
-        unverified: (false, false),
-        retry: None,
-        pending: None,
         told_systemd: String::new(),
     };
-    let watchdog = systemd::watchdog_interval();
-    let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
+    let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
 
     tracing::info!(stage = "start", config = %daemon.settings.source.display(), "promfed {} starting", env!("CARGO_PKG_VERSION"));
-    tokio::select! {
-        () = daemon.apply(Trigger::Start) => {}
-        _ = terminate.recv() => return daemon.stop(),
-        _ = interrupt.recv() => return daemon.stop(),
+    let first = daemon.schedule.start();
+    if !daemon.act(first, &mut stop).await {
+        return daemon.stop();
     }
     daemon.ready();
 
     loop {
-        let wake = [
-            daemon.pending.map(|(_, due)| due),
-            daemon.retry.map(|(at, _)| at),
-            next_watchdog,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let timer = sleep_until(wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
-        tokio::select! {
+        let wake = daemon
+            .schedule
+            .wake()
+            .unwrap_or_else(|| Instant::now().into_std() + Duration::from_secs(3600));
+        let action = tokio::select! {
             Some(event) = incoming.recv() => daemon.handle(event),
             _ = hangup.recv() => {
                 tracing::info!(stage = "reload", "SIGHUP: re-reading everything");
-                systemd::reloading();
-                tokio::select! {
-                    () = daemon.apply(Trigger::Hangup) => {}
-                    _ = terminate.recv() => return daemon.stop(),
-                    _ = interrupt.recv() => return daemon.stop(),
-                }
-                daemon.ready();
+                daemon.schedule.on(Timing::Hangup, std::time::Instant::now())
             }
-            _ = terminate.recv() => return daemon.stop(),
-            _ = interrupt.recv() => return daemon.stop(),
-            () = timer => {
-                let now = Instant::now();
-                if next_watchdog.is_some_and(|t| t <= now) {
-                    systemd::watchdog();
-                    next_watchdog = watchdog.map(|w| now + w);
-                }
-                let trigger = if daemon.pending.is_some_and(|(_, due)| due <= now) {
-                    Some(Trigger::Files)
-                } else if daemon.retry.is_some_and(|(at, _)| at <= now) {
-                    Some(Trigger::Retry)
-                } else {
-                    None
-                };
-                if let Some(trigger) = trigger {
-                    tokio::select! {
-                        () = daemon.apply(trigger) => {}
-                        _ = terminate.recv() => return daemon.stop(),
-                        _ = interrupt.recv() => return daemon.stop(),
-                    }
-                }
+            () = stop.requested() => return daemon.stop(),
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                systemd::watchdog();
+                Action::Ignore
             }
+            () = sleep_until(Instant::from_std(wake)) => {
+                daemon.schedule.on(Timing::Timer, std::time::Instant::now())
+            }
+        };
+        if !daemon.act(action, &mut stop).await {
+            return daemon.stop();
         }
     }
 }
 
 impl Daemon {
-    fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event) -> Action {
         match event {
             Event::FileChanged(path) => {
                 if !self.relevant(&path) {
-                    return;
+                    return Action::Ignore;
                 }
                 tracing::debug!(file = %path.display(), stage = "watch", "changed");
-                let now = Instant::now();
-                let first = self.pending.map_or(now, |(first, _)| first);
-                let d = &self.settings.daemon;
-                self.pending = Some((first, (now + d.debounce).min(first + d.max_delay)));
+                self.schedule
+                    .on(Timing::FileChanged, std::time::Instant::now())
             }
             Event::Discovered { cluster, result } => {
-                if self.tasks.contains_key(&cluster) {
-                    self.state
-                        .discovered(&cluster, &result, &self.tasks[&cluster].definition);
+                if let Some(task) = self.tasks.get(&cluster) {
+                    self.state.discovered(&cluster, &result, &task.definition);
                     self.publish();
                 }
+                Action::Ignore
             }
         }
+    }
+
+    /// Does what the schedule asked; a transaction runs until it ends or a
+    /// stop is requested. Returns false when the daemon is to stop.
+    async fn act(&mut self, action: Action, stop: &mut Stop) -> bool {
+        let Action::Apply(trigger) = action else {
+            return true;
+        };
+        if trigger == Trigger::Hangup {
+            systemd::reloading();
+        }
+        tokio::select! {
+            () = self.apply(trigger) => {}
+            () = stop.requested() => return false,
+        }
+        if trigger == Trigger::Hangup {
+            self.ready();
+        }
+        true
     }
 
     /// Files promfed writes itself, or that no input depends on, are not news.
@@ -184,9 +180,13 @@ impl Daemon {
     }
 
     async fn apply(&mut self, trigger: Trigger) {
-        self.pending = None;
         match Settings::load(&self.settings.source) {
-            Ok(s) => self.settings = s,
+            Ok(s) => {
+                self.programs = Managed::all(&s, &self.programs);
+                self.schedule
+                    .set_timing(s.daemon.debounce, s.daemon.max_delay);
+                self.settings = s;
+            }
             Err(problems) => {
                 for p in &problems {
                     tracing::error!(file = %p.file.display(), stage = "settings", "{}", p.headline());
@@ -202,35 +202,19 @@ impl Daemon {
         // with targets; a changed cluster's task rediscovers right after, and
         // its old targets serve until then.
         let tasks = &self.tasks;
-        let is_new = |c: &crate::cluster::Cluster| !tasks.contains_key(c.name.as_str());
+        let is_new = |c: &crate::config::cluster::Cluster| !tasks.contains_key(c.name.as_str());
         let options = Options {
             mode: Mode::Apply,
             discover: &is_new,
-            force_reload_prometheus: self.unverified.0,
-            force_reload_alertmanager: self.unverified.1,
         };
-        let report = transaction::run(&self.settings, &options).await;
+        let report = apply::run(&self.settings, &mut self.programs, &options).await;
 
-        self.unverified = (
-            matches!(
-                report.prometheus,
-                crate::install::ConfigOutcome::InstalledUnverified(_)
-            ),
-            matches!(
-                report.alertmanager,
-                Some(crate::install::ConfigOutcome::InstalledUnverified(_))
-            ),
-        );
-        let retry = std::iter::once(&report.prometheus)
-            .chain(report.alertmanager.as_ref())
-            .any(|o| o.worth_retrying());
-        self.retry = retry.then(|| {
-            let backoff = self
-                .retry
-                .map_or(Duration::from_secs(1), |(_, b)| (b * 2).min(MAX_RETRY));
+        let retry = report.outcomes.iter().any(|(_, o)| o.worth_retrying());
+        self.schedule
+            .on(Timing::Applied { retry }, std::time::Instant::now());
+        if let Some(backoff) = self.schedule.retry_in() {
             tracing::warn!(stage = "apply", retry_in = ?backoff, "will try again");
-            (Instant::now() + backoff, backoff)
-        });
+        }
 
         self.state.applied(&report);
         self.update_tasks(&report, trigger);
@@ -240,10 +224,10 @@ impl Daemon {
 
     /// One discovery task per cluster in force; a changed definition gets a
     /// new task, a removed cluster loses its task.
-    fn update_tasks(&mut self, report: &transaction::Report, trigger: Trigger) {
+    fn update_tasks(&mut self, report: &apply::Report, trigger: Trigger) {
         let wanted: BTreeSet<String> = report.in_force.iter().map(|c| c.name.to_string()).collect();
         self.tasks.retain(|name, _| wanted.contains(name));
-        if self.settings.discovery != crate::settings::DiscoveryMode::FileSd {
+        if self.settings.discovery != crate::config::settings::DiscoveryMode::FileSd {
             self.tasks.clear();
             return;
         }

@@ -5,14 +5,13 @@ use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 
-use crate::cluster::Cluster;
-use crate::discovery::DiscoveryError;
-use crate::install::ConfigOutcome;
+use crate::apply::managed::ProgramKind;
+use crate::apply::{Definition, Report};
+use crate::config::cluster::Cluster;
+use crate::config::settings::Settings;
 use crate::metrics::Metrics;
-use crate::settings::Settings;
-use crate::status::{DiscoveryStatus, LastApply, Status};
-use crate::targets::{ClusterTargets, JobKind};
-use crate::transaction::{Definition, Report};
+use crate::status::{DiscoveryState, DiscoveryStatus, LastApply, Status};
+use crate::targets::{ClusterTargets, JobKind, RefreshError};
 
 pub struct State {
     status: Status,
@@ -47,11 +46,8 @@ impl State {
         }
         let time = now();
         let mut errors = Vec::new();
-        for (program, outcome) in [
-            ("prometheus", Some(&report.prometheus)),
-            ("alertmanager", report.alertmanager.as_ref()),
-        ] {
-            let Some(outcome) = outcome else { continue };
+        for (kind, outcome) in &report.outcomes {
+            let program = kind.name();
             let (ok, failed) = outcome.reloads();
             for (result, n) in [("success", ok), ("failure", failed)] {
                 if n > 0 {
@@ -62,38 +58,35 @@ impl State {
                         .or_default() += u64::from(n);
                 }
             }
-            match describe_failure(outcome) {
+            match outcome.failure() {
                 Some(e) => {
-                    tracing::error!(stage = "apply", program, outcome = outcome.word(), "{e}");
+                    tracing::error!(stage = "apply", program, outcome = %outcome.kind(), "{e}");
                     errors.push(format!("{program}: {e}"));
                 }
                 None => tracing::info!(
                     stage = "apply",
                     program,
-                    outcome = outcome.word(),
+                    outcome = %outcome.kind(),
                     "{program} configuration {}",
-                    outcome.word()
+                    outcome.kind()
                 ),
             }
         }
+        let kind_of = |program| report.outcome(program).map(|o| o.kind());
+        let prometheus = kind_of(ProgramKind::Prometheus).expect("Prometheus is always managed");
         *self
             .metrics
             .applies
-            .entry(report.prometheus.word().into())
+            .entry(prometheus.word().into())
             .or_default() += 1;
-        let all_in_force = report.prometheus.in_force()
-            && report
-                .alertmanager
-                .as_ref()
-                .is_none_or(ConfigOutcome::in_force);
-        if all_in_force {
+        if report.all_in_force() {
             self.status.last_success = Some(time.to_string());
             self.metrics.last_apply_success = Some(time.as_second());
         }
         self.status.last_apply = Some(LastApply {
             time: time.to_string(),
-            prometheus: report.prometheus.word().into(),
-            alertmanager: report.alertmanager.as_ref().map(|o| o.word().into()),
+            prometheus,
+            alertmanager: kind_of(ProgramKind::Alertmanager),
             error: (!errors.is_empty()).then(|| errors.join("; ")),
         });
         self.status.problems = report.problems.iter().map(|d| d.headline()).collect();
@@ -108,14 +101,14 @@ impl State {
             seen.insert(key.clone());
             let entry = self.status.clusters.entry(key.clone()).or_default();
             entry.file = c.file.clone();
-            entry.definition = c.definition.word().into();
+            entry.definition = c.definition;
             if c.definition == Definition::Broken {
                 entry.discovery = DiscoveryStatus {
-                    state: "none".into(),
+                    state: DiscoveryState::None,
                     ..Default::default()
                 };
-            } else if entry.discovery.state.is_empty() || entry.discovery.state == "none" {
-                entry.discovery.state = "pending".into();
+            } else if entry.discovery.state == DiscoveryState::None {
+                entry.discovery.state = DiscoveryState::Pending;
             }
             self.metrics.clusters.entry(key).or_default().config_valid =
                 c.definition == Definition::Current;
@@ -152,7 +145,7 @@ impl State {
     pub fn discovered(
         &mut self,
         name: &str,
-        result: &Result<ClusterTargets, DiscoveryError>,
+        result: &Result<ClusterTargets, RefreshError>,
         cluster: &Cluster,
     ) {
         let (Some(status), Some(metrics)) = (
@@ -162,10 +155,10 @@ impl State {
             return;
         };
         let d = &mut status.discovery;
-        let was = d.state.clone();
+        let was = d.state;
         match result {
             Ok(found) => {
-                d.state = "ok".into();
+                d.state = DiscoveryState::Ok;
                 d.reason = None;
                 d.error = None;
                 d.nodes = found.nodes.len();
@@ -183,7 +176,7 @@ impl State {
                         (k.slug(), n)
                     })
                     .collect();
-                if was != "ok" {
+                if was != DiscoveryState::Ok {
                     tracing::info!(
                         cluster = name,
                         stage = "discovery",
@@ -194,7 +187,7 @@ impl State {
                 }
             }
             Err(e) => {
-                d.state = "failing".into();
+                d.state = DiscoveryState::Failing;
                 d.reason = Some(e.reason().into());
                 d.error = Some(e.to_string());
                 metrics.discovery_healthy = false;
@@ -215,13 +208,10 @@ impl State {
     /// systemd's STATUS=: clusters OK and failing, and the last apply.
     pub fn summary(&self) -> String {
         let clusters = &self.status.clusters;
-        let ok = clusters
-            .values()
-            .filter(|c| c.discovery.state == "ok" && c.definition == "current")
-            .count();
+        let ok = clusters.values().filter(|c| c.is_healthy()).count();
         let failing: Vec<&str> = clusters
             .iter()
-            .filter(|(_, c)| c.discovery.state != "ok" || c.definition != "current")
+            .filter(|(_, c)| !c.is_healthy())
             .map(|(n, _)| n.as_str())
             .collect();
         let mut line = format!("{ok} clusters OK, {} failing", failing.len());
@@ -246,20 +236,6 @@ impl State {
             crate::fsutil::write_if_changed(path, self.metrics.render().as_bytes(), 0o644)?;
         }
         Ok(())
-    }
-}
-
-fn describe_failure(outcome: &ConfigOutcome) -> Option<String> {
-    match outcome {
-        ConfigOutcome::Rejected(e) => Some(e.to_string()),
-        ConfigOutcome::InstalledUnverified(e) => Some(format!("installed but not verified: {e}")),
-        ConfigOutcome::RolledBack { error, restore } => Some(match restore {
-            Ok(()) => format!("the new configuration did not take ({error}); rolled back"),
-            Err(r) => format!("the new configuration did not take ({error}); rollback failed: {r}"),
-        }),
-        ConfigOutcome::Failed(e) => Some(e.clone()),
-        ConfigOutcome::NotRendered => Some("not rendered: see the problems".into()),
-        _ => None,
     }
 }
 

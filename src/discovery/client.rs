@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use super::DiscoveryError;
 use super::objects::Status;
 use super::tls;
-use crate::cluster::Cluster;
+use crate::config::cluster::Cluster;
 
 pub struct KubeClient {
     http: reqwest::Client,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 pub use error::DiscoveryError;
 
-use crate::cluster::{Cluster, PortRef};
+use crate::config::cluster::{Cluster, PortRef};
 use crate::targets::{ClusterTargets, ExporterPod};
 use client::{KubeClient, Permission};
 use objects::{Endpoints, List, Node};

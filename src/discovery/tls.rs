@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::DiscoveryError;
-use crate::cluster::Cluster;
+use crate::config::cluster::Cluster;
 
 pub fn client_config(cluster: &Cluster) -> Result<ClientConfig, DiscoveryError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -3,9 +3,9 @@
 
 use serde_norway::{Mapping, Value};
 
-use super::Base;
-use crate::cluster::Cluster;
-use crate::diagnostic::Diagnostic;
+use super::{Base, Candidate};
+use crate::config::cluster::Cluster;
+use crate::config::diagnostic::Diagnostic;
 
 /// A route promfed adds: alerts of `cluster` go to `receiver`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,7 @@ impl ClusterRoute {
 }
 
 /// The routes these clusters ask for, in cluster order.
-pub fn expected_routes(clusters: &[&Cluster]) -> Vec<ClusterRoute> {
+fn expected_routes(clusters: &[&Cluster]) -> Vec<ClusterRoute> {
     clusters
         .iter()
         .filter_map(|c| {
@@ -40,7 +40,7 @@ pub fn alertmanager_config(
     base: &Base,
     clusters: &[&Cluster],
     clusters_dir: &std::path::Path,
-) -> Result<String, Vec<Diagnostic>> {
+) -> Result<Candidate, Vec<Diagnostic>> {
     let mut doc = base.doc.clone();
     let Some(Value::Mapping(route)) = doc.get_mut("route") else {
         return Err(vec![base.key_problem(
@@ -66,6 +66,5 @@ pub fn alertmanager_config(
     if !routes.is_empty() {
         route.insert("routes".into(), Value::Sequence(routes));
     }
-    let yaml = serde_norway::to_string(&doc).expect("a mapping serialises");
-    Ok(format!("{}{yaml}", base.header(clusters_dir)))
+    Ok(base.candidate(&doc, clusters_dir))
 }

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use crate::cluster::{Cluster, PortRef};
+use crate::config::cluster::{Cluster, PortRef};
+use crate::config::settings::{DiscoveryMode, Settings};
 use crate::render::scrape_config::*;
-use crate::settings::{DiscoveryMode, Settings};
 use crate::targets::{self, JobKind};
 
 /// Every enabled job of `cluster`, in a fixed order.

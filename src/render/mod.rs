@@ -5,13 +5,30 @@ mod alertmanager;
 mod jobs;
 mod scrape_config;
 
-pub use alertmanager::{ClusterRoute, alertmanager_config, expected_routes};
+pub use alertmanager::{ClusterRoute, alertmanager_config};
 
 use serde_norway::{Mapping, Value};
 
-use crate::cluster::Cluster;
-use crate::diagnostic::{Diagnostic, SourceText};
-use crate::settings::Settings;
+use crate::config::cluster::Cluster;
+use crate::config::diagnostic::{Diagnostic, SourceText};
+use crate::config::settings::Settings;
+
+/// A rendered configuration that nothing has checked yet. Only this module
+/// makes one; the gate is the only way on from here.
+#[derive(Debug)]
+pub struct Candidate {
+    text: String,
+}
+
+impl Candidate {
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn into_text(self) -> String {
+        self.text
+    }
+}
 
 /// An operator's base file (Prometheus or Alertmanager), parsed and checked
 /// to be a YAML mapping.
@@ -63,6 +80,14 @@ impl Base {
         )
     }
 
+    /// The generated file: a header naming where it comes from, then `doc`.
+    fn candidate(&self, doc: &Mapping, clusters_dir: &std::path::Path) -> Candidate {
+        let yaml = serde_norway::to_string(doc).expect("a mapping serialises");
+        Candidate {
+            text: format!("{}{yaml}", self.header(clusters_dir)),
+        }
+    }
+
     /// The operator's own job names.
     fn job_names(&self) -> Vec<&str> {
         match self.doc.get("scrape_configs") {
@@ -103,7 +128,7 @@ pub fn prometheus_config(
     base: &Base,
     clusters: &[&Cluster],
     settings: &Settings,
-) -> Result<String, Vec<Diagnostic>> {
+) -> Result<Candidate, Vec<Diagnostic>> {
     if !matches!(
         base.doc.get("scrape_configs"),
         None | Some(Value::Sequence(_) | Value::Null)
@@ -124,6 +149,11 @@ pub fn prometheus_config(
         }
     }
     doc.insert("scrape_configs".into(), Value::Sequence(jobs));
-    let yaml = serde_norway::to_string(&doc).expect("a mapping serialises");
-    Ok(format!("{}{yaml}", base.header(&settings.clusters_dir)))
+    Ok(base.candidate(&doc, &settings.clusters_dir))
+}
+
+/// A candidate from any text, for the unit tests of the later stages.
+#[cfg(test)]
+pub fn candidate_for_tests(text: &str) -> Candidate {
+    Candidate { text: text.into() }
 }

@@ -1,7 +1,6 @@
 //! Test support: real Prometheus, promtool and node-exporter from Debian's
 //! packages, the fake API server, and a promfed runner. A missing tool is a
 //! test failure, never a skip.
-#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
@@ -51,7 +50,6 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
 /// A child process killed when the test ends, pass or fail.
 pub struct Process {
     pub child: Child,
-    pub name: String,
 }
 
 impl Process {
@@ -63,10 +61,7 @@ impl Process {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Process {
-            child,
-            name: name.to_string(),
-        }
+        Process { child }
     }
 
     pub fn pid(&self) -> u32 {
@@ -252,9 +247,8 @@ impl FakeCluster {
 /// A real Prometheus on loopback, with the lifecycle API on.
 pub struct Prometheus {
     pub port: u16,
-    pub config: PathBuf,
     pub pid_file: PathBuf,
-    process: Process,
+    _process: Process,
 }
 
 impl Prometheus {
@@ -304,9 +298,8 @@ impl Prometheus {
         std::fs::write(&pid_file, process.pid().to_string()).unwrap();
         let p = Prometheus {
             port,
-            config: config.to_path_buf(),
             pid_file,
-            process,
+            _process: process,
         };
         wait_for("Prometheus to be ready", Duration::from_secs(20), || {
             http_get(&format!("{}/-/ready", p.url()))

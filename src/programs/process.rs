@@ -6,7 +6,7 @@ use std::path::Path;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::settings::ProcessRef;
+use crate::config::settings::ProcessRef;
 
 pub fn send_sighup(process: &ProcessRef) -> Result<(), String> {
     let pid = find_process(process)?;

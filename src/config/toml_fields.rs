@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use toml_edit::{Item, TableLike, Value};
 
-use crate::diagnostic::{Diagnostic, SourceText};
+use crate::config::diagnostic::{Diagnostic, SourceText};
 
 /// A value with the byte span it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cluster::Cluster;
+use crate::config::cluster::Cluster;
+use crate::config::names::ClusterName;
 use crate::fsutil;
-use crate::names::ClusterName;
 
 pub struct LastGood {
     dir: PathBuf,

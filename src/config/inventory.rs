@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::access::{self, Identity};
-use crate::cluster::{self, Cluster};
-use crate::diagnostic::{Diagnostic, SourceText};
-use crate::last_good::LastGood;
-use crate::names::ClusterName;
+use crate::config::cluster::{self, Cluster};
+use crate::config::diagnostic::{Diagnostic, SourceText};
+use crate::config::last_good::LastGood;
+use crate::config::names::ClusterName;
 
 /// Files in the clusters folder that are never read.
 const IGNORED_SUFFIXES: [&str; 9] = [

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::diagnostic::{Diagnostic, SourceText};
-use crate::duration::PromDuration;
-use crate::names::{ClusterName, LabelName};
-use crate::toml_fields::{self, Fields, Problems, StringOrInteger};
+use crate::config::diagnostic::{Diagnostic, SourceText};
+use crate::config::duration::PromDuration;
+use crate::config::names::{ClusterName, LabelName};
+use crate::config::toml_fields::{self, Fields, Problems, StringOrInteger};
 
 /// A validated cluster definition. Only `Cluster::parse` builds one from a
 /// file; the serde derives exist for the last-good snapshot in the state folder.

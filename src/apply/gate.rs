@@ -1,7 +1,7 @@
-//! The gate a candidate configuration must pass before it is installed: the
-//! file checks promtool and amtool do not make, then the tool itself, run on
-//! the candidate written beside the target so relative paths resolve as they
-//! will for the program that reads it.
+//! Stage 2, the gate: `Candidate → Checked`. The file checks promtool and
+//! amtool do not make, then the tool itself, run on the candidate written
+//! beside the target so relative paths resolve as they will for the program
+//! that reads it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,8 +9,9 @@ use std::time::Duration;
 use serde_norway::Value;
 use tokio::process::Command;
 
+use super::staged::StagedFile;
 use crate::access::Identity;
-use crate::fsutil::StagedFile;
+use crate::render::Candidate;
 
 /// Keys whose values are files Prometheus opens.
 const FILE_KEYS: [&str; 6] = [
@@ -26,8 +27,15 @@ const FILE_KEYS: [&str; 6] = [
 /// makes one, so nothing unchecked can be installed.
 #[derive(Debug)]
 pub struct Checked {
-    pub staged: StagedFile,
-    pub bytes: Vec<u8>,
+    staged: StagedFile,
+    text: String,
+}
+
+impl Checked {
+    /// The staged file and the text it holds, for the install stage.
+    pub(super) fn into_parts(self) -> (StagedFile, String) {
+        (self.staged, self.text)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +56,9 @@ pub enum GateError {
 /// or `amtool check-config FILE`.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckTool<'a> {
-    pub name: &'static str,
-    pub path: &'a Path,
-    pub args: &'static [&'static str],
+    name: &'static str,
+    path: &'a Path,
+    args: &'static [&'static str],
 }
 
 impl<'a> CheckTool<'a> {
@@ -81,24 +89,22 @@ impl GateError {
 }
 
 pub async fn gate(
-    candidate: String,
+    candidate: Candidate,
     target: &Path,
     tool: CheckTool<'_>,
     timeout: Duration,
     reader: &Identity,
 ) -> Result<Checked, GateError> {
     let config_dir = target.parent().unwrap_or(Path::new("/"));
-    let unreadable = unreadable_files(&candidate, config_dir, reader);
+    let text = candidate.into_text();
+    let unreadable = unreadable_files(&text, config_dir, reader);
     if !unreadable.is_empty() {
         return Err(GateError::Files(unreadable));
     }
-    let staged = StagedFile::write(target, candidate.as_bytes(), 0o644)
+    let staged = StagedFile::write(target, text.as_bytes(), 0o644)
         .map_err(|e| GateError::Stage(target.to_path_buf(), e))?;
     run_check(tool, staged.path(), timeout).await?;
-    Ok(Checked {
-        staged,
-        bytes: candidate.into_bytes(),
-    })
+    Ok(Checked { staged, text })
 }
 
 async fn run_check(tool: CheckTool<'_>, file: &Path, timeout: Duration) -> Result<(), GateError> {

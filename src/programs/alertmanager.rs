@@ -1,21 +1,27 @@
-//! The parts of Alertmanager's HTTP API that tell whether a reload took.
+//! Alertmanager: reloaded by `POST /-/reload` (always enabled) or SIGHUP,
+//! and read back through its metrics (last load, sub-second) and
+//! `/api/v2/status` (the routes in force).
+
+use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
 
-use crate::http_api::{HttpApi, ReloadRefused};
+use super::http_api::{HttpApi, ReloadRefused};
+use super::{Program, VerifyError, poll_until_loaded, process};
+use crate::config::settings::{ReloadMethod, ServiceSettings};
 use crate::render::ClusterRoute;
 
-pub struct AlertmanagerApi {
+struct AlertmanagerApi {
     http: HttpApi,
 }
 
 /// From `/metrics`: the last reload's result and the time of the last
 /// successful one (sub-second resolution).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ReloadState {
-    pub successful: bool,
-    pub success_time: f64,
+struct ReloadState {
+    successful: bool,
+    success_time: f64,
 }
 
 #[derive(Deserialize)]
@@ -29,13 +35,13 @@ struct StatusConfig {
 }
 
 impl AlertmanagerApi {
-    pub fn new(base: &Url) -> AlertmanagerApi {
+    fn new(base: &Url) -> AlertmanagerApi {
         AlertmanagerApi {
             http: HttpApi::new(base),
         }
     }
 
-    pub async fn reload_state(&self) -> Result<ReloadState, String> {
+    async fn reload_state(&self) -> Result<ReloadState, String> {
         let text = self.http.get_text("/metrics").await?;
         let value = |name: &str| {
             text.lines()
@@ -55,7 +61,7 @@ impl AlertmanagerApi {
     }
 
     /// The cluster routes present at the top of the configuration in force.
-    pub async fn loaded_routes(&self) -> Result<Vec<ClusterRoute>, String> {
+    async fn loaded_routes(&self) -> Result<Vec<ClusterRoute>, String> {
         let text = self.http.get_text("/api/v2/status").await?;
         let status: Status =
             serde_json::from_str(&text).map_err(|e| format!("/api/v2/status: {e}"))?;
@@ -64,7 +70,7 @@ impl AlertmanagerApi {
 
     /// `POST /-/reload`: synchronous and always enabled; the error text
     /// comes back on failure.
-    pub async fn post_reload(&self) -> Result<(), String> {
+    async fn post_reload(&self) -> Result<(), String> {
         self.http
             .post_reload()
             .await
@@ -78,7 +84,7 @@ impl AlertmanagerApi {
 }
 
 /// The `cluster="…"` routes of an Alertmanager configuration.
-pub fn routes_of(yaml: &str) -> Vec<ClusterRoute> {
+fn routes_of(yaml: &str) -> Vec<ClusterRoute> {
     let Ok(doc) = serde_norway::from_str::<serde_norway::Value>(yaml) else {
         return Vec::new();
     };
@@ -107,4 +113,67 @@ pub fn routes_of(yaml: &str) -> Vec<ClusterRoute> {
             })
         })
         .collect()
+}
+
+pub struct Alertmanager {
+    api: AlertmanagerApi,
+    method: ReloadMethod,
+    timeout: Duration,
+}
+
+impl Alertmanager {
+    pub fn new(s: &ServiceSettings) -> Alertmanager {
+        Alertmanager {
+            api: AlertmanagerApi::new(&s.url),
+            method: s.reload.clone(),
+            timeout: s.verify_timeout,
+        }
+    }
+}
+
+/// Routes as compared and shown: `cluster="x" → receiver`.
+fn show(routes: Vec<ClusterRoute>) -> Vec<String> {
+    routes
+        .into_iter()
+        .map(|r| format!("{} → {}", r.matcher(), r.receiver))
+        .collect()
+}
+
+impl Program for Alertmanager {
+    fn name(&self) -> &'static str {
+        "Alertmanager"
+    }
+
+    async fn last_load_failed(&self) -> Result<bool, String> {
+        Ok(!self.api.reload_state().await?.successful)
+    }
+
+    /// Waits for a newer successful load in its metrics, whichever way it
+    /// was asked.
+    async fn reload(&self) -> Result<(), VerifyError> {
+        let before = self
+            .api
+            .reload_state()
+            .await
+            .map_err(|e| VerifyError::Unreachable("Alertmanager", e))?;
+        match &self.method {
+            ReloadMethod::Http => self.api.post_reload().await.map_err(VerifyError::Reload)?,
+            ReloadMethod::Signal(target) => {
+                process::send_sighup(target).map_err(VerifyError::Reload)?
+            }
+        }
+        poll_until_loaded("Alertmanager", self.timeout, before.successful, || async {
+            let state = self.api.reload_state().await.ok()?;
+            Some((state.successful, state.success_time > before.success_time))
+        })
+        .await
+    }
+
+    async fn in_force(&self) -> Result<Vec<String>, String> {
+        self.api.loaded_routes().await.map(show)
+    }
+
+    fn expected(&self, config: &str) -> Vec<String> {
+        show(routes_of(config))
+    }
 }

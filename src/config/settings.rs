@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::diagnostic::{Diagnostic, SourceText};
-use crate::duration::PromDuration;
-use crate::toml_fields::{self, Fields, Problems, Spanned};
+use crate::access::Identity;
+
+use crate::config::diagnostic::{Diagnostic, SourceText};
+use crate::config::duration::PromDuration;
+use crate::config::toml_fields::{self, Fields, Problems, Spanned};
 
 pub const DEFAULT_CONFIG: &str = "/etc/promfed/promfed.toml";
 
@@ -59,9 +61,9 @@ pub struct ServiceSettings {
     pub check_tool: PathBuf,
     pub url: Url,
     pub reload: ReloadMethod,
-    /// The user the program runs as: every file its config names must be
-    /// readable by it.
-    pub user: String,
+    /// The user the program runs as, looked up once here: every file its
+    /// config names must be readable by it.
+    pub user: Identity,
     pub check_timeout: Duration,
     pub verify_timeout: Duration,
 }
@@ -215,9 +217,10 @@ impl Settings {
         });
         root.finish(&mut p);
 
-        if !p.found.is_empty() {
+        // A missing service means its problem was reported.
+        let Some(prometheus) = prometheus.filter(|_| p.found.is_empty()) else {
             return Err(p.found);
-        }
+        };
         Ok(Settings {
             source: source.path.clone(),
             clusters_dir,
@@ -227,7 +230,7 @@ impl Settings {
             discovery,
             daemon,
             prometheus,
-            alertmanager,
+            alertmanager: alertmanager.flatten(),
         })
     }
 
@@ -248,7 +251,7 @@ fn service_settings(
     p: &mut Problems,
     base_dir: &Path,
     d: &ServiceDefaults,
-) -> ServiceSettings {
+) -> Option<ServiceSettings> {
     let config_file = path_or(t, p, "config_file", base_dir, d.config_file);
     let base_file = path_or(t, p, "base_file", base_dir, d.base_file);
     let check_tool = path_or(t, p, d.tool_key, base_dir, d.tool);
@@ -289,37 +292,33 @@ fn service_settings(
         },
     };
     let user = match t.string(p, "user") {
-        Some(s) => {
-            if !matches!(nix::unistd::User::from_name(&s.value), Ok(Some(_))) {
+        Some(s) => Identity::lookup(&s.value)
+            .map_err(|_| {
                 p.at(
                     s.span,
                     &t.path("user"),
                     format!("no such user `{}` on this machine", s.value),
-                );
-            }
-            s.value
-        }
-        None => {
-            if !matches!(nix::unistd::User::from_name("prometheus"), Ok(Some(_))) {
-                p.at(t.span(), &t.path("user"), "the default user `prometheus` does not exist here: set `user` to the user this program runs as");
-            }
-            "prometheus".to_string()
-        }
+                )
+            })
+            .ok(),
+        None => Identity::lookup("prometheus")
+            .map_err(|_| p.at(t.span(), &t.path("user"), "the default user `prometheus` does not exist here: set `user` to the user this program runs as"))
+            .ok(),
     };
     let check_timeout =
         duration(t, p, "check_timeout").map_or(Duration::from_secs(30), |d| d.as_duration());
     let verify_timeout =
         duration(t, p, "verify_timeout").map_or(Duration::from_secs(15), |d| d.as_duration());
-    ServiceSettings {
+    Some(ServiceSettings {
         config_file,
         base_file,
         check_tool,
         url,
         reload,
-        user,
+        user: user?,
         check_timeout,
         verify_timeout,
-    }
+    })
 }
 
 /// Removes `.` and `..` lexically, so generated paths read cleanly.

@@ -1,0 +1,413 @@
+//! One managed program, Prometheus or Alertmanager, and the stages its
+//! configuration goes through in a transaction:
+//! render → gate → install → verify (→ roll back).
+
+use std::path::{Path, PathBuf};
+
+use super::Mode;
+use super::gate::{self, CheckTool, Checked};
+use super::install::install;
+use super::outcome::ConfigOutcome;
+use super::rollback::roll_back;
+use super::verify::verify;
+use crate::config::cluster::Cluster;
+use crate::config::diagnostic::Diagnostic;
+use crate::config::settings::{ServiceSettings, Settings};
+use crate::programs::alertmanager::Alertmanager;
+use crate::programs::prometheus::Prometheus;
+use crate::programs::{Program, VerifyError};
+use crate::render::{self, Base, Candidate};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProgramKind {
+    Prometheus,
+    Alertmanager,
+}
+
+impl ProgramKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProgramKind::Prometheus => "prometheus",
+            ProgramKind::Alertmanager => "alertmanager",
+        }
+    }
+}
+
+/// The API of either program, behind one type so that both can sit in one
+/// list.
+enum Api {
+    Prometheus(Prometheus),
+    Alertmanager(Alertmanager),
+}
+
+impl Program for Api {
+    fn name(&self) -> &'static str {
+        match self {
+            Api::Prometheus(p) => p.name(),
+            Api::Alertmanager(a) => a.name(),
+        }
+    }
+
+    async fn last_load_failed(&self) -> Result<bool, String> {
+        match self {
+            Api::Prometheus(p) => p.last_load_failed().await,
+            Api::Alertmanager(a) => a.last_load_failed().await,
+        }
+    }
+
+    async fn reload(&self) -> Result<(), VerifyError> {
+        match self {
+            Api::Prometheus(p) => p.reload().await,
+            Api::Alertmanager(a) => a.reload().await,
+        }
+    }
+
+    async fn in_force(&self) -> Result<Vec<String>, String> {
+        match self {
+            Api::Prometheus(p) => p.in_force().await,
+            Api::Alertmanager(a) => a.in_force().await,
+        }
+    }
+
+    fn expected(&self, config: &str) -> Vec<String> {
+        match self {
+            Api::Prometheus(p) => p.expected(config),
+            Api::Alertmanager(a) => a.expected(config),
+        }
+    }
+}
+
+/// A program whose configuration promfed writes: its settings, how to check
+/// and reach it, where its previous file is kept, and whether its last
+/// install was verified.
+pub struct Managed {
+    kind: ProgramKind,
+    settings: ServiceSettings,
+    api: Api,
+    previous_copy: PathBuf,
+    /// The last install was not verified: reload even if the bytes do not
+    /// change.
+    unverified: bool,
+}
+
+impl Managed {
+    /// The programs `settings` manage, Prometheus first; each keeps what
+    /// `before` knew about its last install.
+    pub fn all(settings: &Settings, before: &[Managed]) -> Vec<Managed> {
+        let prometheus = (ProgramKind::Prometheus, &settings.prometheus);
+        let alertmanager = settings
+            .alertmanager
+            .as_ref()
+            .map(|am| (ProgramKind::Alertmanager, am));
+        std::iter::once(prometheus)
+            .chain(alertmanager)
+            .map(|(kind, s)| Managed {
+                kind,
+                api: match kind {
+                    ProgramKind::Prometheus => Api::Prometheus(Prometheus::new(s)),
+                    ProgramKind::Alertmanager => Api::Alertmanager(Alertmanager::new(s)),
+                },
+                previous_copy: settings
+                    .last_good_dir()
+                    .join(format!("{}.yml", kind.name())),
+                unverified: before.iter().any(|m| m.kind == kind && m.unverified),
+                settings: s.clone(),
+            })
+            .collect()
+    }
+
+    pub fn kind(&self) -> ProgramKind {
+        self.kind
+    }
+
+    pub fn config_file(&self) -> &Path {
+        &self.settings.config_file
+    }
+
+    fn check_tool(&self) -> CheckTool<'_> {
+        match self.kind {
+            ProgramKind::Prometheus => CheckTool::promtool(&self.settings.check_tool),
+            ProgramKind::Alertmanager => CheckTool::amtool(&self.settings.check_tool),
+        }
+    }
+
+    fn render(
+        &self,
+        clusters: &[&Cluster],
+        settings: &Settings,
+    ) -> Result<Candidate, Vec<Diagnostic>> {
+        let base = Base::load(&self.settings.base_file).map_err(|d| vec![d])?;
+        match self.kind {
+            ProgramKind::Prometheus => render::prometheus_config(&base, clusters, settings),
+            ProgramKind::Alertmanager => {
+                render::alertmanager_config(&base, clusters, &settings.clusters_dir)
+            }
+        }
+    }
+
+    /// Renders and gates this program's configuration; in apply mode also
+    /// installs, reloads and verifies it.
+    pub async fn run(
+        &mut self,
+        clusters: &[&Cluster],
+        settings: &Settings,
+        mode: Mode,
+        problems: &mut Vec<Diagnostic>,
+    ) -> ConfigOutcome {
+        let candidate = match self.render(clusters, settings) {
+            Ok(c) => c,
+            Err(ds) => {
+                problems.extend(ds);
+                return ConfigOutcome::NotRendered;
+            }
+        };
+        let s = &self.settings;
+        let gated = gate::gate(
+            candidate,
+            &s.config_file,
+            self.check_tool(),
+            s.check_timeout,
+            &s.user,
+        )
+        .await;
+        let checked = match gated {
+            Ok(c) => c,
+            Err(e) => return ConfigOutcome::Rejected(e),
+        };
+        if mode == Mode::Check {
+            return ConfigOutcome::Passed;
+        }
+        let outcome = deliver(
+            &self.api,
+            checked,
+            &s.config_file,
+            &self.previous_copy,
+            self.unverified,
+        )
+        .await;
+        self.unverified = matches!(outcome, ConfigOutcome::InstalledUnverified(_));
+        outcome
+    }
+}
+
+/// Install → verify (→ roll back) for one checked file. With the same bytes
+/// already installed it reloads only when `force_reload` or when the
+/// program's last load failed.
+async fn deliver(
+    program: &impl Program,
+    checked: Checked,
+    target: &Path,
+    previous_copy: &Path,
+    force_reload: bool,
+) -> ConfigOutcome {
+    let installed = match install(checked, target, previous_copy) {
+        Ok(i) => i,
+        Err(e) => return ConfigOutcome::Failed(e),
+    };
+    if !installed.changed() {
+        // Someone may have reverted a bad file by hand: then load it again.
+        let reload = force_reload || program.last_load_failed().await.unwrap_or(false);
+        if !reload {
+            return ConfigOutcome::Unchanged;
+        }
+        return match verify(program, &installed).await {
+            Ok(v) => ConfigOutcome::Applied(v),
+            Err(e) => ConfigOutcome::InstalledUnverified(e),
+        };
+    }
+    match verify(program, &installed).await {
+        Ok(v) => ConfigOutcome::Applied(v),
+        Err(error @ VerifyError::Unreachable(..)) => ConfigOutcome::InstalledUnverified(error),
+        Err(error) => ConfigOutcome::RolledBack(roll_back(program, installed, error).await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::path::Path;
+
+    use super::*;
+    use crate::access::Identity;
+    use crate::apply::rollback::RolledBack;
+
+    /// A program that loads whatever file it is told to, unless that file
+    /// contains a line in `refuse`; records every reload.
+    struct FakeProgram {
+        file: PathBuf,
+        refuse: &'static str,
+        reachable: bool,
+        loaded: RefCell<Option<String>>,
+        reloads: RefCell<u32>,
+    }
+
+    impl FakeProgram {
+        fn new(file: &Path) -> FakeProgram {
+            FakeProgram {
+                file: file.to_path_buf(),
+                refuse: "refused",
+                reachable: true,
+                loaded: RefCell::new(None),
+                reloads: RefCell::new(0),
+            }
+        }
+    }
+
+    impl Program for FakeProgram {
+        fn name(&self) -> &'static str {
+            "Fake"
+        }
+
+        async fn last_load_failed(&self) -> Result<bool, String> {
+            Ok(false)
+        }
+
+        async fn reload(&self) -> Result<(), VerifyError> {
+            if !self.reachable {
+                return Err(VerifyError::Unreachable(
+                    "Fake",
+                    "connection refused".into(),
+                ));
+            }
+            *self.reloads.borrow_mut() += 1;
+            let text = std::fs::read_to_string(&self.file).unwrap();
+            if text.lines().any(|l| l == self.refuse) {
+                return Err(VerifyError::NotLoaded("Fake"));
+            }
+            *self.loaded.borrow_mut() = Some(text);
+            Ok(())
+        }
+
+        async fn in_force(&self) -> Result<Vec<String>, String> {
+            Ok(self.expected(self.loaded.borrow().as_deref().unwrap_or("")))
+        }
+
+        fn expected(&self, config: &str) -> Vec<String> {
+            config.lines().map(str::to_string).collect()
+        }
+    }
+
+    async fn checked(target: &Path, text: &str) -> Checked {
+        let dir = target.parent().unwrap();
+        let tool = dir.join("check-tool");
+        std::fs::write(&tool, "#!/bin/sh\nexit 0\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let candidate = render::candidate_for_tests(text);
+        let root = Identity::lookup("root").unwrap();
+        let tool = CheckTool::promtool(&tool);
+        gate::gate(
+            candidate,
+            target,
+            tool,
+            std::time::Duration::from_secs(5),
+            &root,
+        )
+        .await
+        .unwrap()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_file_that_does_not_load_is_rolled_back_and_the_previous_one_reloaded() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("prometheus.yml");
+            let copy = dir.path().join("state/prometheus.yml");
+            std::fs::write(&target, "job-a\n").unwrap();
+            let program = FakeProgram::new(&target);
+
+            let outcome = deliver(
+                &program,
+                checked(&target, "job-a\nrefused\n").await,
+                &target,
+                &copy,
+                false,
+            )
+            .await;
+
+            let ConfigOutcome::RolledBack(RolledBack { error, restore }) = outcome else {
+                panic!("expected a rollback, got {outcome:?}");
+            };
+            assert!(matches!(error, VerifyError::NotLoaded("Fake")), "{error}");
+            assert_eq!(restore, Ok(()));
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), "job-a\n");
+            assert_eq!(std::fs::read_to_string(&copy).unwrap(), "job-a\n");
+            assert_eq!(program.loaded.borrow().as_deref(), Some("job-a\n"));
+            assert_eq!(
+                *program.reloads.borrow(),
+                2,
+                "the new file, then the restored one"
+            );
+        });
+    }
+
+    #[test]
+    fn an_unreachable_program_keeps_the_new_file_unverified() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("prometheus.yml");
+            std::fs::write(&target, "job-a\n").unwrap();
+            let mut program = FakeProgram::new(&target);
+            program.reachable = false;
+
+            let outcome = deliver(
+                &program,
+                checked(&target, "job-b\n").await,
+                &target,
+                &dir.path().join("copy"),
+                false,
+            )
+            .await;
+
+            assert!(
+                matches!(
+                    outcome,
+                    ConfigOutcome::InstalledUnverified(VerifyError::Unreachable(..))
+                ),
+                "{outcome:?}"
+            );
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), "job-b\n");
+        });
+    }
+
+    #[test]
+    fn the_same_bytes_reload_only_when_the_last_install_was_not_verified() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("prometheus.yml");
+            let copy = dir.path().join("copy");
+            std::fs::write(&target, "job-a\n").unwrap();
+            let program = FakeProgram::new(&target);
+
+            let outcome = deliver(
+                &program,
+                checked(&target, "job-a\n").await,
+                &target,
+                &copy,
+                false,
+            )
+            .await;
+            assert!(matches!(outcome, ConfigOutcome::Unchanged), "{outcome:?}");
+            assert_eq!(*program.reloads.borrow(), 0);
+
+            let outcome = deliver(
+                &program,
+                checked(&target, "job-a\n").await,
+                &target,
+                &copy,
+                true,
+            )
+            .await;
+            assert!(matches!(outcome, ConfigOutcome::Applied(_)), "{outcome:?}");
+            assert_eq!(*program.reloads.borrow(), 1);
+            assert!(!copy.exists(), "nothing was replaced, so nothing was kept");
+        });
+    }
+}

@@ -1,0 +1,309 @@
+//! The apply transaction of SPEC.md, the one place that puts the stages in
+//! order: load → discover → render → gate → install → verify (→ roll back),
+//! for each managed program in turn. `promfed check` runs the first stages of
+//! the same code; the daemon only decides when to run it.
+
+mod gate;
+mod install;
+pub mod managed;
+pub mod outcome;
+pub mod rollback;
+mod staged;
+mod verify;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::config::cluster::Cluster;
+use crate::config::diagnostic::Diagnostic;
+use crate::config::inventory::{self, Entry, Inventory};
+use crate::config::last_good::LastGood;
+use crate::config::settings::{DiscoveryMode, Settings};
+use crate::discovery;
+use crate::render::{self, Base, Candidate};
+use crate::targets::{self, ClusterTargets, RefreshError};
+use managed::{Managed, ProgramKind};
+use outcome::ConfigOutcome;
+use serde::{Deserialize, Serialize};
+
+/// How long one cluster's discovery may take before it counts as failed.
+pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Validate, render and gate; change nothing.
+    Check,
+    /// The whole transaction.
+    Apply,
+}
+
+/// How one run is to be done.
+pub struct Options<'a> {
+    pub mode: Mode,
+    /// Which clusters to discover before rendering: every one for `apply`;
+    /// the daemon's own tasks discover the clusters it already knows.
+    pub discover: &'a dyn Fn(&Cluster) -> bool,
+}
+
+impl Options<'_> {
+    pub fn new(mode: Mode) -> Options<'static> {
+        Options {
+            mode,
+            discover: &|_| true,
+        }
+    }
+}
+
+/// What one run did, for the command line, the daemon's status and logs.
+#[derive(Debug)]
+pub struct Report {
+    pub problems: Vec<Diagnostic>,
+    pub warnings: Vec<String>,
+    pub clusters: Vec<ClusterReport>,
+    /// The definitions rendered, for the daemon's discovery tasks.
+    pub in_force: Vec<Cluster>,
+    /// One per managed program, Prometheus first.
+    pub outcomes: Vec<(ProgramKind, ConfigOutcome)>,
+}
+
+#[derive(Debug)]
+pub struct ClusterReport {
+    pub name: Option<String>,
+    pub file: PathBuf,
+    pub definition: Definition,
+    /// `None` when discovery did not run in this transaction.
+    pub discovery: Option<Result<ClusterTargets, RefreshError>>,
+}
+
+/// Which definition of a cluster is in force.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Definition {
+    #[default]
+    Current,
+    KeptLastGood,
+    Broken,
+}
+
+impl Definition {
+    pub fn word(self) -> &'static str {
+        match self {
+            Definition::Current => "current",
+            Definition::KeptLastGood => "kept_last_good",
+            Definition::Broken => "broken",
+        }
+    }
+}
+
+impl Report {
+    /// The outcome for one program, if it is managed.
+    pub fn outcome(&self, kind: ProgramKind) -> Option<&ConfigOutcome> {
+        self.outcomes
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, o)| o)
+    }
+
+    /// Whether every managed program now runs what promfed rendered.
+    pub fn all_in_force(&self) -> bool {
+        self.outcomes.iter().all(|(_, o)| o.in_force())
+    }
+
+    /// 0 success, 1 failure at run time, 78 configuration error (SPEC.md).
+    pub fn exit_code(&self) -> u8 {
+        let outcomes = || self.outcomes.iter().map(|(_, o)| o);
+        let config_error =
+            !self.problems.is_empty() || outcomes().any(ConfigOutcome::is_config_error);
+        let runtime_error = outcomes().any(ConfigOutcome::worth_retrying)
+            || self
+                .clusters
+                .iter()
+                .any(|c| matches!(c.discovery, Some(Err(_))));
+        if config_error {
+            78
+        } else if runtime_error {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+pub async fn run(settings: &Settings, programs: &mut [Managed], options: &Options<'_>) -> Report {
+    let last_good = LastGood::new(&settings.last_good_dir());
+    let inventory = inventory::load(
+        &settings.clusters_dir,
+        &last_good,
+        &settings.prometheus.user,
+    );
+    let clusters = inventory.clusters();
+
+    // Discover (file_sd only), concurrently; failures keep the last targets.
+    let apply_file_sd = options.mode == Mode::Apply && settings.discovery == DiscoveryMode::FileSd;
+    let mut discovered = if apply_file_sd {
+        let wanted: Vec<&Cluster> = clusters
+            .iter()
+            .copied()
+            .filter(|c| (options.discover)(c))
+            .collect();
+        discover_all(settings, &wanted).await
+    } else {
+        Vec::new()
+    };
+    let mut warnings = inventory.warnings.clone();
+    if apply_file_sd {
+        // Every rendered job needs its targets file, even before discovery.
+        for c in &clusters {
+            if let Err(e) = targets::ensure_files(&settings.targets_dir(), c) {
+                warnings.push(format!("cannot write targets of {}: {e}", c.name));
+            }
+        }
+    }
+    let mut report = Report {
+        problems: inventory.problems.clone(),
+        warnings,
+        clusters: cluster_reports(&inventory, &mut discovered),
+        in_force: clusters.iter().map(|c| (*c).clone()).collect(),
+        outcomes: Vec::new(),
+    };
+    for program in programs.iter_mut() {
+        let outcome = program
+            .run(&clusters, settings, options.mode, &mut report.problems)
+            .await;
+        report.outcomes.push((program.kind(), outcome));
+    }
+    if options.mode == Mode::Apply && report.all_in_force() {
+        record_success(settings, &inventory, &last_good, &mut report.warnings);
+    }
+    report
+}
+
+/// After everything took: remember the applied definitions and forget the
+/// targets of clusters that are gone.
+fn record_success(
+    settings: &Settings,
+    inventory: &Inventory,
+    last_good: &LastGood,
+    warnings: &mut Vec<String>,
+) {
+    let applied: Vec<&Cluster> = inventory
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Current(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let names = inventory.names();
+    let cleanup = last_good
+        .record(&applied, &names)
+        .and_then(|()| targets::remove_others(&settings.targets_dir(), &names));
+    if let Err(e) = cleanup {
+        warnings.push(format!(
+            "cannot update {}: {e}",
+            settings.state_dir.display()
+        ));
+    }
+}
+
+/// Loads every cluster file and renders the Prometheus candidate, for
+/// `promfed render`. The candidate does not depend on discovery: targets
+/// live in `file_sd` files.
+pub fn load_and_render(settings: &Settings) -> (Inventory, Result<Candidate, Vec<Diagnostic>>) {
+    let last_good = LastGood::new(&settings.last_good_dir());
+    let inventory = inventory::load(
+        &settings.clusters_dir,
+        &last_good,
+        &settings.prometheus.user,
+    );
+    let candidate = Base::load(&settings.prometheus.base_file)
+        .map_err(|d| vec![d])
+        .and_then(|base| render::prometheus_config(&base, &inventory.clusters(), settings));
+    (inventory, candidate)
+}
+
+/// Discovers clusters concurrently and writes their targets; a failed
+/// cluster keeps the targets it had.
+async fn discover_all(
+    settings: &Settings,
+    clusters: &[&Cluster],
+) -> Vec<(String, Result<ClusterTargets, RefreshError>)> {
+    let mut tasks = JoinSet::new();
+    for cluster in clusters {
+        let cluster = (*cluster).clone();
+        tasks.spawn(async move {
+            let result = discovery::discover(&cluster, DISCOVERY_TIMEOUT).await;
+            (cluster, result)
+        });
+    }
+    let targets_dir = settings.targets_dir();
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (cluster, result) = joined.expect("discovery tasks do not panic");
+        let result = result
+            .map_err(RefreshError::from)
+            .and_then(|targets| write_targets(&targets_dir, &cluster, targets));
+        results.push((cluster.name.to_string(), result));
+    }
+    results
+}
+
+/// Writes one cluster's targets files (only those that changed).
+pub fn write_targets(
+    targets_dir: &std::path::Path,
+    cluster: &Cluster,
+    found: ClusterTargets,
+) -> Result<ClusterTargets, RefreshError> {
+    targets::write_cluster(targets_dir, cluster, &found)
+        .map(|_| found)
+        .map_err(|source| RefreshError::StateWrite {
+            dir: targets_dir.to_path_buf(),
+            source,
+        })
+}
+
+fn cluster_reports(
+    inventory: &Inventory,
+    discovered: &mut Vec<(String, Result<ClusterTargets, RefreshError>)>,
+) -> Vec<ClusterReport> {
+    let mut reports: Vec<ClusterReport> = inventory
+        .entries
+        .iter()
+        .map(|entry| {
+            let (name, file, definition) = match entry {
+                Entry::Current(c) => (
+                    Some(c.name.to_string()),
+                    c.source.clone(),
+                    Definition::Current,
+                ),
+                Entry::KeptLastGood(c) => (
+                    Some(c.name.to_string()),
+                    c.source.clone(),
+                    Definition::KeptLastGood,
+                ),
+                Entry::Broken { name, file } => (
+                    name.as_ref().map(ToString::to_string),
+                    file.clone(),
+                    Definition::Broken,
+                ),
+            };
+            let discovery = match (&name, definition) {
+                (Some(n), Definition::Current | Definition::KeptLastGood) => discovered
+                    .iter()
+                    .position(|(d, _)| d == n)
+                    .map(|i| discovered.swap_remove(i).1),
+                _ => None,
+            };
+            ClusterReport {
+                name,
+                file,
+                definition,
+                discovery,
+            }
+        })
+        .collect();
+    reports.sort_by(|a, b| a.name.cmp(&b.name).then(a.file.cmp(&b.file)));
+    reports
+}

@@ -1,0 +1,12 @@
+//! The inputs, read in two stages: each file into a raw form that keeps
+//! every key's position, then validated into the types the rest of promfed
+//! uses (`Settings`, `Cluster`). Only validation builds those types.
+
+pub mod cluster;
+pub mod diagnostic;
+pub mod duration;
+pub mod inventory;
+pub mod last_good;
+pub mod names;
+pub mod settings;
+pub mod toml_fields;

@@ -1,0 +1,178 @@
+//! Prometheus: reloaded by `POST /-/reload` or SIGHUP, and read back through
+//! its HTTP API (runtimeinfo for the last load, the loaded configuration for
+//! the jobs in force).
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+use tokio::time::sleep;
+use url::Url;
+
+use super::http_api::{HttpApi, ReloadRefused};
+use super::{Program, VerifyError, poll_until_loaded, process};
+use crate::config::settings::{ReloadMethod, ServiceSettings};
+
+struct PrometheusApi {
+    http: HttpApi,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RuntimeInfo {
+    reload_config_success: bool,
+    /// Whole seconds: Prometheus reports the time of the last successful
+    /// load with second resolution.
+    last_config_time: Timestamp,
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    data: T,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RuntimeInfoData {
+    reload_config_success: bool,
+    last_config_time: String,
+}
+
+#[derive(Deserialize)]
+struct ConfigData {
+    yaml: String,
+}
+
+impl PrometheusApi {
+    fn new(base: &Url) -> PrometheusApi {
+        PrometheusApi {
+            http: HttpApi::new(base),
+        }
+    }
+
+    async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, String> {
+        let text = self.http.get_text(path).await?;
+        let envelope: Envelope<T> =
+            serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+        Ok(envelope.data)
+    }
+
+    async fn runtime_info(&self) -> Result<RuntimeInfo, String> {
+        let data: RuntimeInfoData = self.get("/api/v1/status/runtimeinfo").await?;
+        let last_config_time = data
+            .last_config_time
+            .parse()
+            .map_err(|e| format!("lastConfigTime `{}`: {e}", data.last_config_time))?;
+        Ok(RuntimeInfo {
+            reload_config_success: data.reload_config_success,
+            last_config_time,
+        })
+    }
+
+    /// The job names of the configuration in force. `/api/v1/scrape_pools`
+    /// would lag a reload by the discovery batch interval (5 s) and leaves out
+    /// jobs without targets; the loaded configuration does neither.
+    async fn loaded_job_names(&self) -> Result<Vec<String>, String> {
+        let data: ConfigData = self.get("/api/v1/status/config").await?;
+        Ok(job_names(&data.yaml))
+    }
+
+    /// `POST /-/reload`: synchronous; the error text comes back on failure.
+    async fn post_reload(&self) -> Result<(), String> {
+        self.http.post_reload().await.map_err(|refused| match refused {
+            ReloadRefused::Unreachable(e) => e,
+            ReloadRefused::Status { url, status, .. } if status == reqwest::StatusCode::FORBIDDEN => format!(
+                "{url} answered 403: Prometheus runs without --web.enable-lifecycle; add that flag or use reload = \"signal\""
+            ),
+            ReloadRefused::Status { url, status, body } => format!("{url} answered {status}: {body}"),
+        })
+    }
+}
+
+/// The `job_name`s of a Prometheus configuration, in order.
+fn job_names(yaml: &str) -> Vec<String> {
+    let Ok(doc) = serde_norway::from_str::<serde_norway::Value>(yaml) else {
+        return Vec::new();
+    };
+    doc.get("scrape_configs")
+        .and_then(|v| v.as_sequence())
+        .map(|jobs| {
+            jobs.iter()
+                .filter_map(|j| j.get("job_name")?.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub struct Prometheus {
+    api: PrometheusApi,
+    method: ReloadMethod,
+    timeout: Duration,
+}
+
+impl Prometheus {
+    pub fn new(s: &ServiceSettings) -> Prometheus {
+        Prometheus {
+            api: PrometheusApi::new(&s.url),
+            method: s.reload.clone(),
+            timeout: s.verify_timeout,
+        }
+    }
+}
+
+impl Program for Prometheus {
+    fn name(&self) -> &'static str {
+        "Prometheus"
+    }
+
+    async fn last_load_failed(&self) -> Result<bool, String> {
+        Ok(!self.api.runtime_info().await?.reload_config_success)
+    }
+
+    /// HTTP answers only once the configuration was applied; after a signal,
+    /// waits for a newer successful load in runtimeinfo.
+    async fn reload(&self) -> Result<(), VerifyError> {
+        let before = self
+            .api
+            .runtime_info()
+            .await
+            .map_err(|e| VerifyError::Unreachable("Prometheus", e))?;
+        match &self.method {
+            ReloadMethod::Http => self.api.post_reload().await.map_err(VerifyError::Reload),
+            ReloadMethod::Signal(target) => {
+                // A signal gets no answer: watch lastConfigTime move. It has
+                // whole seconds, so signal in a later second than the last
+                // load, or a new load would not show as a newer time.
+                let next_second = before.last_config_time.as_second() + 1;
+                let now = Timestamp::now();
+                if now.as_second() < next_second {
+                    let wait = Timestamp::from_second(next_second)
+                        .expect("valid time")
+                        .duration_since(now);
+                    sleep(Duration::try_from(wait).unwrap_or_default()).await;
+                }
+                process::send_sighup(target).map_err(VerifyError::Reload)?;
+                poll_until_loaded(
+                    "Prometheus",
+                    self.timeout,
+                    before.reload_config_success,
+                    || async {
+                        let info = self.api.runtime_info().await.ok()?;
+                        Some((
+                            info.reload_config_success,
+                            info.last_config_time > before.last_config_time,
+                        ))
+                    },
+                )
+                .await
+            }
+        }
+    }
+
+    async fn in_force(&self) -> Result<Vec<String>, String> {
+        self.api.loaded_job_names().await
+    }
+
+    fn expected(&self, config: &str) -> Vec<String> {
+        job_names(config)
+    }
+}

@@ -1,0 +1,14 @@
+//! promfed's integration tests: one binary over one harness (`support`), so
+//! the harness is compiled once and every helper is used somewhere. Each
+//! module is one concern; each test gets its own temporary tree, and runs
+//! the real `promfed` binary against real promtool, Prometheus, Alertmanager
+//! and node-exporter, with only the Kubernetes API server faked.
+
+mod support;
+
+mod bad_input;
+mod daemon;
+mod e2e;
+mod fake_apiserver;
+mod golden;
+mod shipped_defaults;
