@@ -188,11 +188,11 @@ fn record_success(
     last_good: &LastGood,
     warnings: &mut Vec<String>,
 ) {
-    let applied: Vec<&Cluster> = inventory
+    let applied: Vec<(&Cluster, &str)> = inventory
         .entries
         .iter()
         .filter_map(|e| match e {
-            Entry::Current(c) => Some(c),
+            Entry::Current(c, text) => Some((c, text.as_str())),
             _ => None,
         })
         .collect();
@@ -273,7 +273,7 @@ fn cluster_reports(
         .iter()
         .map(|entry| {
             let (name, file, definition) = match entry {
-                Entry::Current(c) => (
+                Entry::Current(c, _) => (
                     Some(c.name.to_string()),
                     c.source.clone(),
                     Definition::Current,

@@ -1,19 +1,19 @@
 //! One cluster file in `/etc/promfed.d/`: parsed and validated into a `Cluster`.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::config::diagnostic::{Diagnostic, SourceText};
-use crate::config::duration::PromDuration;
-use crate::config::names::{ClusterName, LabelName};
-use crate::config::toml_fields::{self, Fields, Problems, StringOrInteger};
+use super::diagnostic::{Diagnostic, SourceText};
+use super::duration::PromDuration;
+use super::names::{ClusterName, LabelName};
+use super::toml_fields::{self, Fields, Problems, Spanned, StringOrInteger};
 
-/// A validated cluster definition. Only `Cluster::parse` builds one from a
-/// file; the serde derives exist for the last-good snapshot in the state folder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A validated cluster definition. Only `Cluster::parse` builds one, from a
+/// file's text (the last good definition, too, is kept as text).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
     pub name: ClusterName,
     pub source: PathBuf,
@@ -22,7 +22,6 @@ pub struct Cluster {
     pub tls: Tls,
     pub labels: BTreeMap<LabelName, String>,
     /// The Alertmanager receiver for this cluster's alerts, if any.
-    #[serde(default)]
     pub receiver: Option<String>,
     pub kubelet: Component,
     pub cadvisor: Cadvisor,
@@ -31,7 +30,7 @@ pub struct Cluster {
 }
 
 /// The API server's URL, split the way scrape configs need it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiServer {
     pub url: Url,
     /// `host:port`, the `__address__` of every target of this cluster.
@@ -41,19 +40,19 @@ pub struct ApiServer {
     pub path_prefix: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Auth {
     pub token_file: Option<PathBuf>,
     pub client_cert: Option<ClientCert>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCert {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tls {
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
@@ -62,20 +61,20 @@ pub struct Tls {
     pub server_name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Component {
     pub enabled: bool,
     pub scrape_interval: Option<PromDuration>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cadvisor {
     pub component: Component,
     /// The high-cardinality drops kube-prometheus-stack makes.
     pub drop_high_cardinality: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeExporter {
     pub component: Component,
     pub namespace: String,
@@ -84,7 +83,7 @@ pub struct NodeExporter {
 }
 
 /// An endpoints port, by number or by name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortRef {
     Number(u16),
     Name(String),
@@ -107,22 +106,184 @@ impl Cluster {
         files
     }
 
-    /// Parses one cluster file. `default_name` is the file's stem.
-    pub fn parse(source: &SourceText, default_name: &str) -> Result<Cluster, Vec<Diagnostic>> {
-        let doc = toml_fields::parse(source).map_err(|d| vec![d])?;
+    /// Parses one cluster file. `default_name` is the file's stem. A broken
+    /// file still tells the name it gives, when it can be read that far.
+    pub fn parse(source: &SourceText, default_name: &str) -> Result<Parsed, Broken> {
+        let doc = toml_fields::parse(source).map_err(|d| Broken {
+            name: ClusterName::parse(default_name).ok(),
+            problems: vec![d],
+        })?;
         let mut p = Problems::new(source);
-        let dir = source.path.parent().unwrap_or(Path::new("/"));
-        let mut root = Fields::root(&doc);
+        let raw = RawCluster::read(&doc, &mut p);
+        let spans = raw.spans();
+        let name_given = raw.name.as_ref().map(|n| n.value.clone());
+        match raw.validate(&mut p, source, default_name) {
+            Some(cluster) if p.found.is_empty() => Ok(Parsed { cluster, spans }),
+            _ => {
+                let mut problems = p.found;
+                problems.sort_by_key(Diagnostic::position);
+                Err(Broken {
+                    name: ClusterName::parse(name_given.as_deref().unwrap_or(default_name)).ok(),
+                    problems,
+                })
+            }
+        }
+    }
+}
 
-        let name = match root.string(&mut p, "name") {
-            Some(s) => ClusterName::parse(&s.value).map_err(|e| p.at(s.span, "name", e)).ok(),
+/// A valid cluster file: the definition, and where its keys are written.
+#[derive(Debug)]
+pub struct Parsed {
+    pub cluster: Cluster,
+    pub spans: KeySpans,
+}
+
+/// A file that does not give a valid cluster.
+#[derive(Debug)]
+pub struct Broken {
+    /// The name it gives (or its stem gives), to keep the last good definition.
+    pub name: Option<ClusterName>,
+    pub problems: Vec<Diagnostic>,
+}
+
+/// Where top-level keys are written, so that later stages can point at a key
+/// without reading the file again.
+#[derive(Debug, Default)]
+pub struct KeySpans(Vec<(&'static str, Range<usize>)>);
+
+impl KeySpans {
+    pub fn get(&self, key: &str) -> Range<usize> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(0..0, |(_, span)| span.clone())
+    }
+}
+
+/// The documented defaults of a cluster file, in one place.
+mod defaults {
+    pub const ENABLED: bool = true;
+    pub const INSECURE_SKIP_VERIFY: bool = false;
+    pub const DROP_HIGH_CARDINALITY: bool = true;
+    pub const NODE_EXPORTER_NAMESPACE: &str = "monitoring";
+    pub const NODE_EXPORTER_SERVICE: &str = "prometheus-node-exporter";
+    pub const NODE_EXPORTER_PORT: u16 = 9100;
+}
+
+type Key = Option<Spanned<String>>;
+
+/// A cluster file as written: each key that is there, of the right type,
+/// with where it is written. Nothing is judged yet but types and names.
+struct RawCluster {
+    name: Key,
+    api_server: Key,
+    token_file: Key,
+    cert_file: Key,
+    key_file: Key,
+    ca_file: Key,
+    insecure_skip_verify: Option<Spanned<bool>>,
+    tls_server_name: Key,
+    labels: Vec<(Spanned<String>, Spanned<String>)>,
+    receiver: Key,
+    kubelet: RawComponent,
+    cadvisor: RawComponent,
+    drop_high_cardinality: Option<Spanned<bool>>,
+    apiserver: RawComponent,
+    node_exporter: RawComponent,
+    namespace: Key,
+    service: Key,
+    port: Option<Spanned<StringOrInteger>>,
+    /// Credential keys that are written, whether or not their values are
+    /// good: only the others are missing.
+    credentials_written: Vec<&'static str>,
+}
+
+/// `[kubelet]`, `[cadvisor]`, `[apiserver]` or `[node_exporter]`.
+#[derive(Default)]
+struct RawComponent {
+    enabled: Option<Spanned<bool>>,
+    scrape_interval: Key,
+    /// `section.scrape_interval`, for messages.
+    interval_key: String,
+}
+
+impl RawCluster {
+    fn read(doc: &toml_edit::Document<String>, p: &mut Problems) -> RawCluster {
+        let mut root = Fields::root(doc);
+        let mut raw = RawCluster {
+            name: root.get(p, "name"),
+            api_server: root.get(p, "api_server"),
+            token_file: root.get(p, "token_file"),
+            cert_file: root.get(p, "cert_file"),
+            key_file: root.get(p, "key_file"),
+            ca_file: root.get(p, "ca_file"),
+            insecure_skip_verify: root.get(p, "insecure_skip_verify"),
+            tls_server_name: root.get(p, "tls_server_name"),
+            labels: root.string_map(p, "labels").unwrap_or_default(),
+            receiver: root.get(p, "receiver"),
+            kubelet: RawComponent::default(),
+            cadvisor: RawComponent::default(),
+            drop_high_cardinality: None,
+            apiserver: RawComponent::default(),
+            node_exporter: RawComponent::default(),
+            namespace: None,
+            service: None,
+            port: None,
+            credentials_written: Vec::new(),
+        };
+        raw.credentials_written = ["token_file", "cert_file", "key_file", "ca_file"]
+            .into_iter()
+            .filter(|k| root.is_written(k))
+            .collect();
+        raw.kubelet = RawComponent::read(&mut root, p, "kubelet", |_, _| {});
+        raw.cadvisor = RawComponent::read(&mut root, p, "cadvisor", |t, p| {
+            raw.drop_high_cardinality = t.get(p, "drop_high_cardinality");
+        });
+        raw.apiserver = RawComponent::read(&mut root, p, "apiserver", |_, _| {});
+        raw.node_exporter = RawComponent::read(&mut root, p, "node_exporter", |t, p| {
+            raw.namespace = t.get(p, "namespace");
+            raw.service = t.get(p, "service");
+            raw.port = t.get(p, "port");
+        });
+        root.finish(p);
+        raw
+    }
+
+    fn spans(&self) -> KeySpans {
+        let keys = [
+            ("name", &self.name),
+            ("api_server", &self.api_server),
+            ("token_file", &self.token_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+            ("ca_file", &self.ca_file),
+        ];
+        KeySpans(
+            keys.into_iter()
+                .filter_map(|(k, v)| Some((k, v.as_ref()?.span.clone())))
+                .collect(),
+        )
+    }
+
+    /// Judges every value and the rules between keys, filling in defaults.
+    fn validate(
+        self,
+        p: &mut Problems,
+        source: &SourceText,
+        default_name: &str,
+    ) -> Option<Cluster> {
+        let dir = source.path.parent().unwrap_or(Path::new("/"));
+        let name = match &self.name {
+            Some(s) => ClusterName::parse(&s.value)
+                .map_err(|e| p.at(s.span.clone(), "name", e))
+                .ok(),
             None => ClusterName::parse(default_name)
                 .map_err(|e| p.at(0..0, "name", format!("the file name gives the cluster name: {e}; rename the file or set `name`")))
                 .ok(),
         };
-        let api_server = match root.string(&mut p, "api_server") {
+        let api_server = match &self.api_server {
             Some(s) => parse_api_server(&s.value)
-                .map_err(|e| p.at(s.span, "api_server", e))
+                .map_err(|e| p.at(s.span.clone(), "api_server", e))
                 .ok(),
             None => {
                 p.at(
@@ -133,68 +294,56 @@ impl Cluster {
                 None
             }
         };
-        let file_key = |root: &mut Fields, p: &mut Problems, key: &'static str| {
-            root.string(p, key).and_then(|s| {
-                if s.value.is_empty() {
-                    p.at(s.span, key, "must not be empty");
-                    None
-                } else {
-                    Some(dir.join(s.value))
-                }
-            })
+        let mut file = |key: &'static str, value: &Key| {
+            let s = value.as_ref()?;
+            if s.value.is_empty() {
+                p.at(s.span.clone(), key, "must not be empty");
+                return None;
+            }
+            Some(dir.join(&s.value))
         };
-        let token_file = file_key(&mut root, &mut p, "token_file");
-        let cert_file = file_key(&mut root, &mut p, "cert_file");
-        let key_file = file_key(&mut root, &mut p, "key_file");
-        let ca_file = file_key(&mut root, &mut p, "ca_file");
-        let insecure = root
-            .bool(&mut p, "insecure_skip_verify")
-            .map(|b| b.value)
-            .unwrap_or(false);
-        let server_name = root.string(&mut p, "tls_server_name").map(|s| s.value);
+        let token_file = file("token_file", &self.token_file);
+        let cert_file = file("cert_file", &self.cert_file);
+        let key_file = file("key_file", &self.key_file);
+        let ca_file = file("ca_file", &self.ca_file);
+        let insecure = self
+            .insecure_skip_verify
+            .map_or(defaults::INSECURE_SKIP_VERIFY, |b| b.value);
 
         let client_cert = match (cert_file, key_file) {
             (Some(cert_file), Some(key_file)) => Some(ClientCert {
                 cert_file,
                 key_file,
             }),
-            (None, None) => None,
-            (Some(_), None) => {
-                p.at(
-                    0..0,
-                    "key_file",
-                    "cert_file is set, so key_file is needed too",
-                );
-                None
-            }
-            (None, Some(_)) => {
-                p.at(
-                    0..0,
-                    "cert_file",
-                    "key_file is set, so cert_file is needed too",
-                );
-                None
-            }
+            _ => None,
         };
-        if token_file.is_none()
-            && client_cert.is_none()
-            && !p
-                .found
-                .iter()
-                .any(|d| d.key.as_deref().is_some_and(|k| k.ends_with("_file")))
-        {
+        let written = |key| self.credentials_written.contains(&key);
+        match (written("cert_file"), written("key_file")) {
+            (true, false) => p.at(
+                0..0,
+                "key_file",
+                "cert_file is set, so key_file is needed too",
+            ),
+            (false, true) => p.at(
+                0..0,
+                "cert_file",
+                "key_file is set, so cert_file is needed too",
+            ),
+            _ => {}
+        }
+        if !written("token_file") && !written("cert_file") && !written("key_file") {
             p.at(
                 0..0,
                 "token_file",
                 "missing: set token_file (a service-account token) or cert_file and key_file",
             );
         }
-        if ca_file.is_none() && !insecure {
+        if !written("ca_file") && !insecure {
             p.at(0..0, "ca_file", "missing: the CA that signed the API server's certificate (or insecure_skip_verify = true, not recommended)");
         }
 
         let mut labels = BTreeMap::new();
-        for (k, v) in root.string_map(&mut p, "labels").unwrap_or_default() {
+        for (k, v) in self.labels {
             match LabelName::parse(&k.value) {
                 Ok(name) => {
                     labels.insert(name, v.value);
@@ -202,8 +351,7 @@ impl Cluster {
                 Err(e) => p.at(k.span, &format!("labels.{}", k.value), e),
             }
         }
-
-        let receiver = root.string(&mut p, "receiver").and_then(|s| {
+        let receiver = self.receiver.and_then(|s| {
             if s.value.is_empty() {
                 p.at(s.span, "receiver", "must not be empty");
                 None
@@ -211,113 +359,105 @@ impl Cluster {
                 Some(s.value)
             }
         });
-        let kubelet = component(&mut root, &mut p, "kubelet", |_, _| ());
-        let mut drop_high_cardinality = true;
-        let cadvisor_component = component(&mut root, &mut p, "cadvisor", |t, p| {
-            if let Some(b) = t.bool(p, "drop_high_cardinality") {
-                drop_high_cardinality = b.value;
-            }
-        });
-        let apiserver = component(&mut root, &mut p, "apiserver", |_, _| ());
-        let (mut namespace, mut service, mut port) = (
-            "monitoring".to_string(),
-            "prometheus-node-exporter".to_string(),
-            PortRef::Number(9100),
-        );
-        let node_exporter_component = component(&mut root, &mut p, "node_exporter", |t, p| {
-            if let Some(s) = t.string(p, "namespace") {
-                namespace = s.value;
-            }
-            if let Some(s) = t.string(p, "service") {
-                service = s.value;
-            }
-            if let Some(s) = t.string_or_integer(p, "port") {
-                match s.value {
-                    StringOrInteger::Integer(n) => match u16::try_from(n) {
-                        Ok(n) if n > 0 => port = PortRef::Number(n),
-                        _ => p.at(
+        let port = match self.port {
+            None => Some(PortRef::Number(defaults::NODE_EXPORTER_PORT)),
+            Some(s) => match s.value {
+                StringOrInteger::Integer(n) => match u16::try_from(n) {
+                    Ok(n) if n > 0 => Some(PortRef::Number(n)),
+                    _ => {
+                        p.at(
                             s.span,
-                            &t.path("port"),
+                            "node_exporter.port",
                             format!("{n} is not a port number (1-65535)"),
-                        ),
-                    },
-                    StringOrInteger::String(name) if !name.is_empty() => port = PortRef::Name(name),
-                    StringOrInteger::String(_) => {
-                        p.at(s.span, &t.path("port"), "must not be empty")
+                        );
+                        None
                     }
+                },
+                StringOrInteger::String(name) if !name.is_empty() => Some(PortRef::Name(name)),
+                StringOrInteger::String(_) => {
+                    p.at(s.span, "node_exporter.port", "must not be empty");
+                    None
                 }
-            }
-        });
-        root.finish(&mut p);
+            },
+        };
+        let kubelet = self.kubelet.validate(p);
+        let cadvisor = self.cadvisor.validate(p);
+        let apiserver = self.apiserver.validate(p);
+        let node_exporter = self.node_exporter.validate(p);
 
-        match (name, api_server) {
-            (Some(name), Some(api_server)) if p.found.is_empty() => Ok(Cluster {
-                name,
-                source: source.path.clone(),
-                api_server,
-                auth: Auth {
-                    token_file,
-                    client_cert,
-                },
-                tls: Tls {
-                    ca_file,
-                    insecure_skip_verify: insecure,
-                    server_name,
-                },
-                labels,
-                receiver,
-                kubelet,
-                cadvisor: Cadvisor {
-                    component: cadvisor_component,
-                    drop_high_cardinality,
-                },
-                apiserver,
-                node_exporter: NodeExporter {
-                    component: node_exporter_component,
-                    namespace,
-                    service,
-                    port,
-                },
-            }),
-            _ => Err(p.found),
-        }
+        Some(Cluster {
+            name: name?,
+            source: source.path.clone(),
+            api_server: api_server?,
+            auth: Auth {
+                token_file,
+                client_cert,
+            },
+            tls: Tls {
+                ca_file,
+                insecure_skip_verify: insecure,
+                server_name: self.tls_server_name.map(|s| s.value),
+            },
+            labels,
+            receiver,
+            kubelet: kubelet?,
+            cadvisor: Cadvisor {
+                component: cadvisor?,
+                drop_high_cardinality: self
+                    .drop_high_cardinality
+                    .map_or(defaults::DROP_HIGH_CARDINALITY, |b| b.value),
+            },
+            apiserver: apiserver?,
+            node_exporter: NodeExporter {
+                component: node_exporter?,
+                namespace: self
+                    .namespace
+                    .map_or_else(|| defaults::NODE_EXPORTER_NAMESPACE.into(), |s| s.value),
+                service: self
+                    .service
+                    .map_or_else(|| defaults::NODE_EXPORTER_SERVICE.into(), |s| s.value),
+                port: port?,
+            },
+        })
     }
 }
 
-/// The name a cluster file would give, read as leniently as possible: used
-/// to keep the last good configuration of a file that no longer parses.
-pub fn name_of_broken_file(text: &str, default_name: &str) -> Option<ClusterName> {
-    let explicit = toml_edit::Document::parse(text.to_string())
-        .ok()
-        .and_then(|doc| doc.get("name").and_then(|n| n.as_str()).map(str::to_string));
-    ClusterName::parse(explicit.as_deref().unwrap_or(default_name)).ok()
-}
-
-/// Reads `[section]` with `enabled` and `scrape_interval`, then lets `extra`
-/// take the section's own keys.
-fn component(
-    root: &mut Fields,
-    p: &mut Problems,
-    key: &'static str,
-    extra: impl FnOnce(&mut Fields, &mut Problems),
-) -> Component {
-    let mut c = Component {
-        enabled: true,
-        scrape_interval: None,
-    };
-    if let Some(mut t) = root.table(p, key) {
-        if let Some(b) = t.bool(p, "enabled") {
-            c.enabled = b.value;
+impl RawComponent {
+    /// Reads `[section]` with `enabled` and `scrape_interval`, then lets
+    /// `extra` take the section's own keys.
+    fn read(
+        root: &mut Fields,
+        p: &mut Problems,
+        key: &'static str,
+        extra: impl FnOnce(&mut Fields, &mut Problems),
+    ) -> RawComponent {
+        let mut c = RawComponent {
+            interval_key: root.path(&format!("{key}.scrape_interval")),
+            ..RawComponent::default()
+        };
+        if let Some(mut t) = root.table(p, key) {
+            c.enabled = t.get(p, "enabled");
+            c.scrape_interval = t.get(p, "scrape_interval");
+            extra(&mut t, p);
+            t.finish(p);
         }
-        if let Some(s) = t.string(p, "scrape_interval") {
-            c.scrape_interval = PromDuration::parse(&s.value)
-                .map_err(|e| p.at(s.span, &t.path("scrape_interval"), e))
-                .ok();
-        }
-        extra(&mut t, p);
-        t.finish(p);
+        c
     }
-    c
+
+    fn validate(self, p: &mut Problems) -> Option<Component> {
+        let scrape_interval = match self.scrape_interval {
+            None => None,
+            Some(s) => Some(
+                PromDuration::parse(&s.value)
+                    .map_err(|e| p.at(s.span, &self.interval_key, e))
+                    .ok()?,
+            ),
+        };
+        Some(Component {
+            enabled: self.enabled.map_or(defaults::ENABLED, |b| b.value),
+            scrape_interval,
+        })
+    }
 }
 
 fn parse_api_server(text: &str) -> Result<ApiServer, String> {
@@ -349,7 +489,8 @@ mod tests {
 
     fn parse(text: &str) -> Result<Cluster, Vec<String>> {
         Cluster::parse(&SourceText::new("/etc/promfed.d/stage.toml", text), "stage")
-            .map_err(|ds| ds.iter().map(|d| d.headline()).collect())
+            .map(|p| p.cluster)
+            .map_err(|b| b.problems.iter().map(|d| d.headline()).collect())
     }
 
     #[test]
@@ -383,23 +524,29 @@ mod tests {
             "scrape_interval = \"10\"\n",
         ))
         .unwrap_err();
+        // In file order; missing keys, which have no place, first.
         assert_eq!(
             errors,
             [
-                "/etc/promfed.d/stage.toml:1:14: key `api_server`: `http://10.0.0.1:6443`: the API server must be reached over https:// (tokens would travel in clear text)",
                 "/etc/promfed.d/stage.toml:1:1: key `ca_file`: missing: the CA that signed the API server's certificate (or insecure_skip_verify = true, not recommended)",
+                "/etc/promfed.d/stage.toml:1:14: key `api_server`: `http://10.0.0.1:6443`: the API server must be reached over https:// (tokens would travel in clear text)",
                 "/etc/promfed.d/stage.toml:3:12: key `labels.cluster`: `cluster` is set by promfed itself and cannot be overridden",
                 "/etc/promfed.d/stage.toml:3:27: key `labels.bad-name`: `bad-name` is not a valid label name: use letters, digits and `_`, not starting with a digit",
-                "/etc/promfed.d/stage.toml:8:19: key `cadvisor.scrape_interval`: `10` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
-                "/etc/promfed.d/stage.toml:6:8: key `node_exporter.port`: 70000 is not a port number (1-65535)",
                 "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, insecure_skip_verify, key_file, kubelet, labels, name, node_exporter, receiver, tls_server_name, token_file)",
+                "/etc/promfed.d/stage.toml:6:8: key `node_exporter.port`: 70000 is not a port number (1-65535)",
+                "/etc/promfed.d/stage.toml:8:19: key `cadvisor.scrape_interval`: `10` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
             ]
         );
     }
 
     #[test]
     fn a_broken_file_still_tells_its_name() {
-        let name = |text: &str, stem: &str| name_of_broken_file(text, stem).map(|n| n.to_string());
+        let name = |text: &str, stem: &str| {
+            Cluster::parse(&SourceText::new("/x/f.toml", text), stem)
+                .unwrap_err()
+                .name
+                .map(|n| n.to_string())
+        };
         // Valid TOML with a bad key elsewhere: the `name` key still counts.
         assert_eq!(
             name("name = \"prod\"\ncolour = 1\n", "f"),
@@ -409,5 +556,28 @@ mod tests {
         assert_eq!(name("name = \"prod\"\nx = \n", "f"), Some("f".into()));
         // A stem that is no valid name gives no name.
         assert_eq!(name("x = \n", ".hidden"), None);
+    }
+
+    #[test]
+    fn credentials_given_but_invalid_are_not_also_reported_missing() {
+        let errors =
+            parse("api_server = \"https://h\"\ntoken_file = \"\"\nca_file = 3\n").unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "/etc/promfed.d/stage.toml:2:14: key `token_file`: must not be empty",
+                "/etc/promfed.d/stage.toml:3:11: key `ca_file`: expected a string",
+            ]
+        );
+    }
+
+    #[test]
+    fn spans_point_at_the_keys_for_later_stages() {
+        let text =
+            "name = \"prod\"\napi_server = \"https://h\"\ntoken_file = \"t\"\nca_file = \"c\"\n";
+        let parsed = Cluster::parse(&SourceText::new("/x/f.toml", text), "f").unwrap();
+        assert_eq!(&text[parsed.spans.get("token_file")], "\"t\"");
+        assert_eq!(&text[parsed.spans.get("name")], "\"prod\"");
+        assert_eq!(parsed.spans.get("cert_file"), 0..0);
     }
 }

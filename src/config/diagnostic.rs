@@ -78,6 +78,14 @@ impl Diagnostic {
         }
     }
 
+    /// Line and column, for reporting a file's problems in file order; a
+    /// problem with the whole file comes first.
+    pub fn position(&self) -> (usize, usize) {
+        self.location
+            .as_ref()
+            .map_or((0, 0), |l| (l.line, l.column))
+    }
+
     /// The one-line form used in logs and `status.json`.
     pub fn headline(&self) -> String {
         let mut out = self.file.display().to_string();

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::cluster::{Broken, Cluster, Parsed};
+use super::diagnostic::{Diagnostic, SourceText};
+use super::last_good::LastGood;
+use super::names::ClusterName;
 use crate::access::{self, Identity};
-use crate::config::cluster::{self, Cluster};
-use crate::config::diagnostic::{Diagnostic, SourceText};
-use crate::config::last_good::LastGood;
-use crate::config::names::ClusterName;
 
 /// Files in the clusters folder that are never read.
 const IGNORED_SUFFIXES: [&str; 9] = [
@@ -26,8 +26,9 @@ const IGNORED_SUFFIXES: [&str; 9] = [
 /// What became of one cluster file.
 #[derive(Debug, Clone)]
 pub enum Entry {
-    /// The file is valid: this is what gets applied.
-    Current(Cluster),
+    /// The file is valid: this is what gets applied. The text is kept as
+    /// the last good definition once it is in force.
+    Current(Cluster, String),
     /// The file is broken; the last applied definition stays in force.
     KeptLastGood(Cluster),
     /// The file is broken and there is nothing to keep.
@@ -40,7 +41,7 @@ pub enum Entry {
 impl Entry {
     pub fn cluster(&self) -> Option<&Cluster> {
         match self {
-            Entry::Current(c) | Entry::KeptLastGood(c) => Some(c),
+            Entry::Current(c, _) | Entry::KeptLastGood(c) => Some(c),
             Entry::Broken { .. } => None,
         }
     }
@@ -67,7 +68,7 @@ impl Inventory {
         self.entries
             .iter()
             .filter_map(|e| match e {
-                Entry::Current(c) | Entry::KeptLastGood(c) => Some(&c.name),
+                Entry::Current(c, _) | Entry::KeptLastGood(c) => Some(&c.name),
                 Entry::Broken { name, .. } => name.as_ref(),
             })
             .collect()
@@ -122,16 +123,21 @@ pub fn load(dir: &Path, last_good: &LastGood, prometheus_user: &Identity) -> Inv
             }
         };
         let source = SourceText::new(&file, text);
-        let parsed = Cluster::parse(&source, &stem).and_then(|c| {
-            check_credentials(&c, prometheus_user, &source, &mut inv.warnings).map(|()| c)
+        let parsed = Cluster::parse(&source, &stem).and_then(|parsed| {
+            match check_credentials(&parsed, prometheus_user, &source, &mut inv.warnings) {
+                Ok(()) => Ok(parsed),
+                Err(problems) => Err(Broken {
+                    name: Some(parsed.cluster.name),
+                    problems,
+                }),
+            }
         });
         match parsed {
-            Ok(c) => {
+            Ok(Parsed { cluster: c, spans }) => {
                 if let Some(first) = owners.get(&c.name) {
-                    let span = key_span(&source, "name").unwrap_or(0..0);
                     inv.problems.push(Diagnostic::at(
                         &source,
-                        span,
+                        spans.get("name"),
                         Some("name"),
                         format!(
                             "cluster name `{}` is already used by {}",
@@ -143,12 +149,11 @@ pub fn load(dir: &Path, last_good: &LastGood, prometheus_user: &Identity) -> Inv
                     continue;
                 }
                 owners.insert(c.name.clone(), file);
-                inv.entries.push(Entry::Current(c));
+                inv.entries.push(Entry::Current(c, source.text));
             }
-            Err(problems) => {
+            Err(Broken { name, problems }) => {
                 inv.problems.extend(problems);
-                let name = cluster::name_of_broken_file(&source.text, &stem)
-                    .filter(|n| !owners.contains_key(n));
+                let name = name.filter(|n| !owners.contains_key(n));
                 if let Some(n) = &name {
                     owners.insert(n.clone(), file.clone());
                 }
@@ -202,11 +207,12 @@ fn keep_or_broken(
 /// Each credential file must exist and be readable by promfed and by the
 /// user Prometheus runs as. World-readable secrets are only warned about.
 fn check_credentials(
-    c: &Cluster,
+    parsed: &Parsed,
     prometheus_user: &Identity,
     source: &SourceText,
     warnings: &mut Vec<String>,
 ) -> Result<(), Vec<Diagnostic>> {
+    let Parsed { cluster: c, spans } = parsed;
     let mut problems = Vec::new();
     for (key, path) in c.credential_files() {
         let readable = std::fs::File::open(path)
@@ -216,10 +222,9 @@ fn check_credentials(
             })
             .and_then(|_| prometheus_user.can_read(path));
         match readable {
-            // Re-parsing for the key's position only costs when there is a problem.
             Err(why) => problems.push(Diagnostic::at(
                 source,
-                key_span(source, key).unwrap_or(0..0),
+                spans.get(key),
                 Some(key),
                 format!("{} {why}", path.display()),
             )),
@@ -242,12 +247,6 @@ fn check_credentials(
     } else {
         Err(problems)
     }
-}
-
-/// The span of a top-level key's value, to point at it in a message.
-fn key_span(source: &SourceText, key: &str) -> Option<std::ops::Range<usize>> {
-    let doc = toml_edit::Document::parse(source.text.clone()).ok()?;
-    doc.as_table().get(key)?.span()
 }
 
 fn list_cluster_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {

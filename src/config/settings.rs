@@ -146,7 +146,7 @@ impl Settings {
         let state_dir = path_or(&mut root, &mut p, "state_dir", base_dir, "/var/lib/promfed");
         let scrape_interval = duration(&mut root, &mut p, "scrape_interval")
             .unwrap_or_else(|| PromDuration::parse("30s").expect("valid default"));
-        let scrape_timeout = match root.string(&mut p, "scrape_timeout") {
+        let scrape_timeout = match root.get::<String>(&mut p, "scrape_timeout") {
             Some(s) => match PromDuration::parse(&s.value) {
                 Ok(t) if t > scrape_interval => {
                     p.at(
@@ -164,7 +164,7 @@ impl Settings {
             },
             None => None,
         };
-        let discovery = match root.string(&mut p, "discovery") {
+        let discovery = match root.get::<String>(&mut p, "discovery") {
             None => DiscoveryMode::FileSd,
             Some(s) => match s.value.as_str() {
                 "file_sd" => DiscoveryMode::FileSd,
@@ -186,7 +186,7 @@ impl Settings {
                 .map_or(Duration::from_secs(2), |d| d.as_duration()),
             resync_interval: duration(&mut root, &mut p, "resync_interval")
                 .map_or(Duration::from_secs(30), |d| d.as_duration()),
-            metrics_file: match root.string(&mut p, "metrics_file") {
+            metrics_file: match root.get::<String>(&mut p, "metrics_file") {
                 Some(s) if s.value.is_empty() => None,
                 Some(s) => Some(normalize(&base_dir.join(s.value))),
                 None => Some(PathBuf::from(
@@ -255,14 +255,14 @@ fn service_settings(
     let config_file = path_or(t, p, "config_file", base_dir, d.config_file);
     let base_file = path_or(t, p, "base_file", base_dir, d.base_file);
     let check_tool = path_or(t, p, d.tool_key, base_dir, d.tool);
-    let url = match t.string(p, "url") {
+    let url = match t.get::<String>(p, "url") {
         Some(s) => parse_http_url(p, &t.path("url"), s),
         None => None,
     }
     .unwrap_or_else(|| Url::parse(d.url).expect("valid default"));
-    let pid_file = t.string(p, "pid_file");
-    let process_name = t.string(p, "process_name");
-    let reload_key = t.string(p, "reload");
+    let pid_file = t.get::<String>(p, "pid_file");
+    let process_name = t.get::<String>(p, "process_name");
+    let reload_key = t.get::<String>(p, "reload");
     let reload_word = reload_key.as_ref().map_or(d.reload, |s| s.value.as_str());
     let reload = match reload_key.as_ref() {
         _ if reload_word == "http" => ReloadMethod::Http,
@@ -291,7 +291,7 @@ fn service_settings(
             )),
         },
     };
-    let user = match t.string(p, "user") {
+    let user = match t.get::<String>(p, "user") {
         Some(s) => Identity::lookup(&s.value)
             .map_err(|_| {
                 p.at(
@@ -344,7 +344,7 @@ fn path_or(
     base_dir: &Path,
     default: &str,
 ) -> PathBuf {
-    match t.string(p, key) {
+    match t.get::<String>(p, key) {
         Some(s) if s.value.is_empty() => {
             p.at(s.span, &t.path(key), "must not be empty");
             PathBuf::from(default)
@@ -355,7 +355,7 @@ fn path_or(
 }
 
 fn duration(t: &mut Fields, p: &mut Problems, key: &'static str) -> Option<PromDuration> {
-    let s = t.string(p, key)?;
+    let s = t.get::<String>(p, key)?;
     PromDuration::parse(&s.value)
         .map_err(|e| p.at(s.span, &t.path(key), e))
         .ok()

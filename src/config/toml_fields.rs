@@ -51,6 +51,8 @@ pub struct Fields<'d> {
     span: Range<usize>,
     prefix: String,
     allowed: Vec<&'static str>,
+    /// The keys taken that are written in the table, whatever their values.
+    written: Vec<&'static str>,
 }
 
 impl<'d> Fields<'d> {
@@ -60,12 +62,18 @@ impl<'d> Fields<'d> {
             span: 0..0,
             prefix: String::new(),
             allowed: Vec::new(),
+            written: Vec::new(),
         }
     }
 
     /// The dotted path of a key in this table, as shown in messages.
     pub fn path(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// Whether `key` was taken and is written here, even with a bad value.
+    pub fn is_written(&self, key: &str) -> bool {
+        self.written.contains(&key)
     }
 
     /// The span of the table itself (its header), for "missing key" messages.
@@ -76,6 +84,7 @@ impl<'d> Fields<'d> {
     fn take(&mut self, key: &'static str) -> Option<(&'d Item, Range<usize>)> {
         self.allowed.push(key);
         let (k, item) = self.table.get_key_value(key)?;
+        self.written.push(key);
         let span = item
             .span()
             .or_else(|| k.span())
@@ -87,47 +96,16 @@ impl<'d> Fields<'d> {
         p.at(span, &self.path(key), format!("expected {want}"));
     }
 
-    pub fn string(&mut self, p: &mut Problems, key: &'static str) -> Option<Spanned<String>> {
+    /// Reads `key` as a `T`; a value of another type is reported.
+    pub fn get<T: FromToml>(&mut self, p: &mut Problems, key: &'static str) -> Option<Spanned<T>> {
         let (item, span) = self.take(key)?;
-        match item.as_str() {
-            Some(s) => Some(Spanned {
-                value: s.to_string(),
-                span,
-            }),
+        match T::from_item(item) {
+            Some(value) => Some(Spanned { value, span }),
             None => {
-                self.wrong_type(p, key, span, "a string");
+                self.wrong_type(p, key, span, T::EXPECTED);
                 None
             }
         }
-    }
-
-    pub fn bool(&mut self, p: &mut Problems, key: &'static str) -> Option<Spanned<bool>> {
-        let (item, span) = self.take(key)?;
-        match item.as_bool() {
-            Some(b) => Some(Spanned { value: b, span }),
-            None => {
-                self.wrong_type(p, key, span, "true or false");
-                None
-            }
-        }
-    }
-
-    /// A value that may be a string or an integer (a port number or name).
-    pub fn string_or_integer(
-        &mut self,
-        p: &mut Problems,
-        key: &'static str,
-    ) -> Option<Spanned<StringOrInteger>> {
-        let (item, span) = self.take(key)?;
-        let value = match item.as_value() {
-            Some(Value::String(s)) => StringOrInteger::String(s.value().clone()),
-            Some(Value::Integer(i)) => StringOrInteger::Integer(*i.value()),
-            _ => {
-                self.wrong_type(p, key, span, "a number or a string");
-                return None;
-            }
-        };
-        Some(Spanned { value, span })
     }
 
     /// A table of string values, such as `labels = { env = "prod" }`; each
@@ -174,6 +152,7 @@ impl<'d> Fields<'d> {
                 span,
                 prefix: format!("{}{key}.", self.prefix),
                 allowed: Vec::new(),
+                written: Vec::new(),
             }),
             None => {
                 self.wrong_type(p, key, span, "a table");
@@ -208,10 +187,43 @@ impl<'d> Fields<'d> {
     }
 }
 
+/// A value type `Fields::get` can read.
+pub trait FromToml: Sized {
+    /// What a wrong value is told it should have been.
+    const EXPECTED: &'static str;
+    fn from_item(item: &Item) -> Option<Self>;
+}
+
+impl FromToml for String {
+    const EXPECTED: &'static str = "a string";
+    fn from_item(item: &Item) -> Option<Self> {
+        item.as_str().map(str::to_string)
+    }
+}
+
+impl FromToml for bool {
+    const EXPECTED: &'static str = "true or false";
+    fn from_item(item: &Item) -> Option<Self> {
+        item.as_bool()
+    }
+}
+
+/// A value that may be a string or an integer (a port number or name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StringOrInteger {
     String(String),
     Integer(i64),
+}
+
+impl FromToml for StringOrInteger {
+    const EXPECTED: &'static str = "a number or a string";
+    fn from_item(item: &Item) -> Option<Self> {
+        match item.as_value()? {
+            Value::String(s) => Some(StringOrInteger::String(s.value().clone())),
+            Value::Integer(i) => Some(StringOrInteger::Integer(*i.value())),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -227,10 +239,10 @@ mod tests {
         let doc = parse(&src).unwrap();
         let mut p = Problems::new(&src);
         let mut root = Fields::root(&doc);
-        assert!(root.string(&mut p, "a").is_none());
-        assert_eq!(root.string(&mut p, "b").unwrap().value, "x");
+        assert!(root.get::<String>(&mut p, "a").is_none());
+        assert_eq!(root.get::<String>(&mut p, "b").unwrap().value, "x");
         let mut s = root.table(&mut p, "s").unwrap();
-        assert!(s.bool(&mut p, "x").unwrap().value);
+        assert!(s.get::<bool>(&mut p, "x").unwrap().value);
         s.finish(&mut p);
         root.finish(&mut p);
         let got: Vec<String> = p.found.iter().map(|d| d.headline()).collect();
