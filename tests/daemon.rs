@@ -77,7 +77,9 @@ fn clusters_come_and_go_while_running_and_systemd_hears_about_it() {
     daemon.drain();
     let before = daemon.messages.len();
     daemon.signal("HUP");
-    daemon.wait_message("READY=1 after the reload", LONG, |m| m.contains("READY=1"));
+    daemon.wait_message_since(before, "READY=1 after the reload", LONG, |m| {
+        m.contains("READY=1")
+    });
     let reload: Vec<&String> = daemon.messages[before..]
         .iter()
         .filter(|m| !m.starts_with("WATCHDOG"))

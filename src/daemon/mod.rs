@@ -11,11 +11,11 @@ mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{MissedTickBehavior, interval, sleep_until};
 
 use crate::apply::managed::Managed;
 use crate::apply::{self, Mode, Options};
@@ -92,7 +92,11 @@ pub async fn run(settings: Settings) -> u8 {
         tasks: BTreeMap::new(),
         told_systemd: String::new(),
     };
-    let mut watchdog = systemd::watchdog_interval().map(tokio::time::interval);
+    let mut watchdog = systemd::watchdog_interval().map(|every| {
+        let mut timer = interval(every);
+        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        timer
+    });
 
     tracing::info!(stage = "start", config = %daemon.settings.source.display(), "promfed {} starting", env!("CARGO_PKG_VERSION"));
     let first = daemon.schedule.start();
@@ -105,21 +109,19 @@ pub async fn run(settings: Settings) -> u8 {
         let wake = daemon
             .schedule
             .wake()
-            .unwrap_or_else(|| Instant::now().into_std() + Duration::from_secs(3600));
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         let action = tokio::select! {
             Some(event) = incoming.recv() => daemon.handle(event),
             _ = hangup.recv() => {
                 tracing::info!(stage = "reload", "SIGHUP: re-reading everything");
-                daemon.schedule.on(Timing::Hangup, std::time::Instant::now())
+                daemon.schedule.on(Timing::Hangup, Instant::now())
             }
             () = stop.requested() => return daemon.stop(),
             _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
                 systemd::watchdog();
                 Action::Ignore
             }
-            () = sleep_until(Instant::from_std(wake)) => {
-                daemon.schedule.on(Timing::Timer, std::time::Instant::now())
-            }
+            () = sleep_until(wake.into()) => daemon.schedule.on(Timing::Timer, Instant::now()),
         };
         if !daemon.act(action, &mut stop).await {
             return daemon.stop();
@@ -135,8 +137,7 @@ impl Daemon {
                     return Action::Ignore;
                 }
                 tracing::debug!(file = %path.display(), stage = "watch", "changed");
-                self.schedule
-                    .on(Timing::FileChanged, std::time::Instant::now())
+                self.schedule.on(Timing::FileChanged, Instant::now())
             }
             Event::Discovered { cluster, result } => {
                 if let Some(task) = self.tasks.get(&cluster) {
@@ -210,8 +211,7 @@ impl Daemon {
         let report = apply::run(&self.settings, &mut self.programs, &options).await;
 
         let retry = report.outcomes.iter().any(|(_, o)| o.worth_retrying());
-        self.schedule
-            .on(Timing::Applied { retry }, std::time::Instant::now());
+        self.schedule.on(Timing::Applied { retry }, Instant::now());
         if let Some(backoff) = self.schedule.retry_in() {
             tracing::warn!(stage = "apply", retry_in = ?backoff, "will try again");
         }

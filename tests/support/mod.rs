@@ -464,9 +464,9 @@ impl Setup {
         let socket_path = self.path("notify.sock");
         let _ = std::fs::remove_file(&socket_path);
         let socket = UnixDatagram::bind(&socket_path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
+        // Drained without waiting: a daemon that sends faster than any read
+        // timeout (the watchdog) must not keep a drain going for ever.
+        socket.set_nonblocking(true).unwrap();
         let process = Process::spawn(
             "promfed run",
             Command::new(env!("CARGO_BIN_EXE_promfed"))
@@ -526,7 +526,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Reads every message sent so far into `messages`.
+    /// Reads every message queued so far into `messages`.
     pub fn drain(&mut self) {
         let mut buf = [0u8; 4096];
         while let Ok(n) = self.socket.recv(&mut buf) {
@@ -535,16 +535,27 @@ impl Daemon {
         }
     }
 
-    /// Waits for a message that `matches`; returns it. Earlier messages are
-    /// kept in `messages`.
+    /// Waits for a message that `matches`, among all received; returns it.
+    /// Every message is kept in `messages`.
     pub fn wait_message(
         &mut self,
         what: &str,
         limit: Duration,
         matches: impl Fn(&str) -> bool,
     ) -> String {
+        self.wait_message_since(0, what, limit, matches)
+    }
+
+    /// Waits for a message that `matches` among `messages[since..]`.
+    pub fn wait_message_since(
+        &mut self,
+        since: usize,
+        what: &str,
+        limit: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> String {
         let start = Instant::now();
-        let mut seen = 0;
+        let mut seen = since;
         loop {
             self.drain();
             if let Some(m) = self.messages[seen..].iter().find(|m| matches(m)) {
@@ -557,6 +568,7 @@ impl Daemon {
                 self.messages,
                 self.log()
             );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
