@@ -98,8 +98,8 @@ pub fn main() -> ExitCode {
 
 /// `check` or `apply`: one transaction, reported.
 fn transaction(runtime: &tokio::runtime::Runtime, settings: &Settings, mode: Mode) -> u8 {
-    let mut programs = Managed::all(settings, &[]);
-    let report = runtime.block_on(apply::run(settings, &mut programs, &Options::new(mode)));
+    let programs = Managed::all(settings);
+    let report = runtime.block_on(apply::run(settings, &programs, &Options::new(mode)));
     print_report(&report, &programs);
     report.exit_code()
 }

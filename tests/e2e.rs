@@ -455,3 +455,60 @@ fn a_broken_cluster_file_keeps_its_last_good_config_and_the_others_are_applied()
     );
     assert!(!setup.path("state/targets/prod").exists());
 }
+
+#[test]
+fn up_to_date_means_in_force_even_after_a_lost_reload() {
+    // The reproduction: a reload lost to a stopped Prometheus must
+    // not leave the next apply saying "up to date" while the jobs are absent.
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    assert_exit(&setup.promfed(&["apply"]), 0);
+
+    setup.add_cluster(&prod);
+    let pid = std::fs::read_to_string(&prometheus.pid_file).unwrap();
+    let kill = |signal: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([signal, pid.trim()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    kill("-STOP");
+    let stopped = setup.promfed(&["apply"]);
+    kill("-CONT");
+    assert_exit(&stopped, 1);
+    assert!(
+        stdout(&stopped).contains("installed but not verified"),
+        "{}",
+        stdout(&stopped)
+    );
+
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("installed, reloaded and verified"),
+        "the same bytes must be reloaded, not called up to date: {}",
+        stdout(&out)
+    );
+    let loaded = prometheus.api("/api/v1/status/config")["data"]["yaml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(loaded.contains("promfed/prod/kubelet"), "{loaded}");
+
+    // Now it is in force: the next apply changes nothing.
+    let reloaded_at = prometheus.last_reload();
+    let again = setup.promfed(&["apply"]);
+    assert_exit(&again, 0);
+    assert!(
+        stdout(&again).contains("is up to date, no reload needed"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(prometheus.last_reload(), reloaded_at);
+}

@@ -9,13 +9,13 @@ use super::gate::{self, CheckTool, Checked};
 use super::install::install;
 use super::outcome::ConfigOutcome;
 use super::rollback::roll_back;
-use super::verify::verify;
+use super::verify::{in_force, verify};
 use crate::config::cluster::Cluster;
 use crate::config::diagnostic::Diagnostic;
 use crate::config::settings::{ServiceSettings, Settings};
 use crate::programs::alertmanager::Alertmanager;
 use crate::programs::prometheus::Prometheus;
-use crate::programs::{Program, VerifyError};
+use crate::programs::{LastLoad, Program, VerifyError};
 use crate::render::{self, Base, Candidate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,10 +48,10 @@ impl Program for Api {
         }
     }
 
-    async fn last_load_failed(&self) -> Result<bool, String> {
+    async fn last_load(&self) -> Result<LastLoad, String> {
         match self {
-            Api::Prometheus(p) => p.last_load_failed().await,
-            Api::Alertmanager(a) => a.last_load_failed().await,
+            Api::Prometheus(p) => p.last_load().await,
+            Api::Alertmanager(a) => a.last_load().await,
         }
     }
 
@@ -78,22 +78,18 @@ impl Program for Api {
 }
 
 /// A program whose configuration promfed writes: its settings, how to check
-/// and reach it, where its previous file is kept, and whether its last
-/// install was verified.
+/// and reach it, and where its previous file is kept. Whether it runs the
+/// installed file is asked of the program itself in every transaction.
 pub struct Managed {
     kind: ProgramKind,
     settings: ServiceSettings,
     api: Api,
     previous_copy: PathBuf,
-    /// The last install was not verified: reload even if the bytes do not
-    /// change.
-    unverified: bool,
 }
 
 impl Managed {
-    /// The programs `settings` manage, Prometheus first; each keeps what
-    /// `before` knew about its last install.
-    pub fn all(settings: &Settings, before: &[Managed]) -> Vec<Managed> {
+    /// The programs `settings` manage, Prometheus first.
+    pub fn all(settings: &Settings) -> Vec<Managed> {
         let prometheus = (ProgramKind::Prometheus, &settings.prometheus);
         let alertmanager = settings
             .alertmanager
@@ -110,7 +106,6 @@ impl Managed {
                 previous_copy: settings
                     .last_good_dir()
                     .join(format!("{}.yml", kind.name())),
-                unverified: before.iter().any(|m| m.kind == kind && m.unverified),
                 settings: s.clone(),
             })
             .collect()
@@ -148,7 +143,7 @@ impl Managed {
     /// Renders and gates this program's configuration; in apply mode also
     /// installs, reloads and verifies it.
     pub async fn run(
-        &mut self,
+        &self,
         clusters: &[&Cluster],
         settings: &Settings,
         mode: Mode,
@@ -177,38 +172,33 @@ impl Managed {
         if mode == Mode::Check {
             return ConfigOutcome::Passed;
         }
-        let outcome = deliver(
-            &self.api,
-            checked,
-            &s.config_file,
-            &self.previous_copy,
-            self.unverified,
-        )
-        .await;
-        self.unverified = matches!(outcome, ConfigOutcome::InstalledUnverified(_));
-        outcome
+        deliver(&self.api, checked, &s.config_file, &self.previous_copy).await
     }
 }
 
 /// Install → verify (→ roll back) for one checked file. With the same bytes
-/// already installed it reloads only when `force_reload` or when the
-/// program's last load failed.
+/// already installed it reloads only when the program does not run them: a
+/// reload lost to a stopped or killed program, or a file reverted by hand.
 async fn deliver(
     program: &impl Program,
     checked: Checked,
     target: &Path,
     previous_copy: &Path,
-    force_reload: bool,
 ) -> ConfigOutcome {
     let installed = match install(checked, target, previous_copy) {
         Ok(i) => i,
         Err(e) => return ConfigOutcome::Failed(e),
     };
     if !installed.changed() {
-        // Someone may have reverted a bad file by hand: then load it again.
-        let reload = force_reload || program.last_load_failed().await.unwrap_or(false);
-        if !reload {
-            return ConfigOutcome::Unchanged;
+        match in_force(program, &installed).await {
+            Ok(true) => return ConfigOutcome::Unchanged,
+            Ok(false) => {}
+            Err(e) => {
+                return ConfigOutcome::InstalledUnverified(VerifyError::Unreachable(
+                    program.name(),
+                    e,
+                ));
+            }
         }
         return match verify(program, &installed).await {
             Ok(v) => ConfigOutcome::Applied(v),
@@ -238,6 +228,7 @@ mod tests {
         refuse: &'static str,
         reachable: bool,
         loaded: RefCell<Option<String>>,
+        loaded_at: RefCell<i64>,
         reloads: RefCell<u32>,
     }
 
@@ -248,6 +239,7 @@ mod tests {
                 refuse: "refused",
                 reachable: true,
                 loaded: RefCell::new(None),
+                loaded_at: RefCell::new(0),
                 reloads: RefCell::new(0),
             }
         }
@@ -258,8 +250,14 @@ mod tests {
             "Fake"
         }
 
-        async fn last_load_failed(&self) -> Result<bool, String> {
-            Ok(false)
+        async fn last_load(&self) -> Result<LastLoad, String> {
+            if !self.reachable {
+                return Err("connection refused".into());
+            }
+            Ok(LastLoad {
+                successful: true,
+                success_second: *self.loaded_at.borrow(),
+            })
         }
 
         async fn reload(&self) -> Result<(), VerifyError> {
@@ -275,6 +273,7 @@ mod tests {
                 return Err(VerifyError::NotLoaded("Fake"));
             }
             *self.loaded.borrow_mut() = Some(text);
+            *self.loaded_at.borrow_mut() = jiff::Timestamp::now().as_second();
             Ok(())
         }
 
@@ -328,7 +327,6 @@ mod tests {
                 checked(&target, "job-a\nrefused\n").await,
                 &target,
                 &copy,
-                false,
             )
             .await;
 
@@ -362,7 +360,6 @@ mod tests {
                 checked(&target, "job-b\n").await,
                 &target,
                 &dir.path().join("copy"),
-                false,
             )
             .await;
 
@@ -378,7 +375,7 @@ mod tests {
     }
 
     #[test]
-    fn the_same_bytes_reload_only_when_the_last_install_was_not_verified() {
+    fn the_same_bytes_reload_only_when_the_program_does_not_run_them() {
         runtime().block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let target = dir.path().join("prometheus.yml");
@@ -386,28 +383,35 @@ mod tests {
             std::fs::write(&target, "job-a\n").unwrap();
             let program = FakeProgram::new(&target);
 
-            let outcome = deliver(
-                &program,
-                checked(&target, "job-a\n").await,
-                &target,
-                &copy,
-                false,
-            )
-            .await;
-            assert!(matches!(outcome, ConfigOutcome::Unchanged), "{outcome:?}");
-            assert_eq!(*program.reloads.borrow(), 0);
-
-            let outcome = deliver(
-                &program,
-                checked(&target, "job-a\n").await,
-                &target,
-                &copy,
-                true,
-            )
-            .await;
+            // Installed earlier, but the program never loaded it (a lost
+            // reload): the same bytes are reloaded.
+            let outcome =
+                deliver(&program, checked(&target, "job-a\n").await, &target, &copy).await;
             assert!(matches!(outcome, ConfigOutcome::Applied(_)), "{outcome:?}");
             assert_eq!(*program.reloads.borrow(), 1);
+
+            // Now it runs them: nothing to do.
+            let outcome =
+                deliver(&program, checked(&target, "job-a\n").await, &target, &copy).await;
+            assert!(matches!(outcome, ConfigOutcome::Unchanged), "{outcome:?}");
+            assert_eq!(*program.reloads.borrow(), 1);
+
+            // It loaded something else since (its own file, by hand).
+            *program.loaded.borrow_mut() = Some("job-z\n".into());
+            let outcome =
+                deliver(&program, checked(&target, "job-a\n").await, &target, &copy).await;
+            assert!(matches!(outcome, ConfigOutcome::Applied(_)), "{outcome:?}");
+            assert_eq!(*program.reloads.borrow(), 2);
             assert!(!copy.exists(), "nothing was replaced, so nothing was kept");
+
+            // Unreachable: not "up to date", but unverified.
+            let mut gone = FakeProgram::new(&target);
+            gone.reachable = false;
+            let outcome = deliver(&gone, checked(&target, "job-a\n").await, &target, &copy).await;
+            assert!(
+                matches!(outcome, ConfigOutcome::InstalledUnverified(_)),
+                "{outcome:?}"
+            );
         });
     }
 }

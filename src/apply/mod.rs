@@ -131,7 +131,7 @@ impl Report {
     }
 }
 
-pub async fn run(settings: &Settings, programs: &mut [Managed], options: &Options<'_>) -> Report {
+pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_>) -> Report {
     let last_good = LastGood::new(&settings.last_good_dir());
     let inventory = inventory::load(
         &settings.clusters_dir,
@@ -168,7 +168,7 @@ pub async fn run(settings: &Settings, programs: &mut [Managed], options: &Option
         in_force: clusters.iter().map(|c| (*c).clone()).collect(),
         outcomes: Vec::new(),
     };
-    for program in programs.iter_mut() {
+    for program in programs {
         let outcome = program
             .run(&clusters, settings, options.mode, &mut report.problems)
             .await;

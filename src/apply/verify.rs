@@ -31,6 +31,23 @@ pub(super) async fn reload_and_verify(
     compare(&program.expected(config), &loaded).map(|()| Verified(()))
 }
 
+/// Whether the program runs the installed file: its last load succeeded, is
+/// no older than the file (in whole seconds, Prometheus's resolution), and
+/// has exactly the file's jobs (routes). Equal bytes alone prove nothing.
+pub async fn in_force(program: &impl Program, installed: &Installed) -> Result<bool, String> {
+    let last = program.last_load().await?;
+    let installed_second = std::fs::metadata(installed.target())
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(i64::MAX, |d| d.as_secs() as i64);
+    if !last.successful || last.success_second < installed_second {
+        return Ok(false);
+    }
+    let loaded = program.in_force().await?;
+    Ok(compare(&program.expected(installed.text()), &loaded).is_ok())
+}
+
 fn compare(expected: &[String], loaded: &[String]) -> Result<(), VerifyError> {
     let missing: Vec<String> = expected
         .iter()

@@ -36,7 +36,6 @@ pub enum Event {
 
 struct Daemon {
     settings: Settings,
-    programs: Vec<Managed>,
     events: UnboundedSender<Event>,
     watch: Option<FolderWatch>,
     tasks: BTreeMap<String, ClusterTask>,
@@ -84,7 +83,6 @@ pub async fn run(settings: Settings) -> u8 {
     };
     let mut daemon = Daemon {
         state: State::new(),
-        programs: Managed::all(&settings, &[]),
         schedule: Schedule::new(settings.daemon.debounce, settings.daemon.max_delay),
         settings,
         events,
@@ -183,7 +181,6 @@ impl Daemon {
     async fn apply(&mut self, trigger: Trigger) {
         match Settings::load(&self.settings.source) {
             Ok(s) => {
-                self.programs = Managed::all(&s, &self.programs);
                 self.schedule
                     .set_timing(s.daemon.debounce, s.daemon.max_delay);
                 self.settings = s;
@@ -208,7 +205,8 @@ impl Daemon {
             mode: Mode::Apply,
             discover: &is_new,
         };
-        let report = apply::run(&self.settings, &mut self.programs, &options).await;
+        let programs = Managed::all(&self.settings);
+        let report = apply::run(&self.settings, &programs, &options).await;
 
         let retry = report.outcomes.iter().any(|(_, o)| o.worth_retrying());
         self.schedule.on(Timing::Applied { retry }, Instant::now());

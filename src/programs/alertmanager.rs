@@ -8,7 +8,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::http_api::{HttpApi, ReloadRefused};
-use super::{Program, VerifyError, poll_until_loaded, process};
+use super::{LastLoad, Program, VerifyError, poll_until_loaded, process};
 use crate::config::settings::{ReloadMethod, ServiceSettings};
 use crate::render::ClusterRoute;
 
@@ -144,8 +144,12 @@ impl Program for Alertmanager {
         "Alertmanager"
     }
 
-    async fn last_load_failed(&self) -> Result<bool, String> {
-        Ok(!self.api.reload_state().await?.successful)
+    async fn last_load(&self) -> Result<LastLoad, String> {
+        let state = self.api.reload_state().await?;
+        Ok(LastLoad {
+            successful: state.successful,
+            success_second: state.success_time.floor() as i64,
+        })
     }
 
     /// Waits for a newer successful load in its metrics, whichever way it

@@ -30,13 +30,23 @@ pub enum VerifyError {
     },
 }
 
+/// What a program says of its last configuration load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastLoad {
+    pub successful: bool,
+    /// When the last successful load happened, in whole seconds since the
+    /// epoch (Prometheus reports no finer).
+    pub success_second: i64,
+}
+
 /// A program whose configuration promfed installs, as the apply stages need
 /// it. Used on one runtime only, so the futures need no `Send` bound.
 #[allow(async_fn_in_trait)]
 pub trait Program {
     fn name(&self) -> &'static str;
-    /// Whether the program's last load failed; an error when unreachable.
-    async fn last_load_failed(&self) -> Result<bool, String>;
+    /// The program's last load: whether it succeeded, and when the last
+    /// successful one was; an error when unreachable.
+    async fn last_load(&self) -> Result<LastLoad, String>;
     /// Asks the program to re-read its file and waits until it reports a
     /// newer successful load (or a failure that is ours).
     async fn reload(&self) -> Result<(), VerifyError>;

@@ -10,7 +10,7 @@ use tokio::time::sleep;
 use url::Url;
 
 use super::http_api::{HttpApi, ReloadRefused};
-use super::{Program, VerifyError, poll_until_loaded, process};
+use super::{LastLoad, Program, VerifyError, poll_until_loaded, process};
 use crate::config::settings::{ReloadMethod, ServiceSettings};
 
 struct PrometheusApi {
@@ -124,8 +124,12 @@ impl Program for Prometheus {
         "Prometheus"
     }
 
-    async fn last_load_failed(&self) -> Result<bool, String> {
-        Ok(!self.api.runtime_info().await?.reload_config_success)
+    async fn last_load(&self) -> Result<LastLoad, String> {
+        let info = self.api.runtime_info().await?;
+        Ok(LastLoad {
+            successful: info.reload_config_success,
+            success_second: info.last_config_time.as_second(),
+        })
     }
 
     /// HTTP answers only once the configuration was applied; after a signal,
