@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to a hidden temporary file beside `target`, with the
@@ -27,6 +27,9 @@ pub fn write_beside(target: &Path, bytes: &[u8], default_mode: u32) -> io::Resul
             .create_new(true)
             .mode(mode)
             .open(&path)?;
+        // The umask must not decide who may read it: Prometheus runs as
+        // another user, and a 600 config or target file stops it.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
         if let Some(m) = existing {
             // Only root can give a file away; as another user, keep our own.
             let _ = std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()));
@@ -48,6 +51,46 @@ pub fn write_beside(target: &Path, bytes: &[u8], default_mode: u32) -> io::Resul
 pub fn rename_into_place(written: &Path, target: &Path) -> io::Result<()> {
     fs::rename(written, target)?;
     sync_dir(parent(target))
+}
+
+/// Creates `dir` and its missing parents with `mode`, whatever the umask.
+/// Folders that exist are left as they are.
+pub fn create_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir(parent, mode)?;
+    }
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(mode)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes what `write_beside` left beside `target` in runs that were
+/// killed before they could clean up: files of processes that are gone.
+pub fn remove_stale_beside(target: &Path) {
+    let Some(name) = target.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let prefix = format!(".{name}.promfed-");
+    let Ok(entries) = fs::read_dir(parent(target)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| Path::new("/proc").join(pid.to_string()).exists());
+        if !alive {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Atomically replaces `target` with `bytes`.
@@ -82,7 +125,6 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn replaces_keeping_mode_and_leaves_no_temporary_file() {
@@ -95,5 +137,27 @@ mod tests {
         assert_eq!(fs::read_to_string(&target).unwrap(), "new");
         assert_eq!(fs::metadata(&target).unwrap().mode() & 0o777, 0o640);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_of_dead_runs_are_removed_and_a_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("prometheus.yml");
+        let dead = dir.path().join(".prometheus.yml.promfed-999999999");
+        let live = dir
+            .path()
+            .join(format!(".prometheus.yml.promfed-{}", std::process::id()));
+        let other = dir.path().join(".other.yml.promfed-999999999");
+        for f in [&dead, &live, &other] {
+            fs::write(f, "x").unwrap();
+        }
+        remove_stale_beside(&target);
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
     }
 }

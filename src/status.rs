@@ -90,7 +90,7 @@ pub fn path(settings: &Settings) -> PathBuf {
 }
 
 pub fn write(settings: &Settings, status: &Status) -> std::io::Result<()> {
-    std::fs::create_dir_all(&settings.state_dir)?;
+    fsutil::create_dir(&settings.state_dir, 0o755)?;
     let mut json = serde_json::to_vec_pretty(status).expect("status serialises");
     json.push(b'\n');
     fsutil::write_if_changed(&path(settings), &json, 0o644).map(drop)

@@ -172,7 +172,7 @@ pub fn write_cluster(
     cluster: &Cluster,
     targets: &ClusterTargets,
 ) -> io::Result<usize> {
-    std::fs::create_dir_all(targets_dir.join(cluster.name.as_str()))?;
+    fsutil::create_dir(&targets_dir.join(cluster.name.as_str()), 0o755)?;
     let mut changed = 0;
     for kind in JobKind::ALL
         .into_iter()
@@ -191,7 +191,7 @@ pub fn write_cluster(
 /// whose first discovery failed still has jobs Prometheus accepts. Existing
 /// files, the last known targets, are left alone.
 pub fn ensure_files(targets_dir: &Path, cluster: &Cluster) -> io::Result<()> {
-    std::fs::create_dir_all(targets_dir.join(cluster.name.as_str()))?;
+    fsutil::create_dir(&targets_dir.join(cluster.name.as_str()), 0o755)?;
     for kind in JobKind::ALL
         .into_iter()
         .filter(|k| k.discovered() && k.enabled_in(cluster))

@@ -295,3 +295,41 @@ fn a_folder_promfed_cannot_write_is_a_run_time_failure_not_a_config_error() {
         stderr(&out)
     );
 }
+
+#[test]
+fn files_get_their_modes_whatever_the_umask_and_stale_candidates_go() {
+    // Root's umask 077 must not make the config or targets unreadable for
+    // Prometheus; candidates left by killed runs are cleaned up.
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup();
+    let stale = s.path("prometheus/.prometheus.yml.promfed-999999999");
+    std::fs::write(&stale, "half a candidate").unwrap();
+    std::fs::remove_file(s.path("prometheus/prometheus.yml")).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 077; exec {} --config {} check",
+            env!("CARGO_BIN_EXE_promfed"),
+            s.path("etc/promfed.toml").display()
+        ))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(!stale.exists(), "a dead run's candidate is removed");
+    // `apply` writes the files; no Prometheus here, so it ends unverified.
+    let applied = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 077; exec {} --config {} apply",
+            env!("CARGO_BIN_EXE_promfed"),
+            s.path("etc/promfed.toml").display()
+        ))
+        .output()
+        .unwrap();
+    assert_exit(&applied, 1);
+    let mode = |rel: &str| std::fs::metadata(s.path(rel)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("prometheus/prometheus.yml"), 0o644);
+    assert_eq!(mode("state"), 0o755);
+    assert_eq!(mode("state/targets/stage"), 0o755);
+    assert_eq!(mode("state/targets/stage/kubelet.json"), 0o644);
+}

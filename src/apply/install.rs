@@ -63,7 +63,7 @@ pub fn install(checked: Checked, target: &Path, previous_copy: &Path) -> Result<
     if let Previous::Replaced(bytes) = &previous {
         previous_copy
             .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_or(Ok(()), |dir| fsutil::create_dir(dir, 0o750))
             .and_then(|()| fsutil::write_atomic(previous_copy, bytes, 0o644))
             .map_err(|e| {
                 format!(

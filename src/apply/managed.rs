@@ -157,6 +157,8 @@ impl Managed {
             }
         };
         let s = &self.settings;
+        // Candidates of killed runs would pile up beside the target.
+        crate::fsutil::remove_stale_beside(&s.config_file);
         let gated = gate::gate(
             candidate,
             &s.config_file,

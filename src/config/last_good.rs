@@ -51,7 +51,7 @@ impl LastGood {
         applied: &[(&Cluster, &str)],
         keep: &[&ClusterName],
     ) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
+        fsutil::create_dir(&self.dir, 0o750)?;
         for (cluster, text) in applied {
             let kept = Kept {
                 file: cluster.source.clone(),

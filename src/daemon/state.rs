@@ -231,7 +231,7 @@ impl State {
         crate::status::write(settings, &self.status)?;
         if let Some(path) = &settings.daemon.metrics_file {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
+                crate::fsutil::create_dir(dir, 0o755)?;
             }
             crate::fsutil::write_if_changed(path, self.metrics.render().as_bytes(), 0o644)?;
         }
