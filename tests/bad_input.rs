@@ -333,3 +333,49 @@ fn files_get_their_modes_whatever_the_umask_and_stale_candidates_go() {
     assert_eq!(mode("state/targets/stage"), 0o755);
     assert_eq!(mode("state/targets/stage/kubelet.json"), 0o644);
 }
+
+#[test]
+fn one_transaction_at_a_time_a_second_one_waits_for_the_first() {
+    // Another transaction holds the lock (flock(1) stands in for it) for
+    // two seconds: `apply` says it waits, then runs.
+    let s = setup();
+    std::fs::create_dir_all(s.path("state")).unwrap();
+    let lock = s.path("state/lock");
+    std::fs::write(&lock, "4242\n").unwrap();
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "2"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    let out = s.promfed(&["apply"]);
+    let waited = start.elapsed();
+    holder.wait().unwrap();
+    assert!(
+        stderr(&out).contains("waiting for another promfed transaction (process 4242) to end"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        waited >= std::time::Duration::from_millis(1500),
+        "{waited:?}"
+    );
+    // It ran after the wait: the config is written (unverified: no Prometheus).
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("installed but not verified"),
+        "{}",
+        stdout(&out)
+    );
+    // And `check` needs no lock.
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "3"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_exit(&s.promfed(&["check"]), 0);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}

@@ -5,6 +5,7 @@
 
 mod gate;
 mod install;
+mod lock;
 pub mod managed;
 pub mod outcome;
 pub mod rollback;
@@ -66,6 +67,9 @@ pub struct Report {
     pub in_force: Vec<Cluster>,
     /// One per managed program, Prometheus first.
     pub outcomes: Vec<(ProgramKind, ConfigOutcome)>,
+    /// False when the transaction could not start (the lock): nothing was
+    /// read, so the clusters above say nothing.
+    pub started: bool,
 }
 
 #[derive(Debug)]
@@ -98,6 +102,21 @@ impl Definition {
 }
 
 impl Report {
+    /// A transaction that could not start: every program fails with `why`.
+    fn failed(programs: &[Managed], why: String) -> Report {
+        Report {
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            clusters: Vec::new(),
+            in_force: Vec::new(),
+            outcomes: programs
+                .iter()
+                .map(|p| (p.kind(), ConfigOutcome::Failed(why.clone())))
+                .collect(),
+            started: false,
+        }
+    }
+
     /// The outcome for one program, if it is managed.
     pub fn outcome(&self, kind: ProgramKind) -> Option<&ConfigOutcome> {
         self.outcomes
@@ -132,6 +151,14 @@ impl Report {
 }
 
 pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_>) -> Report {
+    // Held until the report is made; `check` changes nothing and needs none.
+    let _lock = match options.mode {
+        Mode::Check => None,
+        Mode::Apply => match lock::acquire(&settings.state_dir, lock::WAIT).await {
+            Ok(lock) => Some(lock),
+            Err(e) => return Report::failed(programs, e),
+        },
+    };
     let last_good = LastGood::new(&settings.last_good_dir());
     let inventory = inventory::load(
         &settings.clusters_dir,
@@ -167,6 +194,7 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
         clusters: cluster_reports(&inventory, &mut discovered),
         in_force: clusters.iter().map(|c| (*c).clone()).collect(),
         outcomes: Vec::new(),
+        started: true,
     };
     for program in programs {
         let outcome = program

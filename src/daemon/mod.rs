@@ -213,6 +213,14 @@ impl Daemon {
         if let Some(backoff) = self.schedule.retry_in() {
             tracing::warn!(stage = "apply", retry_in = ?backoff, "will try again");
         }
+        if !report.started {
+            for (_, outcome) in &report.outcomes {
+                if let Some(why) = outcome.failure() {
+                    tracing::error!(stage = "apply", "{why}");
+                }
+            }
+            return; // nothing was read: keep every cluster's task and status
+        }
 
         self.state.applied(&report);
         self.update_tasks(&report, trigger);
