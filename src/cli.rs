@@ -105,7 +105,13 @@ fn transaction(runtime: &tokio::runtime::Runtime, settings: &Settings, mode: Mod
 }
 
 fn render(settings: &Settings) -> u8 {
-    let (inventory, candidate) = apply::load_and_render(settings);
+    let (inventory, candidate) = match apply::load_and_render(settings) {
+        Ok(loaded) => loaded,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return 1;
+        }
+    };
     for p in &inventory.problems {
         eprintln!("error: {p}");
     }

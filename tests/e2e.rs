@@ -512,3 +512,85 @@ fn up_to_date_means_in_force_even_after_a_lost_reload() {
     );
     assert_eq!(prometheus.last_reload(), reloaded_at);
 }
+
+#[test]
+fn an_unlistable_folder_or_an_unreadable_file_keeps_the_clusters() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    setup.add_cluster(&prod);
+    assert_exit(&setup.promfed(&["apply"]), 0);
+    prometheus.wait_targets_up("promfed/", 8);
+    let kept = |what: &str| {
+        let config = setup.read("prometheus/prometheus.yml");
+        for cluster in ["stage", "prod"] {
+            assert!(
+                config.contains(&format!("promfed/{cluster}/kubelet")),
+                "{what}: {cluster}'s jobs are gone"
+            );
+            assert!(
+                setup
+                    .path(&format!("state/targets/{cluster}/kubelet.json"))
+                    .exists(),
+                "{what}: {cluster}'s targets are gone"
+            );
+            assert!(
+                setup
+                    .path(&format!("state/last-good/clusters/{cluster}.json"))
+                    .exists(),
+                "{what}: {cluster}'s last good definition is gone"
+            );
+        }
+        assert_eq!(up_count(&prometheus), 8, "{what}");
+    };
+
+    // The folder moved away: an error, not "every cluster removed".
+    let folder = setup.path("etc/promfed.d");
+    let moved = setup.path("etc/promfed.d.moved");
+    std::fs::rename(&folder, &moved).unwrap();
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("cannot list the clusters folder"),
+        "{}",
+        stderr(&out)
+    );
+    kept("folder moved away");
+    std::fs::rename(&moved, &folder).unwrap();
+    assert_exit(&setup.promfed(&["apply"]), 0);
+
+    // A cluster file that became a dangling symlink: reported by name, and
+    // the cluster keeps its last good definition.
+    let file = setup.path("etc/promfed.d/prod.toml");
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(setup.path("nowhere/prod.toml"), &file).unwrap();
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 78);
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}: cannot read: is a symlink to {}",
+            file.display(),
+            setup.path("nowhere/prod.toml").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("keeping its last good configuration"),
+        "{}",
+        stdout(&out)
+    );
+    kept("dangling symlink");
+}
+
+fn up_count(prometheus: &Prometheus) -> usize {
+    prometheus
+        .active_targets()
+        .iter()
+        .filter(|t| t["health"] == "up")
+        .count()
+}

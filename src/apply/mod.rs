@@ -102,7 +102,8 @@ impl Definition {
 }
 
 impl Report {
-    /// A transaction that could not start: every program fails with `why`.
+    /// A transaction that could not start or read its inputs: every program
+    /// fails with `why`, and nothing was changed.
     fn failed(programs: &[Managed], why: String) -> Report {
         Report {
             problems: Vec::new(),
@@ -160,11 +161,15 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
         },
     };
     let last_good = LastGood::new(&settings.last_good_dir());
-    let inventory = inventory::load(
+    let inventory = match inventory::load(
         &settings.clusters_dir,
         &last_good,
         &settings.prometheus.user,
-    );
+    ) {
+        Ok(inventory) => inventory,
+        // The machine's fault, not the configuration's: exit 1, retried.
+        Err(problem) => return Report::failed(programs, problem.headline()),
+    };
     let clusters = inventory.clusters();
 
     // Discover (file_sd only), concurrently; failures keep the last targets.
@@ -239,17 +244,19 @@ fn record_success(
 /// Loads every cluster file and renders the Prometheus candidate, for
 /// `promfed render`. The candidate does not depend on discovery: targets
 /// live in `file_sd` files.
-pub fn load_and_render(settings: &Settings) -> (Inventory, Result<Candidate, Vec<Diagnostic>>) {
+pub fn load_and_render(
+    settings: &Settings,
+) -> Result<(Inventory, Result<Candidate, Vec<Diagnostic>>), Diagnostic> {
     let last_good = LastGood::new(&settings.last_good_dir());
     let inventory = inventory::load(
         &settings.clusters_dir,
         &last_good,
         &settings.prometheus.user,
-    );
+    )?;
     let candidate = Base::load(&settings.prometheus.base_file)
         .map_err(|d| vec![d])
         .and_then(|base| render::prometheus_config(&base, &inventory.clusters(), settings));
-    (inventory, candidate)
+    Ok((inventory, candidate))
 }
 
 /// Discovers clusters concurrently and writes their targets; a failed

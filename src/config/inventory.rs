@@ -86,20 +86,22 @@ pub fn is_cluster_file(path: &Path) -> bool {
 }
 
 /// Reads every cluster file in `dir`. `prometheus_user` is who must be able
-/// to read the credentials.
-pub fn load(dir: &Path, last_good: &LastGood, prometheus_user: &Identity) -> Inventory {
+/// to read the credentials. A folder that cannot be listed is an error.
+pub fn load(
+    dir: &Path,
+    last_good: &LastGood,
+    prometheus_user: &Identity,
+) -> Result<Inventory, Diagnostic> {
     let mut inv = Inventory::default();
-    let files = match list_cluster_files(dir) {
-        Ok(files) => files,
-        Err(e) => {
-            inv.problems.push(Diagnostic::file(
-                dir,
-                None,
-                format!("cannot list the clusters folder: {e}"),
-            ));
-            return inv;
-        }
-    };
+    // Not "every cluster was removed": only a folder that can be read and
+    // no longer holds a cluster's file removes that cluster.
+    let files = list_cluster_files(dir).map_err(|e| {
+        Diagnostic::file(
+            dir,
+            None,
+            format!("cannot list the clusters folder: {e}; nothing was changed"),
+        )
+    })?;
     let mut owners: BTreeMap<ClusterName, PathBuf> = BTreeMap::new();
     for file in files {
         let stem = file
@@ -107,7 +109,7 @@ pub fn load(dir: &Path, last_good: &LastGood, prometheus_user: &Identity) -> Inv
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_string();
-        let text = match std::fs::read_to_string(&file) {
+        let text = match read_cluster_file(&file) {
             Ok(t) => t,
             Err(e) => {
                 inv.problems
@@ -167,7 +169,7 @@ pub fn load(dir: &Path, last_good: &LastGood, prometheus_user: &Identity) -> Inv
             }
         }
     }
-    inv
+    Ok(inv)
 }
 
 fn keep_or_broken(
@@ -249,17 +251,35 @@ fn check_credentials(
     }
 }
 
+/// Every cluster file in `dir`, including the ones that cannot be read (a
+/// dangling symlink, a FIFO): those are reported, not silently dropped.
 fn list_cluster_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        // is_file() follows symlinks: operators may link cluster files in.
-        if is_cluster_file(&path) && path.is_file() {
+        // is_dir() follows symlinks: a linked folder is not a cluster file.
+        if is_cluster_file(&path) && !path.is_dir() {
             files.push(path);
         }
     }
     files.sort();
     Ok(files)
+}
+
+/// A cluster file's text; what is wrong with it, in words, when it cannot
+/// be read. Only regular files are opened (a FIFO would block).
+fn read_cluster_file(file: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(file).map_err(|e| match std::fs::read_link(file) {
+        Ok(target) => format!(
+            "is a symlink to {}, which cannot be read: {e}",
+            target.display()
+        ),
+        Err(_) => e.to_string(),
+    })?;
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    std::fs::read_to_string(file).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
