@@ -67,6 +67,21 @@ pub fn main() -> ExitCode {
     } else {
         crate::logging::init_command();
     }
+    if let Command::Status { json } = args.command {
+        // Needs only the state folder: it must work while the daemon runs on
+        // its last good settings and promfed.toml is broken.
+        if let Err(problems) = Settings::load(&args.config) {
+            eprintln!(
+                "warning: {} has {} problem(s) (`promfed check` shows them); the daemon keeps the settings it last read",
+                args.config.display(),
+                problems.len()
+            );
+        }
+        return ExitCode::from(crate::status::print(
+            &Settings::state_dir_of(&args.config),
+            json,
+        ));
+    }
     let settings = match Settings::load(&args.config) {
         Ok(s) => s,
         Err(problems) => {
@@ -90,7 +105,7 @@ pub fn main() -> ExitCode {
         Command::Check => transaction(&runtime, &settings, Mode::Check),
         Command::Apply => transaction(&runtime, &settings, Mode::Apply),
         Command::Run => runtime.block_on(crate::daemon::run(settings)),
-        Command::Status { json } => crate::status::print(&settings, json),
+        Command::Status { .. } => unreachable!("handled before the settings are read"),
         Command::Completions { .. } => unreachable!("handled before the settings are read"),
     };
     ExitCode::from(code)

@@ -3,7 +3,7 @@
 //! prints it for a person, or as it is with `--json`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -85,21 +85,36 @@ impl DiscoveryState {
     }
 }
 
-pub fn path(settings: &Settings) -> PathBuf {
-    settings.state_dir.join("status.json")
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("status.json")
 }
 
 pub fn write(settings: &Settings, status: &Status) -> std::io::Result<()> {
     fsutil::create_dir(&settings.state_dir, 0o755)?;
     let mut json = serde_json::to_vec_pretty(status).expect("status serialises");
     json.push(b'\n');
-    fsutil::write_if_changed(&path(settings), &json, 0o644).map(drop)
+    fsutil::write_if_changed(&path(&settings.state_dir), &json, 0o644).map(drop)
 }
 
-/// `promfed status`: 0 when everything is fine, 1 when something is not,
-/// 3 when there is no status (the daemon never ran).
-pub fn print(settings: &Settings, json: bool) -> u8 {
-    let path = path(settings);
+/// Whether `pid` is a running promfed: a pid file outlives its process, and
+/// the number may since belong to another program.
+fn is_running_promfed(pid: u32) -> bool {
+    let proc = Path::new("/proc").join(pid.to_string());
+    let exe = std::fs::read_link(proc.join("exe")).ok();
+    let exe_name = exe
+        .as_ref()
+        .and_then(|e| e.file_name())
+        .and_then(|n| n.to_str())
+        .map(|n| n.trim_end_matches(" (deleted)").to_string());
+    let comm = std::fs::read_to_string(proc.join("comm")).unwrap_or_default();
+    exe_name.as_deref() == Some("promfed") || comm.trim_end() == "promfed"
+}
+
+/// `promfed status`: 0 when the daemon runs and everything is fine, 1 when
+/// something is not, 3 when the daemon is not running (LSB's "not
+/// running"), with what it last did when it ran.
+pub fn print(state_dir: &Path, json: bool) -> u8 {
+    let path = path(state_dir);
     let Ok(text) = std::fs::read_to_string(&path) else {
         eprintln!(
             "promfed: no status at {}: has `promfed run` started?",
@@ -114,8 +129,23 @@ pub fn print(settings: &Settings, json: bool) -> u8 {
         eprintln!("promfed: {} is not a promfed status file", path.display());
         return 1;
     };
+    let running = is_running_promfed(status.pid);
     if !json {
+        if !running {
+            println!(
+                "promfed is not running (pid {} has ended); what it last did:",
+                status.pid
+            );
+        }
         print!("{}", human(&status));
+    } else if !running {
+        eprintln!(
+            "promfed: the daemon is not running (pid {} has ended)",
+            status.pid
+        );
+    }
+    if !running {
+        return 3;
     }
     let healthy = status.problems.is_empty()
         && status

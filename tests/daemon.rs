@@ -324,3 +324,40 @@ fn alertmanager_gets_a_route_per_cluster_and_a_bad_receiver_is_refused() {
     assert_eq!(setup.read("prometheus/prometheus.yml"), prometheus_config);
     assert_eq!(status["last_apply"]["prometheus"], "unchanged");
 }
+
+#[test]
+fn status_tells_the_truth_about_a_stopped_daemon_and_a_broken_settings_file() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    daemon.wait_status("stage discovered", LONG, |s| {
+        s["clusters"]["stage"]["discovery"]["state"] == "ok"
+    });
+
+    // promfed.toml broken: the daemon runs on its last good settings, and
+    // status still shows what it does.
+    let good_settings = setup.read("etc/promfed.toml");
+    setup.write("etc/promfed.toml", &format!("{good_settings}wat = 1\n"));
+    let out = setup.promfed(&["status"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("stage"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("problem(s)"), "{}", stderr(&out));
+
+    // Stopped: not "running since", and not success.
+    daemon.signal("TERM");
+    wait_for("promfed to exit", Duration::from_secs(5), || {
+        daemon.process.child.try_wait().unwrap()
+    });
+    let out = setup.promfed(&["status"]);
+    assert_exit(&out, 3);
+    assert!(
+        stdout(&out).contains("promfed is not running"),
+        "{}",
+        stdout(&out)
+    );
+}

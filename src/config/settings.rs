@@ -12,6 +12,7 @@ use crate::config::duration::PromDuration;
 use crate::config::toml_fields::{self, Fields, Problems, Spanned};
 
 pub const DEFAULT_CONFIG: &str = "/etc/promfed/promfed.toml";
+const DEFAULT_STATE_DIR: &str = "/var/lib/promfed";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -116,6 +117,22 @@ pub enum ProcessRef {
 
 impl Settings {
     /// Reads and validates the settings file; every problem is reported.
+    /// Where the state folder is, read as leniently as possible from a
+    /// settings file that may not be valid: `promfed status` needs only it.
+    pub fn state_dir_of(path: &Path) -> PathBuf {
+        let path = normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
+        let base_dir = path.parent().unwrap_or(Path::new("/"));
+        std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| toml_edit::Document::parse(text).ok())
+            .and_then(|doc| Some(doc.get("state_dir")?.as_str()?.to_string()))
+            .filter(|dir| !dir.is_empty())
+            .map_or_else(
+                || PathBuf::from(DEFAULT_STATE_DIR),
+                |dir| normalize(&base_dir.join(dir)),
+            )
+    }
+
     pub fn load(path: &Path) -> Result<Settings, Vec<Diagnostic>> {
         // Everything derived from this path ends up in the Prometheus config,
         // where a relative path would mean something else.
@@ -143,7 +160,7 @@ impl Settings {
             base_dir,
             "/etc/promfed.d",
         );
-        let state_dir = path_or(&mut root, &mut p, "state_dir", base_dir, "/var/lib/promfed");
+        let state_dir = path_or(&mut root, &mut p, "state_dir", base_dir, DEFAULT_STATE_DIR);
         let scrape_interval = duration(&mut root, &mut p, "scrape_interval")
             .unwrap_or_else(|| PromDuration::parse("30s").expect("valid default"));
         let scrape_timeout = match root.get::<String>(&mut p, "scrape_timeout") {
