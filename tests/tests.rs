@@ -7,6 +7,7 @@
 mod support;
 
 mod bad_input;
+mod crash;
 mod daemon;
 mod e2e;
 mod fake_apiserver;
