@@ -13,6 +13,8 @@ pub struct Metrics {
     /// Reloads by (program, result).
     pub reloads: BTreeMap<(String, String), u64>,
     pub last_apply_success: Option<i64>,
+    /// The folders are polled because they cannot be watched.
+    pub watch_degraded: bool,
     pub clusters: BTreeMap<String, ClusterMetrics>,
 }
 
@@ -50,6 +52,17 @@ impl Metrics {
                 "promfed_reloads_total{{program=\"{program}\",result=\"{result}\"}} {n}"
             );
         }
+        family(
+            &mut out,
+            "promfed_watch_degraded",
+            "gauge",
+            "1 when the folders are polled because they cannot be watched (inotify).",
+        );
+        let _ = writeln!(
+            out,
+            "promfed_watch_degraded {}",
+            u8::from(self.watch_degraded)
+        );
         family(
             &mut out,
             "promfed_last_apply_success_timestamp_seconds",

@@ -24,6 +24,9 @@ pub struct Status {
     pub clusters: BTreeMap<String, ClusterStatus>,
     pub problems: Vec<String>,
     pub warnings: Vec<String>,
+    /// Set when the folders are polled because they cannot be watched.
+    #[serde(default)]
+    pub degraded: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,6 +151,7 @@ pub fn print(state_dir: &Path, json: bool) -> u8 {
         return 3;
     }
     let healthy = status.problems.is_empty()
+        && status.degraded.is_none()
         && status
             .clusters
             .values()
@@ -181,9 +185,13 @@ fn human(s: &Status) -> String {
         None => out.push_str("no apply yet\n"),
     }
     out.push_str(&format!(
-        "last success: {}\n\n",
+        "last success: {}\n",
         s.last_success.as_deref().unwrap_or("never")
     ));
+    if let Some(why) = &s.degraded {
+        out.push_str(&format!("degraded: polling: {why}\n"));
+    }
+    out.push('\n');
     let width = s.clusters.keys().map(String::len).max().unwrap_or(7).max(7);
     out.push_str(&format!(
         "{:width$}  {:9}  {:14}  {:>5}  {:>13}  {}\n",

@@ -2,6 +2,7 @@
 //! node-exporter, the fake API servers and a notify socket standing in for
 //! systemd.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -359,5 +360,120 @@ fn status_tells_the_truth_about_a_stopped_daemon_and_a_broken_settings_file() {
         stdout(&out).contains("promfed is not running"),
         "{}",
         stdout(&out)
+    );
+}
+
+#[test]
+fn a_replaced_clusters_folder_is_watched_again() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    prometheus.wait_targets_up("promfed/stage/", 4);
+
+    // A backup copied back over the folder: same path, another inode.
+    let folder = setup.path("etc/promfed.d");
+    let copy = setup.path("etc/promfed.d.bak");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&folder)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::rename(&copy, &folder).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+
+    // An edit in the new folder is seen without a SIGHUP.
+    setup.add_cluster(&prod);
+    let start = Instant::now();
+    while up_targets(&prometheus, "promfed/prod/") < 4 {
+        assert!(start.elapsed() < LONG, "prod never came up:\n{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        daemon.log().contains("watching it again"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn without_inotify_the_daemon_polls_says_it_is_degraded_and_recovers() {
+    use std::os::unix::fs::PermissionsExt;
+    let user = test_user("promfed-itest");
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    // The tree becomes the test user's, who runs the daemon.
+    std::fs::create_dir_all(setup.path("state")).unwrap();
+    let chown = Command::new("chown")
+        .args(["-R", &format!("{user}:{user}")])
+        .arg(setup.root.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    std::fs::set_permissions(setup.root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // Every inotify instance of that user is taken, as when Prometheus's
+    // file_sd jobs use up Debian's 128.
+    let hog = InotifyHog::start(&user);
+    let mut daemon = setup.daemon_as(Some(&user), &[]);
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    prometheus.wait_targets_up("promfed/stage/", 4);
+    daemon.wait_status("degraded in status.json", LONG, |s| {
+        s["degraded"]
+            .as_str()
+            .is_some_and(|d| d.contains("polling"))
+    });
+    let out = setup.promfed(&["status"]);
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("degraded: polling"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        setup
+            .read("state/promfed.prom")
+            .contains("promfed_watch_degraded 1"),
+        "{}",
+        setup.read("state/promfed.prom")
+    );
+    daemon.wait_message("degraded in STATUS=", LONG, |m| {
+        m.contains("degraded: polling")
+    });
+
+    // Changes are still seen, by polling.
+    setup.add_cluster(&prod);
+    Command::new("chown")
+        .args(["-R", &format!("{user}:{user}")])
+        .arg(setup.path("etc"))
+        .status()
+        .unwrap();
+    prometheus.wait_targets_up("promfed/prod/", 4);
+
+    // Instances free again: the watch comes back by itself.
+    drop(hog);
+    daemon.wait_status("the watch restored", LONG, |s| s["degraded"].is_null());
+    assert!(
+        setup
+            .read("state/promfed.prom")
+            .contains("promfed_watch_degraded 0")
+    );
+    assert!(
+        daemon.log().contains("watching folders again"),
+        "{}",
+        daemon.log()
     );
 }

@@ -37,7 +37,7 @@ pub enum Event {
 struct Daemon {
     settings: Settings,
     events: UnboundedSender<Event>,
-    watch: Option<FolderWatch>,
+    watch: FolderWatch,
     tasks: BTreeMap<String, ClusterTask>,
     state: State,
     schedule: Schedule,
@@ -74,13 +74,7 @@ pub async fn run(settings: Settings) -> u8 {
         terminate,
         interrupt,
     };
-    let watch = match FolderWatch::new(events.clone()) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch folders; changes need `systemctl reload promfed`");
-            None
-        }
-    };
+    let watch = FolderWatch::new(events.clone());
     let mut daemon = Daemon {
         state: State::new(),
         schedule: Schedule::new(settings.daemon.debounce, settings.daemon.max_delay),
@@ -90,6 +84,8 @@ pub async fn run(settings: Settings) -> u8 {
         tasks: BTreeMap::new(),
         told_systemd: String::new(),
     };
+    let mut check_folders = interval(watch::CHECK_INTERVAL);
+    check_folders.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut watchdog = systemd::watchdog_interval().map(|every| {
         let mut timer = interval(every);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -112,8 +108,10 @@ pub async fn run(settings: Settings) -> u8 {
             Some(event) = incoming.recv() => daemon.handle(event),
             _ = hangup.recv() => {
                 tracing::info!(stage = "reload", "SIGHUP: re-reading everything");
+                daemon.watch.rearm();
                 daemon.schedule.on(Timing::Hangup, Instant::now())
             }
+            _ = check_folders.tick() => daemon.check_folders(),
             () = stop.requested() => return daemon.stop(),
             _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
                 systemd::watchdog();
@@ -144,6 +142,20 @@ impl Daemon {
                 }
                 Action::Ignore
             }
+        }
+    }
+
+    /// The periodic check of the watched folders (replaced folders, polling
+    /// when degraded); a change found there counts as a file event.
+    fn check_folders(&mut self) -> Action {
+        let changed = self.watch.check();
+        if self.state.set_watch(self.watch.degraded()) {
+            self.publish();
+        }
+        if changed {
+            self.schedule.on(Timing::FileChanged, Instant::now())
+        } else {
+            Action::Ignore
         }
     }
 
@@ -267,31 +279,38 @@ impl Daemon {
     /// The folders whose changes matter: settings, cluster files and their
     /// credential folders, base files.
     fn update_watch(&mut self) {
-        let Some(watch) = &mut self.watch else { return };
         let s = &self.settings;
         let mut folders = BTreeSet::new();
-        let mut add_parent = |p: &Path| {
+        let add_parent = |folders: &mut BTreeSet<PathBuf>, p: &Path| {
             if let Some(parent) = p.parent() {
                 folders.insert(parent.to_path_buf());
             }
         };
-        add_parent(&s.source);
-        add_parent(&s.prometheus.base_file);
+        add_parent(&mut folders, &s.source);
+        add_parent(&mut folders, &s.prometheus.base_file);
         if let Some(am) = &s.alertmanager {
-            add_parent(&am.base_file);
+            add_parent(&mut folders, &am.base_file);
         }
         for task in self.tasks.values() {
             for (_, file) in task.definition.credential_files() {
-                add_parent(file);
+                add_parent(&mut folders, file);
             }
         }
         folders.insert(s.clusters_dir.clone());
         if let Ok(entries) = std::fs::read_dir(&s.clusters_dir) {
-            folders.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            for path in entries.flatten().map(|e| e.path()) {
+                if path.is_dir() {
+                    folders.insert(path);
+                } else if let Ok(target) = std::fs::canonicalize(&path) {
+                    // A linked cluster file is edited where it lives.
+                    add_parent(&mut folders, &target);
+                }
+            }
         }
-        for problem in watch.set(folders) {
+        for problem in self.watch.set(folders) {
             tracing::warn!(stage = "watch", "{problem}");
         }
+        self.state.set_watch(self.watch.degraded());
     }
 
     fn ready(&mut self) {

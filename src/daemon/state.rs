@@ -205,6 +205,17 @@ impl State {
         }
     }
 
+    /// Takes in whether the folders are polled; returns whether that changed.
+    pub fn set_watch(&mut self, degraded: Option<&str>) -> bool {
+        let degraded = degraded.map(str::to_string);
+        if self.status.degraded == degraded {
+            return false;
+        }
+        self.metrics.watch_degraded = degraded.is_some();
+        self.status.degraded = degraded;
+        true
+    }
+
     /// systemd's STATUS=: clusters OK and failing, and the last apply.
     pub fn summary(&self) -> String {
         let clusters = &self.status.clusters;
@@ -217,6 +228,9 @@ impl State {
         let mut line = format!("{ok} clusters OK, {} failing", failing.len());
         if !failing.is_empty() {
             line.push_str(&format!(" ({})", failing.join(", ")));
+        }
+        if self.status.degraded.is_some() {
+            line.push_str("; degraded: polling");
         }
         if let Some(a) = &self.status.last_apply {
             line.push_str(&format!("; last apply {} {}", a.time, a.prometheus));

@@ -461,15 +461,31 @@ impl Setup {
 
     /// Starts `promfed run` with extra environment, as systemd would set it.
     pub fn daemon_with_env(&self, env: &[(&str, &str)]) -> Daemon {
+        self.daemon_as(None, env)
+    }
+
+    /// Starts `promfed run` as `user` (the tree must be theirs), or as root.
+    pub fn daemon_as(&self, user: Option<&str>, env: &[(&str, &str)]) -> Daemon {
         let socket_path = self.path("notify.sock");
         let _ = std::fs::remove_file(&socket_path);
         let socket = UnixDatagram::bind(&socket_path).unwrap();
         // Drained without waiting: a daemon that sends faster than any read
         // timeout (the watchdog) must not keep a drain going for ever.
         socket.set_nonblocking(true).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let mut command = match user {
+            Some(user) => {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid", user, "--regid", user, "--clear-groups"])
+                    .arg(env!("CARGO_BIN_EXE_promfed"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_promfed")),
+        };
         let process = Process::spawn(
             "promfed run",
-            Command::new(env!("CARGO_BIN_EXE_promfed"))
+            command
                 .arg("--config")
                 .arg(self.path("etc/promfed.toml"))
                 .arg("run")
@@ -669,5 +685,94 @@ impl Alertmanager {
             }
         }
         routes
+    }
+}
+
+/// A system user of the tests' own, created when missing.
+pub fn test_user(name: &str) -> String {
+    let exists = Command::new("id")
+        .arg(name)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !exists {
+        let made = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ])
+            .output()
+            .unwrap();
+        // Another test may have made it meanwhile.
+        assert!(
+            made.status.success()
+                || Command::new("id")
+                    .arg(name)
+                    .output()
+                    .unwrap()
+                    .status
+                    .success(),
+            "useradd {name}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    name.to_string()
+}
+
+/// Takes every inotify instance `user` may have (fs.inotify.max_user_instances)
+/// until dropped.
+pub struct InotifyHog {
+    process: Child,
+}
+
+impl InotifyHog {
+    pub fn start(user: &str) -> InotifyHog {
+        let mut process = Command::new("setpriv")
+            .args([
+                "--reuid",
+                user,
+                "--regid",
+                user,
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+            ])
+            .arg(
+                "import ctypes, sys\n\
+                 libc = ctypes.CDLL(None)\n\
+                 fds = []\n\
+                 while len(fds) < 100000:\n\
+                 \x20   fd = libc.inotify_init()\n\
+                 \x20   if fd < 0: break\n\
+                 \x20   fds.append(fd)\n\
+                 print(len(fds), flush=True)\n\
+                 sys.stdin.read()\n",
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(process.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.trim().parse::<u32>().unwrap_or(0) > 0,
+            "the hog took no instance: {line:?}"
+        );
+        InotifyHog { process }
+    }
+}
+
+impl Drop for InotifyHog {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }
