@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::apply::managed::Managed;
 use crate::apply::outcome::ConfigOutcome;
 use crate::apply::rollback::RolledBack;
-use crate::apply::{self, Definition, Mode, Options, Report};
+use crate::apply::{self, CannotRender, Definition, Mode, Options, Report};
 use crate::config::settings::{DEFAULT_CONFIG, Settings};
 
 const EX_CONFIG: u8 = 78;
@@ -122,9 +122,13 @@ fn transaction(runtime: &tokio::runtime::Runtime, settings: &Settings, mode: Mod
 fn render(settings: &Settings) -> u8 {
     let (inventory, candidate) = match apply::load_and_render(settings) {
         Ok(loaded) => loaded,
-        Err(problem) => {
+        Err(CannotRender::Unlistable(problem)) => {
             eprintln!("error: {problem}");
             return 1;
+        }
+        Err(CannotRender::NotOurs(problem)) => {
+            eprintln!("error: {problem}");
+            return EX_CONFIG;
         }
     };
     for p in &inventory.problems {
@@ -149,6 +153,9 @@ fn render(settings: &Settings) -> u8 {
 }
 
 fn print_report(report: &Report, programs: &[Managed]) {
+    for notice in &report.notices {
+        eprintln!("notice: {notice}");
+    }
     for p in &report.problems {
         eprintln!("error: {p}");
     }
@@ -219,5 +226,9 @@ fn print_outcome(program: &str, target: &std::path::Path, outcome: &ConfigOutcom
             }
         }
         ConfigOutcome::Failed(e) => eprintln!("error: {e}"),
+        ConfigOutcome::NotOurs(why) => {
+            eprintln!("error: {why}");
+            println!("{program}: {target} is not promfed's; left as it is");
+        }
     }
 }

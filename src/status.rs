@@ -27,6 +27,18 @@ pub struct Status {
     /// Set when the folders are polled because they cannot be watched.
     #[serde(default)]
     pub degraded: Option<String>,
+    /// Bases in use that promfed adopted from the operator's own file.
+    #[serde(default)]
+    pub adopted: Vec<Adopted>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Adopted {
+    pub program: String,
+    /// The base in use: the original's exact bytes.
+    pub base: PathBuf,
+    /// The file it was adopted from, now written by promfed.
+    pub from: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,6 +200,14 @@ fn human(s: &Status) -> String {
         "last success: {}\n",
         s.last_success.as_deref().unwrap_or("never")
     ));
+    for a in &s.adopted {
+        out.push_str(&format!(
+            "{} base: {} (adopted from your {}; copy it to the configured base file to edit it)\n",
+            a.program,
+            a.base.display(),
+            a.from.display()
+        ));
+    }
     if let Some(why) = &s.degraded {
         out.push_str(&format!("degraded: polling: {why}\n"));
     }

@@ -379,3 +379,34 @@ fn one_transaction_at_a_time_a_second_one_waits_for_the_first() {
     holder.kill().unwrap();
     holder.wait().unwrap();
 }
+
+#[test]
+fn the_operators_own_file_beside_a_customised_base_is_refused_naming_both() {
+    let s = setup();
+    let theirs = "# hand-written\nglobal:\n  scrape_interval: 15s\n";
+    s.write("prometheus/prometheus.yml", theirs);
+    for command in ["check", "apply", "render"] {
+        let out = s.promfed(&[command]);
+        assert_exit(&out, 78);
+        let err = stderr(&out);
+        for named in [
+            s.path("prometheus/prometheus.yml"),
+            s.path("etc/prometheus.base.yml"),
+        ] {
+            assert!(
+                err.contains(&named.display().to_string()),
+                "{command}: {err}"
+            );
+        }
+        assert!(
+            err.contains("was not written by promfed"),
+            "{command}: {err}"
+        );
+        assert!(
+            err.contains("`cp "),
+            "{command}: the command that resolves it: {err}"
+        );
+        assert_eq!(s.read("prometheus/prometheus.yml"), theirs, "{command}");
+        assert!(!s.path("state/adopted").exists(), "{command}");
+    }
+}

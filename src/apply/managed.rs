@@ -8,6 +8,7 @@ use super::Mode;
 use super::gate::{self, CheckTool, Checked};
 use super::install::install;
 use super::outcome::ConfigOutcome;
+use super::ownership::{BaseChoice, choose_base};
 use super::rollback::roll_back;
 use super::verify::{in_force, verify};
 use crate::config::cluster::Cluster;
@@ -128,10 +129,11 @@ impl Managed {
 
     fn render(
         &self,
+        base: &Path,
         clusters: &[&Cluster],
         settings: &Settings,
     ) -> Result<Candidate, Vec<Diagnostic>> {
-        let base = Base::load(&self.settings.base_file).map_err(|d| vec![d])?;
+        let base = Base::load(base).map_err(|d| vec![d])?;
         match self.kind {
             ProgramKind::Prometheus => render::prometheus_config(&base, clusters, settings),
             ProgramKind::Alertmanager => {
@@ -140,16 +142,42 @@ impl Managed {
         }
     }
 
-    /// Renders and gates this program's configuration; in apply mode also
-    /// installs, reloads and verifies it.
+    /// Chooses the base (adopting the operator's file when it may), renders
+    /// and gates this program's configuration; in apply mode also installs,
+    /// reloads and verifies it. Returns the base used, when it got that far.
     pub async fn run(
         &self,
         clusters: &[&Cluster],
         settings: &Settings,
         mode: Mode,
         problems: &mut Vec<Diagnostic>,
+    ) -> (ConfigOutcome, Option<BaseChoice>) {
+        let s = &self.settings;
+        let base = match choose_base(
+            self.kind,
+            &s.config_file,
+            &s.base_file,
+            &settings.state_dir,
+            mode,
+        ) {
+            Ok(base) => base,
+            Err(why) => return (ConfigOutcome::NotOurs(why), None),
+        };
+        let outcome = self
+            .render_and_deliver(&base.path, clusters, settings, mode, problems)
+            .await;
+        (outcome, Some(base))
+    }
+
+    async fn render_and_deliver(
+        &self,
+        base: &Path,
+        clusters: &[&Cluster],
+        settings: &Settings,
+        mode: Mode,
+        problems: &mut Vec<Diagnostic>,
     ) -> ConfigOutcome {
-        let candidate = match self.render(clusters, settings) {
+        let candidate = match self.render(base, clusters, settings) {
             Ok(c) => c,
             Err(ds) => {
                 problems.extend(ds);

@@ -8,6 +8,7 @@ mod install;
 mod lock;
 pub mod managed;
 pub mod outcome;
+pub mod ownership;
 pub mod rollback;
 mod staged;
 mod verify;
@@ -70,6 +71,11 @@ pub struct Report {
     /// False when the transaction could not start (the lock): nothing was
     /// read, so the clusters above say nothing.
     pub started: bool,
+    /// Said once: a file adopted in this transaction.
+    pub notices: Vec<String>,
+    /// Programs whose base is an adopted file: (program, base in use, the
+    /// file it was adopted from).
+    pub adopted: Vec<(ProgramKind, PathBuf, PathBuf)>,
 }
 
 #[derive(Debug)]
@@ -115,6 +121,8 @@ impl Report {
                 .map(|p| (p.kind(), ConfigOutcome::Failed(why.clone())))
                 .collect(),
             started: false,
+            notices: Vec::new(),
+            adopted: Vec::new(),
         }
     }
 
@@ -200,11 +208,19 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
         in_force: clusters.iter().map(|c| (*c).clone()).collect(),
         outcomes: Vec::new(),
         started: true,
+        notices: Vec::new(),
+        adopted: Vec::new(),
     };
     for program in programs {
-        let outcome = program
+        let (outcome, base) = program
             .run(&clusters, settings, options.mode, &mut report.problems)
             .await;
+        if let Some(base) = base {
+            report.notices.extend(base.adopted_now);
+            if let Some(from) = base.adopted_from {
+                report.adopted.push((program.kind(), base.path, from));
+            }
+        }
         report.outcomes.push((program.kind(), outcome));
     }
     if options.mode == Mode::Apply && report.all_in_force() {
@@ -241,19 +257,33 @@ fn record_success(
     }
 }
 
+/// Why `promfed render` has nothing to show.
+pub enum CannotRender {
+    /// The clusters folder cannot be listed (a run-time failure).
+    Unlistable(Diagnostic),
+    /// The config file is the operator's (a configuration error).
+    NotOurs(Diagnostic),
+}
+
 /// Loads every cluster file and renders the Prometheus candidate, for
 /// `promfed render`. The candidate does not depend on discovery: targets
 /// live in `file_sd` files.
 pub fn load_and_render(
     settings: &Settings,
-) -> Result<(Inventory, Result<Candidate, Vec<Diagnostic>>), Diagnostic> {
+) -> Result<(Inventory, Result<Candidate, Vec<Diagnostic>>), CannotRender> {
     let last_good = LastGood::new(&settings.last_good_dir());
-    let inventory = inventory::load(
-        &settings.clusters_dir,
-        &last_good,
-        &settings.prometheus.user,
-    )?;
-    let candidate = Base::load(&settings.prometheus.base_file)
+    let p = &settings.prometheus;
+    let inventory = inventory::load(&settings.clusters_dir, &last_good, &p.user)
+        .map_err(CannotRender::Unlistable)?;
+    let base = ownership::choose_base(
+        ProgramKind::Prometheus,
+        &p.config_file,
+        &p.base_file,
+        &settings.state_dir,
+        Mode::Check,
+    )
+    .map_err(|why| CannotRender::NotOurs(Diagnostic::file(&p.config_file, None, why)))?;
+    let candidate = Base::load(&base.path)
         .map_err(|d| vec![d])
         .and_then(|base| render::prometheus_config(&base, &inventory.clusters(), settings));
     Ok((inventory, candidate))

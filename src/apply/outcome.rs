@@ -11,6 +11,8 @@ use crate::programs::VerifyError;
 pub enum ConfigOutcome {
     /// Not attempted: an input (base file) is unusable.
     NotRendered,
+    /// The config file is the operator's and promfed may not adopt it.
+    NotOurs(String),
     Rejected(GateError),
     /// Check mode: the candidate passed the gate.
     Passed,
@@ -27,6 +29,7 @@ pub enum ConfigOutcome {
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeKind {
     Invalid,
+    Refused,
     Rejected,
     Passed,
     Unchanged,
@@ -40,6 +43,7 @@ impl OutcomeKind {
     pub fn word(self) -> &'static str {
         match self {
             OutcomeKind::Invalid => "invalid",
+            OutcomeKind::Refused => "refused",
             OutcomeKind::Rejected => "rejected",
             OutcomeKind::Passed => "passed",
             OutcomeKind::Unchanged => "unchanged",
@@ -61,6 +65,7 @@ impl ConfigOutcome {
     pub fn kind(&self) -> OutcomeKind {
         match self {
             ConfigOutcome::NotRendered => OutcomeKind::Invalid,
+            ConfigOutcome::NotOurs(_) => OutcomeKind::Refused,
             ConfigOutcome::Rejected(_) => OutcomeKind::Rejected,
             ConfigOutcome::Passed => OutcomeKind::Passed,
             ConfigOutcome::Unchanged => OutcomeKind::Unchanged,
@@ -105,7 +110,7 @@ impl ConfigOutcome {
     /// Whether the operator's configuration is at fault (exit 78).
     pub fn is_config_error(&self) -> bool {
         match self {
-            ConfigOutcome::NotRendered => true,
+            ConfigOutcome::NotRendered | ConfigOutcome::NotOurs(_) => true,
             ConfigOutcome::Rejected(e) => e.is_config_error(),
             _ => false,
         }
@@ -124,7 +129,7 @@ impl ConfigOutcome {
                     format!("the new configuration did not take ({error}); rollback failed: {r}")
                 }
             }),
-            ConfigOutcome::Failed(e) => Some(e.clone()),
+            ConfigOutcome::Failed(e) | ConfigOutcome::NotOurs(e) => Some(e.clone()),
             ConfigOutcome::NotRendered => Some("not rendered: see the problems".into()),
             _ => None,
         }

@@ -26,7 +26,7 @@ pub async fn roll_back(
             async {
                 fsutil::write_atomic(&target, &previous, 0o644)
                     .map_err(|e| format!("cannot restore {}: {e}", target.display()))?;
-                reload_and_verify(program, &String::from_utf8_lossy(&previous))
+                reload_and_verify(program, &target, &String::from_utf8_lossy(&previous))
                     .await
                     .map(drop)
                     .map_err(|e| format!("restored {}, but: {e}", target.display()))

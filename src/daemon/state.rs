@@ -10,7 +10,7 @@ use crate::apply::{Definition, Report};
 use crate::config::cluster::Cluster;
 use crate::config::settings::Settings;
 use crate::metrics::Metrics;
-use crate::status::{DiscoveryState, DiscoveryStatus, LastApply, Status};
+use crate::status::{Adopted, DiscoveryState, DiscoveryStatus, LastApply, Status};
 use crate::targets::{ClusterTargets, JobKind, RefreshError};
 
 pub struct State {
@@ -43,6 +43,20 @@ impl State {
         }
         for w in &report.warnings {
             tracing::warn!(stage = "load", "{w}");
+        }
+        for notice in &report.notices {
+            tracing::warn!(stage = "adopt", "{notice}");
+        }
+        if report.started {
+            self.status.adopted = report
+                .adopted
+                .iter()
+                .map(|(kind, base, from)| Adopted {
+                    program: kind.name().into(),
+                    base: base.clone(),
+                    from: from.clone(),
+                })
+                .collect();
         }
         let time = now();
         let mut errors = Vec::new();
