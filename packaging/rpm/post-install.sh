@@ -1,5 +1,12 @@
 # Like %systemd_post: enabled on first install, not started.
 install -d -o promfed -g promfed -m 0755 /var/lib/promfed
+# How the folders the documented step opens to promfed were before it, so
+# that erasing the package puts them back. Recorded once.
+if [ ! -e /var/lib/promfed/preinstall-modes ]; then
+    for path in /etc/prometheus /var/lib/prometheus/node-exporter; do
+        [ -e "$path" ] && stat -c '%U:%G %a %n' "$path"
+    done >/var/lib/promfed/preinstall-modes || :
+fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
 fi
