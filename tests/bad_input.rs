@@ -410,3 +410,59 @@ fn the_operators_own_file_beside_a_customised_base_is_refused_naming_both() {
         assert!(!s.path("state/adopted").exists(), "{command}");
     }
 }
+
+#[test]
+fn hostile_files_never_panic_and_their_reports_are_bounded() {
+    let s = setup();
+    // A BOM (promtool accepts it) with an error at its very start.
+    s.write("etc/prometheus.base.yml", "\u{feff}- not a mapping\n");
+    let out = s.promfed(&["check"]);
+    assert_exit(&out, 78);
+    assert!(
+        stderr(&out).contains("prometheus.base.yml:1:1: the base file must be a YAML mapping"),
+        "{}",
+        stderr(&out)
+    );
+    // A BOM on a valid base is fine.
+    s.write(
+        "etc/prometheus.base.yml",
+        "\u{feff}global:\n  scrape_interval: 15s\n",
+    );
+    assert_exit(&s.promfed(&["check"]), 0);
+
+    // 100,000-deep brackets: refused at once, not scanned for half a minute.
+    s.write(
+        "etc/prometheus.base.yml",
+        &format!("a: {}\n", "[".repeat(100_000)),
+    );
+    let out = s.promfed(&["render"]);
+    assert_exit(&out, 78);
+    assert!(
+        stderr(&out).contains("nest more than 64 levels deep"),
+        "{}",
+        stderr(&out)
+    );
+    s.write("etc/prometheus.base.yml", "global: {}\n");
+
+    // 100,000 unknown keys: the first 50 shown, the rest counted.
+    let mut many = String::from(GOOD_CLUSTER);
+    for i in 0..100_000 {
+        many.push_str(&format!("k{i} = 1\n"));
+    }
+    s.write("etc/promfed.d/stage.toml", &many);
+    let out = s.promfed(&["check"]);
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches(": unknown key (allowed here:").count(),
+        50,
+        "{}",
+        &err[..2000.min(err.len())]
+    );
+    assert!(
+        err.contains("… and 99950 more problems in this file"),
+        "{}",
+        &err[err.len().saturating_sub(500)..]
+    );
+    assert!(err.len() < 64 * 1024, "{} bytes of errors", err.len());
+}

@@ -118,10 +118,9 @@ impl Cluster {
         let spans = raw.spans();
         let name_given = raw.name.as_ref().map(|n| n.value.clone());
         match raw.validate(&mut p, source, default_name) {
-            Some(cluster) if p.found.is_empty() => Ok(Parsed { cluster, spans }),
+            Some(cluster) if p.is_empty() => Ok(Parsed { cluster, spans }),
             _ => {
-                let mut problems = p.found;
-                problems.sort_by_key(Diagnostic::position);
+                let problems = p.into_sorted();
                 Err(Broken {
                     name: ClusterName::parse(name_given.as_deref().unwrap_or(default_name)).ok(),
                     problems,

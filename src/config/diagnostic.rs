@@ -4,12 +4,16 @@
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// A file's text, kept so that byte spans can be turned into lines and columns.
 #[derive(Debug, Clone)]
 pub struct SourceText {
     pub path: PathBuf,
     pub text: String,
+    /// Where each line starts, built once on the first problem: reporting
+    /// stays linear however many problems a file has.
+    line_starts: OnceLock<Vec<usize>>,
 }
 
 impl SourceText {
@@ -17,23 +21,41 @@ impl SourceText {
         Self {
             path: path.into(),
             text: text.into(),
+            line_starts: OnceLock::new(),
         }
+    }
+
+    fn line_starts(&self) -> &[usize] {
+        self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        })
+    }
+
+    /// The largest char boundary at or before `at` (spans come from parsers
+    /// that may count otherwise, and a BOM is three bytes).
+    fn boundary(&self, at: usize) -> usize {
+        let mut at = at.min(self.text.len());
+        while !self.text.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
     }
 
     /// Where a byte span starts: 1-based line and column, the line's text, and
     /// how many columns to underline.
     fn locate(&self, span: &Range<usize>) -> Location {
-        let start = span.start.min(self.text.len());
-        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[start..]
-            .find('\n')
-            .map_or(self.text.len(), |i| start + i);
+        let start = self.boundary(span.start);
+        let starts = self.line_starts();
+        let line = starts.partition_point(|&s| s <= start); // 1-based
+        let line_start = starts[line - 1];
+        let line_end = starts.get(line).map_or(self.text.len(), |&next| next - 1);
         let line_text = self.text[line_start..line_end].trim_end_matches('\r');
-        let column = self.text[line_start..start].chars().count() + 1;
-        let end = span.end.clamp(start, line_end);
+        let end = self.boundary(span.end.clamp(start, line_end));
         Location {
-            line: self.text[..start].matches('\n').count() + 1,
-            column,
+            line,
+            column: self.text[line_start..start].chars().count() + 1,
             line_text: line_text.to_string(),
             width: self.text[start..end].chars().count().max(1),
         }

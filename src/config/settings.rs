@@ -235,8 +235,8 @@ impl Settings {
         root.finish(&mut p);
 
         // A missing service means its problem was reported.
-        let Some(prometheus) = prometheus.filter(|_| p.found.is_empty()) else {
-            return Err(p.found);
+        let Some(prometheus) = prometheus.filter(|_| p.is_empty()) else {
+            return Err(p.into_sorted());
         };
         Ok(Settings {
             source: source.path.clone(),
@@ -429,9 +429,9 @@ mod tests {
             errors,
             [
                 "/etc/promfed/promfed.toml:1:19: key `scrape_interval`: `30` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
+                "/etc/promfed/promfed.toml:2:1: key `wat`: unknown key (allowed here: alertmanager, clusters_dir, debounce, discovery, max_delay, metrics_file, prometheus, resync_interval, scrape_interval, scrape_timeout, state_dir)",
                 "/etc/promfed/promfed.toml:5:7: key `prometheus.url`: `ftp://x` is not an http:// or https:// URL",
                 "/etc/promfed/promfed.toml:6:10: key `prometheus.reload`: `kill` is not one of: signal, http",
-                "/etc/promfed/promfed.toml:2:1: key `wat`: unknown key (allowed here: alertmanager, clusters_dir, debounce, discovery, max_delay, metrics_file, prometheus, resync_interval, scrape_interval, scrape_timeout, state_dir)",
             ]
         );
     }

@@ -15,10 +15,15 @@ pub struct Spanned<T> {
     pub span: Range<usize>,
 }
 
+/// At most this many problems are reported per file; the rest are counted.
+/// A file with thousands of bad keys needs its first screen fixed first.
+pub const MAX_PROBLEMS_PER_FILE: usize = 50;
+
 /// Collects the problems of one file.
 pub struct Problems<'s> {
-    pub source: &'s SourceText,
-    pub found: Vec<Diagnostic>,
+    source: &'s SourceText,
+    found: Vec<Diagnostic>,
+    omitted: usize,
 }
 
 impl<'s> Problems<'s> {
@@ -26,12 +31,37 @@ impl<'s> Problems<'s> {
         Self {
             source,
             found: Vec::new(),
+            omitted: 0,
         }
     }
 
     pub fn at(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        if self.found.len() < MAX_PROBLEMS_PER_FILE {
+            self.found
+                .push(Diagnostic::at(self.source, span, Some(key), message.into()));
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+
+    /// Every problem, in file order, and a last line counting those left out.
+    pub fn into_sorted(mut self) -> Vec<Diagnostic> {
+        self.found.sort_by_key(Diagnostic::position);
+        if self.omitted > 0 {
+            self.found.push(Diagnostic::file(
+                &self.source.path,
+                None,
+                format!(
+                    "… and {} more problems in this file (the first {MAX_PROBLEMS_PER_FILE} are shown)",
+                    self.omitted
+                ),
+            ));
+        }
         self.found
-            .push(Diagnostic::at(self.source, span, Some(key), message.into()));
     }
 }
 
@@ -245,13 +275,13 @@ mod tests {
         assert!(s.get::<bool>(&mut p, "x").unwrap().value);
         s.finish(&mut p);
         root.finish(&mut p);
-        let got: Vec<String> = p.found.iter().map(|d| d.headline()).collect();
+        let got: Vec<String> = p.into_sorted().iter().map(|d| d.headline()).collect();
         assert_eq!(
             got,
             [
                 "c.toml:1:5: key `a`: expected a string",
-                "c.toml:6:1: key `s.z`: unknown key (allowed here: x)",
                 "c.toml:3:1: key `typo`: unknown key (allowed here: a, b, s)",
+                "c.toml:6:1: key `s.z`: unknown key (allowed here: x)",
             ]
         );
     }
