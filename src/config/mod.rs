@@ -10,3 +10,5 @@ pub mod last_good;
 pub mod names;
 pub mod settings;
 pub mod toml_fields;
+#[cfg(test)]
+mod properties;
