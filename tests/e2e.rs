@@ -675,3 +675,30 @@ fn the_operators_own_prometheus_yml_is_adopted_not_wiped() {
     assert!(!stderr(&again).contains("adopted"), "{}", stderr(&again));
     assert_eq!(setup.read("state/adopted/prometheus.yml"), original);
 }
+
+#[test]
+fn label_values_reach_prometheus_exactly_as_written() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    let file = setup.read("etc/promfed.d/stage.toml").replace(
+        "labels = { env = \"test\" }",
+        "labels = { a = \"a$1b\", b = \"$foo-bar\", c = \"cost$$\", d = \"${1}x\" }",
+    );
+    setup.write("etc/promfed.d/stage.toml", &file);
+    assert_exit(&setup.promfed(&["apply"]), 0);
+    prometheus.wait_targets_up("promfed/stage/", 4);
+    let target = prometheus
+        .active_targets()
+        .into_iter()
+        .find(|t| t["scrapePool"] == "promfed/stage/kubelet")
+        .expect("the kubelet target");
+    let labels = &target["labels"];
+    assert_eq!(labels["a"], "a$1b", "{labels}");
+    assert_eq!(labels["b"], "$foo-bar", "{labels}");
+    assert_eq!(labels["c"], "cost$$", "{labels}");
+    assert_eq!(labels["d"], "${1}x", "{labels}");
+}

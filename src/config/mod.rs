@@ -8,7 +8,7 @@ pub mod duration;
 pub mod inventory;
 pub mod last_good;
 pub mod names;
-pub mod settings;
-pub mod toml_fields;
 #[cfg(test)]
 mod properties;
+pub mod settings;
+pub mod toml_fields;

@@ -51,9 +51,35 @@ fn mutated(valid: &'static str) -> impl Strategy<Value = String> {
 /// Bytes that look like the files' own syntax, to get past the first error.
 fn syntax_soup() -> impl Strategy<Value = String> {
     let pieces = prop::sample::select(vec![
-        "[", "]", "{", "}", "=", ":", "\"", "'", "\n", " ", "#", ",", "-", "a", "k", "\u{feff}",
-        "é", "\\", "[prometheus]", "api_server", "labels", "scrape_configs", "1e3", "0x1F",
-        "\"\"\"", "&a", "*a", "!!str", "---",
+        "[",
+        "]",
+        "{",
+        "}",
+        "=",
+        ":",
+        "\"",
+        "'",
+        "\n",
+        " ",
+        "#",
+        ",",
+        "-",
+        "a",
+        "k",
+        "\u{feff}",
+        "é",
+        "\\",
+        "[prometheus]",
+        "api_server",
+        "labels",
+        "scrape_configs",
+        "1e3",
+        "0x1F",
+        "\"\"\"",
+        "&a",
+        "*a",
+        "!!str",
+        "---",
     ]);
     prop::collection::vec(pieces, 0..200).prop_map(|v| v.concat())
 }

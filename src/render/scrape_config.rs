@@ -93,11 +93,12 @@ pub struct Relabel {
 }
 
 impl Relabel {
-    /// Sets a target label to a fixed value.
+    /// Sets a target label to a fixed value, exactly as given: a
+    /// replacement expands `$1` and `${name}`, so every `$` is doubled.
     pub fn set(label: &str, value: &str) -> Relabel {
         Relabel {
             target_label: Some(label.to_string()),
-            replacement: Some(value.to_string()),
+            replacement: Some(value.replace('$', "$$")),
             ..Relabel::default()
         }
     }
