@@ -172,9 +172,10 @@ fn print_report(report: &Report, programs: &[Managed]) {
         let discovery = match &c.discovery {
             None => String::new(),
             Some(Ok(t)) => format!(
-                ", {} nodes, {} node-exporter pods",
+                ", {} nodes, {} node-exporter pods{}",
                 t.nodes.len(),
-                t.node_exporters.len()
+                t.node_exporters.len(),
+                skipped(&t.skipped)
             ),
             Some(Err(e)) => format!(
                 ", discovery failed ({}): {e}; its last targets stay in place",
@@ -191,6 +192,20 @@ fn print_report(report: &Report, programs: &[Managed]) {
             print_outcome(program.kind().name(), program.config_file(), outcome);
         }
     }
+}
+
+/// Names discovery left out, a few of them shown.
+pub fn skipped(names: &[String]) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    format!(
+        "; {} names left out, not being Kubernetes names: {}{}",
+        names.len(),
+        shown.join(", "),
+        if names.len() > 5 { ", …" } else { "" }
+    )
 }
 
 fn print_outcome(program: &str, target: &std::path::Path, outcome: &ConfigOutcome) {

@@ -93,6 +93,39 @@ pub fn remove_stale_beside(target: &Path) {
     }
 }
 
+/// Opens a file for reading only if it is a regular file, without blocking
+/// on the way (a FIFO in its place would block a plain open).
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is not a regular file",
+        ));
+    }
+    Ok(file)
+}
+
+/// Reads a file that must be a regular file of at most `max` bytes. It is
+/// opened without blocking, so a FIFO put in its place cannot hang promfed.
+pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = open_regular(path)?;
+    let meta = file.metadata()?;
+    if meta.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("is larger than {max} bytes"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Atomically replaces `target` with `bytes`.
 pub fn write_atomic(target: &Path, bytes: &[u8], default_mode: u32) -> io::Result<()> {
     let written = write_beside(target, bytes, default_mode)?;

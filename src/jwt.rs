@@ -20,7 +20,8 @@ pub fn expiry(token: &str) -> Option<i64> {
 
 /// The expiry of the token in `path`, if it is a readable JWT.
 pub fn file_expiry(path: &std::path::Path) -> Option<i64> {
-    expiry(&std::fs::read_to_string(path).ok()?)
+    let bytes = crate::fsutil::read_regular(path, 64 << 10).ok()?;
+    expiry(std::str::from_utf8(&bytes).ok()?)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! prints it for a person, or as it is with `--json`.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -108,7 +109,11 @@ pub fn write(settings: &Settings, status: &Status) -> std::io::Result<()> {
     fsutil::create_dir(&settings.state_dir, 0o755)?;
     let mut json = serde_json::to_vec_pretty(status).expect("status serialises");
     json.push(b'\n');
-    fsutil::write_if_changed(&path(&settings.state_dir), &json, 0o644).map(drop)
+    // Errors can carry text an API server sent (redacted, but still theirs):
+    // readable by promfed's group (and root), not by every user.
+    let file = path(&settings.state_dir);
+    fsutil::write_if_changed(&file, &json, 0o640)?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640))
 }
 
 /// Whether `pid` is a running promfed: a pid file outlives its process, and
@@ -130,12 +135,22 @@ fn is_running_promfed(pid: u32) -> bool {
 /// running"), with what it last did when it ran.
 pub fn print(state_dir: &Path, json: bool) -> u8 {
     let path = path(state_dir);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!(
-            "promfed: no status at {}: has `promfed run` started?",
-            path.display()
-        );
-        return 3;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "promfed: cannot read {}: run as root or as a member of group promfed",
+                path.display()
+            );
+            return 4;
+        }
+        Err(_) => {
+            eprintln!(
+                "promfed: no status at {}: has `promfed run` started?",
+                path.display()
+            );
+            return 3;
+        }
     };
     if json {
         print!("{text}");

@@ -101,6 +101,9 @@ pub struct ExporterPod {
 pub struct ClusterTargets {
     pub nodes: Vec<String>,
     pub node_exporters: Vec<ExporterPod>,
+    /// Names the API server gave that are not Kubernetes names (they would
+    /// go into proxy paths), shown escaped; left out of the targets.
+    pub skipped: Vec<String>,
 }
 
 #[derive(Serialize)]

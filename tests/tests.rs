@@ -12,4 +12,5 @@ mod daemon;
 mod e2e;
 mod fake_apiserver;
 mod golden;
+mod hostile;
 mod shipped_defaults;

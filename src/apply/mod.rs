@@ -14,7 +14,6 @@ mod staged;
 mod verify;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use tokio::task::JoinSet;
 
@@ -29,9 +28,6 @@ use crate::targets::{self, ClusterTargets, RefreshError};
 use managed::{Managed, ProgramKind};
 use outcome::ConfigOutcome;
 use serde::{Deserialize, Serialize};
-
-/// How long one cluster's discovery may take before it counts as failed.
-pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -296,10 +292,11 @@ async fn discover_all(
     clusters: &[&Cluster],
 ) -> Vec<(String, Result<ClusterTargets, RefreshError>)> {
     let mut tasks = JoinSet::new();
+    let limits = settings.discovery_limits();
     for cluster in clusters {
         let cluster = (*cluster).clone();
         tasks.spawn(async move {
-            let result = discovery::discover(&cluster, DISCOVERY_TIMEOUT).await;
+            let result = discovery::discover(&cluster, limits).await;
             (cluster, result)
         });
     }

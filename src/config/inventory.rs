@@ -217,9 +217,10 @@ fn check_credentials(
     let Parsed { cluster: c, spans } = parsed;
     let mut problems = Vec::new();
     for (key, path) in c.credential_files() {
-        let readable = std::fs::File::open(path)
+        let readable = crate::fsutil::open_regular(path)
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => "does not exist".to_string(),
+                std::io::ErrorKind::InvalidInput => e.to_string(),
                 _ => format!("cannot be read by promfed: {e}"),
             })
             .and_then(|_| prometheus_user.can_read(path));
@@ -279,7 +280,8 @@ fn read_cluster_file(file: &Path) -> Result<String, String> {
     if !meta.is_file() {
         return Err("is not a regular file".into());
     }
-    std::fs::read_to_string(file).map_err(|e| e.to_string())
+    let bytes = crate::fsutil::read_regular(file, 1 << 20).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".into())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use crate::config::toml_fields::{self, Fields, Problems, Spanned};
 
 pub const DEFAULT_CONFIG: &str = "/etc/promfed/promfed.toml";
 const DEFAULT_STATE_DIR: &str = "/var/lib/promfed";
+const DEFAULT_MAX_TARGETS: usize = 5000;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -23,6 +24,9 @@ pub struct Settings {
     pub scrape_interval: PromDuration,
     pub scrape_timeout: Option<PromDuration>,
     pub discovery: DiscoveryMode,
+    /// Targets per job of one cluster; a cluster with more fails discovery
+    /// alone and keeps its last targets.
+    pub max_targets: usize,
     pub daemon: DaemonSettings,
     pub prometheus: ServiceSettings,
     /// Absent: Alertmanager is not managed.
@@ -196,6 +200,16 @@ impl Settings {
                 }
             },
         };
+        let max_targets = match root.get::<i64>(&mut p, "max_targets") {
+            None => DEFAULT_MAX_TARGETS,
+            Some(n) => match usize::try_from(n.value) {
+                Ok(v) if v > 0 => v,
+                _ => {
+                    p.at(n.span, "max_targets", "must be a positive number");
+                    DEFAULT_MAX_TARGETS
+                }
+            },
+        };
         let daemon = DaemonSettings {
             debounce: duration(&mut root, &mut p, "debounce")
                 .map_or(Duration::from_millis(250), |d| d.as_duration()),
@@ -245,10 +259,21 @@ impl Settings {
             scrape_interval,
             scrape_timeout,
             discovery,
+            max_targets,
             daemon,
             prometheus,
             alertmanager: alertmanager.flatten(),
         })
+    }
+
+    /// How far each cluster's discovery may go: 10 s a request, 60 s in
+    /// all, `max_targets` targets per job.
+    pub fn discovery_limits(&self) -> crate::discovery::Limits {
+        crate::discovery::Limits {
+            request_timeout: Duration::from_secs(10),
+            deadline: Duration::from_secs(60),
+            max_targets: self.max_targets,
+        }
     }
 
     /// Where discovered targets of one cluster are written.
@@ -429,7 +454,7 @@ mod tests {
             errors,
             [
                 "/etc/promfed/promfed.toml:1:19: key `scrape_interval`: `30` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
-                "/etc/promfed/promfed.toml:2:1: key `wat`: unknown key (allowed here: alertmanager, clusters_dir, debounce, discovery, max_delay, metrics_file, prometheus, resync_interval, scrape_interval, scrape_timeout, state_dir)",
+                "/etc/promfed/promfed.toml:2:1: key `wat`: unknown key (allowed here: alertmanager, clusters_dir, debounce, discovery, max_delay, max_targets, metrics_file, prometheus, resync_interval, scrape_interval, scrape_timeout, state_dir)",
                 "/etc/promfed/promfed.toml:5:7: key `prometheus.url`: `ftp://x` is not an http:// or https:// URL",
                 "/etc/promfed/promfed.toml:6:10: key `prometheus.reload`: `kill` is not one of: signal, http",
             ]

@@ -238,6 +238,13 @@ impl FromToml for bool {
     }
 }
 
+impl FromToml for i64 {
+    const EXPECTED: &'static str = "a number";
+    fn from_item(item: &Item) -> Option<Self> {
+        item.as_integer()
+    }
+}
+
 /// A value that may be a string or an integer (a port number or name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StringOrInteger {

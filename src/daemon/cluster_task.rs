@@ -11,9 +11,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 use super::Event;
-use crate::apply::{DISCOVERY_TIMEOUT, write_targets};
+use crate::apply::write_targets;
 use crate::config::cluster::Cluster;
 use crate::discovery;
+use crate::discovery::Limits;
 use crate::targets::RefreshError;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -31,6 +32,7 @@ impl ClusterTask {
         definition: Cluster,
         targets_dir: std::path::PathBuf,
         resync: Duration,
+        limits: Limits,
         events: UnboundedSender<Event>,
         discovered_just_now: bool,
     ) -> ClusterTask {
@@ -49,7 +51,7 @@ impl ClusterTask {
                     () = tokio::time::sleep(wait) => {}
                     () = woken.notified() => {}
                 }
-                let result = discovery::discover(&cluster, DISCOVERY_TIMEOUT)
+                let result = discovery::discover(&cluster, limits)
                     .await
                     .map_err(RefreshError::from)
                     .and_then(|found| write_targets(&targets_dir, &cluster, found));

@@ -269,6 +269,7 @@ impl Daemon {
                 cluster.clone(),
                 self.settings.targets_dir(),
                 self.settings.daemon.resync_interval,
+                self.settings.discovery_limits(),
                 self.events.clone(),
                 discovered,
             );

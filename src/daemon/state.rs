@@ -176,6 +176,14 @@ impl State {
                 d.reason = None;
                 d.error = None;
                 d.nodes = found.nodes.len();
+                if !found.skipped.is_empty() {
+                    tracing::warn!(
+                        cluster = name,
+                        stage = "discovery",
+                        "the API server gave names that are not Kubernetes names{}",
+                        crate::cli::skipped(&found.skipped)
+                    );
+                }
                 d.node_exporters = found.node_exporters.len();
                 metrics.discovery_healthy = true;
                 metrics.targets = JobKind::ALL

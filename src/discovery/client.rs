@@ -8,7 +8,15 @@ use serde::de::DeserializeOwned;
 
 use super::DiscoveryError;
 use super::objects::Status;
+use super::redact::redact;
 use super::tls;
+use crate::fsutil;
+
+/// The largest answer read from an API server (a page of 500 full Node
+/// objects is a few MiB); a larger one fails that cluster alone.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// The largest token file read.
+const MAX_TOKEN_BYTES: u64 = 64 << 10;
 use crate::config::cluster::Cluster;
 
 pub struct KubeClient {
@@ -28,6 +36,8 @@ impl KubeClient {
     pub fn new(cluster: &Cluster, timeout: Duration) -> Result<KubeClient, DiscoveryError> {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls::client_config(cluster)?)
+            // A redirect could take the token to another host or to http.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
             .user_agent(concat!("promfed/", env!("CARGO_PKG_VERSION")))
@@ -57,25 +67,35 @@ impl KubeClient {
     ) -> Result<Option<T>, DiscoveryError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.get(&url).header("Accept", "application/json");
-        if let Some(token_file) = &self.token_file {
+        let token = match &self.token_file {
             // Read on every request: a rotated token is used at once.
-            let token =
-                std::fs::read_to_string(token_file).map_err(|e| DiscoveryError::Credentials {
-                    key: "token_file",
-                    path: token_file.clone(),
-                    detail: e.to_string(),
-                })?;
-            request = request.bearer_auth(token.trim());
+            Some(file) => Some(read_token(file)?),
+            None => None,
+        };
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
         }
-        let response = request
+        let mut response = request
             .send()
             .await
             .map_err(|e| transport_error(&self.base, &e))?;
         let status = response.status();
-        let body = response
-            .bytes()
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| transport_error(&self.base, &e))?;
+            .map_err(|e| transport_error(&self.base, &e))?
+        {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(DiscoveryError::TooMuch {
+                    what: "an answer larger than promfed reads",
+                    url,
+                    limit: format!("more than {} MiB", MAX_RESPONSE_BYTES >> 20),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let message = || status_message(&body, token.as_deref());
         match status.as_u16() {
             200 => {
                 serde_json::from_slice(&body)
@@ -90,29 +110,59 @@ impl KubeClient {
                 url: self.base.clone(),
             }),
             403 => Err(DiscoveryError::Forbidden {
-                message: status_message(&body),
+                message: message(),
                 verb: needs.verb,
                 resource: needs.resource,
+            }),
+            code @ 300..=399 => Err(DiscoveryError::Redirect {
+                url,
+                status: code,
+                location: response
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .map_or_else(|| "nowhere".into(), |l| redact(l, token.as_deref())),
             }),
             code => Err(DiscoveryError::Http {
                 url,
                 status: code,
-                body: status_message(&body),
+                body: message(),
             }),
         }
     }
 }
 
-/// The `message` of a Kubernetes `Status` body, or the start of the body.
-fn status_message(body: &[u8]) -> String {
-    serde_json::from_slice::<Status>(body)
+/// The token file's one line. Only a regular file of bounded size is read
+/// (a FIFO would block), and a token with a line break or control character
+/// inside is told as such, not as an unparsable HTTP header.
+fn read_token(file: &std::path::Path) -> Result<String, DiscoveryError> {
+    let failed = |detail: String| DiscoveryError::Credentials {
+        key: "token_file",
+        path: file.to_path_buf(),
+        detail,
+    };
+    let bytes = fsutil::read_regular(file, MAX_TOKEN_BYTES).map_err(|e| failed(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| failed("is not UTF-8 text".into()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(failed("is empty".into()));
+    }
+    if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(failed(
+            "holds a line break, space or control character inside the token: it must hold the token alone, on one line".into(),
+        ));
+    }
+    Ok(token.to_string())
+}
+
+/// The `message` of a Kubernetes `Status` body (or the start of the body),
+/// redacted: a server may echo the request's credentials.
+fn status_message(body: &[u8], token: Option<&str>) -> String {
+    let text = serde_json::from_slice::<Status>(body)
         .ok()
         .and_then(|s| s.message)
-        .unwrap_or_else(|| {
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-                .trim()
-                .to_string()
-        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned());
+    redact(&text, token)
 }
 
 /// Tells a TLS failure (wrong CA, wrong name) apart from an unreachable host.

@@ -36,6 +36,20 @@ pub enum DiscoveryError {
     },
     #[error("unexpected answer from {url}: {detail}")]
     BadResponse { url: String, detail: String },
+    #[error(
+        "{url} answered {status} redirecting to {location}: promfed does not follow redirects from an API server (the token would travel with them); set api_server to the address that answers"
+    )]
+    Redirect {
+        url: String,
+        status: u16,
+        location: String,
+    },
+    #[error("{what} from {url}: {limit}")]
+    TooMuch {
+        what: &'static str,
+        url: String,
+        limit: String,
+    },
     #[error("no port {port} on endpoints {namespace}/{service} (it has: {available})")]
     NoSuchPort {
         namespace: String,
@@ -57,6 +71,8 @@ impl DiscoveryError {
             DiscoveryError::NotFound { .. } | DiscoveryError::NoSuchPort { .. } => "not_found",
             DiscoveryError::Http { .. } => "http",
             DiscoveryError::BadResponse { .. } => "bad_response",
+            DiscoveryError::Redirect { .. } => "redirect",
+            DiscoveryError::TooMuch { .. } => "too_much",
         }
     }
 }

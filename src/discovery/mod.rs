@@ -3,7 +3,9 @@
 
 mod client;
 mod error;
+mod names;
 mod objects;
+mod redact;
 mod tls;
 
 use std::time::Duration;
@@ -17,20 +19,74 @@ use objects::{Endpoints, List, Node};
 
 /// Page size for lists: the API server's default chunking.
 const PAGE: usize = 500;
+/// At most this many pages per list (100,000 nodes): a server that always
+/// answers with a `continue` token must not keep promfed listing for ever.
+const MAX_PAGES: usize = 200;
+
+/// How far one cluster's discovery may go.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Each request.
+    pub request_timeout: Duration,
+    /// The whole discovery of the cluster, every page included.
+    pub deadline: Duration,
+    /// Targets per job of one cluster (`max_targets` in promfed.toml).
+    pub max_targets: usize,
+}
 
 /// Discovers one cluster: the nodes (for kubelet and cAdvisor) and the ready
-/// node-exporter pods behind the configured service.
-pub async fn discover(
+/// node-exporter pods behind the configured service. Fails alone, within
+/// its limits; the caller keeps the last targets.
+pub async fn discover(cluster: &Cluster, limits: Limits) -> Result<ClusterTargets, DiscoveryError> {
+    let url = cluster.api_server.url.to_string();
+    tokio::time::timeout(limits.deadline, discover_within(cluster, limits))
+        .await
+        .unwrap_or_else(|_| {
+            Err(DiscoveryError::TooMuch {
+                what: "discovery took too long",
+                url,
+                limit: format!("more than {:?} in all", limits.deadline),
+            })
+        })
+}
+
+async fn discover_within(
     cluster: &Cluster,
-    timeout: Duration,
+    limits: Limits,
 ) -> Result<ClusterTargets, DiscoveryError> {
-    let client = KubeClient::new(cluster, timeout)?;
+    let client = KubeClient::new(cluster, limits.request_timeout)?;
     let mut targets = ClusterTargets::default();
     if cluster.kubelet.enabled || cluster.cadvisor.component.enabled {
-        targets.nodes = list_nodes(&client).await?;
+        let nodes = list_nodes(&client).await?;
+        for node in nodes {
+            if names::is_subdomain(&node) {
+                targets.nodes.push(node);
+            } else {
+                targets.skipped.push(format!("node {node:?}"));
+            }
+        }
     }
     if cluster.node_exporter.component.enabled {
-        targets.node_exporters = node_exporter_pods(&client, cluster).await?;
+        for pod in node_exporter_pods(&client, cluster).await? {
+            if names::is_label(&pod.namespace) && names::is_subdomain(&pod.pod) {
+                targets.node_exporters.push(pod);
+            } else {
+                targets
+                    .skipped
+                    .push(format!("pod {:?}/{:?}", pod.namespace, pod.pod));
+            }
+        }
+    }
+    let most = targets.nodes.len().max(targets.node_exporters.len());
+    if most > limits.max_targets {
+        return Err(DiscoveryError::TooMuch {
+            what: "more targets than allowed",
+            url: cluster.api_server.url.to_string(),
+            limit: format!(
+                "{most} for one job, more than max_targets = {} (raise it in promfed.toml if this cluster is really that large)",
+                limits.max_targets
+            ),
+        });
     }
     Ok(targets)
 }
@@ -38,7 +94,7 @@ pub async fn discover(
 async fn list_nodes(client: &KubeClient) -> Result<Vec<String>, DiscoveryError> {
     let mut names = Vec::new();
     let mut continue_token: Option<String> = None;
-    loop {
+    for _ in 0..MAX_PAGES {
         let mut path = format!("/api/v1/nodes?limit={PAGE}");
         if let Some(token) = &continue_token {
             path.push_str("&continue=");
@@ -62,12 +118,18 @@ async fn list_nodes(client: &KubeClient) -> Result<Vec<String>, DiscoveryError> 
         names.extend(page.items.into_iter().map(|n| n.metadata.name));
         match page.metadata.continue_token.filter(|t| !t.is_empty()) {
             Some(token) => continue_token = Some(token),
-            None => break,
+            None => {
+                names.sort();
+                names.dedup();
+                return Ok(names);
+            }
         }
     }
-    names.sort();
-    names.dedup();
-    Ok(names)
+    Err(DiscoveryError::TooMuch {
+        what: "endless pagination of nodes",
+        url: "/api/v1/nodes".into(),
+        limit: format!("still a `continue` token after {MAX_PAGES} pages of {PAGE}"),
+    })
 }
 
 async fn node_exporter_pods(

@@ -52,7 +52,8 @@ pub fn client_config(cluster: &Cluster) -> Result<ClientConfig, DiscoveryError> 
     let mut config = match &cluster.auth.client_cert {
         Some(c) => {
             let certs = read_certs("cert_file", &c.cert_file)?;
-            let key = PrivateKeyDer::from_pem_file(&c.key_file).map_err(|e| {
+            let pem = read_pem("key_file", &c.key_file)?;
+            let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
                 material(
                     "key_file",
                     &c.key_file,
@@ -73,13 +74,19 @@ fn read_certs(
     key: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, DiscoveryError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+    let pem = read_pem(key, path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| material(key, path, format!("not a PEM certificate file: {e}")))?;
     if certs.is_empty() {
         return Err(material(key, path, "holds no PEM certificate".into()));
     }
     Ok(certs)
+}
+
+/// A PEM file: a regular file (a FIFO would block) of at most 1 MiB.
+fn read_pem(key: &'static str, path: &Path) -> Result<Vec<u8>, DiscoveryError> {
+    crate::fsutil::read_regular(path, 1 << 20).map_err(|e| material(key, path, e.to_string()))
 }
 
 fn material(key: &'static str, path: &Path, detail: String) -> DiscoveryError {

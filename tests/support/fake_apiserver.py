@@ -278,7 +278,31 @@ class Handler(BaseHTTPRequestHandler):
     def forbidden(self, user, verb, resource, scope):
         self.send(403, status(403, "Forbidden",
                               f'{resource} is forbidden: User "{user}" cannot {verb} resource "{resource}" '
-                              f'in API group "" {scope}'))
+                              f'in API group "" {scope}' + self.echo()))
+
+    # -- faults, for hostile-server tests (state "faults") -----------------
+    def echo(self):
+        """A compromised server's habit: the request's credentials echoed."""
+        if not self.server.state.get().get("faults", {}).get("echo_auth"):
+            return ""
+        return f' (request: Authorization: {self.headers.get("Authorization", "")})'
+
+    def send_huge(self, megabytes):
+        """A node list of `megabytes` MiB, streamed, not built in memory."""
+        head = b'{"kind":"NodeList","apiVersion":"v1","metadata":{},"items":[],"padding":"'
+        tail = b'"}'
+        chunk = b"x" * (1 << 20)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(head) + megabytes * len(chunk) + len(tail)))
+        self.end_headers()
+        try:
+            self.wfile.write(head)
+            for _ in range(megabytes):
+                self.wfile.write(chunk)
+            self.wfile.write(tail)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading, as it should
 
     # -- auth -----------------------------------------------------------
     def identity(self, state):
@@ -308,7 +332,15 @@ class Handler(BaseHTTPRequestHandler):
             return
         if isinstance(fail, int):
             state.count("failed")
-            return self.send(fail, status(fail, "InternalError", "fake failure"))
+            return self.send(fail, status(fail, "InternalError", "fake failure" + self.echo()))
+        faults = data.get("faults", {})
+        if faults.get("redirect") and path.startswith("/api/"):
+            state.count("redirected")
+            self.send_response(302)
+            self.send_header("Location", faults["redirect"] + path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         who = self.identity(data)
         if who is None:
             state.count("unauthorized")
@@ -340,7 +372,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self.forbidden(user, verb, resource, "at the cluster scope")
             if watching:
                 return self.watch(resource, query)
-            return self.send(200, self.list_of(resource, data, None))
+            faults = data.get("faults", {})
+            if faults.get("huge_list_mb") and resource == "nodes":
+                return self.send_huge(faults["huge_list_mb"])
+            listed = self.list_of(resource, data, None)
+            if faults.get("endless_continue"):
+                listed["metadata"]["continue"] = "more-" + str(state.counts.get(f"{verb}_{resource}", 0))
+            return self.send(200, listed)
 
         m = NAMESPACED_LIST.match(path)
         if m:
