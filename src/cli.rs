@@ -71,13 +71,13 @@ pub fn main() -> ExitCode {
         // Needs only the state folder: it must work while the daemon runs on
         // its last good settings and promfed.toml is broken.
         if let Err(problems) = Settings::load(&args.config) {
-            eprintln!(
+            tell!(
                 "warning: {} has {} problem(s) (`promfed check` shows them); the daemon keeps the settings it last read",
                 args.config.display(),
                 problems.len()
             );
         }
-        return ExitCode::from(crate::status::print(
+        return finish(crate::status::print(
             &Settings::state_dir_of(&args.config),
             json,
         ));
@@ -86,9 +86,9 @@ pub fn main() -> ExitCode {
         Ok(s) => s,
         Err(problems) => {
             for p in &problems {
-                eprintln!("error: {p}");
+                tell!("error: {p}");
             }
-            eprintln!(
+            tell!(
                 "promfed: {} problem(s) in {}; nothing was changed",
                 problems.len(),
                 args.config.display()
@@ -108,7 +108,17 @@ pub fn main() -> ExitCode {
         Command::Status { .. } => unreachable!("handled before the settings are read"),
         Command::Completions { .. } => unreachable!("handled before the settings are read"),
     };
-    ExitCode::from(code)
+    finish(code)
+}
+
+/// The exit code, unless what the command printed could not be written.
+fn finish(code: u8) -> ExitCode {
+    if crate::output::all_written() {
+        ExitCode::from(code)
+    } else {
+        tell!("promfed: cannot write to standard output; the output is incomplete");
+        ExitCode::from(1)
+    }
 }
 
 /// `check` or `apply`: one transaction, reported.
@@ -123,20 +133,20 @@ fn render(settings: &Settings) -> u8 {
     let (inventory, candidate) = match apply::load_and_render(settings) {
         Ok(loaded) => loaded,
         Err(CannotRender::Unlistable(problem)) => {
-            eprintln!("error: {problem}");
+            tell!("error: {problem}");
             return 1;
         }
         Err(CannotRender::NotOurs(problem)) => {
-            eprintln!("error: {problem}");
+            tell!("error: {problem}");
             return EX_CONFIG;
         }
     };
     for p in &inventory.problems {
-        eprintln!("error: {p}");
+        tell!("error: {p}");
     }
     match candidate {
         Ok(candidate) => {
-            let _ = std::io::stdout().write_all(candidate.text().as_bytes());
+            crate::output::failed(std::io::stdout().write_all(candidate.text().as_bytes()));
             if inventory.problems.is_empty() {
                 0
             } else {
@@ -145,7 +155,7 @@ fn render(settings: &Settings) -> u8 {
         }
         Err(problems) => {
             for p in &problems {
-                eprintln!("error: {p}");
+                tell!("error: {p}");
             }
             EX_CONFIG
         }
@@ -154,13 +164,13 @@ fn render(settings: &Settings) -> u8 {
 
 fn print_report(report: &Report, programs: &[Managed]) {
     for notice in &report.notices {
-        eprintln!("notice: {notice}");
+        tell!("notice: {notice}");
     }
     for p in &report.problems {
-        eprintln!("error: {p}");
+        tell!("error: {p}");
     }
     for w in &report.warnings {
-        eprintln!("warning: {w}");
+        tell!("warning: {w}");
     }
     for c in &report.clusters {
         let name = c.name.as_deref().unwrap_or("?");
@@ -182,7 +192,7 @@ fn print_report(report: &Report, programs: &[Managed]) {
                 e.reason()
             ),
         };
-        println!(
+        say!(
             "cluster {name} ({}){definition}{discovery}",
             c.file.display()
         );
@@ -212,38 +222,38 @@ fn print_outcome(program: &str, target: &std::path::Path, outcome: &ConfigOutcom
     let target = target.display();
     match outcome {
         ConfigOutcome::NotRendered => {
-            println!("{program}: nothing rendered, {target} left as it is")
+            say!("{program}: nothing rendered, {target} left as it is")
         }
         ConfigOutcome::Rejected(e) => {
-            eprintln!("error: {e}");
-            println!("{program}: candidate rejected, {target} left as it is");
+            tell!("error: {e}");
+            say!("{program}: candidate rejected, {target} left as it is");
         }
         ConfigOutcome::Passed => {
-            println!("{program}: candidate passes the gate and the file checks")
+            say!("{program}: candidate passes the gate and the file checks")
         }
-        ConfigOutcome::Unchanged => println!("{program}: {target} is up to date, no reload needed"),
+        ConfigOutcome::Unchanged => say!("{program}: {target} is up to date, no reload needed"),
         ConfigOutcome::Applied(_) => {
-            println!("{program}: {target} installed, reloaded and verified")
+            say!("{program}: {target} installed, reloaded and verified")
         }
         ConfigOutcome::InstalledUnverified(e) => {
-            eprintln!("error: {e}");
-            println!(
+            tell!("error: {e}");
+            say!(
                 "{program}: {target} installed but not verified; it is read when the program starts"
             );
         }
         ConfigOutcome::RolledBack(RolledBack { error, restore }) => {
-            eprintln!("error: the new configuration did not take: {error}");
+            tell!("error: the new configuration did not take: {error}");
             match restore {
-                Ok(()) => println!(
-                    "{program}: rolled back to the previous {target}, reloaded and verified"
-                ),
-                Err(e) => println!("{program}: rollback failed: {e}"),
+                Ok(()) => {
+                    say!("{program}: rolled back to the previous {target}, reloaded and verified")
+                }
+                Err(e) => say!("{program}: rollback failed: {e}"),
             }
         }
-        ConfigOutcome::Failed(e) => eprintln!("error: {e}"),
+        ConfigOutcome::Failed(e) => tell!("error: {e}"),
         ConfigOutcome::NotOurs(why) => {
-            eprintln!("error: {why}");
-            println!("{program}: {target} is not promfed's; left as it is");
+            tell!("error: {why}");
+            say!("{program}: {target} is not promfed's; left as it is");
         }
     }
 }

@@ -3,6 +3,9 @@
 //! "How it is built" for where each stage of the transaction lives.
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod output;
+
 mod access;
 mod apply;
 mod cli;

@@ -138,14 +138,14 @@ pub fn print(state_dir: &Path, json: bool) -> u8 {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            eprintln!(
+            tell!(
                 "promfed: cannot read {}: run as root or as a member of group promfed",
                 path.display()
             );
             return 4;
         }
         Err(_) => {
-            eprintln!(
+            tell!(
                 "promfed: no status at {}: has `promfed run` started?",
                 path.display()
             );
@@ -153,23 +153,23 @@ pub fn print(state_dir: &Path, json: bool) -> u8 {
         }
     };
     if json {
-        print!("{text}");
+        say_raw!("{text}");
     }
     let Ok(status) = serde_json::from_str::<Status>(&text) else {
-        eprintln!("promfed: {} is not a promfed status file", path.display());
+        tell!("promfed: {} is not a promfed status file", path.display());
         return 1;
     };
     let running = is_running_promfed(status.pid);
     if !json {
         if !running {
-            println!(
+            say!(
                 "promfed is not running (pid {} has ended); what it last did:",
                 status.pid
             );
         }
-        print!("{}", human(&status));
+        say_raw!("{}", human(&status));
     } else if !running {
-        eprintln!(
+        tell!(
             "promfed: the daemon is not running (pid {} has ended)",
             status.pid
         );

@@ -466,3 +466,32 @@ fn hostile_files_never_panic_and_their_reports_are_bounded() {
     );
     assert!(err.len() < 64 * 1024, "{} bytes of errors", err.len());
 }
+
+#[test]
+fn output_that_cannot_be_written_is_a_failure_not_a_panic_or_a_success() {
+    let s = setup();
+    for command in ["render", "check", "status"] {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec {} --config {} {command} > /dev/full",
+                env!("CARGO_BIN_EXE_promfed"),
+                s.path("etc/promfed.toml").display()
+            ))
+            .output()
+            .unwrap();
+        let code = out.status.code();
+        assert!(
+            code == Some(1) || (command == "status" && code == Some(3)),
+            "{command}: exit {code:?}: {}",
+            stderr(&out)
+        );
+        if command != "status" {
+            assert!(
+                stderr(&out).contains("cannot write to standard output"),
+                "{command}: {}",
+                stderr(&out)
+            );
+        }
+    }
+}

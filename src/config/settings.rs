@@ -82,6 +82,9 @@ struct ServiceDefaults {
     url: &'static str,
     reload: &'static str,
     process_name: &'static str,
+    /// What the program's process may be called (a pid file's process must
+    /// be one of these): the Debian and the upstream names.
+    program_names: &'static [&'static str],
 }
 
 const PROMETHEUS_DEFAULTS: ServiceDefaults = ServiceDefaults {
@@ -92,6 +95,7 @@ const PROMETHEUS_DEFAULTS: ServiceDefaults = ServiceDefaults {
     url: "http://127.0.0.1:9090",
     reload: "signal",
     process_name: "prometheus",
+    program_names: &["prometheus"],
 };
 
 const ALERTMANAGER_DEFAULTS: ServiceDefaults = ServiceDefaults {
@@ -103,6 +107,7 @@ const ALERTMANAGER_DEFAULTS: ServiceDefaults = ServiceDefaults {
     // Alertmanager's /-/reload is always on.
     reload: "http",
     process_name: "prometheus-alertmanager",
+    program_names: &["prometheus-alertmanager", "alertmanager"],
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +120,8 @@ pub enum ReloadMethod {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessRef {
-    PidFile(PathBuf),
+    /// A pid file, and the names its process may go by.
+    PidFile(PathBuf, &'static [&'static str]),
     Name(String),
 }
 
@@ -323,11 +329,15 @@ fn service_settings(
                     &t.path("process_name"),
                     "set either pid_file or process_name, not both",
                 );
-                ReloadMethod::Signal(ProcessRef::PidFile(normalize(&base_dir.join(pid.value))))
+                ReloadMethod::Signal(ProcessRef::PidFile(
+                    normalize(&base_dir.join(pid.value)),
+                    d.program_names,
+                ))
             }
-            (Some(pid), None) => {
-                ReloadMethod::Signal(ProcessRef::PidFile(normalize(&base_dir.join(pid.value))))
-            }
+            (Some(pid), None) => ReloadMethod::Signal(ProcessRef::PidFile(
+                normalize(&base_dir.join(pid.value)),
+                d.program_names,
+            )),
             (None, name) => ReloadMethod::Signal(ProcessRef::Name(
                 name.map_or_else(|| d.process_name.to_string(), |n| n.value),
             )),

@@ -88,6 +88,16 @@ impl PrometheusApi {
     }
 }
 
+/// How long to wait so that `now` is in a later second than `last_load`:
+/// at most 1.1 s, even when the clock was stepped back and `last_load` lies
+/// minutes in the future.
+fn wait_for_a_later_second(last_load: Timestamp, now: Timestamp) -> Duration {
+    let next = Timestamp::from_second(last_load.as_second().saturating_add(1)).unwrap_or(now);
+    Duration::try_from(next.duration_since(now))
+        .unwrap_or_default()
+        .min(Duration::from_millis(1100))
+}
+
 /// The `job_name`s of a Prometheus configuration, in order.
 fn job_names(yaml: &str) -> Vec<String> {
     let Ok(doc) = serde_norway::from_str::<serde_norway::Value>(yaml) else {
@@ -146,14 +156,11 @@ impl Program for Prometheus {
                 // A signal gets no answer: watch lastConfigTime move. It has
                 // whole seconds, so signal in a later second than the last
                 // load, or a new load would not show as a newer time.
-                let next_second = before.last_config_time.as_second() + 1;
-                let now = Timestamp::now();
-                if now.as_second() < next_second {
-                    let wait = Timestamp::from_second(next_second)
-                        .expect("valid time")
-                        .duration_since(now);
-                    sleep(Duration::try_from(wait).unwrap_or_default()).await;
-                }
+                sleep(wait_for_a_later_second(
+                    before.last_config_time,
+                    Timestamp::now(),
+                ))
+                .await;
                 process::send_sighup(target).map_err(VerifyError::Reload)?;
                 poll_until_loaded(
                     "Prometheus",
@@ -178,5 +185,29 @@ impl Program for Prometheus {
 
     fn expected(&self, config: &str) -> Vec<String> {
         job_names(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_before_a_signal_is_bounded_whatever_the_clock_did() {
+        let now: Timestamp = "2026-11-21T10:00:00.250Z".parse().unwrap();
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        assert_eq!(
+            wait_for_a_later_second(at("2026-11-21T10:00:00Z"), now),
+            Duration::from_millis(750)
+        );
+        assert_eq!(
+            wait_for_a_later_second(at("2026-11-21T09:59:00Z"), now),
+            Duration::ZERO
+        );
+        // The clock stepped back ten minutes after the last load.
+        assert_eq!(
+            wait_for_a_later_second(at("2026-11-21T10:10:00Z"), now),
+            Duration::from_millis(1100)
+        );
     }
 }

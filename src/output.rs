@@ -1,0 +1,45 @@
+//! What commands print. `println!` panics when the write fails (a closed
+//! pipe, a full disk); these record the failure instead, so that the command
+//! ends with exit 1 and a message, never a panic, and never exit 0 with its
+//! output lost.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static FAILED: AtomicBool = AtomicBool::new(false);
+
+pub fn failed(result: std::io::Result<()>) {
+    if result.is_err() {
+        FAILED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Flushes standard output; whether every write of this command succeeded.
+pub fn all_written() -> bool {
+    use std::io::Write;
+    failed(std::io::stdout().flush());
+    !FAILED.load(Ordering::Relaxed)
+}
+
+/// `println!` to standard output, recording a failed write.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        $crate::output::failed(writeln!(std::io::stdout(), $($arg)*));
+    }};
+}
+
+/// `print!` to standard output, recording a failed write.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        $crate::output::failed(write!(std::io::stdout(), $($arg)*));
+    }};
+}
+
+/// `eprintln!` without the panic: messages to standard error.
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
