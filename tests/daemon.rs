@@ -300,7 +300,9 @@ fn alertmanager_gets_a_route_per_cluster_and_a_bad_receiver_is_refused() {
         [("cluster=\"stage\"".to_string(), "team-stage".to_string())]
     );
 
-    // A receiver that does not exist: amtool refuses, the old config stays.
+    // A receiver that does not exist: amtool refuses that cluster's route,
+    // so the cluster keeps its last good definition (and route) and the
+    // problem is reported; nothing else is held back.
     let installed = setup.read("prometheus/alertmanager.yml");
     let prometheus_config = setup.read("prometheus/prometheus.yml");
     setup.write(
@@ -308,20 +310,19 @@ fn alertmanager_gets_a_route_per_cluster_and_a_bad_receiver_is_refused() {
         &format!("receiver = \"nobody-home\"\n{cluster}"),
     );
     let status = daemon.wait_status("amtool's refusal", LONG, |s| {
-        s["last_apply"]["alertmanager"] == "rejected"
+        s["problems"].as_array().is_some_and(|p| {
+            p.iter()
+                .any(|p| p.as_str().unwrap_or("").contains("nobody-home"))
+        })
     });
+    let problem = status["problems"].to_string();
     assert!(
-        status["last_apply"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("amtool rejected the candidate"),
+        problem.contains("stage.toml: this cluster's configuration is refused (alertmanager), so its last good definition stays in force")
+            && problem.contains("amtool rejected the candidate"),
         "{status}"
     );
-    assert!(
-        status["last_apply"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("nobody-home"),
+    assert_eq!(
+        status["clusters"]["stage"]["definition"], "kept_last_good",
         "{status}"
     );
     assert_eq!(setup.read("prometheus/alertmanager.yml"), installed);

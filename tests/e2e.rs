@@ -702,3 +702,103 @@ fn label_values_reach_prometheus_exactly_as_written() {
     assert_eq!(labels["c"], "cost$$", "{labels}");
     assert_eq!(labels["d"], "${1}x", "{labels}");
 }
+
+#[test]
+fn one_cluster_the_checker_refuses_never_holds_the_others_back() {
+    // Validation catches what it knows (a 5 s job under a 10 s timeout is
+    // clamped as Prometheus does; 293y is refused with file and line); for
+    // any other refusal, promfed finds the clusters responsible. A wrapper
+    // around the real promtool stands in for a refusal promfed cannot
+    // foresee: it refuses any candidate carrying `refuse-me`.
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let evil = FakeCluster::start(setup.root.path(), "evil", &["e-1"], &exporter);
+    let late = FakeCluster::start(setup.root.path(), "late", &["l-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.write(
+        "bin/promtool",
+        &format!("#!/bin/sh\nif grep -q refuse-me \"$3\"; then echo 'FAILED: refuse-me is not allowed' >&2; exit 1; fi\nexec {PROMTOOL} \"$@\"\n"),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        setup.path("bin/promtool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let settings = setup
+        .read("etc/promfed.toml")
+        .replace(
+            &format!("promtool = \"{PROMTOOL}\""),
+            "promtool = \"../bin/promtool\"",
+        )
+        .replace(
+            "scrape_interval = \"2s\"",
+            "scrape_interval = \"30s\"\nscrape_timeout = \"10s\"",
+        );
+    setup.write("etc/promfed.toml", &settings);
+    setup.add_cluster(&stage);
+    setup.add_cluster(&evil);
+    assert_exit(&setup.promfed(&["apply"]), 0);
+
+    // A 5 s job under the 10 s timeout: clamped, as Prometheus does.
+    let fast = format!(
+        "{}[kubelet]\nscrape_interval = \"5s\"\n",
+        setup.read("etc/promfed.d/stage.toml")
+    );
+    setup.write("etc/promfed.d/stage.toml", &fast);
+    // 293 years: refused with file, line and key, before promtool.
+    let evil_file = setup.read("etc/promfed.d/evil.toml");
+    setup.write(
+        "etc/promfed.d/evil.toml",
+        &format!("{evil_file}[cadvisor]\nscrape_interval = \"293y\"\n"),
+    );
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 78);
+    assert!(
+        stderr(&out).contains("evil.toml:6:19: key `cadvisor.scrape_interval`: `293y` is longer than Prometheus accepts"),
+        "{}",
+        stderr(&out)
+    );
+    let installed = setup.read("prometheus/prometheus.yml");
+    assert!(
+        installed.contains("scrape_interval: 5s\n  scrape_timeout: 5s"),
+        "{installed}"
+    );
+
+    // A refusal promfed cannot foresee, beside a new cluster: the new one is
+    // applied, the refused one keeps its last good definition.
+    setup.write(
+        "etc/promfed.d/evil.toml",
+        &evil_file.replace("env = \"test\"", "env = \"refuse-me\""),
+    );
+    setup.add_cluster(&late);
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 78);
+    assert!(
+        stderr(&out).contains("evil.toml: this cluster's configuration is refused (prometheus), so its last good definition stays in force"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("refuse-me is not allowed"),
+        "{}",
+        stderr(&out)
+    );
+    let installed = setup.read("prometheus/prometheus.yml");
+    assert!(
+        installed.contains("promfed/late/kubelet"),
+        "the new cluster is applied"
+    );
+    assert!(
+        installed.contains("promfed/evil/kubelet"),
+        "the refused one keeps its jobs"
+    );
+    assert!(
+        !installed.contains("refuse-me"),
+        "but not its refused definition"
+    );
+    prometheus.wait_targets_up("promfed/late/", 4);
+    prometheus.wait_targets_up("promfed/evil/", 4);
+}

@@ -169,6 +169,31 @@ impl Managed {
         (outcome, Some(base))
     }
 
+    /// What the checking tool says against the configuration for
+    /// `clusters` rendered on `base` (render and gate only); `None` when it
+    /// accepts it, or refuses for a reason that is not the configuration's.
+    pub async fn refusal(
+        &self,
+        base: &Path,
+        clusters: &[&Cluster],
+        settings: &Settings,
+    ) -> Option<String> {
+        let candidate = self.render(base, clusters, settings).ok()?;
+        let s = &self.settings;
+        match gate::gate(
+            candidate,
+            &s.config_file,
+            self.check_tool(),
+            s.check_timeout,
+            &s.user,
+        )
+        .await
+        {
+            Err(e) if e.is_config_error() => Some(e.to_string()),
+            _ => None,
+        }
+    }
+
     async fn render_and_deliver(
         &self,
         base: &Path,

@@ -5,6 +5,7 @@
 
 mod gate;
 mod install;
+mod isolate;
 mod lock;
 pub mod managed;
 pub mod outcome;
@@ -165,7 +166,7 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
         },
     };
     let last_good = LastGood::new(&settings.last_good_dir());
-    let inventory = match inventory::load(
+    let mut inventory = match inventory::load(
         &settings.clusters_dir,
         &last_good,
         &settings.prometheus.user,
@@ -174,22 +175,19 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
         // The machine's fault, not the configuration's: exit 1, retried.
         Err(problem) => return Report::failed(programs, problem.headline()),
     };
-    let clusters = inventory.clusters();
 
     // Discover (file_sd only), concurrently; failures keep the last targets.
     let apply_file_sd = options.mode == Mode::Apply && settings.discovery == DiscoveryMode::FileSd;
-    let mut discovered = if apply_file_sd {
+    let mut warnings = inventory.warnings.clone();
+    let mut discovered = Vec::new();
+    if apply_file_sd {
+        let clusters = inventory.clusters();
         let wanted: Vec<&Cluster> = clusters
             .iter()
             .copied()
             .filter(|c| (options.discover)(c))
             .collect();
-        discover_all(settings, &wanted).await
-    } else {
-        Vec::new()
-    };
-    let mut warnings = inventory.warnings.clone();
-    if apply_file_sd {
+        discovered = discover_all(settings, &wanted).await;
         // Every rendered job needs its targets file, even before discovery.
         for c in &clusters {
             if let Err(e) = targets::ensure_files(&settings.targets_dir(), c) {
@@ -198,19 +196,61 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
         }
     }
     let mut report = Report {
-        problems: inventory.problems.clone(),
+        problems: Vec::new(),
         warnings,
-        clusters: cluster_reports(&inventory, &mut discovered),
-        in_force: clusters.iter().map(|c| (*c).clone()).collect(),
+        clusters: Vec::new(),
+        in_force: Vec::new(),
         outcomes: Vec::new(),
         started: true,
         notices: Vec::new(),
         adopted: Vec::new(),
     };
+    let mut held_back = Vec::new();
     for program in programs {
-        let (outcome, base) = program
-            .run(&clusters, settings, options.mode, &mut report.problems)
+        let (mut outcome, mut base) = program
+            .run(
+                &inventory.clusters(),
+                settings,
+                options.mode,
+                &mut report.problems,
+            )
             .await;
+        // Refused: if some clusters alone are the cause, hold them back
+        // (their last good definitions stay) and try again without them.
+        let refused = matches!(&outcome, ConfigOutcome::Rejected(e) if e.is_config_error());
+        if let (true, Some(chosen)) = (refused, &base) {
+            let clusters = inventory.clusters();
+            let culprits = isolate::culprits(program, &chosen.path, &clusters, settings).await;
+            drop(clusters);
+            if let Some(culprits) = culprits {
+                for culprit in culprits {
+                    let kept =
+                        inventory.hold_back(&culprit.name, &last_good, &settings.prometheus.user);
+                    held_back.push(Diagnostic::file(
+                        &culprit.file,
+                        None,
+                        format!(
+                            "this cluster's configuration is refused ({}), so {}: {}",
+                            program.kind().name(),
+                            if kept {
+                                "its last good definition stays in force"
+                            } else {
+                                "it is left out until it is fixed"
+                            },
+                            culprit.refusal
+                        ),
+                    ));
+                }
+                (outcome, base) = program
+                    .run(
+                        &inventory.clusters(),
+                        settings,
+                        options.mode,
+                        &mut report.problems,
+                    )
+                    .await;
+            }
+        }
         if let Some(base) = base {
             report.notices.extend(base.adopted_now);
             if let Some(from) = base.adopted_from {
@@ -219,6 +259,12 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
         }
         report.outcomes.push((program.kind(), outcome));
     }
+    let mut problems = inventory.problems.clone();
+    problems.append(&mut held_back);
+    problems.append(&mut report.problems);
+    report.problems = problems;
+    report.clusters = cluster_reports(&inventory, &mut discovered);
+    report.in_force = inventory.clusters().into_iter().cloned().collect();
     if options.mode == Mode::Apply && report.all_in_force() {
         record_success(settings, &inventory, &last_good, &mut report.warnings);
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// A validated Prometheus duration. Only `parse` makes one.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PromDuration {
     text: String,
@@ -23,6 +23,24 @@ const UNITS: [(&str, u64); 7] = [
     ("s", 1000),
     ("ms", 1),
 ];
+
+/// Ordered by length, not by how it is written (`5s` < `30s`).
+impl Ord for PromDuration {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.millis
+            .cmp(&other.millis)
+            .then_with(|| self.text.cmp(&other.text))
+    }
+}
+
+impl PartialOrd for PromDuration {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The longest duration Prometheus parses: i64::MAX nanoseconds.
+const MAX_MILLIS: u64 = i64::MAX as u64 / 1_000_000;
 
 impl PromDuration {
     /// Accepts Prometheus's grammar: units from largest to smallest, each at
@@ -56,6 +74,12 @@ impl PromDuration {
         }
         if text.is_empty() || millis == 0 {
             return Err(bad());
+        }
+        // Prometheus keeps durations as int64 nanoseconds: 292 years at most.
+        if millis > MAX_MILLIS {
+            return Err(format!(
+                "`{text}` is longer than Prometheus accepts (about 292 years, 106751d)"
+            ));
         }
         Ok(Self {
             text: text.to_string(),
@@ -112,8 +136,20 @@ mod tests {
     }
 
     #[test]
+    fn compares_by_length_not_by_text() {
+        let d = |t| PromDuration::parse(t).unwrap();
+        assert!(d("5s") < d("30s"));
+        assert!(d("1m") > d("59s"));
+        assert_eq!(d("10s").min(d("5s")).as_str(), "5s");
+    }
+
+    #[test]
     fn refuses_what_prometheus_refuses() {
-        for text in ["", "30", "s", "1s1m", "1.5s", "0s", "30 s", "-1s", "1m1m"] {
+        // promtool: 292y and 106751d pass, 293y and 106752d are out of range.
+        assert!(PromDuration::parse("292y").is_ok() && PromDuration::parse("106751d").is_ok());
+        for text in [
+            "", "30", "s", "1s1m", "1.5s", "0s", "30 s", "-1s", "1m1m", "293y", "106752d",
+        ] {
             assert!(PromDuration::parse(text).is_err(), "{text:?} was accepted");
         }
     }

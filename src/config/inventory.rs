@@ -62,6 +62,44 @@ impl Inventory {
         clusters
     }
 
+    /// Holds a valid file's cluster back (the checking tool refuses its
+    /// configuration): its last good definition stays in force, if it has a
+    /// different one; else it is left out. Returns whether one was kept.
+    pub fn hold_back(
+        &mut self,
+        name: &ClusterName,
+        last_good: &LastGood,
+        prometheus_user: &Identity,
+    ) -> bool {
+        let Some(at) = self
+            .entries
+            .iter()
+            .position(|e| matches!(e, Entry::Current(c, _) if &c.name == name))
+        else {
+            return false;
+        };
+        let Entry::Current(current, _) = &self.entries[at] else {
+            return false;
+        };
+        let file = current.source.clone();
+        let mut entry = keep_or_broken(
+            last_good,
+            Some(name.clone()),
+            &file,
+            prometheus_user,
+            &mut self.problems,
+        );
+        if matches!(&entry, Entry::KeptLastGood(kept) if kept == current) {
+            entry = Entry::Broken {
+                name: Some(name.clone()),
+                file,
+            };
+        }
+        let kept = matches!(entry, Entry::KeptLastGood(_));
+        self.entries[at] = entry;
+        kept
+    }
+
     /// Every cluster name that has a file, broken or not: their last good
     /// definitions must be kept.
     pub fn names(&self) -> Vec<&ClusterName> {

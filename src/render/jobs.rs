@@ -58,7 +58,13 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> ScrapeConfig {
                 .unwrap_or(&settings.scrape_interval)
                 .to_string(),
         ),
-        scrape_timeout: settings.scrape_timeout.as_ref().map(ToString::to_string),
+        // As Prometheus does with its global timeout: a job scraped more
+        // often than the timeout gets its interval as timeout (promtool
+        // refuses a timeout longer than the interval).
+        scrape_timeout: settings.scrape_timeout.as_ref().map(|timeout| {
+            let interval = interval.as_ref().unwrap_or(&settings.scrape_interval);
+            timeout.min(interval).to_string()
+        }),
         honor_labels,
         honor_timestamps,
         metrics_path: None,
