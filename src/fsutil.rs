@@ -93,6 +93,9 @@ pub fn remove_stale_beside(target: &Path) {
     }
 }
 
+/// The largest cluster, settings or base file promfed reads.
+pub const MAX_INPUT_FILE: u64 = 16 << 20;
+
 /// Opens a file for reading only if it is a regular file, without blocking
 /// on the way (a FIFO in its place would block a plain open).
 pub fn open_regular(path: &Path) -> io::Result<File> {
