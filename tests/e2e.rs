@@ -762,8 +762,11 @@ fn one_cluster_the_checker_refuses_never_holds_the_others_back() {
         stderr(&out)
     );
     let installed = setup.read("prometheus/prometheus.yml");
+    let lines: Vec<&str> = installed.lines().map(str::trim).collect();
     assert!(
-        installed.contains("scrape_interval: 5s\n  scrape_timeout: 5s"),
+        lines
+            .windows(2)
+            .any(|w| w == ["scrape_interval: 5s", "scrape_timeout: 5s"]),
         "{installed}"
     );
 
@@ -801,4 +804,48 @@ fn one_cluster_the_checker_refuses_never_holds_the_others_back() {
     );
     prometheus.wait_targets_up("promfed/late/", 4);
     prometheus.wait_targets_up("promfed/evil/", 4);
+}
+
+#[test]
+fn every_scalar_of_the_base_reaches_prometheus_as_written() {
+    // The same base given to a Prometheus of its own is the reference: the
+    // promfed-managed Prometheus must read every value exactly as it does.
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let base = "# tricky scalars, quoted and not\nglobal:\n  scrape_interval: 15s\n  external_labels:\n    version: 1.10\n    build: 0x1F\n    octal: 0o17\n    old_octal: 017\n    exponent: 1e3\n    float: .5\n    infinity: .inf\n    big: 123456789012345678901234567890\n    bigger: 1234567890123456789012345678901234567890123\n    yes_: yes\n    no_: no\n    on_: on\n    off_: Off\n    date: 2001-12-14\n    time: 2001-12-14t21:59:43.10-05:00\n    colon: 1:20\n    single: '1.10'\n    double: \"0x1F\"\n    tagged: !!str 1e3\n    tilde: ~\n    plus: +12\nrule_files: ~\nscrape_configs: []\n";
+    setup.write("etc/prometheus.base.yml", base);
+    let reference = Prometheus::start(
+        &{
+            let dir = setup.path("reference");
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        },
+        &setup.path("etc/prometheus.base.yml"),
+        None,
+    );
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+
+    let installed = setup.read("prometheus/prometheus.yml");
+    let operators_part = base.strip_suffix("scrape_configs: []\n").unwrap();
+    assert!(
+        installed.contains(operators_part),
+        "the base's text is copied as written:\n{installed}"
+    );
+    let labels = |p: &Prometheus| {
+        let yaml = p.api("/api/v1/status/config")["data"]["yaml"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let doc: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+        doc["global"]["external_labels"].clone()
+    };
+    let expected = labels(&reference);
+    assert_eq!(expected["version"], "1.10", "the reference reads the text");
+    assert_eq!(expected["big"], "123456789012345678901234567890");
+    assert_eq!(labels(&prometheus), expected);
 }

@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_norway::Value;
 use tokio::process::Command;
 
 use super::staged::StagedFile;
 use crate::access::Identity;
 use crate::render::Candidate;
+use crate::render::shape::Shape;
 
 /// Keys whose values are files Prometheus opens.
 const FILE_KEYS: [&str; 6] = [
@@ -136,7 +136,7 @@ async fn run_check(tool: CheckTool<'_>, file: &Path, timeout: Duration) -> Resul
 /// it is named. promtool skips `ca_file`, and a missing CA makes Prometheus
 /// half-apply a reload.
 fn unreadable_files(candidate: &str, config_dir: &Path, reader: &Identity) -> Vec<String> {
-    let Ok(doc) = serde_norway::from_str::<Value>(candidate) else {
+    let Ok(doc) = serde_norway::from_str::<Shape>(candidate) else {
         return Vec::new(); // promtool reports syntax errors better
     };
     let mut found = Vec::new();
@@ -149,24 +149,24 @@ fn unreadable_files(candidate: &str, config_dir: &Path, reader: &Identity) -> Ve
     found
 }
 
-fn walk(value: &Value, place: String, visit: &mut impl FnMut(&str, &str, &str)) {
+fn walk(value: &Shape, place: String, visit: &mut impl FnMut(&str, &str, &str)) {
     match value {
-        Value::Mapping(m) => {
-            let here = match m.get("job_name").and_then(Value::as_str) {
+        Shape::Map(entries) => {
+            let here = match value.get("job_name").and_then(Shape::as_str) {
                 Some(job) => format!("{place}job `{job}`: "),
                 None => place,
             };
-            for (k, v) in m {
+            for (k, v) in entries {
                 let Some(key) = k.as_str() else { continue };
                 match v {
-                    Value::String(file) if FILE_KEYS.contains(&key) && !file.is_empty() => {
+                    Shape::Str(file) if FILE_KEYS.contains(&key) && !file.is_empty() => {
                         visit(&here, key, file)
                     }
                     _ => walk(v, here.clone(), visit),
                 }
             }
         }
-        Value::Sequence(items) => items.iter().for_each(|v| walk(v, place.clone(), visit)),
+        Shape::Seq(items) => items.iter().for_each(|v| walk(v, place.clone(), visit)),
         _ => {}
     }
 }

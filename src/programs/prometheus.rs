@@ -12,6 +12,7 @@ use url::Url;
 use super::http_api::{HttpApi, ReloadRefused};
 use super::{LastLoad, Program, VerifyError, poll_until_loaded, process};
 use crate::config::settings::{ReloadMethod, ServiceSettings};
+use crate::render::shape::Shape;
 
 struct PrometheusApi {
     http: HttpApi,
@@ -99,18 +100,19 @@ fn wait_for_a_later_second(last_load: Timestamp, now: Timestamp) -> Duration {
 }
 
 /// The `job_name`s of a Prometheus configuration, in order.
+/// Read through its shape only: a scalar a value type cannot hold (an
+/// integer beyond u128) must not hide the jobs.
 fn job_names(yaml: &str) -> Vec<String> {
-    let Ok(doc) = serde_norway::from_str::<serde_norway::Value>(yaml) else {
+    let Ok(doc) = serde_norway::from_str::<Shape>(yaml) else {
         return Vec::new();
     };
-    doc.get("scrape_configs")
-        .and_then(|v| v.as_sequence())
-        .map(|jobs| {
-            jobs.iter()
-                .filter_map(|j| j.get("job_name")?.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+    match doc.get("scrape_configs") {
+        Some(Shape::Seq(jobs)) => jobs
+            .iter()
+            .filter_map(|j| j.get("job_name")?.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 pub struct Prometheus {

@@ -41,7 +41,7 @@ pub fn alertmanager_config(
     clusters: &[&Cluster],
     clusters_dir: &std::path::Path,
 ) -> Result<Candidate, Vec<Diagnostic>> {
-    let mut doc = base.doc.clone();
+    let mut doc = base.value().map_err(|d| vec![d])?;
     let Some(Value::Mapping(route)) = doc.get_mut("route") else {
         return Err(vec![base.key_problem(
             "route",
@@ -66,5 +66,6 @@ pub fn alertmanager_config(
     if !routes.is_empty() {
         route.insert("routes".into(), Value::Sequence(routes));
     }
-    Ok(base.candidate(&doc, clusters_dir))
+    let yaml = serde_norway::to_string(&doc).expect("a mapping serialises");
+    Ok(base.candidate(&yaml, clusters_dir))
 }

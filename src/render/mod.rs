@@ -4,10 +4,14 @@
 mod alertmanager;
 mod jobs;
 mod scrape_config;
+pub mod shape;
+mod splice;
 
 pub use alertmanager::{ClusterRoute, alertmanager_config};
 
 use serde_norway::{Mapping, Value};
+use shape::Shape;
+use splice::ListKind;
 
 use crate::config::cluster::Cluster;
 use crate::config::diagnostic::{Diagnostic, SourceText};
@@ -74,7 +78,9 @@ fn too_deep(text: &str) -> Option<usize> {
 #[derive(Debug, Clone)]
 pub struct Base {
     source: SourceText,
-    doc: Mapping,
+    /// Keys, lists and strings only: scalars are never read, so never
+    /// rewritten; the generated file copies the text.
+    shape: Shape,
 }
 
 impl Base {
@@ -96,23 +102,37 @@ impl Base {
                 ),
             ));
         }
-        let value: Value = serde_norway::from_str(&source.text).map_err(|e| {
+        let shape: Shape = serde_norway::from_str(&source.text).map_err(|e| {
             let at = e.location().map_or(0, |l| l.index());
             Diagnostic::at(&source, at..at + 1, None, format!("invalid YAML: {e}"))
         })?;
-        let doc = match value {
-            Value::Mapping(m) => m,
-            Value::Null => Mapping::new(),
-            _ => {
-                return Err(Diagnostic::at(
-                    &source,
-                    0..1,
+        if !matches!(shape, Shape::Map(_) | Shape::Null) {
+            return Err(Diagnostic::at(
+                &source,
+                0..1,
+                None,
+                "the base file must be a YAML mapping (global:, route:, …)".into(),
+            ));
+        }
+        Ok(Base { source, shape })
+    }
+
+    /// The base as a YAML value, for the Alertmanager file, which promfed
+    /// changes inside (`route.routes`) and so writes anew.
+    fn value(&self) -> Result<Mapping, Diagnostic> {
+        match serde_norway::from_str::<Value>(&self.source.text) {
+            Ok(Value::Mapping(m)) => Ok(m),
+            Ok(_) => Ok(Mapping::new()),
+            Err(e) => {
+                let at = e.location().map_or(0, |l| l.index());
+                Err(Diagnostic::at(
+                    &self.source,
+                    at..at + 1,
                     None,
-                    "the base file must be a YAML mapping (global:, route:, …)".into(),
-                ));
+                    format!("invalid YAML: {e}"),
+                ))
             }
-        };
-        Ok(Base { source, doc })
+        }
     }
 
     /// A problem with a top-level key, pointing at where it is written.
@@ -130,18 +150,23 @@ impl Base {
         )
     }
 
-    /// The generated file: a header naming where it comes from, then `doc`.
-    fn candidate(&self, doc: &Mapping, clusters_dir: &std::path::Path) -> Candidate {
-        let yaml = serde_norway::to_string(doc).expect("a mapping serialises");
+    /// The generated file: a header naming where it comes from, then `body`.
+    fn candidate(&self, body: &str, clusters_dir: &std::path::Path) -> Candidate {
         Candidate {
-            text: format!("{}{yaml}", self.header(clusters_dir)),
+            text: format!("{}{body}", self.header(clusters_dir)),
         }
+    }
+
+    /// The base's own text, without a byte-order mark (the header goes
+    /// first, and a BOM may only start a file).
+    fn text(&self) -> &str {
+        self.source.text.trim_start_matches('\u{feff}')
     }
 
     /// The operator's own job names.
     fn job_names(&self) -> Vec<&str> {
-        match self.doc.get("scrape_configs") {
-            Some(Value::Sequence(jobs)) => jobs
+        match self.shape.get("scrape_configs") {
+            Some(Shape::Seq(jobs)) => jobs
                 .iter()
                 .filter_map(|j| j.get("job_name")?.as_str())
                 .collect(),
@@ -173,33 +198,37 @@ impl Base {
     }
 }
 
-/// The complete Prometheus configuration for these clusters.
+/// The complete Prometheus configuration for these clusters: the base's
+/// text as written, with every cluster's jobs added to its `scrape_configs`.
 pub fn prometheus_config(
     base: &Base,
     clusters: &[&Cluster],
     settings: &Settings,
 ) -> Result<Candidate, Vec<Diagnostic>> {
-    if !matches!(
-        base.doc.get("scrape_configs"),
-        None | Some(Value::Sequence(_) | Value::Null)
-    ) {
-        return Err(vec![
-            base.key_problem("scrape_configs", "must be a list of scrape configs"),
-        ]);
-    }
-    base.check_job_names()?;
-    let mut doc = base.doc.clone();
-    let mut jobs = match doc.remove("scrape_configs") {
-        Some(Value::Sequence(jobs)) => jobs,
-        _ => Vec::new(),
-    };
-    for cluster in clusters {
-        for job in jobs::cluster_jobs(cluster, settings) {
-            jobs.push(serde_norway::to_value(job).expect("scrape configs serialise"));
+    let kind = match base.shape.get("scrape_configs") {
+        None => ListKind::Absent,
+        Some(Shape::Null) => ListKind::Null,
+        Some(Shape::Seq(jobs)) if jobs.is_empty() => ListKind::EmptyFlow,
+        Some(Shape::Seq(_)) => ListKind::Block,
+        Some(_) => {
+            return Err(vec![
+                base.key_problem("scrape_configs", "must be a list of scrape configs"),
+            ]);
         }
-    }
-    doc.insert("scrape_configs".into(), Value::Sequence(jobs));
-    Ok(base.candidate(&doc, &settings.clusters_dir))
+    };
+    base.check_job_names()?;
+    let jobs: Vec<_> = clusters
+        .iter()
+        .flat_map(|cluster| jobs::cluster_jobs(cluster, settings))
+        .collect();
+    let items = if jobs.is_empty() {
+        String::new()
+    } else {
+        serde_norway::to_string(&jobs).expect("scrape configs serialise")
+    };
+    let body = splice::append_to_list(base.text(), "scrape_configs", kind, &items)
+        .map_err(|why| vec![base.key_problem("scrape_configs", &why)])?;
+    Ok(base.candidate(&body, &settings.clusters_dir))
 }
 
 /// A candidate from any text, for the unit tests of the later stages.
