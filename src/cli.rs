@@ -104,7 +104,13 @@ pub fn main() -> ExitCode {
         Command::Render => render(&settings),
         Command::Check => transaction(&runtime, &settings, Mode::Check),
         Command::Apply => transaction(&runtime, &settings, Mode::Apply),
-        Command::Run => runtime.block_on(crate::daemon::run(settings)),
+        Command::Run => {
+            let code = runtime.block_on(crate::daemon::run(settings));
+            // A transaction stopped by SIGTERM may leave a thread reading
+            // files: do not wait for it (the next run cleans up after it).
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            return finish(code);
+        }
         Command::Status { .. } => unreachable!("handled before the settings are read"),
         Command::Completions { .. } => unreachable!("handled before the settings are read"),
     };

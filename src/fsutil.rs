@@ -93,8 +93,12 @@ pub fn remove_stale_beside(target: &Path) {
     }
 }
 
-/// The largest cluster, settings or base file promfed reads.
-pub const MAX_INPUT_FILE: u64 = 16 << 20;
+/// The largest cluster or settings file promfed reads (a real one is a few
+/// hundred bytes; 2 MiB of TOML parses in about half a second).
+pub const MAX_TOML_FILE: u64 = 2 << 20;
+/// The largest base file (4 MiB of YAML, thousands of static jobs, parses
+/// in about half a second).
+pub const MAX_BASE_FILE: u64 = 4 << 20;
 
 /// Opens a file for reading only if it is a regular file, without blocking
 /// on the way (a FIFO in its place would block a plain open).

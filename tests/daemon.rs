@@ -490,3 +490,38 @@ fn without_inotify_the_daemon_polls_says_it_is_degraded_and_recovers() {
         daemon.log()
     );
 }
+
+#[test]
+fn sigterm_ends_the_daemon_within_a_second_whatever_it_is_reading() {
+    let setup = Setup::new();
+    setup.settings("http://127.0.0.1:1", "reload = \"http\"");
+    // Twenty cluster files at the size limit, full of unknown keys: reading
+    // them all takes seconds.
+    let mut big =
+        String::from("api_server = \"https://127.0.0.1:1\"\ntoken_file = \"t\"\nca_file = \"c\"\n");
+    let mut i = 0;
+    while big.len() < (2 << 20) - 64 {
+        big.push_str(&format!("key{i} = 1\n"));
+        i += 1;
+    }
+    for n in 0..20 {
+        setup.write(&format!("etc/promfed.d/big{n}.toml"), &big);
+    }
+    let mut daemon = setup.daemon();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        daemon.process.child.try_wait().unwrap().is_none(),
+        "still reading"
+    );
+    let start = Instant::now();
+    daemon.signal("TERM");
+    let status = wait_for("promfed to exit", Duration::from_secs(10), || {
+        daemon.process.child.try_wait().unwrap()
+    });
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(status.code(), Some(0));
+}

@@ -166,11 +166,7 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
         },
     };
     let last_good = LastGood::new(&settings.last_good_dir());
-    let mut inventory = match inventory::load(
-        &settings.clusters_dir,
-        &last_good,
-        &settings.prometheus.user,
-    ) {
+    let mut inventory = match load_inventory(settings).await {
         Ok(inventory) => inventory,
         // The machine's fault, not the configuration's: exit 1, retried.
         Err(problem) => return Report::failed(programs, problem.headline()),
@@ -297,6 +293,25 @@ fn record_success(
             settings.state_dir.display()
         ));
     }
+}
+
+/// Reads every cluster file on a thread of its own: many large files take
+/// a while, and meanwhile the daemon must still answer SIGTERM at once.
+async fn load_inventory(settings: &Settings) -> Result<Inventory, Diagnostic> {
+    let dir = settings.clusters_dir.clone();
+    let last_good_dir = settings.last_good_dir();
+    let user = settings.prometheus.user.clone();
+    tokio::task::spawn_blocking(move || {
+        inventory::load(&dir, &LastGood::new(&last_good_dir), &user)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(Diagnostic::file(
+            &settings.clusters_dir,
+            None,
+            format!("reading the cluster files failed: {e}"),
+        ))
+    })
 }
 
 /// Why `promfed render` has nothing to show.

@@ -318,7 +318,7 @@ fn read_cluster_file(file: &Path) -> Result<String, String> {
     if !meta.is_file() {
         return Err("is not a regular file".into());
     }
-    let bytes = crate::fsutil::read_regular(file, crate::fsutil::MAX_INPUT_FILE)
+    let bytes = crate::fsutil::read_regular(file, crate::fsutil::MAX_TOML_FILE)
         .map_err(|e| e.to_string())?;
     String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".into())
 }

@@ -147,7 +147,7 @@ impl Settings {
         // Everything derived from this path ends up in the Prometheus config,
         // where a relative path would mean something else.
         let path = &normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
-        let text = crate::fsutil::read_regular(path, crate::fsutil::MAX_INPUT_FILE)
+        let text = crate::fsutil::read_regular(path, crate::fsutil::MAX_TOML_FILE)
             .and_then(|b| String::from_utf8(b).map_err(|_| std::io::ErrorKind::InvalidData.into()))
             .map_err(|e| {
                 vec![Diagnostic::file(

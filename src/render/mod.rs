@@ -85,7 +85,7 @@ pub struct Base {
 
 impl Base {
     pub fn load(path: &std::path::Path) -> Result<Base, Diagnostic> {
-        let text = crate::fsutil::read_regular(path, crate::fsutil::MAX_INPUT_FILE)
+        let text = crate::fsutil::read_regular(path, crate::fsutil::MAX_BASE_FILE)
             .and_then(|b| String::from_utf8(b).map_err(|_| std::io::ErrorKind::InvalidData.into()))
             .map_err(|e| Diagnostic::file(path, None, format!("cannot read the base file: {e}")))?;
         Self::parse(SourceText::new(path, text))
