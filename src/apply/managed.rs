@@ -86,6 +86,8 @@ pub struct Managed {
     settings: ServiceSettings,
     api: Api,
     previous_copy: PathBuf,
+    /// What promfed saw when it last verified this program's file.
+    proof: PathBuf,
 }
 
 impl Managed {
@@ -107,6 +109,9 @@ impl Managed {
                 previous_copy: settings
                     .last_good_dir()
                     .join(format!("{}.yml", kind.name())),
+                proof: settings
+                    .last_good_dir()
+                    .join(format!("{}.verified", kind.name())),
                 settings: s.clone(),
             })
             .collect()
@@ -227,25 +232,32 @@ impl Managed {
         if mode == Mode::Check {
             return ConfigOutcome::Passed;
         }
-        deliver(&self.api, checked, &s.config_file, &self.previous_copy).await
+        let files = Files {
+            target: s.config_file.clone(),
+            previous_copy: self.previous_copy.clone(),
+            proof: self.proof.clone(),
+        };
+        deliver(&self.api, checked, &files).await
     }
+}
+
+/// Where one program's file goes, and what is kept beside it.
+struct Files {
+    target: PathBuf,
+    previous_copy: PathBuf,
+    proof: PathBuf,
 }
 
 /// Install → verify (→ roll back) for one checked file. With the same bytes
 /// already installed it reloads only when the program does not run them: a
 /// reload lost to a stopped or killed program, or a file reverted by hand.
-async fn deliver(
-    program: &impl Program,
-    checked: Checked,
-    target: &Path,
-    previous_copy: &Path,
-) -> ConfigOutcome {
-    let installed = match install(checked, target, previous_copy) {
+async fn deliver(program: &impl Program, checked: Checked, files: &Files) -> ConfigOutcome {
+    let installed = match install(checked, &files.target, &files.previous_copy) {
         Ok(i) => i,
         Err(e) => return ConfigOutcome::Failed(e),
     };
     if !installed.changed() {
-        match in_force(program, &installed).await {
+        match in_force(program, &installed, &files.proof).await {
             Ok(true) => return ConfigOutcome::Unchanged,
             Ok(false) => {}
             Err(e) => {
@@ -255,15 +267,17 @@ async fn deliver(
                 ));
             }
         }
-        return match verify(program, &installed).await {
+        return match verify(program, &installed, &files.proof).await {
             Ok(v) => ConfigOutcome::Applied(v),
             Err(e) => ConfigOutcome::InstalledUnverified(e),
         };
     }
-    match verify(program, &installed).await {
+    match verify(program, &installed, &files.proof).await {
         Ok(v) => ConfigOutcome::Applied(v),
         Err(error @ VerifyError::Unreachable(..)) => ConfigOutcome::InstalledUnverified(error),
-        Err(error) => ConfigOutcome::RolledBack(roll_back(program, installed, error).await),
+        Err(error) => {
+            ConfigOutcome::RolledBack(roll_back(program, installed, error, &files.proof).await)
+        }
     }
 }
 
@@ -361,6 +375,14 @@ mod tests {
         .unwrap()
     }
 
+    fn files(target: &Path, dir: &tempfile::TempDir) -> Files {
+        Files {
+            target: target.to_path_buf(),
+            previous_copy: dir.path().join("state/prometheus.yml"),
+            proof: dir.path().join("state/prometheus.verified"),
+        }
+    }
+
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -380,8 +402,7 @@ mod tests {
             let outcome = deliver(
                 &program,
                 checked(&target, "job-a\nrefused\n").await,
-                &target,
-                &copy,
+                &files(&target, &dir),
             )
             .await;
 
@@ -413,8 +434,7 @@ mod tests {
             let outcome = deliver(
                 &program,
                 checked(&target, "job-b\n").await,
-                &target,
-                &dir.path().join("copy"),
+                &files(&target, &dir),
             )
             .await;
 
@@ -440,21 +460,33 @@ mod tests {
 
             // Installed earlier, but the program never loaded it (a lost
             // reload): the same bytes are reloaded.
-            let outcome =
-                deliver(&program, checked(&target, "job-a\n").await, &target, &copy).await;
+            let outcome = deliver(
+                &program,
+                checked(&target, "job-a\n").await,
+                &files(&target, &dir),
+            )
+            .await;
             assert!(matches!(outcome, ConfigOutcome::Applied(_)), "{outcome:?}");
             assert_eq!(*program.reloads.borrow(), 1);
 
             // Now it runs them: nothing to do.
-            let outcome =
-                deliver(&program, checked(&target, "job-a\n").await, &target, &copy).await;
+            let outcome = deliver(
+                &program,
+                checked(&target, "job-a\n").await,
+                &files(&target, &dir),
+            )
+            .await;
             assert!(matches!(outcome, ConfigOutcome::Unchanged), "{outcome:?}");
             assert_eq!(*program.reloads.borrow(), 1);
 
             // It loaded something else since (its own file, by hand).
             *program.loaded.borrow_mut() = Some("job-z\n".into());
-            let outcome =
-                deliver(&program, checked(&target, "job-a\n").await, &target, &copy).await;
+            let outcome = deliver(
+                &program,
+                checked(&target, "job-a\n").await,
+                &files(&target, &dir),
+            )
+            .await;
             assert!(matches!(outcome, ConfigOutcome::Applied(_)), "{outcome:?}");
             assert_eq!(*program.reloads.borrow(), 2);
             assert!(!copy.exists(), "nothing was replaced, so nothing was kept");
@@ -462,7 +494,12 @@ mod tests {
             // Unreachable: not "up to date", but unverified.
             let mut gone = FakeProgram::new(&target);
             gone.reachable = false;
-            let outcome = deliver(&gone, checked(&target, "job-a\n").await, &target, &copy).await;
+            let outcome = deliver(
+                &gone,
+                checked(&target, "job-a\n").await,
+                &files(&target, &dir),
+            )
+            .await;
             assert!(
                 matches!(outcome, ConfigOutcome::InstalledUnverified(_)),
                 "{outcome:?}"

@@ -1,6 +1,8 @@
 //! Stage 5, when verification fails: `Installed → RolledBack`. The file the
 //! install replaced goes back in place and is reloaded and verified in turn.
 
+use std::path::Path;
+
 use super::install::{Installed, Previous};
 use super::verify::reload_and_verify;
 use crate::fsutil;
@@ -19,6 +21,7 @@ pub async fn roll_back(
     program: &impl Program,
     installed: Installed,
     error: VerifyError,
+    proof: &Path,
 ) -> RolledBack {
     let target = installed.target().to_path_buf();
     let restore = match installed.into_previous() {
@@ -26,7 +29,7 @@ pub async fn roll_back(
             async {
                 fsutil::write_atomic(&target, &previous, 0o644)
                     .map_err(|e| format!("cannot restore {}: {e}", target.display()))?;
-                reload_and_verify(program, &target, &String::from_utf8_lossy(&previous))
+                reload_and_verify(program, &String::from_utf8_lossy(&previous), proof)
                     .await
                     .map(drop)
                     .map_err(|e| format!("restored {}, but: {e}", target.display()))

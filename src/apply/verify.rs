@@ -3,9 +3,12 @@
 //! installed; anything but an exact match is an error.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
 
 use super::install::Installed;
+use crate::fsutil;
 use crate::programs::{Program, VerifyError};
 
 /// Proof that a program runs exactly an installed configuration. Only this
@@ -16,8 +19,26 @@ pub struct Verified(());
 pub async fn verify(
     program: &impl Program,
     installed: &Installed,
+    proof: &Path,
 ) -> Result<Verified, VerifyError> {
-    reload_and_verify(program, installed.target(), installed.text()).await
+    reload_and_verify(program, installed.text(), proof).await
+}
+
+/// What promfed saw when it last verified a file: the load time the program
+/// reported and a fingerprint of the bytes. Load times have whole seconds,
+/// so "loaded after the file was written" cannot tell a load in the same
+/// second before the install from one after it; this record can.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Proof {
+    success_second: i64,
+    fingerprint: u64,
+}
+
+/// FNV-1a: enough to tell one generated file from another.
+fn fingerprint(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// When a file was last written, in whole seconds since the epoch.
@@ -26,40 +47,58 @@ fn modified_second(path: &Path) -> Option<i64> {
     i64::try_from(modified.duration_since(UNIX_EPOCH).ok()?.as_secs()).ok()
 }
 
-/// Reloads and proves that `config` is the configuration in force; also
-/// used for the file a rollback restores.
+/// Reloads and proves that `config` is the configuration in force, and
+/// records the proof; also used for the file a rollback restores.
 pub(super) async fn reload_and_verify(
     program: &impl Program,
-    target: &Path,
     config: &str,
+    proof: &Path,
 ) -> Result<Verified, VerifyError> {
-    // Load times have whole seconds: load in a later second than the file
-    // was written, so that `in_force` can tell a load before it from one
-    // after it. A bounded wait: a clock stepped back must not stall us.
-    if let Some(written) = modified_second(target) {
-        let now = SystemTime::now();
-        let next = UNIX_EPOCH + Duration::from_secs(u64::try_from(written + 1).unwrap_or(0));
-        if let Ok(wait) = next.duration_since(now) {
-            tokio::time::sleep(wait.min(Duration::from_millis(1100))).await;
-        }
-    }
     program.reload().await?;
     let loaded = program
         .in_force()
         .await
         .map_err(|e| VerifyError::Unreachable(program.name(), e))?;
-    compare(&program.expected(config), &loaded).map(|()| Verified(()))
+    compare(&program.expected(config), &loaded)?;
+    // Without the record the next transaction reloads once more: no harm.
+    if let Ok(last) = program.last_load().await {
+        let record = Proof {
+            success_second: last.success_second,
+            fingerprint: fingerprint(config),
+        };
+        let json = serde_json::to_vec(&record).expect("a proof serialises");
+        let _ = proof
+            .parent()
+            .map_or(Ok(()), |dir| fsutil::create_dir(dir, 0o750))
+            .and_then(|()| fsutil::write_atomic(proof, &json, 0o644));
+    }
+    Ok(Verified(()))
 }
 
-/// Whether the program runs the installed file: its last load succeeded, is
-/// no older than the file (in whole seconds, Prometheus's resolution), and
-/// has exactly the file's jobs (routes). Equal bytes alone prove nothing.
-pub async fn in_force(program: &impl Program, installed: &Installed) -> Result<bool, String> {
+/// Whether the program runs the installed file: its last load succeeded and
+/// has exactly the file's jobs (routes), and it either came after the file
+/// was written or is the very load promfed verified for these bytes. Equal
+/// bytes alone prove nothing: a reload may have been lost.
+pub async fn in_force(
+    program: &impl Program,
+    installed: &Installed,
+    proof: &Path,
+) -> Result<bool, String> {
     let last = program.last_load().await?;
+    if !last.successful {
+        return Ok(false);
+    }
     let installed_second = modified_second(installed.target()).unwrap_or(i64::MAX);
-    // Strictly later: a reload is always made in a later second than the
-    // install (below), so a load in the install's own second came before it.
-    if !last.successful || last.success_second <= installed_second {
+    let verified = std::fs::read(proof)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Proof>(&b).ok())
+        .is_some_and(|p| {
+            p == Proof {
+                success_second: last.success_second,
+                fingerprint: fingerprint(installed.text()),
+            }
+        });
+    if last.success_second <= installed_second && !verified {
         return Ok(false);
     }
     let loaded = program.in_force().await?;
