@@ -525,3 +525,46 @@ fn sigterm_ends_the_daemon_within_a_second_whatever_it_is_reading() {
     );
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn an_edit_where_a_linked_cluster_file_lives_is_noticed() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    // The cluster file lives elsewhere (a configuration repository, say).
+    let linked = setup.path("repo/stage.toml");
+    std::fs::create_dir_all(setup.path("repo")).unwrap();
+    let text = setup
+        .read("etc/promfed.d/stage.toml")
+        .replace(
+            "ca_file = \"stage/ca.crt\"",
+            &format!(
+                "ca_file = \"{}\"",
+                setup.path("etc/promfed.d/stage/ca.crt").display()
+            ),
+        )
+        .replace(
+            "token_file = \"stage/token\"",
+            &format!(
+                "token_file = \"{}\"",
+                setup.path("etc/promfed.d/stage/token").display()
+            ),
+        );
+    std::fs::write(&linked, &text).unwrap();
+    std::fs::remove_file(setup.path("etc/promfed.d/stage.toml")).unwrap();
+    std::os::unix::fs::symlink(&linked, setup.path("etc/promfed.d/stage.toml")).unwrap();
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    prometheus.wait_targets_up("promfed/stage/", 4);
+
+    std::fs::write(&linked, text.replace("env = \"test\"", "env = \"edited\"")).unwrap();
+    wait_for("the edit in force", LONG, || {
+        setup
+            .read("prometheus/prometheus.yml")
+            .contains("replacement: edited")
+            .then_some(())
+    });
+}
