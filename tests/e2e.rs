@@ -545,7 +545,8 @@ fn an_unlistable_folder_or_an_unreadable_file_keeps_the_clusters() {
                 "{what}: {cluster}'s last good definition is gone"
             );
         }
-        assert_eq!(up_count(&prometheus), 8, "{what}");
+        // Still there (a scrape may be slow under load: health is not the point).
+        assert_eq!(promfed_targets(&prometheus), 8, "{what}");
     };
 
     // The folder moved away: an error, not "every cluster removed".
@@ -587,11 +588,15 @@ fn an_unlistable_folder_or_an_unreadable_file_keeps_the_clusters() {
     kept("dangling symlink");
 }
 
-fn up_count(prometheus: &Prometheus) -> usize {
+fn promfed_targets(prometheus: &Prometheus) -> usize {
     prometheus
         .active_targets()
         .iter()
-        .filter(|t| t["health"] == "up")
+        .filter(|t| {
+            t["scrapePool"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("promfed/"))
+        })
         .count()
 }
 
@@ -848,4 +853,77 @@ fn every_scalar_of_the_base_reaches_prometheus_as_written() {
     assert_eq!(expected["version"], "1.10", "the reference reads the text");
     assert_eq!(expected["big"], "123456789012345678901234567890");
     assert_eq!(labels(&prometheus), expected);
+}
+
+#[test]
+fn node_exporters_come_from_endpoint_slices_and_from_endpoints_only_without_them() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    // Three pods: the fake puts them in two slices.
+    let fake = FakeCluster::start(
+        setup.root.path(),
+        "stage",
+        &["n-1", "n-2", "n-3"],
+        &exporter,
+    );
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&fake);
+    let requests = |what: &str| -> u64 {
+        let url = format!("{}/_fake/requests", fake.url());
+        let out = std::process::Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(fake.ca())
+            .args(["-H", &format!("Authorization: Bearer {}", fake.token), &url])
+            .output()
+            .unwrap();
+        let counts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        counts[what].as_u64().unwrap_or(0)
+    };
+    let exporters = || {
+        setup
+            .read("state/targets/stage/node-exporter.json")
+            .matches("\"targets\"")
+            .count()
+    };
+
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("3 nodes, 3 node-exporter pods"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(exporters(), 3);
+    assert!(requests("list_endpointslices") >= 1);
+    assert_eq!(
+        requests("get_endpoints"),
+        0,
+        "Endpoints are deprecated: not read"
+    );
+
+    // A pod that is not ready is left out.
+    let mut state = fake.current_state();
+    state["node_exporter"]["pods"][1]["ready"] = serde_json::json!(false);
+    fake.set_state(state.clone());
+    let out = setup.promfed(&["apply"]);
+    assert!(
+        stdout(&out).contains("3 nodes, 2 node-exporter pods"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(exporters(), 2);
+
+    // A server without discovery.k8s.io/v1: Endpoints, with the same answer.
+    state["no_endpointslices"] = serde_json::json!(true);
+    fake.set_state(state);
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("3 nodes, 2 node-exporter pods"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(requests("get_endpoints") >= 1);
+    prometheus.wait_targets_up("promfed/stage/node-exporter", 2);
 }

@@ -27,6 +27,7 @@ pub struct KubeClient {
 }
 
 /// What a request needs permission for, to name it in a 403 message.
+#[derive(Debug, Clone, Copy)]
 pub struct Permission {
     pub verb: &'static str,
     pub resource: &'static str,

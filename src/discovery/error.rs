@@ -50,7 +50,7 @@ pub enum DiscoveryError {
         url: String,
         limit: String,
     },
-    #[error("no port {port} on endpoints {namespace}/{service} (it has: {available})")]
+    #[error("no port {port} on service {namespace}/{service} (its endpoints have: {available})")]
     NoSuchPort {
         namespace: String,
         service: String,

@@ -15,7 +15,8 @@ pub use error::DiscoveryError;
 use crate::config::cluster::{Cluster, PortRef};
 use crate::targets::{ClusterTargets, ExporterPod};
 use client::{KubeClient, Permission};
-use objects::{Endpoints, List, Node};
+use objects::{EndpointSlice, Endpoints, List, Node};
+use serde::de::DeserializeOwned;
 
 /// Page size for lists: the API server's default chunking.
 const PAGE: usize = 500;
@@ -92,47 +93,146 @@ async fn discover_within(
 }
 
 async fn list_nodes(client: &KubeClient) -> Result<Vec<String>, DiscoveryError> {
-    let mut names = Vec::new();
+    let nodes: Vec<Node> = list_all(
+        client,
+        "/api/v1/nodes",
+        Permission {
+            verb: "list",
+            resource: "nodes",
+        },
+        "endless pagination of nodes",
+    )
+    .await?
+    .ok_or_else(|| DiscoveryError::NotFound {
+        what: "the nodes API".into(),
+        url: "/api/v1/nodes".into(),
+    })?;
+    let mut names: Vec<String> = nodes.into_iter().map(|n| n.metadata.name).collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Every item of a list, page by page (at most `MAX_PAGES`); `None` when
+/// the API answers 404 (a group the server does not serve).
+async fn list_all<T: DeserializeOwned>(
+    client: &KubeClient,
+    path: &str,
+    needs: Permission,
+    endless: &'static str,
+) -> Result<Option<Vec<T>>, DiscoveryError> {
+    let mut items = Vec::new();
     let mut continue_token: Option<String> = None;
+    let separator = if path.contains('?') { '&' } else { '?' };
     for _ in 0..MAX_PAGES {
-        let mut path = format!("/api/v1/nodes?limit={PAGE}");
+        let mut page_path = format!("{path}{separator}limit={PAGE}");
         if let Some(token) = &continue_token {
-            path.push_str("&continue=");
-            path.push_str(
-                &url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>(),
-            );
+            page_path.push_str("&continue=");
+            page_path.push_str(&encode(token));
         }
-        let page: List<Node> = client
-            .get(
-                &path,
-                Permission {
-                    verb: "list",
-                    resource: "nodes",
-                },
-            )
-            .await?
-            .ok_or_else(|| DiscoveryError::NotFound {
-                what: "the nodes API".into(),
-                url: path.clone(),
-            })?;
-        names.extend(page.items.into_iter().map(|n| n.metadata.name));
+        let Some(page) = client.get::<List<T>>(&page_path, needs).await? else {
+            return Ok(None);
+        };
+        items.extend(page.items);
         match page.metadata.continue_token.filter(|t| !t.is_empty()) {
             Some(token) => continue_token = Some(token),
-            None => {
-                names.sort();
-                names.dedup();
-                return Ok(names);
-            }
+            None => return Ok(Some(items)),
         }
     }
     Err(DiscoveryError::TooMuch {
-        what: "endless pagination of nodes",
-        url: "/api/v1/nodes".into(),
+        what: endless,
+        url: path.into(),
         limit: format!("still a `continue` token after {MAX_PAGES} pages of {PAGE}"),
     })
 }
 
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// The ready node-exporter pods of the configured service: from its
+/// EndpointSlices (`discovery.k8s.io/v1`), or from its Endpoints on a server
+/// that does not serve that group (Endpoints are deprecated since 1.33).
 async fn node_exporter_pods(
+    client: &KubeClient,
+    cluster: &Cluster,
+) -> Result<Vec<ExporterPod>, DiscoveryError> {
+    let ne = &cluster.node_exporter;
+    let path = format!(
+        "/apis/discovery.k8s.io/v1/namespaces/{}/endpointslices?labelSelector={}",
+        ne.namespace,
+        encode(&format!("kubernetes.io/service-name={}", ne.service))
+    );
+    let slices: Option<Vec<EndpointSlice>> = list_all(
+        client,
+        &path,
+        Permission {
+            verb: "list",
+            resource: "endpointslices",
+        },
+        "endless pagination of EndpointSlices",
+    )
+    .await?;
+    match slices {
+        Some(slices) if slices.is_empty() => Err(DiscoveryError::NotFound {
+            what: format!(
+                "service {}/{} (no EndpointSlice is labelled kubernetes.io/service-name={})",
+                ne.namespace, ne.service, ne.service
+            ),
+            url: path,
+        }),
+        Some(slices) => pods_of_slices(cluster, &slices),
+        None => endpoints_pods(client, cluster).await,
+    }
+}
+
+fn pods_of_slices(
+    cluster: &Cluster,
+    slices: &[EndpointSlice],
+) -> Result<Vec<ExporterPod>, DiscoveryError> {
+    let ne = &cluster.node_exporter;
+    let mut pods = Vec::new();
+    let mut available = Vec::new();
+    for slice in slices {
+        let port = slice.ports.iter().find(|p| match &ne.port {
+            PortRef::Number(n) => p.port == Some(*n),
+            PortRef::Name(name) => p.name.as_deref() == Some(name),
+        });
+        let Some(port) = port.and_then(|p| p.port) else {
+            available.extend(slice.ports.iter().map(|p| {
+                format!(
+                    "{}={}",
+                    p.name.as_deref().unwrap_or("-"),
+                    p.port.map_or("-".into(), |n| n.to_string())
+                )
+            }));
+            continue;
+        };
+        for endpoint in &slice.endpoints {
+            if endpoint.conditions.ready == Some(false) {
+                continue;
+            }
+            let (Some(node), Some(target)) = (&endpoint.node_name, &endpoint.target_ref) else {
+                continue;
+            };
+            if target.kind.as_deref().is_some_and(|k| k != "Pod") {
+                continue;
+            }
+            pods.push(ExporterPod {
+                node: node.clone(),
+                namespace: target
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| ne.namespace.clone()),
+                pod: target.name.clone(),
+                port,
+            });
+        }
+    }
+    finish_pods(ne, pods, available)
+}
+
+async fn endpoints_pods(
     client: &KubeClient,
     cluster: &Cluster,
 ) -> Result<Vec<ExporterPod>, DiscoveryError> {
@@ -188,6 +288,16 @@ async fn node_exporter_pods(
             });
         }
     }
+    finish_pods(ne, pods, available)
+}
+
+/// The pods found, sorted; none at all while the service has other ports
+/// is a wrong port in the cluster file, said with the ports there are.
+fn finish_pods(
+    ne: &crate::config::cluster::NodeExporter,
+    mut pods: Vec<ExporterPod>,
+    available: Vec<String>,
+) -> Result<Vec<ExporterPod>, DiscoveryError> {
     if pods.is_empty() && !available.is_empty() {
         return Err(DiscoveryError::NoSuchPort {
             namespace: ne.namespace.clone(),

@@ -61,6 +61,36 @@ pub struct EndpointPort {
     pub port: u16,
 }
 
+/// A `discovery.k8s.io/v1` EndpointSlice: a service has one or more.
+#[derive(Debug, Deserialize)]
+pub struct EndpointSlice {
+    #[serde(default)]
+    pub endpoints: Vec<SliceEndpoint>,
+    #[serde(default)]
+    pub ports: Vec<SlicePort>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SliceEndpoint {
+    #[serde(default)]
+    pub conditions: Conditions,
+    pub node_name: Option<String>,
+    pub target_ref: Option<ObjectRef>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Conditions {
+    /// Unset means ready (the API's own rule).
+    pub ready: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SlicePort {
+    pub name: Option<String>,
+    pub port: Option<u16>,
+}
+
 /// The body of an error answer.
 #[derive(Debug, Deserialize)]
 pub struct Status {

@@ -180,6 +180,27 @@ def endpoints_object(ne):
             "subsets": [subset] if ne.get("pods") else []}
 
 
+def endpoint_slices(ne):
+    """The service's EndpointSlices, as the EndpointSlice controller writes
+    them: at most two pods per slice here, so that a service has several."""
+    pods = ne.get("pods", [])
+    slices = []
+    for i in range(0, max(len(pods), 1), 2):
+        chunk = pods[i:i + 2]
+        slices.append({
+            "kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+            "metadata": {"name": f"{ne['service']}-{i // 2:05d}", "namespace": ne["namespace"],
+                         "labels": {"kubernetes.io/service-name": ne["service"]}, "resourceVersion": "1"},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [pod_ip(p)], "conditions": {"ready": p.get("ready", True)},
+                           "nodeName": p["node"],
+                           "targetRef": {"kind": "Pod", "name": p["name"], "namespace": ne["namespace"]}}
+                          for p in chunk],
+            "ports": [{"name": ne.get("port_name", "http-metrics"), "port": ne.get("port", 9100), "protocol": "TCP"}],
+        })
+    return slices
+
+
 def pod_object(ne, p):
     return {"kind": "Pod", "apiVersion": "v1",
             "metadata": {"name": p["name"], "namespace": ne["namespace"], "resourceVersion": "1",
@@ -256,6 +277,7 @@ PROXY_SERVICE = re.compile(r"^/api/v1/namespaces/([^/]+)/services/([^/:]+):([^/]
 ENDPOINTS_ONE = re.compile(r"^/api/v1/namespaces/([^/]+)/endpoints/([^/]+)$")
 NAMESPACED_LIST = re.compile(r"^/api/v1/namespaces/([^/]+)/(endpoints|pods|services)$")
 CLUSTER_LIST = re.compile(r"^/api/v1/(nodes|endpoints|pods|services)$")
+SLICES = re.compile(r"^/apis/discovery\.k8s\.io/v1/namespaces/([^/]+)/endpointslices$")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -387,6 +409,21 @@ class Handler(BaseHTTPRequestHandler):
             if f"list {resource}" in deny:
                 return self.forbidden(user, "list", resource, f'in the namespace "{namespace}"')
             return self.send(200, self.list_of(resource, data, namespace))
+
+        m = SLICES.match(path)
+        if m:
+            namespace = m.group(1)
+            state.count("list_endpointslices")
+            if data.get("no_endpointslices"):  # a server without discovery.k8s.io/v1
+                return self.send(404, status(404, "NotFound", "the server could not find the requested resource"))
+            if "list endpointslices" in deny:
+                return self.forbidden(user, "list", "endpointslices", f'in the namespace "{namespace}"')
+            wanted = query.get("labelSelector", [""])[0]
+            items = []
+            if ne and ne.get("namespace") == namespace and wanted == f"kubernetes.io/service-name={ne.get('service')}":
+                items = endpoint_slices(ne)
+            return self.send(200, {"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
+                                   "metadata": {"resourceVersion": str(state.current_version())}, "items": items})
 
         m = ENDPOINTS_ONE.match(path)
         if m:
