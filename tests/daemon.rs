@@ -568,3 +568,67 @@ fn an_edit_where_a_linked_cluster_file_lives_is_noticed() {
             .then_some(())
     });
 }
+
+#[test]
+fn watch_events_become_targets_without_a_reload_or_a_relist() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["n-1", "n-2"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    // The safety-net relist far away: what changes now comes by watch.
+    let settings = setup
+        .read("etc/promfed.toml")
+        .replace("resync_interval = \"1s\"", "resync_interval = \"10m\"");
+    setup.write("etc/promfed.toml", &settings);
+    setup.add_cluster(&stage);
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    prometheus.wait_targets_up("promfed/stage/kubelet", 2);
+    let requests = |what: &str| -> u64 {
+        let out = Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(stage.ca())
+            .arg(format!("{}/_fake/requests", stage.url()))
+            .output()
+            .unwrap();
+        let counts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        counts[what].as_u64().unwrap_or(0)
+    };
+    wait_for("both watches", LONG, || {
+        (requests("watch_nodes") >= 1 && requests("watch_endpointslices") >= 1).then_some(())
+    });
+    let lists = requests("list_nodes");
+    let reloaded = prometheus.last_reload();
+
+    // A node joins with its node-exporter pod (a new EndpointSlice).
+    stage.set_state(stage.state(&["n-1", "n-2", "n-3"], exporter.port));
+    prometheus.wait_targets_up("promfed/stage/kubelet", 3);
+    prometheus.wait_targets_up("promfed/stage/node-exporter", 3);
+    // It leaves: its slice is deleted, and so are its targets.
+    stage.set_state(stage.state(&["n-1", "n-2"], exporter.port));
+    wait_for("n-3's targets gone", LONG, || {
+        let exporters = setup.read("state/targets/stage/node-exporter.json");
+        let kubelets = setup.read("state/targets/stage/kubelet.json");
+        (!exporters.contains("n-3") && !kubelets.contains("n-3")).then_some(())
+    });
+    assert_eq!(requests("list_nodes"), lists, "events, not relists");
+    assert_eq!(prometheus.last_reload(), reloaded, "no reload on churn");
+
+    // A 410 (the server's watch cache moved on): promfed relists, and sees
+    // what changed meanwhile.
+    let mut state = stage.state(&["n-1", "n-2", "n-4"], exporter.port);
+    state["faults"] = serde_json::json!({"expire_watches": true});
+    stage.set_state(state);
+    wait_for("a relist after the 410", LONG, || {
+        (requests("list_nodes") > lists).then_some(())
+    });
+    stage.set_state(stage.state(&["n-1", "n-2", "n-4"], exporter.port));
+    prometheus.wait_targets_up("promfed/stage/kubelet", 3);
+    assert!(
+        setup
+            .read("state/targets/stage/kubelet.json")
+            .contains("n-4")
+    );
+    assert_eq!(prometheus.last_reload(), reloaded, "no reload on churn");
+}

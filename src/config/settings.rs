@@ -40,7 +40,8 @@ pub struct DaemonSettings {
     pub debounce: Duration,
     /// A burst of events never delays an apply longer than this.
     pub max_delay: Duration,
-    /// How often each cluster's API server is asked again.
+    /// How often each cluster is listed again although its watches run
+    /// (the safety net).
     pub resync_interval: Duration,
     /// Metrics in Prometheus text format for node-exporter's textfile
     /// collector; `None` when disabled.
@@ -224,7 +225,7 @@ impl Settings {
             max_delay: duration(&mut root, &mut p, "max_delay")
                 .map_or(Duration::from_secs(2), |d| d.as_duration()),
             resync_interval: duration(&mut root, &mut p, "resync_interval")
-                .map_or(Duration::from_secs(30), |d| d.as_duration()),
+                .map_or(Duration::from_secs(600), |d| d.as_duration()),
             metrics_file: match root.get::<String>(&mut p, "metrics_file") {
                 Some(s) if s.value.is_empty() => None,
                 Some(s) => Some(normalize(&base_dir.join(s.value))),

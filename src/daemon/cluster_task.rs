@@ -1,7 +1,7 @@
-//! One task per cluster keeps its targets current: list nodes and endpoints,
-//! write the file_sd files when they change (Prometheus picks them up without
-//! a reload), then wait for the resync interval — or retry a failure with
-//! exponential backoff. The last targets stay in place while it fails.
+//! One task per cluster keeps its targets current: `discovery::follow`
+//! lists, then watches, and every new set of targets is written to the
+//! file_sd files (Prometheus picks them up without a reload) and reported to
+//! the daemon. The last targets stay in place while discovery fails.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +13,8 @@ use tokio::task::JoinHandle;
 use super::Event;
 use crate::apply::write_targets;
 use crate::config::cluster::Cluster;
-use crate::discovery;
-use crate::discovery::Limits;
+use crate::discovery::{self, Limits};
 use crate::targets::RefreshError;
-
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 
 pub struct ClusterTask {
     pub definition: Cluster,
@@ -26,54 +23,31 @@ pub struct ClusterTask {
 }
 
 impl ClusterTask {
-    /// Starts the loop. `discovered_just_now` skips the first discovery when
-    /// the transaction that introduced the cluster already did it.
+    /// Starts following the cluster; `resync` is the safety-net relist.
     pub fn start(
         definition: Cluster,
         targets_dir: std::path::PathBuf,
         resync: Duration,
         limits: Limits,
         events: UnboundedSender<Event>,
-        discovered_just_now: bool,
     ) -> ClusterTask {
         let poke = Arc::new(Notify::new());
         let cluster = definition.clone();
-        let woken = poke.clone();
+        let relist = poke.clone();
         let handle = tokio::spawn(async move {
-            let mut backoff = FIRST_BACKOFF;
-            let mut wait = if discovered_just_now {
-                resync
-            } else {
-                Duration::ZERO
-            };
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = woken.notified() => {}
-                }
-                let result = discovery::discover(&cluster, limits)
-                    .await
+            let name = cluster.name.to_string();
+            let written = cluster.clone();
+            discovery::follow(cluster, limits, resync, relist, move |found| {
+                let result = found
                     .map_err(RefreshError::from)
-                    .and_then(|found| write_targets(&targets_dir, &cluster, found));
-                wait = if result.is_ok() {
-                    backoff = FIRST_BACKOFF;
-                    resync
-                } else {
-                    let w = backoff;
-                    backoff = (backoff * 2).min(resync.max(FIRST_BACKOFF));
-                    w
-                };
-                let name = cluster.name.to_string();
-                if events
-                    .send(Event::Discovered {
-                        cluster: name,
-                        result,
-                    })
-                    .is_err()
-                {
-                    return; // the daemon is stopping
-                }
-            }
+                    .and_then(|found| write_targets(&targets_dir, &written, found));
+                // A closed channel: the daemon is stopping and aborts us.
+                let _ = events.send(Event::Discovered {
+                    cluster: name.clone(),
+                    result,
+                });
+            })
+            .await;
         });
         ClusterTask {
             definition,
@@ -82,7 +56,7 @@ impl ClusterTask {
         }
     }
 
-    /// Discover again now (credentials may have rotated).
+    /// List again now (credentials may have rotated).
     pub fn poke(&self) {
         self.poke.notify_one();
     }

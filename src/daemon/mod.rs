@@ -261,17 +261,12 @@ impl Daemon {
                 }
                 continue;
             }
-            let discovered = report
-                .clusters
-                .iter()
-                .any(|c| c.name.as_deref() == Some(&name) && c.discovery.is_some());
             let task = ClusterTask::start(
                 cluster.clone(),
                 self.settings.targets_dir(),
                 self.settings.daemon.resync_interval,
                 self.settings.discovery_limits(),
                 self.events.clone(),
-                discovered,
             );
             self.tasks.insert(name, task);
         }

@@ -21,6 +21,9 @@ use crate::config::cluster::Cluster;
 
 pub struct KubeClient {
     http: reqwest::Client,
+    /// For watches: no limit on the whole request (a watch lasts minutes),
+    /// but one on the silence between two reads.
+    watch_http: reqwest::Client,
     /// The API server URL including its path prefix, without trailing `/`.
     base: String,
     token_file: Option<PathBuf>,
@@ -35,20 +38,24 @@ pub struct Permission {
 
 impl KubeClient {
     pub fn new(cluster: &Cluster, timeout: Duration) -> Result<KubeClient, DiscoveryError> {
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls::client_config(cluster)?)
-            // A redirect could take the token to another host or to http.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .timeout(timeout)
-            .user_agent(concat!("promfed/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| DiscoveryError::BadResponse {
+        let tls = tls::client_config(cluster)?;
+        let builder = || {
+            reqwest::Client::builder()
+                .use_preconfigured_tls(tls.clone())
+                // A redirect could take the token to another host or to http.
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(timeout.min(Duration::from_secs(5)))
+                .user_agent(concat!("promfed/", env!("CARGO_PKG_VERSION")))
+        };
+        let built = |b: reqwest::ClientBuilder| {
+            b.build().map_err(|e| DiscoveryError::BadResponse {
                 url: cluster.api_server.url.to_string(),
                 detail: format!("cannot set up the HTTP client: {e}"),
-            })?;
+            })
+        };
         Ok(KubeClient {
-            http,
+            http: built(builder().timeout(timeout))?,
+            watch_http: built(builder().read_timeout(WATCH_SILENCE))?,
             base: cluster
                 .api_server
                 .url
@@ -59,45 +66,23 @@ impl KubeClient {
         })
     }
 
-    /// GETs `path` (which starts with `/`) and decodes the JSON answer.
-    /// `None` for a 404.
+    /// The API server's URL, for messages.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// GETs `path` (which starts with `/`) as `accept` and decodes the JSON
+    /// answer. `None` for a 404.
     pub async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
+        accept: &str,
         needs: Permission,
     ) -> Result<Option<T>, DiscoveryError> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.get(&url).header("Accept", "application/json");
-        let token = match &self.token_file {
-            // Read on every request: a rotated token is used at once.
-            Some(file) => Some(read_token(file)?),
-            None => None,
-        };
-        if let Some(token) = &token {
-            request = request.bearer_auth(token);
-        }
-        let mut response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(&self.base, &e))?;
-        let status = response.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| transport_error(&self.base, &e))?
-        {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(DiscoveryError::TooMuch {
-                    what: "an answer larger than promfed reads",
-                    url,
-                    limit: format!("more than {} MiB", MAX_RESPONSE_BYTES >> 20),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let message = || status_message(&body, token.as_deref());
-        match status.as_u16() {
+        let (url, token, response) = self.send(&self.http, path, accept).await?;
+        let status = response.status().as_u16();
+        let body = read_capped(response, &self.base, &url).await?;
+        match status {
             200 => {
                 serde_json::from_slice(&body)
                     .map(Some)
@@ -107,28 +92,167 @@ impl KubeClient {
                     })
             }
             404 => Ok(None),
-            401 => Err(DiscoveryError::Unauthorized {
+            _ => Err(self.refusal(status, url, &body, token.as_deref(), needs)),
+        }
+    }
+
+    /// Starts a watch (`path` has `watch=true`); its events come from the
+    /// returned stream until the server ends it.
+    pub async fn watch(
+        &self,
+        path: &str,
+        accept: &str,
+        needs: Permission,
+    ) -> Result<EventStream, DiscoveryError> {
+        let (url, token, response) = self.send(&self.watch_http, path, accept).await?;
+        let status = response.status().as_u16();
+        if status == 200 {
+            return Ok(EventStream {
+                response,
+                base: self.base.clone(),
+                buffer: Vec::new(),
+            });
+        }
+        let body = read_capped(response, &self.base, &url).await?;
+        Err(self.refusal(status, url, &body, token.as_deref(), needs))
+    }
+
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        accept: &str,
+    ) -> Result<(String, Option<String>, reqwest::Response), DiscoveryError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = http.get(&url).header("Accept", accept);
+        let token = match &self.token_file {
+            // Read on every request: a rotated token is used at once.
+            Some(file) => Some(read_token(file)?),
+            None => None,
+        };
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(&self.base, &e))?;
+        Ok((url, token, response))
+    }
+
+    /// The error for an answer other than 200 (or 404 to a GET).
+    fn refusal(
+        &self,
+        status: u16,
+        url: String,
+        body: &[u8],
+        token: Option<&str>,
+        needs: Permission,
+    ) -> DiscoveryError {
+        match status {
+            401 => DiscoveryError::Unauthorized {
                 url: self.base.clone(),
-            }),
-            403 => Err(DiscoveryError::Forbidden {
-                message: message(),
+            },
+            403 => DiscoveryError::Forbidden {
+                message: status_message(body, token),
                 verb: needs.verb,
                 resource: needs.resource,
-            }),
-            code @ 300..=399 => Err(DiscoveryError::Redirect {
+            },
+            410 => DiscoveryError::Gone { url },
+            code @ 300..=399 => DiscoveryError::Redirect {
                 url,
                 status: code,
-                location: response
-                    .headers()
-                    .get("location")
-                    .and_then(|l| l.to_str().ok())
-                    .map_or_else(|| "nowhere".into(), |l| redact(l, token.as_deref())),
-            }),
-            code => Err(DiscoveryError::Http {
+                location: status_message(body, token),
+            },
+            code => DiscoveryError::Http {
                 url,
                 status: code,
-                body: message(),
-            }),
+                body: status_message(body, token),
+            },
+        }
+    }
+}
+
+/// The longest a watch may stay silent: servers send bookmarks well within.
+const WATCH_SILENCE: Duration = Duration::from_secs(330);
+
+/// A response body, read in chunks up to `MAX_RESPONSE_BYTES`.
+async fn read_capped(
+    mut response: reqwest::Response,
+    base: &str,
+    url: &str,
+) -> Result<Vec<u8>, DiscoveryError> {
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(|l| redact(l, None));
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(base, &e))?
+    {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(DiscoveryError::TooMuch {
+                what: "an answer larger than promfed reads",
+                url: url.to_string(),
+                limit: format!("more than {} MiB", MAX_RESPONSE_BYTES >> 20),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    // A redirect's body is empty: say where it pointed instead.
+    if let (Some(location), true) = (location, body.is_empty()) {
+        body = format!("{{\"message\":{}}}", serde_json::Value::String(location)).into_bytes();
+    }
+    Ok(body)
+}
+
+/// One event of a watch: `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` or
+/// `ERROR`, and its object, decoded by the caller.
+#[derive(Debug, serde::Deserialize)]
+pub struct RawEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub object: serde_json::Value,
+}
+
+/// The events of one watch, one JSON object per line.
+pub struct EventStream {
+    response: reqwest::Response,
+    base: String,
+    buffer: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next event; `None` when the server ended the watch.
+    pub async fn next(&mut self) -> Result<Option<RawEvent>, DiscoveryError> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return serde_json::from_slice(&line).map(Some).map_err(|e| {
+                    DiscoveryError::BadResponse {
+                        url: self.base.clone(),
+                        detail: format!("a watch event that is not JSON: {e}"),
+                    }
+                });
+            }
+            if self.buffer.len() > MAX_RESPONSE_BYTES {
+                return Err(DiscoveryError::TooMuch {
+                    what: "a watch event larger than promfed reads",
+                    url: self.base.clone(),
+                    limit: format!("more than {} MiB", MAX_RESPONSE_BYTES >> 20),
+                });
+            }
+            match self.response.chunk().await {
+                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(transport_error(&self.base, &e)),
+            }
         }
     }
 }

@@ -44,6 +44,8 @@ pub enum DiscoveryError {
         status: u16,
         location: String,
     },
+    #[error("{url}: the API server no longer has that resource version (410 Gone)")]
+    Gone { url: String },
     #[error("{what} from {url}: {limit}")]
     TooMuch {
         what: &'static str,
@@ -73,6 +75,7 @@ impl DiscoveryError {
             DiscoveryError::BadResponse { .. } => "bad_response",
             DiscoveryError::Redirect { .. } => "redirect",
             DiscoveryError::TooMuch { .. } => "too_much",
+            DiscoveryError::Gone { .. } => "gone",
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod error;
+mod follow;
 mod names;
 mod objects;
 mod redact;
@@ -11,6 +12,7 @@ mod tls;
 use std::time::Duration;
 
 pub use error::DiscoveryError;
+pub use follow::follow;
 
 use crate::config::cluster::{Cluster, PortRef};
 use crate::targets::{ClusterTargets, ExporterPod};
@@ -56,28 +58,45 @@ async fn discover_within(
     limits: Limits,
 ) -> Result<ClusterTargets, DiscoveryError> {
     let client = KubeClient::new(cluster, limits.request_timeout)?;
-    let mut targets = ClusterTargets::default();
+    let mut nodes = Vec::new();
     if cluster.kubelet.enabled || cluster.cadvisor.component.enabled {
-        let nodes = list_nodes(&client).await?;
-        for node in nodes {
-            if names::is_subdomain(&node) {
-                targets.nodes.push(node);
-            } else {
-                targets.skipped.push(format!("node {node:?}"));
-            }
-        }
+        nodes = list_nodes(&client).await?;
     }
+    let mut pods = Vec::new();
     if cluster.node_exporter.component.enabled {
-        for pod in node_exporter_pods(&client, cluster).await? {
-            if names::is_label(&pod.namespace) && names::is_subdomain(&pod.pod) {
-                targets.node_exporters.push(pod);
-            } else {
-                targets
-                    .skipped
-                    .push(format!("pod {:?}/{:?}", pod.namespace, pod.pod));
-            }
+        pods = node_exporter_pods(&client, cluster).await?;
+    }
+    targets_of(cluster, nodes, pods, limits)
+}
+
+/// The targets for these nodes and pods: names Kubernetes itself would not
+/// allow are left out (they go into proxy paths), and no job may have more
+/// than `max_targets`.
+fn targets_of(
+    cluster: &Cluster,
+    nodes: impl IntoIterator<Item = String>,
+    pods: Vec<ExporterPod>,
+    limits: Limits,
+) -> Result<ClusterTargets, DiscoveryError> {
+    let mut targets = ClusterTargets::default();
+    for node in nodes {
+        if names::is_subdomain(&node) {
+            targets.nodes.push(node);
+        } else {
+            targets.skipped.push(format!("node {node:?}"));
         }
     }
+    for pod in pods {
+        if names::is_label(&pod.namespace) && names::is_subdomain(&pod.pod) {
+            targets.node_exporters.push(pod);
+        } else {
+            targets
+                .skipped
+                .push(format!("pod {:?}/{:?}", pod.namespace, pod.pod));
+        }
+    }
+    targets.nodes.sort();
+    targets.nodes.dedup();
     let most = targets.nodes.len().max(targets.node_exporters.len());
     if most > limits.max_targets {
         return Err(DiscoveryError::TooMuch {
@@ -93,9 +112,10 @@ async fn discover_within(
 }
 
 async fn list_nodes(client: &KubeClient) -> Result<Vec<String>, DiscoveryError> {
-    let nodes: Vec<Node> = list_all(
+    let nodes: Listed<Node> = list_all(
         client,
         "/api/v1/nodes",
+        NODES_AS_METADATA,
         Permission {
             verb: "list",
             resource: "nodes",
@@ -107,20 +127,33 @@ async fn list_nodes(client: &KubeClient) -> Result<Vec<String>, DiscoveryError> 
         what: "the nodes API".into(),
         url: "/api/v1/nodes".into(),
     })?;
-    let mut names: Vec<String> = nodes.into_iter().map(|n| n.metadata.name).collect();
+    let mut names: Vec<String> = nodes.items.into_iter().map(|n| n.metadata.name).collect();
     names.sort();
     names.dedup();
     Ok(names)
 }
+
+/// A whole list, and the resource version a watch of it starts from.
+pub(crate) struct Listed<T> {
+    pub items: Vec<T>,
+    pub version: String,
+}
+
+/// Nodes as metadata only: names are all promfed needs, and large clusters
+/// would otherwise ship whole Node objects.
+const NODES_AS_METADATA: &str =
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+const JSON: &str = "application/json";
 
 /// Every item of a list, page by page (at most `MAX_PAGES`); `None` when
 /// the API answers 404 (a group the server does not serve).
 async fn list_all<T: DeserializeOwned>(
     client: &KubeClient,
     path: &str,
+    accept: &str,
     needs: Permission,
     endless: &'static str,
-) -> Result<Option<Vec<T>>, DiscoveryError> {
+) -> Result<Option<Listed<T>>, DiscoveryError> {
     let mut items = Vec::new();
     let mut continue_token: Option<String> = None;
     let separator = if path.contains('?') { '&' } else { '?' };
@@ -130,13 +163,18 @@ async fn list_all<T: DeserializeOwned>(
             page_path.push_str("&continue=");
             page_path.push_str(&encode(token));
         }
-        let Some(page) = client.get::<List<T>>(&page_path, needs).await? else {
+        let Some(page) = client.get::<List<T>>(&page_path, accept, needs).await? else {
             return Ok(None);
         };
         items.extend(page.items);
         match page.metadata.continue_token.filter(|t| !t.is_empty()) {
             Some(token) => continue_token = Some(token),
-            None => return Ok(Some(items)),
+            None => {
+                return Ok(Some(Listed {
+                    items,
+                    version: page.metadata.resource_version.unwrap_or_default(),
+                }));
+            }
         }
     }
     Err(DiscoveryError::TooMuch {
@@ -163,9 +201,10 @@ async fn node_exporter_pods(
         ne.namespace,
         encode(&format!("kubernetes.io/service-name={}", ne.service))
     );
-    let slices: Option<Vec<EndpointSlice>> = list_all(
+    let slices: Option<Listed<EndpointSlice>> = list_all(
         client,
         &path,
+        JSON,
         Permission {
             verb: "list",
             resource: "endpointslices",
@@ -173,7 +212,7 @@ async fn node_exporter_pods(
         "endless pagination of EndpointSlices",
     )
     .await?;
-    match slices {
+    match slices.map(|l| l.items) {
         Some(slices) if slices.is_empty() => Err(DiscoveryError::NotFound {
             what: format!(
                 "service {}/{} (no EndpointSlice is labelled kubernetes.io/service-name={})",
@@ -186,9 +225,9 @@ async fn node_exporter_pods(
     }
 }
 
-fn pods_of_slices(
+fn pods_of_slices<'a>(
     cluster: &Cluster,
-    slices: &[EndpointSlice],
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
 ) -> Result<Vec<ExporterPod>, DiscoveryError> {
     let ne = &cluster.node_exporter;
     let mut pods = Vec::new();
@@ -232,7 +271,7 @@ fn pods_of_slices(
     finish_pods(ne, pods, available)
 }
 
-async fn endpoints_pods(
+pub(crate) async fn endpoints_pods(
     client: &KubeClient,
     cluster: &Cluster,
 ) -> Result<Vec<ExporterPod>, DiscoveryError> {
@@ -244,6 +283,7 @@ async fn endpoints_pods(
     let endpoints: Endpoints = client
         .get(
             &path,
+            JSON,
             Permission {
                 verb: "get",
                 resource: "endpoints",

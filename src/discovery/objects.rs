@@ -14,6 +14,9 @@ pub struct List<T> {
 pub struct ListMeta {
     #[serde(rename = "continue", default)]
     pub continue_token: Option<String>,
+    /// Where a watch of this list starts.
+    #[serde(rename = "resourceVersion", default)]
+    pub resource_version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -21,7 +24,7 @@ pub struct Node {
     pub metadata: ObjectMeta,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ObjectMeta {
     pub name: String,
 }
@@ -64,6 +67,7 @@ pub struct EndpointPort {
 /// A `discovery.k8s.io/v1` EndpointSlice: a service has one or more.
 #[derive(Debug, Deserialize)]
 pub struct EndpointSlice {
+    pub metadata: ObjectMeta,
     #[serde(default)]
     pub endpoints: Vec<SliceEndpoint>,
     #[serde(default)]

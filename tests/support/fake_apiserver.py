@@ -216,9 +216,12 @@ def pod_object(ne, p):
 def objects_of(data):
     """Every object of the state, by resource and name."""
     ne = data.get("node_exporter") or {}
-    objs = {"nodes": {n: node_object(n) for n in data.get("nodes", [])}, "endpoints": {}, "pods": {}, "services": {}}
+    objs = {"nodes": {n: node_object(n) for n in data.get("nodes", [])}, "endpoints": {}, "pods": {}, "services": {},
+            "endpointslices": {}}
     if ne:
         objs["endpoints"][ne["service"]] = endpoints_object(ne)
+        if ne.get("pods"):
+            objs["endpointslices"] = {sl["metadata"]["name"]: sl for sl in endpoint_slices(ne)}
         objs["pods"] = {p["name"]: pod_object(ne, p) for p in ne.get("pods", [])}
         objs["services"][ne["service"]] = service_object(ne)
     return objs
@@ -419,9 +422,11 @@ class Handler(BaseHTTPRequestHandler):
             if "list endpointslices" in deny:
                 return self.forbidden(user, "list", "endpointslices", f'in the namespace "{namespace}"')
             wanted = query.get("labelSelector", [""])[0]
-            items = []
-            if ne and ne.get("namespace") == namespace and wanted == f"kubernetes.io/service-name={ne.get('service')}":
-                items = endpoint_slices(ne)
+            ours = ne and ne.get("namespace") == namespace and wanted == f"kubernetes.io/service-name={ne.get('service')}"
+            if query.get("watch", [""])[0] in ("true", "1"):
+                state.count("watch_endpointslices")
+                return self.watch("endpointslices", query)
+            items = list(state.objects.get("endpointslices", {}).values()) if ours and ne.get("pods") else []
             return self.send(200, {"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
                                    "metadata": {"resourceVersion": str(state.current_version())}, "items": items})
 
@@ -504,8 +509,15 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        if state.get().get("faults", {}).get("expire_watches"):
+            # What a real server says when its watch cache has moved on.
+            state.count("watch_expired")
+            self.chunk(json.dumps({"type": "ERROR", "object": status(410, "Expired", "too old resource version")}) + "\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
         deadline, last_bookmark = time.time() + timeout, time.time()
-        kinds = {"nodes": "Node", "endpoints": "Endpoints", "pods": "Pod", "services": "Service"}
+        kinds = {"nodes": "Node", "endpoints": "Endpoints", "pods": "Pod", "services": "Service",
+                 "endpointslices": "EndpointSlice"}
         try:
             if version == 0:  # "any version": the current objects, as ADDED
                 state.get()
@@ -514,7 +526,10 @@ class Handler(BaseHTTPRequestHandler):
                     obj["metadata"]["resourceVersion"] = str(version)
                     self.chunk(json.dumps({"type": "ADDED", "object": obj}) + "\n")
             while time.time() < deadline:
-                state.get()  # notices a changed state file
+                if state.get().get("faults", {}).get("expire_watches"):
+                    state.count("watch_expired")
+                    self.chunk(json.dumps({"type": "ERROR", "object": status(410, "Expired", "too old resource version")}) + "\n")
+                    break
                 events = state.since(resource, version) or []
                 for v, kind, obj in events:
                     self.chunk(json.dumps({"type": kind, "object": obj}) + "\n")

@@ -1,0 +1,404 @@
+//! Keeping one cluster's targets current, for the daemon: LIST the nodes
+//! and the node-exporter service's EndpointSlices, then WATCH both from the
+//! listed resource versions (with bookmarks), so that a node or pod change
+//! reaches the targets in the time of one event, not of a relist.
+//!
+//! - A `410 Gone` (the server forgot the version) leads to a relist; so do
+//!   the slow resync (`resync_interval`, the safety net) and a poke (the
+//!   cluster's credentials may have rotated).
+//! - A watch the server ends (its `timeoutSeconds`) is opened again from
+//!   the last version seen; a failure backs off and relists.
+//! - A server without `discovery.k8s.io/v1` is listed again at every
+//!   resync instead (its Endpoints are not watched).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::pending;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::{Instant, sleep, sleep_until};
+
+use super::client::{EventStream, KubeClient, Permission, RawEvent};
+use super::objects::{EndpointSlice, Node};
+use super::{
+    DiscoveryError, JSON, Limits, Listed, NODES_AS_METADATA, encode, endpoints_pods, list_all,
+    pods_of_slices, targets_of,
+};
+use crate::config::cluster::Cluster;
+use crate::targets::ClusterTargets;
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// How long the server keeps one watch open before it ends it.
+const WATCH_SECONDS: u32 = 290;
+const NODE_AS_METADATA: &str =
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+
+/// What is known of the cluster between two lists.
+struct Known {
+    /// `None`: kubelet and cAdvisor are off.
+    nodes: Option<(BTreeSet<String>, String)>,
+    /// The service's slices by name, and the version to watch from; `None`:
+    /// node-exporter is off, or the server has no EndpointSlices.
+    slices: Option<(BTreeMap<String, EndpointSlice>, String)>,
+    /// From the Endpoints, on a server without EndpointSlices.
+    endpoint_pods: Vec<crate::targets::ExporterPod>,
+    from_endpoints: bool,
+}
+
+/// Runs until the task is aborted: every new set of targets (or failure)
+/// goes to `report`. `relist` asks for a relist now.
+pub async fn follow(
+    cluster: Cluster,
+    limits: Limits,
+    resync: Duration,
+    relist: Arc<Notify>,
+    mut report: impl FnMut(Result<ClusterTargets, DiscoveryError>),
+) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let listed = match KubeClient::new(&cluster, limits.request_timeout) {
+            Ok(client) => tokio::time::timeout(limits.deadline, list(&client, &cluster))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(DiscoveryError::TooMuch {
+                        what: "discovery took too long",
+                        url: cluster.api_server.url.to_string(),
+                        limit: format!("more than {:?} in all", limits.deadline),
+                    })
+                })
+                .map(|known| (client, known)),
+            Err(e) => Err(e),
+        };
+        let (client, mut known) = match listed {
+            Ok(listed) => listed,
+            Err(e) => {
+                report(Err(e));
+                wait(backoff, &relist).await;
+                backoff = (backoff * 2).min(resync.max(FIRST_BACKOFF));
+                continue;
+            }
+        };
+        backoff = FIRST_BACKOFF;
+        let mut last = known.targets(&cluster, limits);
+        report(clone(&last));
+        let started = Instant::now();
+        let watched = if known.watchable() {
+            watch(
+                &client,
+                &cluster,
+                &mut known,
+                started + resync,
+                &relist,
+                limits,
+                &mut last,
+                &mut report,
+            )
+            .await
+        } else {
+            wait(resync, &relist).await;
+            Ok(Ended::Relist)
+        };
+        match watched {
+            Ok(Ended::Relist) => {}
+            // Gone right after a fresh list: the server is not well; do not
+            // relist in a tight loop.
+            Ok(Ended::Gone) if started.elapsed() < Duration::from_secs(1) => {
+                wait(backoff, &relist).await;
+                backoff = (backoff * 2).min(resync.max(FIRST_BACKOFF));
+            }
+            Ok(Ended::Gone) => {}
+            Err(e) => {
+                report(Err(e));
+                wait(backoff, &relist).await;
+                backoff = (backoff * 2).min(resync.max(FIRST_BACKOFF));
+            }
+        }
+    }
+}
+
+/// Sleeps, unless a relist is asked for first.
+async fn wait(time: Duration, relist: &Notify) {
+    tokio::select! {
+        () = sleep(time) => {}
+        () = relist.notified() => {}
+    }
+}
+
+fn clone(r: &Result<ClusterTargets, DiscoveryError>) -> Result<ClusterTargets, DiscoveryError> {
+    match r {
+        Ok(t) => Ok(t.clone()),
+        Err(e) => Err(DiscoveryError::BadResponse {
+            url: String::new(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+fn nodes_path() -> &'static str {
+    "/api/v1/nodes"
+}
+
+fn slices_path(cluster: &Cluster) -> String {
+    let ne = &cluster.node_exporter;
+    format!(
+        "/apis/discovery.k8s.io/v1/namespaces/{}/endpointslices?labelSelector={}",
+        ne.namespace,
+        encode(&format!("kubernetes.io/service-name={}", ne.service))
+    )
+}
+
+async fn list(client: &KubeClient, cluster: &Cluster) -> Result<Known, DiscoveryError> {
+    let mut known = Known {
+        nodes: None,
+        slices: None,
+        endpoint_pods: Vec::new(),
+        from_endpoints: false,
+    };
+    if cluster.kubelet.enabled || cluster.cadvisor.component.enabled {
+        let listed: Listed<Node> = list_all(
+            client,
+            nodes_path(),
+            NODES_AS_METADATA,
+            NODES,
+            "endless pagination of nodes",
+        )
+        .await?
+        .ok_or_else(|| DiscoveryError::NotFound {
+            what: "the nodes API".into(),
+            url: nodes_path().into(),
+        })?;
+        let names = listed.items.into_iter().map(|n| n.metadata.name).collect();
+        known.nodes = Some((names, listed.version));
+    }
+    if cluster.node_exporter.component.enabled {
+        let listed: Option<Listed<EndpointSlice>> = list_all(
+            client,
+            &slices_path(cluster),
+            JSON,
+            SLICES,
+            "endless pagination of EndpointSlices",
+        )
+        .await?;
+        match listed {
+            Some(listed) => {
+                let slices = listed
+                    .items
+                    .into_iter()
+                    .map(|s| (s.metadata.name.clone(), s))
+                    .collect();
+                known.slices = Some((slices, listed.version));
+            }
+            None => {
+                known.endpoint_pods = endpoints_pods(client, cluster).await?;
+                known.from_endpoints = true;
+            }
+        }
+    }
+    Ok(known)
+}
+
+const NODES: Permission = Permission {
+    verb: "watch",
+    resource: "nodes",
+};
+const SLICES: Permission = Permission {
+    verb: "watch",
+    resource: "endpointslices",
+};
+
+impl Known {
+    /// Watches are possible unless node-exporter pods come from Endpoints.
+    fn watchable(&self) -> bool {
+        !self.from_endpoints
+    }
+
+    fn targets(&self, cluster: &Cluster, limits: Limits) -> Result<ClusterTargets, DiscoveryError> {
+        let nodes = self
+            .nodes
+            .as_ref()
+            .map(|(n, _)| n.iter().cloned().collect::<Vec<_>>());
+        let pods = match &self.slices {
+            Some((slices, _)) if slices.is_empty() => {
+                let ne = &cluster.node_exporter;
+                return Err(DiscoveryError::NotFound {
+                    what: format!(
+                        "service {}/{} (no EndpointSlice is labelled kubernetes.io/service-name={})",
+                        ne.namespace, ne.service, ne.service
+                    ),
+                    url: slices_path(cluster),
+                });
+            }
+            Some((slices, _)) => pods_of_slices(cluster, slices.values())?,
+            None => self.endpoint_pods.clone(),
+        };
+        targets_of(cluster, nodes.unwrap_or_default(), pods, limits)
+    }
+}
+
+/// A stream's next event, or never when there is no stream.
+async fn next(stream: &mut Option<EventStream>) -> Result<Option<RawEvent>, DiscoveryError> {
+    match stream {
+        Some(s) => s.next().await,
+        None => pending().await,
+    }
+}
+
+fn watch_path(path: &str, version: &str) -> String {
+    let separator = if path.contains('?') { '&' } else { '?' };
+    format!(
+        "{path}{separator}watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&resourceVersion={}",
+        encode(version)
+    )
+}
+
+/// Why a watch ended without failing: both lead to a relist.
+enum Ended {
+    /// The resync time, or a relist asked for.
+    Relist,
+    /// A `410 Gone`: the server forgot the version.
+    Gone,
+}
+
+/// Watches until `until`, a relist request or a 410, or a failure (`Err`).
+#[allow(clippy::too_many_arguments)]
+async fn watch(
+    client: &KubeClient,
+    cluster: &Cluster,
+    known: &mut Known,
+    until: Instant,
+    relist: &Notify,
+    limits: Limits,
+    last: &mut Result<ClusterTargets, DiscoveryError>,
+    report: &mut impl FnMut(Result<ClusterTargets, DiscoveryError>),
+) -> Result<Ended, DiscoveryError> {
+    let open_nodes = |version: String| async move {
+        client
+            .watch(&watch_path(nodes_path(), &version), NODE_AS_METADATA, NODES)
+            .await
+    };
+    let open_slices = |version: String| async move {
+        client
+            .watch(&watch_path(&slices_path(cluster), &version), JSON, SLICES)
+            .await
+    };
+    let mut nodes = match &known.nodes {
+        Some((_, version)) => Some(open_nodes(version.clone()).await?),
+        None => None,
+    };
+    let mut slices = match &known.slices {
+        Some((_, version)) => Some(open_slices(version.clone()).await?),
+        None => None,
+    };
+    loop {
+        let (of_nodes, event) = tokio::select! {
+            e = next(&mut nodes) => (true, e),
+            e = next(&mut slices) => (false, e),
+            () = sleep_until(until) => return Ok(Ended::Relist),
+            () = relist.notified() => return Ok(Ended::Relist),
+        };
+        let Some(event) = event? else {
+            // The server ended the watch: open it again from where it was.
+            if of_nodes {
+                let version = known
+                    .nodes
+                    .as_ref()
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                nodes = Some(open_nodes(version).await?);
+            } else {
+                let version = known
+                    .slices
+                    .as_ref()
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                slices = Some(open_slices(version).await?);
+            }
+            continue;
+        };
+        if event.kind == "ERROR" {
+            if event.object["code"] == 410 {
+                return Ok(Ended::Gone);
+            }
+            return Err(DiscoveryError::BadResponse {
+                url: client.base().to_string(),
+                detail: format!("the watch ended with an error: {}", event.object["message"]),
+            });
+        }
+        let version = event.object["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
+        let changed = if of_nodes {
+            apply_node(known, &event)?
+        } else {
+            apply_slice(known, &event)?
+        };
+        let slot = if of_nodes {
+            known.nodes.as_mut().map(|(_, v)| v)
+        } else {
+            known.slices.as_mut().map(|(_, v)| v)
+        };
+        if let (Some(slot), Some(version)) = (slot, version) {
+            *slot = version;
+        }
+        if changed {
+            let now = known.targets(cluster, limits);
+            if !same(&now, last) {
+                report(clone(&now));
+                *last = now;
+            }
+        }
+    }
+}
+
+fn same(
+    a: &Result<ClusterTargets, DiscoveryError>,
+    b: &Result<ClusterTargets, DiscoveryError>,
+) -> bool {
+    match (a, b) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(a), Err(b)) => a.to_string() == b.to_string(),
+        _ => false,
+    }
+}
+
+fn undecodable(e: serde_json::Error) -> DiscoveryError {
+    DiscoveryError::BadResponse {
+        url: String::new(),
+        detail: format!("a watch event that is not the object expected: {e}"),
+    }
+}
+
+/// Takes in a node event; whether the set of nodes changed.
+fn apply_node(known: &mut Known, event: &RawEvent) -> Result<bool, DiscoveryError> {
+    let Some((names, _)) = known.nodes.as_mut() else {
+        return Ok(false);
+    };
+    if !matches!(event.kind.as_str(), "ADDED" | "MODIFIED" | "DELETED") {
+        return Ok(false);
+    }
+    let node: Node = serde_json::from_value(event.object.clone()).map_err(undecodable)?;
+    Ok(match event.kind.as_str() {
+        "DELETED" => names.remove(&node.metadata.name),
+        _ => names.insert(node.metadata.name),
+    })
+}
+
+/// Takes in a slice event; whether any slice changed.
+fn apply_slice(known: &mut Known, event: &RawEvent) -> Result<bool, DiscoveryError> {
+    let Some((slices, _)) = known.slices.as_mut() else {
+        return Ok(false);
+    };
+    if !matches!(event.kind.as_str(), "ADDED" | "MODIFIED" | "DELETED") {
+        return Ok(false);
+    }
+    let slice: EndpointSlice = serde_json::from_value(event.object.clone()).map_err(undecodable)?;
+    let name = slice.metadata.name.clone();
+    Ok(match event.kind.as_str() {
+        "DELETED" => slices.remove(&name).is_some(),
+        _ => {
+            slices.insert(name, slice);
+            true
+        }
+    })
+}
