@@ -251,21 +251,12 @@ fn pods_of_slices<'a>(
             if endpoint.conditions.ready == Some(false) {
                 continue;
             }
-            let (Some(node), Some(target)) = (&endpoint.node_name, &endpoint.target_ref) else {
-                continue;
-            };
-            if target.kind.as_deref().is_some_and(|k| k != "Pod") {
-                continue;
-            }
-            pods.push(ExporterPod {
-                node: node.clone(),
-                namespace: target
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| ne.namespace.clone()),
-                pod: target.name.clone(),
+            pods.extend(exporter_pod(
+                ne,
+                &endpoint.node_name,
+                &endpoint.target_ref,
                 port,
-            });
+            ));
         }
     }
     finish_pods(ne, pods, available)
@@ -311,24 +302,40 @@ pub(crate) async fn endpoints_pods(
             continue;
         };
         for address in &subset.addresses {
-            let (Some(node), Some(target)) = (&address.node_name, &address.target_ref) else {
-                continue;
-            };
-            if target.kind.as_deref().is_some_and(|k| k != "Pod") {
-                continue;
-            }
-            pods.push(ExporterPod {
-                node: node.clone(),
-                namespace: target
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| ne.namespace.clone()),
-                pod: target.name.clone(),
-                port: port.port,
-            });
+            pods.extend(exporter_pod(
+                ne,
+                &address.node_name,
+                &address.target_ref,
+                port.port,
+            ));
         }
     }
     finish_pods(ne, pods, available)
+}
+
+/// A node-exporter pod behind one endpoint address, when the address is a
+/// pod's and names its node.
+fn exporter_pod(
+    ne: &crate::config::cluster::NodeExporter,
+    node: &Option<String>,
+    target: &Option<objects::ObjectRef>,
+    port: u16,
+) -> Option<ExporterPod> {
+    let (Some(node), Some(target)) = (node, target) else {
+        return None;
+    };
+    if target.kind.as_deref().is_some_and(|k| k != "Pod") {
+        return None;
+    }
+    Some(ExporterPod {
+        node: node.clone(),
+        namespace: target
+            .namespace
+            .clone()
+            .unwrap_or_else(|| ne.namespace.clone()),
+        pod: target.name.clone(),
+        port,
+    })
 }
 
 /// The pods found, sorted; none at all while the service has other ports
