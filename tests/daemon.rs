@@ -632,3 +632,39 @@ fn watch_events_become_targets_without_a_reload_or_a_relist() {
     );
     assert_eq!(prometheus.last_reload(), reloaded, "no reload on churn");
 }
+
+#[test]
+fn an_identity_that_may_list_but_not_watch_is_listed_instead() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["n-1"], &exporter);
+    let mut state = stage.current_state();
+    state["tokens"][&stage.token]["deny"] =
+        serde_json::json!(["watch nodes", "watch endpointslices"]);
+    stage.set_state(state);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    prometheus.wait_targets_up("promfed/stage/kubelet", 1);
+    wait_for("the warning", LONG, || {
+        daemon
+            .log()
+            .contains("may list but not watch")
+            .then_some(())
+    });
+
+    let mut state = stage.state(&["n-1", "n-2"], exporter.port);
+    state["tokens"][&stage.token]["deny"] =
+        serde_json::json!(["watch nodes", "watch endpointslices"]);
+    stage.set_state(state);
+    prometheus.wait_targets_up("promfed/stage/kubelet", 2);
+    let status = daemon.wait_status("discovery ok", LONG, |s| {
+        s["clusters"]["stage"]["discovery"]["state"] == "ok"
+    });
+    assert!(
+        status["clusters"]["stage"]["discovery"]["error"].is_null(),
+        "{status}"
+    );
+}

@@ -29,6 +29,8 @@ use crate::config::cluster::Cluster;
 use crate::targets::ClusterTargets;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// How often a cluster whose identity may list but not watch is listed.
+const LIST_INTERVAL: Duration = Duration::from_secs(30);
 /// How long the server keeps one watch open before it ends it.
 const WATCH_SECONDS: u32 = 290;
 const NODE_AS_METADATA: &str =
@@ -56,6 +58,9 @@ pub async fn follow(
     mut report: impl FnMut(Result<ClusterTargets, DiscoveryError>),
 ) {
     let mut backoff = FIRST_BACKOFF;
+    // Set when the identity may list but not watch (RBAC without `watch`):
+    // the cluster is then listed every 30 s instead.
+    let mut may_not_watch = false;
     loop {
         let listed = match KubeClient::new(&cluster, limits.request_timeout) {
             Ok(client) => tokio::time::timeout(limits.deadline, list(&client, &cluster))
@@ -83,7 +88,10 @@ pub async fn follow(
         let mut last = known.targets(&cluster, limits);
         report(clone(&last));
         let started = Instant::now();
-        let watched = if known.watchable() {
+        let watched = if may_not_watch {
+            wait(LIST_INTERVAL.min(resync), &relist).await;
+            Ok(Ended::Relist)
+        } else if known.watchable() {
             watch(
                 &client,
                 &cluster,
@@ -108,6 +116,14 @@ pub async fn follow(
                 backoff = (backoff * 2).min(resync.max(FIRST_BACKOFF));
             }
             Ok(Ended::Gone) => {}
+            Err(DiscoveryError::Forbidden { message, .. }) => {
+                tracing::warn!(
+                    cluster = %cluster.name,
+                    stage = "discovery",
+                    "{message}: this identity may list but not watch, so the cluster is listed every {LIST_INTERVAL:?}; grant `watch` on nodes and endpointslices (README, Minimal RBAC) to get changes as they happen"
+                );
+                may_not_watch = true;
+            }
             Err(e) => {
                 report(Err(e));
                 wait(backoff, &relist).await;

@@ -425,6 +425,8 @@ class Handler(BaseHTTPRequestHandler):
             ours = ne and ne.get("namespace") == namespace and wanted == f"kubernetes.io/service-name={ne.get('service')}"
             if query.get("watch", [""])[0] in ("true", "1"):
                 state.count("watch_endpointslices")
+                if "watch endpointslices" in deny:
+                    return self.forbidden(user, "watch", "endpointslices", f'in the namespace "{namespace}"')
                 return self.watch("endpointslices", query)
             items = list(state.objects.get("endpointslices", {}).values()) if ours and ne.get("pods") else []
             return self.send(200, {"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
