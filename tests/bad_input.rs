@@ -495,3 +495,33 @@ fn output_that_cannot_be_written_is_a_failure_not_a_panic_or_a_success() {
         }
     }
 }
+
+#[test]
+fn a_fifo_in_the_configs_place_never_blocks_promfed() {
+    let s = setup();
+    let target = s.path("prometheus/prometheus.yml");
+    std::fs::remove_file(&target).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(&target)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for command in ["check", "render"] {
+        let out = Command::new("timeout")
+            .arg("30")
+            .arg(env!("CARGO_BIN_EXE_promfed"))
+            .arg("--config")
+            .arg(s.path("etc/promfed.toml"))
+            .arg(command)
+            .output()
+            .unwrap();
+        assert_ne!(
+            out.status.code(),
+            Some(124),
+            "{command} blocked on the FIFO"
+        );
+        assert_exit(&out, 0);
+    }
+}

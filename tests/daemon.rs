@@ -585,16 +585,7 @@ fn watch_events_become_targets_without_a_reload_or_a_relist() {
     let mut daemon = setup.daemon();
     daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
     prometheus.wait_targets_up("promfed/stage/kubelet", 2);
-    let requests = |what: &str| -> u64 {
-        let out = Command::new("curl")
-            .args(["-sf", "--cacert"])
-            .arg(stage.ca())
-            .arg(format!("{}/_fake/requests", stage.url()))
-            .output()
-            .unwrap();
-        let counts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        counts[what].as_u64().unwrap_or(0)
-    };
+    let requests = |what: &str| stage.requests(what);
     wait_for("both watches", LONG, || {
         (requests("watch_nodes") >= 1 && requests("watch_endpointslices") >= 1).then_some(())
     });

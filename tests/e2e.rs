@@ -869,17 +869,7 @@ fn node_exporters_come_from_endpoint_slices_and_from_endpoints_only_without_them
     let prometheus = setup.prometheus(None);
     setup.settings(&prometheus.url(), "reload = \"http\"");
     setup.add_cluster(&fake);
-    let requests = |what: &str| -> u64 {
-        let url = format!("{}/_fake/requests", fake.url());
-        let out = std::process::Command::new("curl")
-            .args(["-sf", "--cacert"])
-            .arg(fake.ca())
-            .args(["-H", &format!("Authorization: Bearer {}", fake.token), &url])
-            .output()
-            .unwrap();
-        let counts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        counts[what].as_u64().unwrap_or(0)
-    };
+    let requests = |what: &str| fake.requests(what);
     let exporters = || {
         setup
             .read("state/targets/stage/node-exporter.json")

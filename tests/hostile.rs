@@ -238,3 +238,26 @@ fn a_token_file_that_is_a_fifo_or_holds_two_lines_is_told_not_waited_on() {
         );
     }
 }
+
+#[test]
+fn a_token_echoed_in_a_watch_error_never_shows() {
+    let s = scene();
+    let settings = s
+        .setup
+        .read("etc/promfed.toml")
+        .replace("resync_interval = \"1s\"", "resync_interval = \"10m\"");
+    s.setup.write("etc/promfed.toml", &settings);
+    let mut daemon = s.setup.daemon();
+    daemon.wait_message("READY=1", Duration::from_secs(40), |m| {
+        m.contains("READY=1")
+    });
+    s.fault(json!({"fail_watches": true, "echo_auth": true}));
+    let status = daemon.wait_status("the watch error", Duration::from_secs(40), |st| {
+        st["clusters"]["evil"]["discovery"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the watch ended with an error"))
+    });
+    let shown = format!("{status}{}", daemon.log());
+    assert!(shown.contains("[redacted]"), "{shown}");
+    assert!(!shown.contains(&s.evil.token), "the token leaked:\n{shown}");
+}

@@ -46,7 +46,7 @@ fn base_is_default(kind: ProgramKind, base_file: &Path) -> bool {
         ProgramKind::Prometheus => SHIPPED_PROMETHEUS_BASE,
         ProgramKind::Alertmanager => SHIPPED_ALERTMANAGER_BASE,
     };
-    match std::fs::read(base_file) {
+    match fsutil::read_regular(base_file, fsutil::MAX_BASE_FILE) {
         Ok(bytes) => bytes == shipped.as_bytes(),
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
@@ -68,7 +68,10 @@ pub fn choose_base(
         adopted_now: None,
         adopted_from: None,
     };
-    let operators = std::fs::read(config_file).ok().filter(|b| !is_marked(b));
+    // Read only if regular: a FIFO in its place must not block promfed.
+    let operators = fsutil::read_regular(config_file, fsutil::MAX_BASE_FILE)
+        .ok()
+        .filter(|b| !is_marked(b));
     let Some(original) = operators else {
         // promfed's own file, or none: the base in force stays in force.
         return Ok(if default_base && adopted.is_file() {

@@ -8,7 +8,7 @@ use url::Url;
 
 use super::diagnostic::{Diagnostic, SourceText};
 use super::duration::PromDuration;
-use super::names::{ClusterName, LabelName};
+use super::names::{self, ClusterName, LabelName};
 use super::toml_fields::{self, Fields, Problems, Spanned, StringOrInteger};
 
 /// A validated cluster definition. Only `Cluster::parse` builds one, from a
@@ -379,6 +379,32 @@ impl RawCluster {
                 }
             },
         };
+        // They go into API paths: only Kubernetes names.
+        let mut kubernetes_name = |value: Key, key: &str, default: &str| match value {
+            None => Some(default.to_string()),
+            Some(s) if names::is_label(&s.value) => Some(s.value),
+            Some(s) => {
+                p.at(
+                    s.span,
+                    key,
+                    format!(
+                        "`{}` is not a Kubernetes name (lowercase letters, digits and `-`)",
+                        s.value
+                    ),
+                );
+                None
+            }
+        };
+        let namespace = kubernetes_name(
+            self.namespace,
+            "node_exporter.namespace",
+            defaults::NODE_EXPORTER_NAMESPACE,
+        );
+        let service = kubernetes_name(
+            self.service,
+            "node_exporter.service",
+            defaults::NODE_EXPORTER_SERVICE,
+        );
         let kubelet = self.kubelet.validate(p);
         let cadvisor = self.cadvisor.validate(p);
         let apiserver = self.apiserver.validate(p);
@@ -409,12 +435,8 @@ impl RawCluster {
             apiserver: apiserver?,
             node_exporter: NodeExporter {
                 component: node_exporter?,
-                namespace: self
-                    .namespace
-                    .map_or_else(|| defaults::NODE_EXPORTER_NAMESPACE.into(), |s| s.value),
-                service: self
-                    .service
-                    .map_or_else(|| defaults::NODE_EXPORTER_SERVICE.into(), |s| s.value),
+                namespace: namespace?,
+                service: service?,
                 port: port?,
             },
         })
@@ -555,6 +577,18 @@ mod tests {
         assert_eq!(name("name = \"prod\"\nx = \n", "f"), Some("f".into()));
         // A stem that is no valid name gives no name.
         assert_eq!(name("x = \n", ".hidden"), None);
+    }
+
+    #[test]
+    fn names_that_go_into_api_paths_must_be_kubernetes_names() {
+        let errors = parse("api_server = \"https://h\"\ntoken_file = \"t\"\nca_file = \"c\"\n[node_exporter]\nnamespace = \"../../secrets\"\nservice = \"Node Exporter\"\n").unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "/etc/promfed.d/stage.toml:5:13: key `node_exporter.namespace`: `../../secrets` is not a Kubernetes name (lowercase letters, digits and `-`)",
+                "/etc/promfed.d/stage.toml:6:11: key `node_exporter.service`: `Node Exporter` is not a Kubernetes name (lowercase letters, digits and `-`)",
+            ]
+        );
     }
 
     #[test]

@@ -4,6 +4,28 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+// Kubernetes names go into API-server proxy paths (`/api/v1/nodes/<name>/
+// proxy/metrics`): a name such as `../../secrets` would reach something else.
+// Only names Kubernetes itself allows (DNS-1123) are used, whether an API
+// server sent them or a cluster file.
+
+/// A DNS-1123 subdomain: node and pod names.
+pub fn is_subdomain(name: &str) -> bool {
+    name.len() <= 253 && !name.is_empty() && name.split('.').all(is_label)
+}
+
+/// A DNS-1123 label: namespaces, and each part of a subdomain.
+pub fn is_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
 /// Labels promfed sets itself; a cluster's extra labels may not use them.
 pub const RESERVED_LABELS: [&str; 4] = ["cluster", "job", "instance", "metrics_path"];
 
@@ -105,6 +127,28 @@ impl From<LabelName> for String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_kubernetes_names_pass() {
+        for good in ["node-a", "ip-10-0-0-1.ec2.internal", "a", "0"] {
+            assert!(is_subdomain(good), "{good}");
+        }
+        for bad in [
+            "",
+            "../../../api/v1/namespaces/kube-system/secrets",
+            "Node",
+            "a..b",
+            "-a",
+            "a-",
+            "a/b",
+            "a%2Fb",
+            "a b",
+            &"a".repeat(254),
+        ] {
+            assert!(!is_subdomain(bad), "{bad}");
+        }
+        assert!(is_label("monitoring") && !is_label("kube.system"));
+    }
+
     use super::*;
 
     #[test]

@@ -66,6 +66,12 @@ impl KubeClient {
         })
     }
 
+    /// Server text made safe to show, the token's own text included.
+    pub fn redact(&self, text: &str) -> String {
+        let token = self.token_file.as_deref().and_then(|f| read_token(f).ok());
+        redact(text, token.as_deref())
+    }
+
     /// The API server's URL, for messages.
     pub fn base(&self) -> &str {
         &self.base

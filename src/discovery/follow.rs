@@ -85,8 +85,9 @@ pub async fn follow(
             }
         };
         backoff = FIRST_BACKOFF;
-        let mut last = known.targets(&cluster, limits);
-        report(clone(&last));
+        let listed_targets = known.targets(&cluster, limits);
+        let mut last = seen(&listed_targets);
+        report(listed_targets);
         let started = Instant::now();
         let watched = if may_not_watch {
             wait(LIST_INTERVAL.min(resync), &relist).await;
@@ -141,13 +142,14 @@ async fn wait(time: Duration, relist: &Notify) {
     }
 }
 
-fn clone(r: &Result<ClusterTargets, DiscoveryError>) -> Result<ClusterTargets, DiscoveryError> {
+/// What a report said, to tell a new one from a repeat: the targets, or
+/// the error's words.
+type Seen = Result<ClusterTargets, String>;
+
+fn seen(r: &Result<ClusterTargets, DiscoveryError>) -> Seen {
     match r {
-        Ok(t) => Ok(t.clone()),
-        Err(e) => Err(DiscoveryError::BadResponse {
-            url: String::new(),
-            detail: e.to_string(),
-        }),
+        Ok(targets) => Ok(targets.clone()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -285,7 +287,7 @@ async fn watch(
     until: Instant,
     relist: &Notify,
     limits: Limits,
-    last: &mut Result<ClusterTargets, DiscoveryError>,
+    last: &mut Seen,
     report: &mut impl FnMut(Result<ClusterTargets, DiscoveryError>),
 ) -> Result<Ended, DiscoveryError> {
     let open_nodes = |version: String| async move {
@@ -338,7 +340,10 @@ async fn watch(
             }
             return Err(DiscoveryError::BadResponse {
                 url: client.base().to_string(),
-                detail: format!("the watch ended with an error: {}", event.object["message"]),
+                detail: format!(
+                    "the watch ended with an error: {}",
+                    client.redact(event.object["message"].as_str().unwrap_or_default())
+                ),
             });
         }
         let version = event.object["metadata"]["resourceVersion"]
@@ -359,22 +364,11 @@ async fn watch(
         }
         if changed {
             let now = known.targets(cluster, limits);
-            if !same(&now, last) {
-                report(clone(&now));
-                *last = now;
+            if seen(&now) != *last {
+                *last = seen(&now);
+                report(now);
             }
         }
-    }
-}
-
-fn same(
-    a: &Result<ClusterTargets, DiscoveryError>,
-    b: &Result<ClusterTargets, DiscoveryError>,
-) -> bool {
-    match (a, b) {
-        (Ok(a), Ok(b)) => a == b,
-        (Err(a), Err(b)) => a.to_string() == b.to_string(),
-        _ => false,
     }
 }
 

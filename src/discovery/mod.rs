@@ -4,7 +4,6 @@
 mod client;
 mod error;
 mod follow;
-mod names;
 mod objects;
 mod redact;
 mod tls;
@@ -15,6 +14,7 @@ pub use error::DiscoveryError;
 pub use follow::follow;
 
 use crate::config::cluster::{Cluster, PortRef};
+use crate::config::names;
 use crate::targets::{ClusterTargets, ExporterPod};
 use client::{KubeClient, Permission};
 use objects::{EndpointSlice, Endpoints, List, Node};

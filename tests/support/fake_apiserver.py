@@ -528,6 +528,9 @@ class Handler(BaseHTTPRequestHandler):
                     obj["metadata"]["resourceVersion"] = str(version)
                     self.chunk(json.dumps({"type": "ADDED", "object": obj}) + "\n")
             while time.time() < deadline:
+                if state.get().get("faults", {}).get("fail_watches"):
+                    self.chunk(json.dumps({"type": "ERROR", "object": status(500, "InternalError", "watch failed" + self.echo())}) + "\n")
+                    break
                 if state.get().get("faults", {}).get("expire_watches"):
                     state.count("watch_expired")
                     self.chunk(json.dumps({"type": "ERROR", "object": status(410, "Expired", "too old resource version")}) + "\n")

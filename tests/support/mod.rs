@@ -231,6 +231,19 @@ impl FakeCluster {
         self.process = None;
     }
 
+    /// How many requests of a kind (`list_nodes`, `watch_endpointslices`,
+    /// …) the fake has answered.
+    pub fn requests(&self, what: &str) -> u64 {
+        let out = Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(self.ca())
+            .arg(format!("{}/_fake/requests", self.url()))
+            .output()
+            .unwrap();
+        let counts: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        counts[what].as_u64().unwrap_or(0)
+    }
+
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
     }
