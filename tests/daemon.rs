@@ -659,3 +659,92 @@ fn an_identity_that_may_list_but_not_watch_is_listed_instead() {
         "{status}"
     );
 }
+
+/// `promfed_reloads_total` of Prometheus, from the daemon's metrics file.
+fn prometheus_reloads(setup: &Setup) -> u64 {
+    let metrics = std::fs::read_to_string(setup.path("state/promfed.prom")).unwrap_or_default();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("promfed_reloads_total{program=\"prometheus\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Waits until the daemon has been idle (no reload) for a while.
+fn settled_reloads(setup: &Setup) -> u64 {
+    let mut last = (prometheus_reloads(setup), Instant::now());
+    wait_for("the daemon to settle", LONG, || {
+        let now = prometheus_reloads(setup);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        (last.1.elapsed() > Duration::from_millis(1500)).then_some(now)
+    })
+}
+
+#[test]
+fn a_file_applies_when_whole_and_a_burst_costs_two_reloads() {
+    use std::io::Write;
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["n-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    let before = settled_reloads(&setup);
+
+    // Written in two parts with a pause longer than the debounce: the first
+    // part alone is a valid cluster, and must never be applied.
+    let stage_file = setup.read("etc/promfed.d/stage.toml");
+    let half = stage_file.replace("labels = { env = \"test\" }\n", "");
+    assert_ne!(half, stage_file);
+    let mut file = std::fs::File::create(setup.path("etc/promfed.d/again.toml")).unwrap();
+    file.write_all(half.as_bytes()).unwrap();
+    file.sync_all().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    file.write_all(b"labels = { env = \"whole\" }\n").unwrap();
+    drop(file);
+    wait_for("the whole file in force", LONG, || {
+        let config = prometheus.api("/api/v1/status/config")["data"]["yaml"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        config.contains("promfed/again/").then_some(())
+    });
+    assert!(
+        setup.read("prometheus/prometheus.yml").contains("whole"),
+        "the second part is in force"
+    );
+    assert_eq!(
+        settled_reloads(&setup) - before,
+        1,
+        "one reload, for the whole file only: {}",
+        daemon.log()
+    );
+
+    // A burst of 100 cluster files, each written and renamed into place:
+    // the first applies at once, the rest together in one more transaction.
+    let before = settled_reloads(&setup);
+    let nowhere = format!("https://127.0.0.1:{}", free_port());
+    for i in 0..100 {
+        let text = stage_file.replace(&stage.url(), &nowhere);
+        let tmp = setup.path(&format!("etc/promfed.d/burst-{i:03}.toml.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(
+            &tmp,
+            setup.path(&format!("etc/promfed.d/burst-{i:03}.toml")),
+        )
+        .unwrap();
+    }
+    wait_for("all 100 in force", LONG, || {
+        let installed = setup.read("prometheus/prometheus.yml");
+        installed.contains("promfed/burst-099/").then_some(())
+    });
+    let reloads = settled_reloads(&setup) - before;
+    assert!(
+        (1..=2).contains(&reloads),
+        "{reloads} reloads for a burst of 100 files"
+    );
+}

@@ -19,15 +19,16 @@ use tokio::time::{MissedTickBehavior, interval, sleep_until};
 
 use crate::apply::managed::Managed;
 use crate::apply::{self, Mode, Options};
+use crate::config::inventory::is_cluster_file;
 use crate::config::settings::Settings;
 use crate::targets::{ClusterTargets, RefreshError};
 use cluster_task::ClusterTask;
 use schedule::{Action, Event as Timing, Schedule, Trigger};
 use state::State;
-use watch::FolderWatch;
+use watch::{Change, FolderWatch};
 
 pub enum Event {
-    FileChanged(PathBuf),
+    FileChanged(PathBuf, watch::Change),
     Discovered {
         cluster: String,
         result: Result<ClusterTargets, RefreshError>,
@@ -41,6 +42,9 @@ struct Daemon {
     tasks: BTreeMap<String, ClusterTask>,
     state: State,
     schedule: Schedule,
+    /// Inputs being written (created or modified, not yet closed): no
+    /// transaction reads them half-written, unless `max_delay` passes.
+    writing: BTreeSet<PathBuf>,
     /// The last STATUS= sent, so that an unchanged one is not sent again.
     told_systemd: String,
 }
@@ -82,6 +86,7 @@ pub async fn run(settings: Settings) -> u8 {
         events,
         watch,
         tasks: BTreeMap::new(),
+        writing: BTreeSet::new(),
         told_systemd: String::new(),
     };
     let mut check_folders = interval(watch::CHECK_INTERVAL);
@@ -128,12 +133,21 @@ pub async fn run(settings: Settings) -> u8 {
 impl Daemon {
     fn handle(&mut self, event: Event) -> Action {
         match event {
-            Event::FileChanged(path) => {
+            Event::FileChanged(path, change) => {
                 if !self.relevant(&path) {
                     return Action::Ignore;
                 }
-                tracing::debug!(file = %path.display(), stage = "watch", "changed");
-                self.schedule.on(Timing::FileChanged, Instant::now())
+                tracing::debug!(file = %path.display(), stage = "watch", ?change, "changed");
+                match change {
+                    Change::Writing => self.writing.insert(path),
+                    Change::Complete => self.writing.remove(&path),
+                };
+                let timing = if self.writing.is_empty() {
+                    Timing::Written
+                } else {
+                    Timing::Writing
+                };
+                self.schedule.on(timing, Instant::now())
             }
             Event::Discovered { cluster, result } => {
                 if let Some(task) = self.tasks.get(&cluster) {
@@ -153,7 +167,7 @@ impl Daemon {
             self.publish();
         }
         if changed {
-            self.schedule.on(Timing::FileChanged, Instant::now())
+            self.schedule.on(Timing::Written, Instant::now())
         } else {
             Action::Ignore
         }
@@ -178,7 +192,10 @@ impl Daemon {
         true
     }
 
-    /// Files promfed writes itself, or that no input depends on, are not news.
+    /// Files promfed writes itself, or that no input depends on, are not
+    /// news. In the clusters folder only cluster files and folders count:
+    /// an operator's `prod.toml.tmp` or an editor's swap file would
+    /// otherwise start a transaction that finds nothing new.
     fn relevant(&self, path: &Path) -> bool {
         let name = path
             .file_name()
@@ -187,10 +204,16 @@ impl Daemon {
         let own_output = std::iter::once(&self.settings.prometheus.config_file)
             .chain(self.settings.alertmanager.as_ref().map(|a| &a.config_file))
             .any(|f| f == path);
+        let in_clusters_dir = path.parent() == Some(self.settings.clusters_dir.as_path());
+        if in_clusters_dir && !is_cluster_file(path) && !path.is_dir() {
+            return false;
+        }
         !(name.contains(".promfed-") || own_output || path.starts_with(&self.settings.state_dir))
     }
 
     async fn apply(&mut self, trigger: Trigger) {
+        // Whatever is still open for writing is read as it is now.
+        self.writing.clear();
         match Settings::load(&self.settings.source) {
             Ok(s) => {
                 self.schedule

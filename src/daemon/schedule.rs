@@ -2,8 +2,15 @@
 //! `Schedule::on(event, now)` returns what to do, and the daemon's async
 //! shell does it. Every timing rule of the daemon lives here.
 //!
-//! - A burst of file events applies once, `debounce` after the last event,
-//!   but never later than `max_delay` after the first.
+//! - A completed change (a file closed after writing, renamed into place,
+//!   removed) applies at once: the kernel says the file is whole, so there
+//!   is nothing to wait for.
+//! - While a file is still being written, nothing applies until it is
+//!   closed, or `max_delay` after the first event at the latest.
+//! - Changes that arrive within `debounce` of the end of a transaction
+//!   (a burst, including what arrived while it ran) are coalesced into one
+//!   more transaction, `debounce` after the last of them and never later
+//!   than `max_delay` after the first. A burst of any size costs two.
 //! - SIGHUP applies at once.
 //! - A transaction that may succeed later is retried after 1 s, 2 s, 4 s …
 //!   up to `MAX_RETRY`; a transaction that needs no retry ends the backoff.
@@ -26,8 +33,12 @@ pub enum Trigger {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// A file an input depends on changed.
-    FileChanged,
+    /// A change to an input is complete, and no other input is still being
+    /// written.
+    Written,
+    /// An input is being written: opened, created or modified, not yet
+    /// closed.
+    Writing,
     /// SIGHUP.
     Hangup,
     /// The time `Schedule::wake` asked for has come.
@@ -50,6 +61,9 @@ pub enum Action {
 struct Burst {
     first: Instant,
     due: Instant,
+    /// False while the burst only waits for files being written that began
+    /// in a quiet time: their close applies at once.
+    coalescing: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +77,9 @@ pub struct Schedule {
     debounce: Duration,
     max_delay: Duration,
     burst: Option<Burst>,
+    /// Until then a completed change joins a burst instead of applying at
+    /// once: `debounce` after the end of the last transaction.
+    busy_until: Option<Instant>,
     retry: Option<Retry>,
 }
 
@@ -72,6 +89,7 @@ impl Schedule {
             debounce,
             max_delay,
             burst: None,
+            busy_until: None,
             retry: None,
         }
     }
@@ -89,10 +107,27 @@ impl Schedule {
 
     pub fn on(&mut self, event: Event, now: Instant) -> Action {
         match event {
-            Event::FileChanged => {
+            Event::Written => {
+                let coalescing = self.busy(now) || self.burst.is_some_and(|b| b.coalescing);
+                if !coalescing {
+                    return self.apply(Trigger::Files);
+                }
                 let first = self.burst.map_or(now, |b| b.first);
-                let due = (now + self.debounce).min(first + self.max_delay);
-                self.burst = Some(Burst { first, due });
+                self.burst = Some(Burst {
+                    first,
+                    due: (now + self.debounce).min(first + self.max_delay),
+                    coalescing,
+                });
+                self.sleep()
+            }
+            Event::Writing => {
+                let coalescing = self.busy(now) || self.burst.is_some_and(|b| b.coalescing);
+                let first = self.burst.map_or(now, |b| b.first);
+                self.burst = Some(Burst {
+                    first,
+                    due: first + self.max_delay,
+                    coalescing,
+                });
                 self.sleep()
             }
             Event::Hangup => self.apply(Trigger::Hangup),
@@ -106,6 +141,7 @@ impl Schedule {
                 }
             }
             Event::Applied { retry } => {
+                self.busy_until = Some(now + self.debounce);
                 self.retry = retry.then(|| {
                     let backoff = self
                         .retry
@@ -138,6 +174,11 @@ impl Schedule {
         Action::Apply(trigger)
     }
 
+    /// Within `debounce` of the end of the last transaction.
+    fn busy(&self, now: Instant) -> bool {
+        self.busy_until.is_some_and(|t| now < t)
+    }
+
     fn sleep(&self) -> Action {
         self.wake().map_or(Action::Ignore, Action::SleepUntil)
     }
@@ -153,48 +194,121 @@ mod tests {
         (Schedule::new(250 * MS, 2000 * MS), Instant::now())
     }
 
-    #[test]
-    fn a_burst_applies_once_a_debounce_after_its_last_event() {
-        let (mut s, t0) = schedule();
-        assert_eq!(
-            s.on(Event::FileChanged, t0),
-            Action::SleepUntil(t0 + 250 * MS)
-        );
-        assert_eq!(
-            s.on(Event::FileChanged, t0 + 100 * MS),
-            Action::SleepUntil(t0 + 350 * MS)
-        );
-        assert_eq!(
-            s.on(Event::Timer, t0 + 349 * MS),
-            Action::SleepUntil(t0 + 350 * MS)
-        );
-        assert_eq!(
-            s.on(Event::Timer, t0 + 350 * MS),
-            Action::Apply(Trigger::Files)
-        );
-        // The burst is settled: the timer has nothing more to do.
-        assert_eq!(s.on(Event::Timer, t0 + 400 * MS), Action::Ignore);
+    /// Runs `events` (time offset in ms, event) and returns the offsets at
+    /// which a transaction ran, each taking `work` ms; timers fire when due.
+    fn transactions(s: &mut Schedule, t0: Instant, events: &[(u64, Event)], work: u64) -> Vec<u64> {
+        let mut ran = Vec::new();
+        let mut queue: Vec<(u64, Event)> = events.to_vec();
+        let mut now = 0;
+        let mut busy_until = 0;
+        loop {
+            let next_event = queue.first().map(|(at, _)| (*at).max(busy_until));
+            let next_timer = s
+                .wake()
+                .map(|w| (w - t0).as_millis() as u64)
+                .map(|w| w.max(busy_until));
+            let (at, event) = match (next_event, next_timer) {
+                (None, None) => return ran,
+                (Some(e), Some(t)) if t < e => (t, Event::Timer),
+                (None, Some(t)) => (t, Event::Timer),
+                (Some(e), _) => (e, queue.remove(0).1),
+            };
+            now = now.max(at);
+            if let Action::Apply(_) = s.on(event, t0 + Duration::from_millis(now)) {
+                ran.push(now);
+                now += work; // events meanwhile wait in the queue
+                busy_until = now;
+                s.on(
+                    Event::Applied { retry: false },
+                    t0 + Duration::from_millis(now),
+                );
+            }
+        }
     }
 
     #[test]
-    fn a_long_burst_applies_no_later_than_max_delay_after_its_first_event() {
+    fn a_completed_change_applies_at_once() {
         let (mut s, t0) = schedule();
-        let mut now = t0;
-        for _ in 0..30 {
-            s.on(Event::FileChanged, now);
-            now += 100 * MS; // each event inside the previous debounce
-        }
-        assert_eq!(s.wake(), Some(t0 + 2000 * MS));
+        assert_eq!(s.on(Event::Written, t0), Action::Apply(Trigger::Files));
+        assert_eq!(s.wake(), None);
+        // Long after the transaction, the next change is at once again.
+        s.on(Event::Applied { retry: false }, t0 + 30 * MS);
+        assert_eq!(
+            s.on(Event::Written, t0 + 400 * MS),
+            Action::Apply(Trigger::Files)
+        );
+    }
+
+    #[test]
+    fn a_file_being_written_waits_for_its_close() {
+        let (mut s, t0) = schedule();
+        assert_eq!(s.on(Event::Writing, t0), Action::SleepUntil(t0 + 2000 * MS));
+        assert_eq!(
+            s.on(Event::Writing, t0 + 100 * MS),
+            Action::SleepUntil(t0 + 2000 * MS)
+        );
+        assert_eq!(
+            s.on(Event::Written, t0 + 150 * MS),
+            Action::Apply(Trigger::Files)
+        );
+    }
+
+    #[test]
+    fn a_file_never_closed_applies_at_max_delay() {
+        let (mut s, t0) = schedule();
+        s.on(Event::Writing, t0);
+        assert_eq!(
+            s.on(Event::Timer, t0 + 1999 * MS),
+            Action::SleepUntil(t0 + 2000 * MS)
+        );
         assert_eq!(
             s.on(Event::Timer, t0 + 2000 * MS),
             Action::Apply(Trigger::Files)
+        );
+        assert_eq!(s.on(Event::Timer, t0 + 2100 * MS), Action::Ignore);
+    }
+
+    #[test]
+    fn a_burst_of_a_hundred_files_costs_two_transactions() {
+        for (spread_ms, work_ms) in [(0, 40), (10, 40), (1000, 40), (1000, 3000), (100, 0)] {
+            let (mut s, t0) = schedule();
+            let events: Vec<(u64, Event)> = (0..100)
+                .flat_map(|i| {
+                    let at = i * spread_ms / 100;
+                    [(at, Event::Writing), (at, Event::Written)]
+                })
+                .collect();
+            let ran = transactions(&mut s, t0, &events, work_ms);
+            assert_eq!(
+                ran.len(),
+                2,
+                "spread {spread_ms} ms, work {work_ms} ms: {ran:?}"
+            );
+            assert_eq!(ran[0], 0, "the first file applies at once");
+        }
+    }
+
+    #[test]
+    fn a_steady_stream_applies_at_least_every_max_delay() {
+        let (mut s, t0) = schedule();
+        let events: Vec<(u64, Event)> = (0..60).map(|i| (i * 100, Event::Written)).collect();
+        let ran = transactions(&mut s, t0, &events, 10);
+        for (at, _) in &events {
+            let applied = ran.iter().find(|r| *r >= at).expect("every change applies");
+            assert!(applied - at <= 2000, "{at} waits past max_delay: {ran:?}");
+        }
+        assert!(ran.len() <= 5, "a stream is still coalesced: {ran:?}");
+        assert_eq!(
+            *ran.last().unwrap(),
+            5900 + 250,
+            "the last change is applied"
         );
     }
 
     #[test]
     fn hangup_applies_at_once_and_settles_a_pending_burst() {
         let (mut s, t0) = schedule();
-        s.on(Event::FileChanged, t0);
+        s.on(Event::Writing, t0);
         assert_eq!(s.on(Event::Hangup, t0 + MS), Action::Apply(Trigger::Hangup));
         assert_eq!(s.wake(), None);
         assert_eq!(s.start(), Action::Apply(Trigger::Start));
@@ -226,7 +340,7 @@ mod tests {
     fn a_burst_due_before_a_retry_wakes_first_and_applies_as_files() {
         let (mut s, t0) = schedule();
         s.on(Event::Applied { retry: true }, t0); // retry at t0 + 1 s
-        s.on(Event::FileChanged, t0);
+        s.on(Event::Written, t0); // just after a transaction: coalesced
         assert_eq!(s.wake(), Some(t0 + 250 * MS));
         assert_eq!(
             s.on(Event::Timer, t0 + 250 * MS),

@@ -176,18 +176,48 @@ impl FolderWatch {
     }
 }
 
+/// What a file event says about the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The change is complete: closed after writing, renamed, removed,
+    /// permissions changed, a link or folder made.
+    Complete,
+    /// The file is being written (created or modified, not yet closed).
+    Writing,
+}
+
+/// How the kernel's report on a file reads; `None` for reads (promfed's
+/// own included), which change nothing.
+fn change_of(kind: &EventKind, path: &Path) -> Option<Change> {
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Change::Complete),
+        EventKind::Access(_) => None,
+        EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any | ModifyKind::Other) => {
+            Some(Change::Writing)
+        }
+        // A new regular file is written next; a link or a folder is whole.
+        EventKind::Create(_) => Some(
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+                Change::Writing
+            } else {
+                Change::Complete
+            },
+        ),
+        EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any | EventKind::Other => {
+            Some(Change::Complete)
+        }
+    }
+}
+
 fn watcher(events: &UnboundedSender<Event>) -> notify::Result<RecommendedWatcher> {
     let events = events.clone();
     notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         let Ok(event) = result else { return };
-        if !matches!(
-            event.kind,
-            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
-        ) {
-            return;
-        }
         for path in event.paths {
-            let _ = events.send(Event::FileChanged(path));
+            if let Some(change) = change_of(&event.kind, &path) {
+                let _ = events.send(Event::FileChanged(path, change));
+            }
         }
     })
 }
