@@ -99,6 +99,9 @@ pub const MAX_TOML_FILE: u64 = 2 << 20;
 /// The largest base file (4 MiB of YAML, thousands of static jobs, parses
 /// in about half a second).
 pub const MAX_BASE_FILE: u64 = 4 << 20;
+/// The largest configuration file promfed reads back (its own or one it
+/// adopts): a generated file is about 7 KB per cluster, 7 MB at 1000.
+pub const MAX_CONFIG_FILE: u64 = 64 << 20;
 
 /// Opens a file for reading only if it is a regular file, without blocking
 /// on the way (a FIFO in its place would block a plain open).

@@ -917,3 +917,110 @@ fn node_exporters_come_from_endpoint_slices_and_from_endpoints_only_without_them
     assert!(requests("get_endpoints") >= 1);
     prometheus.wait_targets_up("promfed/stage/node-exporter", 2);
 }
+
+/// How often Prometheus answered `handler`, from its own metrics.
+fn handled(prometheus: &Prometheus, handler: &str) -> u64 {
+    let metrics = http_get(&format!("{}/metrics", prometheus.url())).unwrap();
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("prometheus_http_requests_total{")
+                && l.contains(&format!("handler=\"{handler}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_no_op_runs_no_promtool_and_a_known_prometheus_is_not_read_back_whole() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    // promtool, counting its runs.
+    let calls = setup.path("promtool.calls");
+    let wrapper = setup.path("promtool");
+    setup.write(
+        "promtool",
+        &format!(
+            "#!/bin/sh\necho run >> {}\nexec {PROMTOOL} \"$@\"\n",
+            calls.display()
+        ),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let settings = setup
+        .read("etc/promfed.toml")
+        .replace(PROMTOOL, wrapper.to_str().unwrap());
+    setup.write("etc/promfed.toml", &settings);
+    let runs = || {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let config_reads = || handled(&prometheus, "/api/v1/status/config");
+
+    // The first apply proves that this Prometheus reads promfed's file.
+    setup.add_cluster(&stage);
+    assert_exit(&setup.promfed(&["apply"]), 0);
+    assert!(runs() >= 1);
+    assert_eq!(config_reads(), 1, "read back once to prove the file");
+
+    // A change: gated, installed, reloaded; the same Prometheus run needs
+    // no second reading of its whole configuration.
+    setup.add_cluster(&prod);
+    let (before_runs, before_reads) = (runs(), config_reads());
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("installed, reloaded and verified"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(runs(), before_runs + 1, "a change is gated");
+    assert_eq!(config_reads(), before_reads);
+
+    // Nothing changed: no promtool, no reload, no reading back.
+    let reloaded_at = prometheus.last_reload();
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("is up to date, no reload needed"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(runs(), before_runs + 1, "a no-op runs no promtool");
+    assert_eq!(config_reads(), before_reads);
+    assert_eq!(prometheus.last_reload(), reloaded_at);
+
+    // `check` always asks promtool.
+    assert_exit(&setup.promfed(&["check"]), 0);
+    assert_eq!(runs(), before_runs + 2);
+}
+
+#[test]
+fn a_prometheus_that_reads_another_file_is_caught() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    // Prometheus runs a copy: promfed's file is not the one it reads.
+    std::fs::copy(
+        setup.path("prometheus/prometheus.yml"),
+        setup.path("prometheus/other.yml"),
+    )
+    .unwrap();
+    let prometheus =
+        Prometheus::start(setup.root.path(), &setup.path("prometheus/other.yml"), None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 1);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        said.contains("does not match: missing [promfed/stage/"),
+        "{said}"
+    );
+}

@@ -57,7 +57,7 @@ pub fn install(checked: Checked, target: &Path, previous_copy: &Path) -> Result<
     };
     // Generated files are bounded by the base's limit plus the jobs; the
     // read never blocks (a FIFO in the target's place counts as absent).
-    let previous = match fsutil::read_regular(target, 4 * fsutil::MAX_BASE_FILE) {
+    let previous = match fsutil::read_regular(target, fsutil::MAX_CONFIG_FILE) {
         Ok(bytes) if bytes == text.as_bytes() => return Ok(installed(Previous::Same)),
         Ok(bytes) => Previous::Replaced(bytes),
         Err(_) => Previous::Absent,

@@ -69,9 +69,17 @@ pub fn choose_base(
         adopted_from: None,
     };
     // Read only if regular: a FIFO in its place must not block promfed.
-    let operators = fsutil::read_regular(config_file, fsutil::MAX_BASE_FILE)
-        .ok()
-        .filter(|b| !is_marked(b));
+    let operators = match fsutil::read_regular(config_file, fsutil::MAX_CONFIG_FILE) {
+        Ok(bytes) => Some(bytes).filter(|b| !is_marked(b)),
+        // Too large to tell whose it is: never replace what was not read.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(format!(
+                "{} {e}: promfed will not replace a file it cannot read",
+                config_file.display()
+            ));
+        }
+        Err(_) => None,
+    };
     let Some(original) = operators else {
         // promfed's own file, or none: the base in force stays in force.
         return Ok(if default_base && adopted.is_file() {
@@ -178,6 +186,25 @@ mod tests {
             assert_eq!(later.path, adopted_copy(&t.state, &t.config));
             assert!(later.adopted_now.is_none() && later.adopted_from.is_some());
         }
+    }
+
+    #[test]
+    fn a_config_too_large_to_read_is_never_replaced() {
+        // A large generated file (1000 clusters are 7 MB) is still read; one
+        // past the limit cannot be told promfed's, so it is refused.
+        let t = tree(Some(DEBIANS), Some(SHIPPED_PROMETHEUS_BASE));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&t.config)
+            .unwrap();
+        file.set_len(8 << 20).unwrap();
+        assert!(choose(&t, Mode::Apply).is_ok());
+        file.set_len(crate::fsutil::MAX_CONFIG_FILE + 1).unwrap();
+        let why = choose(&t, Mode::Apply).unwrap_err();
+        assert!(
+            why.contains("will not replace a file it cannot read"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -149,6 +149,7 @@ impl Program for Alertmanager {
         Ok(LastLoad {
             successful: state.successful,
             success_second: state.success_time.floor() as i64,
+            instance: None,
         })
     }
 

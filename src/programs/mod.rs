@@ -31,12 +31,15 @@ pub enum VerifyError {
 }
 
 /// What a program says of its last configuration load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastLoad {
     pub successful: bool,
     /// When the last successful load happened, in whole seconds since the
     /// epoch (Prometheus reports no finer).
     pub success_second: i64,
+    /// Which run of the program this is (Prometheus's start time), when it
+    /// says: a program reads the same file for as long as it runs.
+    pub instance: Option<String>,
 }
 
 /// A program whose configuration promfed installs, as the apply stages need

@@ -20,6 +20,7 @@ struct PrometheusApi {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RuntimeInfo {
+    start_time: String,
     reload_config_success: bool,
     /// Whole seconds: Prometheus reports the time of the last successful
     /// load with second resolution.
@@ -34,6 +35,7 @@ struct Envelope<T> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RuntimeInfoData {
+    start_time: String,
     reload_config_success: bool,
     last_config_time: String,
 }
@@ -64,6 +66,7 @@ impl PrometheusApi {
             .parse()
             .map_err(|e| format!("lastConfigTime `{}`: {e}", data.last_config_time))?;
         Ok(RuntimeInfo {
+            start_time: data.start_time,
             reload_config_success: data.reload_config_success,
             last_config_time,
         })
@@ -141,6 +144,7 @@ impl Program for Prometheus {
         Ok(LastLoad {
             successful: info.reload_config_success,
             success_second: info.last_config_time.as_second(),
+            instance: Some(info.start_time),
         })
     }
 

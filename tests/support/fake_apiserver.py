@@ -82,6 +82,9 @@ class State:
         self.mtime = None
         self.data = {}
         self.lock = threading.Lock()
+        # Notified on every re-read of the state: watches sleep on it
+        # instead of polling, so that thousands of them cost nothing.
+        self.changed = threading.Condition(self.lock)
         self.counts = {}
         self.version = 1
         self.events = []  # (resourceVersion, resource, type, object)
@@ -97,6 +100,7 @@ class State:
                     self.mtime = mtime
                     self.data = data
                     self.record_changes()
+                    self.changed.notify_all()
             except (OSError, ValueError):
                 pass  # keep the last good state while a test rewrites it
             return self.data
@@ -134,6 +138,23 @@ class State:
     def current_version(self):
         with self.lock:
             return self.version
+
+    def wait_change(self, version, timeout):
+        """Returns when the state moved past `version` (or was re-read), or
+        after `timeout` seconds."""
+        with self.lock:
+            if self.version <= version:
+                self.changed.wait(max(timeout, 0))
+
+    def follow_file(self):
+        """Re-reads the state file every 50 ms, for the watches."""
+        while True:
+            self.get()
+            time.sleep(0.05)
+
+    def add(self, kind, n):
+        with self.lock:
+            self.counts[kind] = self.counts.get(kind, 0) + n
 
     def count(self, kind):
         with self.lock:
@@ -294,6 +315,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- answers --------------------------------------------------------
     def send(self, code, body, content_type="application/json"):
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.count_bytes(len(data))
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -518,6 +540,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
             return
         deadline, last_bookmark = time.time() + timeout, time.time()
+        # Real servers send a bookmark about once a minute; tests want them sooner.
+        bookmark_every = state.get().get("bookmark_seconds", 1)
         kinds = {"nodes": "Node", "endpoints": "Endpoints", "pods": "Pod", "services": "Service",
                  "endpointslices": "EndpointSlice"}
         try:
@@ -535,23 +559,31 @@ class Handler(BaseHTTPRequestHandler):
                     state.count("watch_expired")
                     self.chunk(json.dumps({"type": "ERROR", "object": status(410, "Expired", "too old resource version")}) + "\n")
                     break
+                seen = state.current_version()
                 events = state.since(resource, version) or []
                 for v, kind, obj in events:
                     self.chunk(json.dumps({"type": kind, "object": obj}) + "\n")
                     version = v
-                if bookmarks and time.time() - last_bookmark > 1:
+                if bookmarks and time.time() - last_bookmark >= bookmark_every:
                     version = max(version, state.current_version())
                     self.chunk(json.dumps({"type": "BOOKMARK", "object": {
                         "kind": kinds[resource], "apiVersion": "v1",
                         "metadata": {"resourceVersion": str(version)}}}) + "\n")
                     last_bookmark = time.time()
-                time.sleep(0.1)
+                next_bookmark = last_bookmark + bookmark_every if bookmarks else deadline
+                state.wait_change(seen, min(next_bookmark, deadline) - time.time())
             self.wfile.write(b"0\r\n\r\n")
         except OSError:
             state.count("watch_gone")  # the client went away
 
+    def count_bytes(self, n):
+        """Bytes of discovery answers (lists and watches, not scrapes)."""
+        if "/proxy/" not in self.path and not self.path.startswith(("/metrics", "/_fake")):
+            self.server.state.add("discovery_bytes", n)
+
     def chunk(self, text):
         data = text.encode()
+        self.count_bytes(len(data))
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
@@ -566,6 +598,7 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 4096  # a thousand clusters connect at once
 
     def __init__(self, address, state, context):
         self.state = state
@@ -590,7 +623,9 @@ def serve(args):
     context.load_cert_chain(os.path.join(args.pki, "server.crt"), os.path.join(args.pki, "server.key"))
     context.load_verify_locations(os.path.join(args.pki, "ca.crt"))
     context.verify_mode = ssl.CERT_OPTIONAL  # tokens or client certificates
-    server = Server(("127.0.0.1", args.port), State(args.state), context)
+    state = State(args.state)
+    threading.Thread(target=state.follow_file, daemon=True).start()
+    server = Server(("127.0.0.1", args.port), state, context)
     port = server.server_address[1]
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as f:
