@@ -114,9 +114,12 @@ struct TargetGroup<'a> {
 
 /// Where a cluster's targets for one job live.
 pub fn file_path(targets_dir: &Path, cluster: &ClusterName, kind: JobKind) -> PathBuf {
-    targets_dir
-        .join(cluster.as_str())
-        .join(format!("{}.json", kind.slug()))
+    targets_dir.join(cluster.as_str()).join(file_name(kind))
+}
+
+/// The name of one job's targets file.
+pub fn file_name(kind: JobKind) -> String {
+    format!("{}.json", kind.slug())
 }
 
 /// The `file_sd` document for one job: every target is the API server's

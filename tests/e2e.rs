@@ -1,6 +1,8 @@
 //! `promfed apply` end to end: real Prometheus, promtool and node-exporter,
 //! fake API servers that forward node-exporter paths to the real exporter.
 
+use std::time::Duration;
+
 use crate::support::*;
 
 /// Checks the labels of every target Prometheus scrapes for `cluster`.
@@ -1023,4 +1025,64 @@ fn a_prometheus_that_reads_another_file_is_caught() {
         said.contains("does not match: missing [promfed/stage/"),
         "{said}"
     );
+}
+
+/// How many inotify instances a process holds.
+fn inotify_instances(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", pid.trim()))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("inotify"))
+        .count()
+}
+
+#[test]
+fn prometheus_spends_one_inotify_instance_per_cluster() {
+    // Debian allows 128 per user; three per cluster ran out at 42 clusters.
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let fake = FakeCluster::start(setup.root.path(), "stage", &["n-1", "n-2"], &exporter);
+    let prometheus = setup.prometheus(None);
+    let pid = std::fs::read_to_string(&prometheus.pid_file).unwrap();
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let before = inotify_instances(&pid);
+    setup.add_cluster(&fake);
+    let stage = setup.read("etc/promfed.d/stage.toml");
+    for name in ["prod", "dev"] {
+        setup.write(&format!("etc/promfed.d/{name}.toml"), &stage);
+    }
+    assert_exit(&setup.promfed(&["apply"]), 0);
+    let used = wait_for(
+        "the watchers of three clusters",
+        Duration::from_secs(10),
+        || {
+            let n = inotify_instances(&pid) - before;
+            (n >= 3).then_some(n)
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        inotify_instances(&pid) - before,
+        3,
+        "one per cluster, not one per job"
+    );
+    assert_eq!(used, 3);
+    // Each job still has exactly its own targets.
+    for name in ["stage", "prod", "dev"] {
+        prometheus.wait_targets_up(&format!("promfed/{name}/"), 7);
+        for (job, count) in [
+            ("kubelet", 2),
+            ("cadvisor", 2),
+            ("node-exporter", 2),
+            ("apiserver", 1),
+        ] {
+            let pool = format!("promfed/{name}/{job}");
+            let targets = prometheus
+                .active_targets()
+                .into_iter()
+                .filter(|t| t["scrapePool"] == pool.as_str())
+                .count();
+            assert_eq!(targets, count, "{pool}");
+        }
+    }
 }

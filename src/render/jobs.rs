@@ -84,13 +84,28 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> ScrapeConfig {
         });
     } else {
         match settings.discovery {
-            DiscoveryMode::FileSd => job.file_sd_configs.push(FileSdConfig {
-                files: vec![path_string(&targets::file_path(
-                    &settings.targets_dir(),
-                    &cluster.name,
-                    kind,
-                ))],
-            }),
+            DiscoveryMode::FileSd => {
+                // Every job of the cluster names all its files: Prometheus
+                // serves identical file_sd blocks with one watcher (one
+                // inotify instance of the 128 a user has by default), and
+                // each job keeps the targets of its own file.
+                let files = JobKind::ALL
+                    .into_iter()
+                    .filter(|k| k.discovered() && k.enabled_in(cluster))
+                    .map(|k| {
+                        path_string(&targets::file_path(
+                            &settings.targets_dir(),
+                            &cluster.name,
+                            k,
+                        ))
+                    })
+                    .collect();
+                job.file_sd_configs.push(FileSdConfig { files });
+                job.relabel_configs.push(Relabel::keep(
+                    &["__meta_filepath"],
+                    &format!(".*/{}", regex_escape(&targets::file_name(kind))),
+                ));
+            }
             DiscoveryMode::KubernetesSd => {
                 let (sd, relabels) = kubernetes_sd(cluster, kind);
                 job.kubernetes_sd_configs.push(sd);
