@@ -15,6 +15,8 @@ pub struct Metrics {
     pub last_apply_success: Option<i64>,
     /// The folders are polled because they cannot be watched.
     pub watch_degraded: bool,
+    /// Prometheus's inotify budget, once known: (needed, limit, exhausted).
+    pub prometheus_watches: Option<(usize, Option<u64>, bool)>,
     pub clusters: BTreeMap<String, ClusterMetrics>,
 }
 
@@ -63,6 +65,35 @@ impl Metrics {
             "promfed_watch_degraded {}",
             u8::from(self.watch_degraded)
         );
+        if let Some((needed, limit, exhausted)) = self.prometheus_watches {
+            family(
+                &mut out,
+                "promfed_prometheus_file_sd_watches",
+                "gauge",
+                "inotify instances Prometheus needs for promfed's jobs (one per cluster).",
+            );
+            let _ = writeln!(out, "promfed_prometheus_file_sd_watches {needed}");
+            if let Some(limit) = limit {
+                family(
+                    &mut out,
+                    "promfed_inotify_max_user_instances",
+                    "gauge",
+                    "fs.inotify.max_user_instances: the instances one user may have.",
+                );
+                let _ = writeln!(out, "promfed_inotify_max_user_instances {limit}");
+            }
+            family(
+                &mut out,
+                "promfed_prometheus_watch_budget_exhausted",
+                "gauge",
+                "1 when Prometheus could not watch some targets files of the configuration in force.",
+            );
+            let _ = writeln!(
+                out,
+                "promfed_prometheus_watch_budget_exhausted {}",
+                u8::from(exhausted)
+            );
+        }
         family(
             &mut out,
             "promfed_last_apply_success_timestamp_seconds",

@@ -31,6 +31,21 @@ pub struct Status {
     /// Bases in use that promfed adopted from the operator's own file.
     #[serde(default)]
     pub adopted: Vec<Adopted>,
+    /// Prometheus's inotify budget for promfed's file_sd jobs.
+    #[serde(default)]
+    pub prometheus_watches: Option<PrometheusWatches>,
+}
+
+/// The inotify instances Prometheus needs for promfed's jobs (one per
+/// cluster), against what one user may have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrometheusWatches {
+    pub needed: usize,
+    /// `fs.inotify.max_user_instances`.
+    pub limit: Option<u64>,
+    /// Prometheus could not make some watchers of the configuration in
+    /// force: those jobs no longer follow their targets.
+    pub exhausted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +194,10 @@ pub fn print(state_dir: &Path, json: bool) -> u8 {
     }
     let healthy = status.problems.is_empty()
         && status.degraded.is_none()
+        && !status
+            .prometheus_watches
+            .as_ref()
+            .is_some_and(|w| w.exhausted)
         && status
             .clusters
             .values()
@@ -189,6 +208,9 @@ pub fn print(state_dir: &Path, json: bool) -> u8 {
             .is_some_and(|a| a.error.is_none());
     if healthy { 0 } else { 1 }
 }
+
+/// What to say, and do, when Prometheus ran out of inotify instances.
+pub const WATCHES_EXHAUSTED: &str = "EXHAUSTED: Prometheus could not watch some targets files (\"Error adding file watcher\" in its log), so those jobs no longer follow node changes. Raise fs.inotify.max_user_instances (the package ships /usr/lib/sysctl.d/60-promfed.conf; `sysctl --system` applies it); promfed clears this after its next reload of Prometheus.";
 
 fn human(s: &Status) -> String {
     let mut out = format!(
@@ -225,6 +247,16 @@ fn human(s: &Status) -> String {
     }
     if let Some(why) = &s.degraded {
         out.push_str(&format!("degraded: polling: {why}\n"));
+    }
+    if let Some(w) = &s.prometheus_watches {
+        let limit = w.limit.map_or("?".into(), |l| l.to_string());
+        out.push_str(&format!(
+            "Prometheus file watches: {} needed, {limit} per user (fs.inotify.max_user_instances)\n",
+            w.needed
+        ));
+        if w.exhausted {
+            out.push_str(&format!("  {WATCHES_EXHAUSTED}\n"));
+        }
     }
     out.push('\n');
     let width = s.clusters.keys().map(String::len).max().unwrap_or(7).max(7);

@@ -748,3 +748,53 @@ fn a_file_applies_when_whole_and_a_burst_costs_two_reloads() {
         "{reloads} reloads for a burst of 100 files"
     );
 }
+
+#[test]
+fn status_and_metrics_say_when_prometheus_has_no_inotify_instance_left() {
+    use std::os::unix::fs::PermissionsExt;
+    let user = test_user("promfed-prom");
+    let setup = Setup::new();
+    std::fs::set_permissions(setup.root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let prometheus = setup.prometheus(Some(&user));
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    // Prometheus's user has no inotify instance left, as past Debian's 128.
+    let hog = InotifyHog::start(&user);
+    setup.add_cluster(&stage);
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    let status = daemon.wait_status("the exhausted budget in status.json", LONG, |s| {
+        s["prometheus_watches"]["exhausted"] == true
+    });
+    assert_eq!(status["prometheus_watches"]["needed"], 1);
+    let out = setup.promfed(&["status"]);
+    assert_exit(&out, 1);
+    assert!(stdout(&out).contains("EXHAUSTED"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("fs.inotify.max_user_instances"));
+    wait_for("the metric", LONG, || {
+        setup
+            .read("state/promfed.prom")
+            .contains("promfed_prometheus_watch_budget_exhausted 1")
+            .then_some(())
+    });
+    daemon.wait_message("exhausted in STATUS=", LONG, |m| {
+        m.contains("Prometheus file watches exhausted")
+    });
+
+    // Instances free again: the next reload makes every watcher.
+    drop(hog);
+    let cluster = setup.read("etc/promfed.d/stage.toml");
+    setup.write(
+        "etc/promfed.d/stage.toml",
+        &cluster.replace("env = \"test\"", "env = \"again\""),
+    );
+    daemon.wait_status("the budget recovered", LONG, |s| {
+        s["prometheus_watches"]["exhausted"] == false
+    });
+    assert!(
+        setup
+            .read("state/promfed.prom")
+            .contains("promfed_prometheus_watch_budget_exhausted 0")
+    );
+}

@@ -7,6 +7,12 @@ if [ ! -e /var/lib/promfed/preinstall-modes ]; then
         [ -e "$path" ] && stat -c '%U:%G %a %n' "$path"
     done >/var/lib/promfed/preinstall-modes || :
 fi
+# Prometheus needs one inotify instance per cluster: apply the shipped
+# limit now (it applies at every boot), raising it, never lowering it.
+current=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 0)
+if [ "$current" -lt 8192 ]; then
+    sysctl -q -w fs.inotify.max_user_instances=8192 >/dev/null 2>&1 || :
+fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
 fi

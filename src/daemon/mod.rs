@@ -3,6 +3,7 @@
 //! after a burst of file events settles, on SIGHUP, on retry — and keeps one
 //! discovery task per cluster. The transaction itself is shared with `apply`.
 
+mod budget;
 mod cluster_task;
 mod schedule;
 mod state;
@@ -17,15 +18,22 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::time::{MissedTickBehavior, interval, sleep_until};
 
-use crate::apply::managed::Managed;
+use crate::apply::managed::{Managed, ProgramKind};
 use crate::apply::{self, Mode, Options};
 use crate::config::inventory::is_cluster_file;
 use crate::config::settings::Settings;
-use crate::targets::{ClusterTargets, RefreshError};
+use crate::programs::prometheus::Prometheus;
+use crate::status::PrometheusWatches;
+use crate::targets::{ClusterTargets, JobKind, RefreshError};
+use budget::WatchBudget;
 use cluster_task::ClusterTask;
 use schedule::{Action, Event as Timing, Schedule, Trigger};
 use state::State;
 use watch::{Change, FolderWatch};
+
+/// How often Prometheus's count of failed file watchers is read besides
+/// after each reload (a restarted Prometheus reloads nothing of promfed's).
+const BUDGET_INTERVAL: Duration = Duration::from_secs(60);
 
 pub enum Event {
     FileChanged(PathBuf, watch::Change),
@@ -33,6 +41,8 @@ pub enum Event {
         cluster: String,
         result: Result<ClusterTargets, RefreshError>,
     },
+    /// A reading of Prometheus's `prometheus_sd_file_watcher_errors_total`.
+    WatcherErrors(Result<u64, String>),
 }
 
 struct Daemon {
@@ -45,6 +55,10 @@ struct Daemon {
     /// Inputs being written (created or modified, not yet closed): no
     /// transaction reads them half-written, unless `max_delay` passes.
     writing: BTreeSet<PathBuf>,
+    /// Whether Prometheus could watch every targets file.
+    budget: WatchBudget,
+    /// The inotify instances Prometheus needs for promfed's jobs.
+    watches_needed: usize,
     /// The last STATUS= sent, so that an unchanged one is not sent again.
     told_systemd: String,
 }
@@ -87,10 +101,14 @@ pub async fn run(settings: Settings) -> u8 {
         watch,
         tasks: BTreeMap::new(),
         writing: BTreeSet::new(),
+        budget: WatchBudget::default(),
+        watches_needed: 0,
         told_systemd: String::new(),
     };
     let mut check_folders = interval(watch::CHECK_INTERVAL);
     check_folders.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut check_budget = interval(BUDGET_INTERVAL);
+    check_budget.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut watchdog = systemd::watchdog_interval().map(|every| {
         let mut timer = interval(every);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -117,6 +135,10 @@ pub async fn run(settings: Settings) -> u8 {
                 daemon.schedule.on(Timing::Hangup, Instant::now())
             }
             _ = check_folders.tick() => daemon.check_folders(),
+            _ = check_budget.tick() => {
+                daemon.sample_watchers(Duration::ZERO);
+                Action::Ignore
+            }
             () = stop.requested() => return daemon.stop(),
             _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
                 systemd::watchdog();
@@ -156,6 +178,14 @@ impl Daemon {
                 }
                 Action::Ignore
             }
+            Event::WatcherErrors(Ok(errors)) => {
+                self.took_watcher_errors(errors);
+                Action::Ignore
+            }
+            Event::WatcherErrors(Err(e)) => {
+                tracing::debug!(stage = "budget", "cannot read Prometheus's metrics: {e}");
+                Action::Ignore
+            }
         }
     }
 
@@ -190,6 +220,47 @@ impl Daemon {
             self.ready();
         }
         true
+    }
+
+    /// Reads Prometheus's count of failed file watchers `after` a while, on
+    /// a task of its own (its metrics are megabytes at 1000 clusters).
+    fn sample_watchers(&self, after: Duration) {
+        if self.settings.discovery != crate::config::settings::DiscoveryMode::FileSd {
+            return;
+        }
+        let prometheus = Prometheus::new(&self.settings.prometheus);
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let errors = prometheus.file_sd_watcher_errors().await;
+            let _ = events.send(Event::WatcherErrors(errors));
+        });
+    }
+
+    fn took_watcher_errors(&mut self, errors: u64) {
+        let changed = self.budget.sample(errors);
+        let watches = PrometheusWatches {
+            needed: self.watches_needed,
+            limit: budget::max_user_instances(),
+            exhausted: self.budget.exhausted(),
+        };
+        if changed && watches.exhausted {
+            tracing::error!(
+                stage = "budget",
+                needed = watches.needed,
+                limit = ?watches.limit,
+                "{}",
+                crate::status::WATCHES_EXHAUSTED
+            );
+        } else if changed {
+            tracing::info!(
+                stage = "budget",
+                "Prometheus watches every targets file again"
+            );
+        }
+        if self.state.set_prometheus_watches(watches) {
+            self.publish();
+        }
     }
 
     /// Files promfed writes itself, or that no input depends on, are not
@@ -258,6 +329,23 @@ impl Daemon {
         }
 
         self.state.applied(&report);
+        self.watches_needed = report
+            .in_force
+            .iter()
+            .filter(|c| {
+                JobKind::ALL
+                    .iter()
+                    .any(|k| k.discovered() && k.enabled_in(c))
+            })
+            .count();
+        let reloaded = report
+            .outcome(ProgramKind::Prometheus)
+            .is_some_and(|o| o.reloads() != (0, 0));
+        if reloaded {
+            self.budget.reloaded();
+            // Prometheus makes its watchers as the reload returns.
+            self.sample_watchers(Duration::from_secs(2));
+        }
         self.update_tasks(&report, trigger);
         self.update_watch();
         self.publish();

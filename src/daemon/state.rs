@@ -10,7 +10,9 @@ use crate::apply::{Definition, Report};
 use crate::config::cluster::Cluster;
 use crate::config::settings::Settings;
 use crate::metrics::Metrics;
-use crate::status::{Adopted, DiscoveryState, DiscoveryStatus, LastApply, Status};
+use crate::status::{
+    Adopted, DiscoveryState, DiscoveryStatus, LastApply, PrometheusWatches, Status,
+};
 use crate::targets::{ClusterTargets, JobKind, RefreshError};
 
 pub struct State {
@@ -238,6 +240,16 @@ impl State {
         true
     }
 
+    /// Prometheus's inotify budget; returns whether it changed.
+    pub fn set_prometheus_watches(&mut self, watches: PrometheusWatches) -> bool {
+        if self.status.prometheus_watches.as_ref() == Some(&watches) {
+            return false;
+        }
+        self.metrics.prometheus_watches = Some((watches.needed, watches.limit, watches.exhausted));
+        self.status.prometheus_watches = Some(watches);
+        true
+    }
+
     /// systemd's STATUS=: clusters OK and failing, and the last apply.
     pub fn summary(&self) -> String {
         let clusters = &self.status.clusters;
@@ -253,6 +265,14 @@ impl State {
         }
         if self.status.degraded.is_some() {
             line.push_str("; degraded: polling");
+        }
+        if self
+            .status
+            .prometheus_watches
+            .as_ref()
+            .is_some_and(|w| w.exhausted)
+        {
+            line.push_str("; Prometheus file watches exhausted");
         }
         if let Some(a) = &self.status.last_apply {
             line.push_str(&format!("; last apply {} {}", a.time, a.prometheus));

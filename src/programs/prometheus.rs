@@ -134,6 +134,20 @@ impl Prometheus {
     }
 }
 
+impl Prometheus {
+    /// `prometheus_sd_file_watcher_errors_total` from its own metrics: how
+    /// many file_sd watchers it could not make since it started.
+    pub async fn file_sd_watcher_errors(&self) -> Result<u64, String> {
+        const NAME: &str = "prometheus_sd_file_watcher_errors_total ";
+        let text = self.api.http.get_text("/metrics").await?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(NAME))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .ok_or_else(|| format!("its metrics have no {}", NAME.trim()))
+    }
+}
+
 impl Program for Prometheus {
     fn name(&self) -> &'static str {
         "Prometheus"
