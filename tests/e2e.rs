@@ -68,7 +68,10 @@ fn assert_cluster_targets(
     let pod_paths: Vec<&str> = targets
         .iter()
         .filter(|t| t["labels"]["job"] == "node-exporter")
-        .map(|t| t["discoveredLabels"]["__metrics_path__"].as_str().unwrap())
+        .map(|t| {
+            let url = t["scrapeUrl"].as_str().unwrap();
+            &url[url.find("/api/").unwrap_or(0)..]
+        })
         .collect();
     for n in nodes {
         let path =
@@ -1085,4 +1088,62 @@ fn prometheus_spends_one_inotify_instance_per_cluster() {
             assert_eq!(targets, count, "{pool}");
         }
     }
+}
+
+#[test]
+fn kubernetes_sd_mode_runs_on_prometheus_2_53_with_the_labels_of_file_sd_mode() {
+    // Debian 12's Prometheus has no Kubernetes discovery; Debian 13's does.
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let fake = FakeCluster::start(setup.root.path(), "stage", &["node-a", "node-b"], &exporter);
+    let prometheus =
+        Prometheus::start_trixie(setup.root.path(), &setup.path("prometheus/prometheus.yml"));
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let settings = setup
+        .read("etc/promfed.toml")
+        .replace(PROMTOOL, TRIXIE_PROMTOOL)
+        .replacen("\n", "\ndiscovery = \"kubernetes_sd\"\n", 1);
+    setup.write("etc/promfed.toml", &settings);
+    setup.add_cluster(&fake);
+
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("installed, reloaded and verified"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        setup
+            .read("prometheus/prometheus.yml")
+            .contains("role: endpointslice")
+    );
+    // Prometheus discovers by itself, through its own watches: the same
+    // targets and labels as promfed's file_sd mode gives.
+    let targets = prometheus.wait_targets_up("promfed/stage/", 7);
+    assert_cluster_targets(
+        &targets,
+        "stage",
+        &["node-a", "node-b"],
+        &format!("127.0.0.1:{}", fake.port),
+    );
+    let series = wait_for("node-exporter series", Duration::from_secs(30), || {
+        let r = prometheus.query(
+            "count by (instance) (node_cpu_seconds_total{cluster=\"stage\",job=\"node-exporter\"})",
+        );
+        (r.len() == 2).then_some(r)
+    });
+    assert_eq!(series.len(), 2);
+
+    // A node joins: Prometheus's watch brings it, with no reload.
+    let reloaded = prometheus.last_reload();
+    fake.set_state(fake.state(&["node-a", "node-b", "node-c"], exporter.port));
+    let targets = prometheus.wait_targets_up("promfed/stage/", 10);
+    assert_cluster_targets(
+        &targets,
+        "stage",
+        &["node-a", "node-b", "node-c"],
+        &format!("127.0.0.1:{}", fake.port),
+    );
+    assert_eq!(prometheus.last_reload(), reloaded);
 }

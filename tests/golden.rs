@@ -101,6 +101,21 @@ fn every_case_renders_as_expected_and_passes_promtool() {
                     stderr(&out)
                 ));
             }
+            // Debian 13's promtool, built with Kubernetes discovery, accepts it.
+            require(TRIXIE_PROMTOOL);
+            let out = Command::new(TRIXIE_PROMTOOL)
+                .args(["check", "config"])
+                .arg(&config)
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                failures.push(format!(
+                    "{}: Prometheus 2.53's promtool rejects it:\n{}{}",
+                    case.display(),
+                    stdout(&out),
+                    stderr(&out)
+                ));
+            }
         } else if !out.status.success() {
             failures.push(format!(
                 "{}: promtool rejects it:\n{}{}",

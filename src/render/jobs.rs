@@ -187,33 +187,42 @@ fn kubernetes_sd(cluster: &Cluster, kind: JobKind) -> (KubernetesSdConfig, Vec<R
                 ],
             )
         }
+        // EndpointSlices, as promfed's own discovery: Endpoints are
+        // deprecated since Kubernetes 1.33.
         JobKind::NodeExporter => {
             let ne = &cluster.node_exporter;
             let port_filter = match &ne.port {
                 PortRef::Number(n) => Relabel::keep(&["__address__"], &format!(".+:{n}")),
                 PortRef::Name(name) => Relabel::keep(
-                    &["__meta_kubernetes_endpoint_port_name"],
+                    &["__meta_kubernetes_endpointslice_port_name"],
                     &regex_escape(name),
                 ),
             };
             (
                 sd(
-                    "endpoints",
+                    "endpointslice",
                     Some(Namespaces {
                         names: vec![ne.namespace.clone()],
                     }),
                 ),
                 vec![
                     Relabel::keep(
-                        &["__meta_kubernetes_service_name"],
+                        &["__meta_kubernetes_endpointslice_label_kubernetes_io_service_name"],
                         &regex_escape(&ne.service),
                     ),
-                    Relabel::keep(&["__meta_kubernetes_endpoint_ready"], "true"),
+                    Relabel::keep(
+                        &["__meta_kubernetes_endpointslice_endpoint_conditions_ready"],
+                        "true",
+                    ),
+                    Relabel::keep(
+                        &["__meta_kubernetes_endpointslice_address_target_kind"],
+                        "Pod",
+                    ),
                     port_filter,
                     Relabel::copy(
                         &[
                             "__meta_kubernetes_namespace",
-                            "__meta_kubernetes_pod_name",
+                            "__meta_kubernetes_endpointslice_address_target_name",
                             "__address__",
                         ],
                         "(.+);(.+);.+:([0-9]+)",
@@ -221,7 +230,7 @@ fn kubernetes_sd(cluster: &Cluster, kind: JobKind) -> (KubernetesSdConfig, Vec<R
                         &format!("{prefix}/api/v1/namespaces/$1/pods/$2:$3/proxy/metrics"),
                     ),
                     Relabel::copy(
-                        &["__meta_kubernetes_endpoint_node_name"],
+                        &["__meta_kubernetes_endpointslice_endpoint_node_name"],
                         "(.+)",
                         "instance",
                         "$1",

@@ -430,9 +430,12 @@ class Handler(BaseHTTPRequestHandler):
         m = NAMESPACED_LIST.match(path)
         if m:
             namespace, resource = m.groups()
-            state.count(f"list_{resource}")
-            if f"list {resource}" in deny:
-                return self.forbidden(user, "list", resource, f'in the namespace "{namespace}"')
+            verb = "watch" if query.get("watch", [""])[0] in ("true", "1") else "list"
+            state.count(f"{verb}_{resource}")
+            if f"{verb} {resource}" in deny:
+                return self.forbidden(user, verb, resource, f'in the namespace "{namespace}"')
+            if verb == "watch":
+                return self.watch(resource, query, namespace)
             return self.send(200, self.list_of(resource, data, namespace))
 
         m = SLICES.match(path)
@@ -444,12 +447,15 @@ class Handler(BaseHTTPRequestHandler):
             if "list endpointslices" in deny:
                 return self.forbidden(user, "list", "endpointslices", f'in the namespace "{namespace}"')
             wanted = query.get("labelSelector", [""])[0]
-            ours = ne and ne.get("namespace") == namespace and wanted == f"kubernetes.io/service-name={ne.get('service')}"
+            # No selector lists every slice of the namespace (Prometheus's
+            # endpointslice role); promfed selects its service's.
+            ours = ne and ne.get("namespace") == namespace and wanted in (
+                "", f"kubernetes.io/service-name={ne.get('service')}")
             if query.get("watch", [""])[0] in ("true", "1"):
                 state.count("watch_endpointslices")
                 if "watch endpointslices" in deny:
                     return self.forbidden(user, "watch", "endpointslices", f'in the namespace "{namespace}"')
-                return self.watch("endpointslices", query)
+                return self.watch("endpointslices", query, namespace)
             items = list(state.objects.get("endpointslices", {}).values()) if ours and ne.get("pods") else []
             return self.send(200, {"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
                                    "metadata": {"resourceVersion": str(state.current_version())}, "items": items})
@@ -517,9 +523,12 @@ class Handler(BaseHTTPRequestHandler):
         version = str(self.server.state.current_version())
         return {"kind": kinds[resource], "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": items}
 
-    def watch(self, resource, query):
+    def watch(self, resource, query, namespace=None):
         """A chunked stream of events until timeoutSeconds; 410 for a
-        resourceVersion older than the history."""
+        resourceVersion older than the history. `namespace` limits it to
+        that namespace's objects."""
+        def ours(obj):
+            return namespace is None or obj["metadata"].get("namespace") == namespace
         state = self.server.state
         try:
             version = int(query.get("resourceVersion", ["0"])[0] or 0)
@@ -549,6 +558,8 @@ class Handler(BaseHTTPRequestHandler):
                 state.get()
                 version = state.current_version()
                 for obj in objects_of(state.get())[resource].values():
+                    if not ours(obj):
+                        continue
                     obj["metadata"]["resourceVersion"] = str(version)
                     self.chunk(json.dumps({"type": "ADDED", "object": obj}) + "\n")
             while time.time() < deadline:
@@ -562,12 +573,14 @@ class Handler(BaseHTTPRequestHandler):
                 seen = state.current_version()
                 events = state.since(resource, version) or []
                 for v, kind, obj in events:
-                    self.chunk(json.dumps({"type": kind, "object": obj}) + "\n")
+                    if ours(obj):
+                        self.chunk(json.dumps({"type": kind, "object": obj}) + "\n")
                     version = v
                 if bookmarks and time.time() - last_bookmark >= bookmark_every:
                     version = max(version, state.current_version())
                     self.chunk(json.dumps({"type": "BOOKMARK", "object": {
-                        "kind": kinds[resource], "apiVersion": "v1",
+                        "kind": kinds[resource],
+                        "apiVersion": "discovery.k8s.io/v1" if resource == "endpointslices" else "v1",
                         "metadata": {"resourceVersion": str(version)}}}) + "\n")
                     last_bookmark = time.time()
                 next_bookmark = last_bookmark + bookmark_every if bookmarks else deadline

@@ -15,6 +15,16 @@ pub const PROMTOOL: &str = "/usr/bin/promtool";
 pub const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 pub const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
 pub const AMTOOL: &str = "/usr/bin/amtool";
+/// Debian 13's Prometheus 2.53 and its promtool, which have Kubernetes
+/// discovery; fetched into a private folder by scripts/trixie-prometheus.
+pub const TRIXIE_PROMETHEUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/target/trixie/root/usr/bin/prometheus"
+);
+pub const TRIXIE_PROMTOOL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/target/trixie/root/usr/bin/promtool"
+);
 
 /// Fails the test, loudly, when a required tool is not installed.
 pub fn require(tool: &str) {
@@ -268,16 +278,27 @@ impl Prometheus {
     /// Starts Prometheus on `config` (which must exist). `as_user` runs it as
     /// another user (group nogroup), like Debian's service does.
     pub fn start(dir: &Path, config: &Path, as_user: Option<&str>) -> Prometheus {
-        Self::launch(dir, config, as_user, free_port())
+        Self::launch(PROMETHEUS, dir, config, as_user, free_port())
     }
 
     /// Starts again on a known port, as after a restart.
     pub fn start_on(dir: &Path, config: &Path, port: u16) -> Prometheus {
-        Self::launch(dir, config, None, port)
+        Self::launch(PROMETHEUS, dir, config, None, port)
     }
 
-    fn launch(dir: &Path, config: &Path, as_user: Option<&str>, port: u16) -> Prometheus {
-        require(PROMETHEUS);
+    /// Starts Debian 13's Prometheus 2.53, which has Kubernetes discovery.
+    pub fn start_trixie(dir: &Path, config: &Path) -> Prometheus {
+        Self::launch(TRIXIE_PROMETHEUS, dir, config, None, free_port())
+    }
+
+    fn launch(
+        binary: &str,
+        dir: &Path,
+        config: &Path,
+        as_user: Option<&str>,
+        port: u16,
+    ) -> Prometheus {
+        require(binary);
         let data = dir.join("prometheus-data");
         std::fs::create_dir_all(&data).unwrap();
         let mut cmd = match as_user {
@@ -296,11 +317,11 @@ impl Prometheus {
                     &format!("--reuid={user}"),
                     "--regid=nogroup",
                     "--clear-groups",
-                    PROMETHEUS,
+                    binary,
                 ]);
                 c
             }
-            None => Command::new(PROMETHEUS),
+            None => Command::new(binary),
         };
         cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
