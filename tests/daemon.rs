@@ -670,6 +670,16 @@ fn prometheus_reloads(setup: &Setup) -> u64 {
         .sum()
 }
 
+/// `promfed_applies_total`: transactions run, whatever their result.
+fn applies(setup: &Setup) -> u64 {
+    let metrics = std::fs::read_to_string(setup.path("state/promfed.prom")).unwrap_or_default();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("promfed_applies_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Waits until the daemon has been idle (no reload) for a while.
 fn settled_reloads(setup: &Setup) -> u64 {
     let mut last = (prometheus_reloads(setup), Instant::now());
@@ -694,6 +704,16 @@ fn a_file_applies_when_whole_and_a_burst_costs_two_reloads() {
     let mut daemon = setup.daemon();
     daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
     let before = settled_reloads(&setup);
+
+    // A file renamed into place is one change, one transaction (the kernel
+    // reports a rename three ways).
+    let transactions = applies(&setup);
+    let tmp = setup.path("etc/promfed.d/renamed.toml.tmp");
+    std::fs::write(&tmp, setup.read("etc/promfed.d/stage.toml")).unwrap();
+    std::fs::rename(&tmp, setup.path("etc/promfed.d/renamed.toml")).unwrap();
+    let before = before + 1;
+    assert_eq!(settled_reloads(&setup), before);
+    assert_eq!(applies(&setup) - transactions, 1, "{}", daemon.log());
 
     // Written in two parts with a pause longer than the debounce: the first
     // part alone is a valid cluster, and must never be applied.
@@ -797,4 +817,44 @@ fn status_and_metrics_say_when_prometheus_has_no_inotify_instance_left() {
             .read("state/promfed.prom")
             .contains("promfed_prometheus_watch_budget_exhausted 0")
     );
+}
+
+#[test]
+fn an_unrelated_change_relists_no_other_cluster_and_a_rotated_token_does() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["n-1"], &exporter);
+    let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let settings = setup
+        .read("etc/promfed.toml")
+        .replace("resync_interval = \"1s\"", "resync_interval = \"10m\"");
+    setup.write("etc/promfed.toml", &settings);
+    setup.add_cluster(&stage);
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    wait_for("stage's watches", LONG, || {
+        (stage.requests("watch_nodes") >= 1).then_some(())
+    });
+    let lists = stage.requests("list_nodes");
+
+    // Another cluster comes and is applied: stage is not asked again.
+    setup.add_cluster(&prod);
+    prometheus.wait_targets_up("promfed/prod/", 4);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        stage.requests("list_nodes"),
+        lists,
+        "stage relisted for prod's change"
+    );
+
+    // stage's token is rotated (a new file moved into place): relisted.
+    let token = setup.path("etc/promfed.d/stage/token");
+    let fresh = setup.path("etc/promfed.d/stage/token.new");
+    std::fs::copy(&token, &fresh).unwrap();
+    std::fs::rename(&fresh, &token).unwrap();
+    wait_for("a relist with the new token", LONG, || {
+        (stage.requests("list_nodes") > lists).then_some(())
+    });
 }

@@ -207,6 +207,7 @@ impl Managed {
         mode: Mode,
         problems: &mut Vec<Diagnostic>,
     ) -> ConfigOutcome {
+        let started = std::time::Instant::now();
         let candidate = match self.render(base, clusters, settings) {
             Ok(c) => c,
             Err(ds) => {
@@ -214,10 +215,13 @@ impl Managed {
                 return ConfigOutcome::NotRendered;
             }
         };
+        tracing::debug!(stage = "render", program = self.kind.name(), took = ?started.elapsed(), bytes = candidate.text().len());
         let s = &self.settings;
         // Nothing changed and the program runs it: a gate would only repeat
         // what it said when these bytes were installed.
+        let started = std::time::Instant::now();
         if mode == Mode::Apply && self.runs(&candidate).await {
+            tracing::debug!(stage = "unchanged", took = ?started.elapsed());
             return ConfigOutcome::Unchanged;
         }
         // Candidates of killed runs would pile up beside the target.
@@ -230,6 +234,7 @@ impl Managed {
             &s.user,
         )
         .await;
+        tracing::debug!(stage = "gate", took = ?started.elapsed());
         let checked = match gated {
             Ok(c) => c,
             Err(e) => return ConfigOutcome::Rejected(e),
@@ -272,10 +277,12 @@ struct Files {
 /// already installed it reloads only when the program does not run them: a
 /// reload lost to a stopped or killed program, or a file reverted by hand.
 async fn deliver(program: &impl Program, checked: Checked, files: &Files) -> ConfigOutcome {
+    let started = std::time::Instant::now();
     let installed = match install(checked, &files.target, &files.previous_copy) {
         Ok(i) => i,
         Err(e) => return ConfigOutcome::Failed(e),
     };
+    tracing::debug!(stage = "install", took = ?started.elapsed());
     if !installed.changed() {
         match in_force(program, &installed, &files.proof).await {
             Ok(true) => return ConfigOutcome::Unchanged,

@@ -166,11 +166,13 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
         },
     };
     let last_good = LastGood::new(&settings.last_good_dir());
+    let started = std::time::Instant::now();
     let mut inventory = match load_inventory(settings).await {
         Ok(inventory) => inventory,
         // The machine's fault, not the configuration's: exit 1, retried.
         Err(problem) => return Report::failed(programs, problem.headline()),
     };
+    tracing::debug!(stage = "load", took = ?started.elapsed(), clusters = inventory.entries.len());
 
     // Discover (file_sd only), concurrently; failures keep the last targets.
     let apply_file_sd = options.mode == Mode::Apply && settings.discovery == DiscoveryMode::FileSd;
@@ -262,7 +264,9 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
     report.clusters = cluster_reports(&inventory, &mut discovered);
     report.in_force = inventory.clusters().into_iter().cloned().collect();
     if options.mode == Mode::Apply && report.all_in_force() {
+        let started = std::time::Instant::now();
         record_success(settings, &inventory, &last_good, &mut report.warnings);
+        tracing::debug!(stage = "record", took = ?started.elapsed());
     }
     report
 }

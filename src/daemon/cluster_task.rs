@@ -18,8 +18,28 @@ use crate::targets::RefreshError;
 
 pub struct ClusterTask {
     pub definition: Cluster,
+    /// The credential files as last seen, to tell a rotation.
+    credentials: Vec<Option<FileStamp>>,
     poke: Arc<Notify>,
     handle: JoinHandle<()>,
+}
+
+/// What tells one version of a file from the next: a rotation replaces the
+/// file (a new inode) or rewrites it (a new change time or size).
+type FileStamp = (u64, u64, i64, i64, u64);
+
+fn stamp(path: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.ctime(), m.ctime_nsec(), m.size()))
+}
+
+fn credential_stamps(cluster: &Cluster) -> Vec<Option<FileStamp>> {
+    cluster
+        .credential_files()
+        .into_iter()
+        .map(|(_, file)| stamp(file))
+        .collect()
 }
 
 impl ClusterTask {
@@ -50,15 +70,29 @@ impl ClusterTask {
             .await;
         });
         ClusterTask {
+            credentials: credential_stamps(&definition),
             definition,
             poke,
             handle,
         }
     }
 
-    /// List again now (credentials may have rotated).
+    /// List and watch again now (a SIGHUP asks for everything anew).
     pub fn poke(&self) {
         self.poke.notify_one();
+    }
+
+    /// Lists and watches again if a credential file changed since last
+    /// time: the watches run on the old token or certificate until they end.
+    /// Costs a few `stat`s, so an unrelated change costs this cluster nothing.
+    pub fn poke_if_rotated(&mut self) -> bool {
+        let now = credential_stamps(&self.definition);
+        if now == self.credentials {
+            return false;
+        }
+        self.credentials = now;
+        self.poke();
+        true
     }
 }
 

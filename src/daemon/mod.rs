@@ -367,8 +367,12 @@ impl Daemon {
                 .get(&name)
                 .is_some_and(|t| t.definition == *cluster)
             {
-                if trigger != Trigger::Retry {
-                    self.tasks[&name].poke(); // credentials may have rotated
+                let task = self.tasks.get_mut(&name).expect("checked above");
+                match trigger {
+                    Trigger::Hangup => task.poke(),
+                    _ => {
+                        task.poke_if_rotated();
+                    }
                 }
                 continue;
             }

@@ -189,8 +189,10 @@ pub enum Change {
 /// How the kernel's report on a file reads; `None` for reads (promfed's
 /// own included), which change nothing.
 fn change_of(kind: &EventKind, path: &Path) -> Option<Change> {
-    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
     match kind {
+        // A rename is also told as its two halves, `From` and `To`.
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => None,
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Change::Complete),
         EventKind::Access(_) => None,
         EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any | ModifyKind::Other) => {

@@ -54,7 +54,9 @@ impl KubeClient {
             })
         };
         Ok(KubeClient {
-            http: built(builder().timeout(timeout))?,
+            // Lists are rare (start, resync, a 410): a kept-alive connection
+            // would hold its grown read buffer for nothing.
+            http: built(builder().timeout(timeout).pool_max_idle_per_host(0))?,
             watch_http: built(builder().read_timeout(WATCH_SILENCE))?,
             base: cluster
                 .api_server

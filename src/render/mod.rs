@@ -3,6 +3,7 @@
 
 mod alertmanager;
 mod jobs;
+mod memo;
 mod scrape_config;
 pub mod shape;
 mod splice;
@@ -217,15 +218,7 @@ pub fn prometheus_config(
         }
     };
     base.check_job_names()?;
-    let jobs: Vec<_> = clusters
-        .iter()
-        .flat_map(|cluster| jobs::cluster_jobs(cluster, settings))
-        .collect();
-    let items = if jobs.is_empty() {
-        String::new()
-    } else {
-        serde_norway::to_string(&jobs).expect("scrape configs serialise")
-    };
+    let items = memo::jobs_yaml(clusters, settings);
     let body = splice::append_to_list(base.text(), "scrape_configs", kind, &items)
         .map_err(|why| vec![base.key_problem("scrape_configs", &why)])?;
     Ok(base.candidate(&body, &settings.clusters_dir))

@@ -26,9 +26,9 @@ pub struct ScrapeConfig {
     pub file_sd_configs: Vec<FileSdConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
+    /// Last: the job's `metric_relabel_configs` follow as text, made once
+    /// (see `jobs::cluster_yaml`).
     pub relabel_configs: Vec<Relabel>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub metric_relabel_configs: Vec<Relabel>,
 }
 
 /// Credentials are always referenced by path, never inlined.
