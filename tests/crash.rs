@@ -26,16 +26,19 @@ fn apply_killed_at_a_hundred_moments_never_leaves_prometheus_stale() {
     setup.add_cluster(&stage);
     setup.add_cluster(&prod);
     let prod_file = setup.read("etc/promfed.d/prod.toml");
+    let started = std::time::Instant::now();
     assert_exit(&setup.promfed(&["apply"]), 0);
+    // As long as one whole run here (discovery, promtool, the install and
+    // the reload), which depends on the machine.
+    let span = (started.elapsed().as_millis() as u64).max(50);
 
-    // A small LCG: the same moments on every run, spread over 0..400 ms,
-    // which covers discovery, promtool, the install and the reload.
+    // A small LCG: the same moments on every run, spread over the span.
     let mut seed: u64 = 0x5eed;
     let mut next_delay = || {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        Duration::from_millis((seed >> 33) % 400)
+        Duration::from_millis((seed >> 33) % span)
     };
     let mut killed_mid_run = 0;
     for round in 0..100 {

@@ -113,10 +113,12 @@ async fn run_check(tool: CheckTool<'_>, file: &Path, timeout: Duration) -> Resul
         .arg(file)
         .kill_on_drop(true)
         .output();
+    let started = std::time::Instant::now();
     let output = tokio::time::timeout(timeout, run)
         .await
         .map_err(|_| GateError::Timeout(tool.name, timeout))?
         .map_err(|e| GateError::Tool(tool.path.to_path_buf(), e))?;
+    tracing::debug!(stage = "check_tool", tool = tool.name, took = ?started.elapsed());
     if output.status.success() {
         return Ok(());
     }

@@ -16,7 +16,7 @@ use crate::config::diagnostic::Diagnostic;
 use crate::config::settings::{ServiceSettings, Settings};
 use crate::programs::alertmanager::Alertmanager;
 use crate::programs::prometheus::Prometheus;
-use crate::programs::{LastLoad, Program, VerifyError};
+use crate::programs::{LastLoad, Program, Reloaded, VerifyError};
 use crate::render::{self, Base, Candidate};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -56,7 +56,7 @@ impl Program for Api {
         }
     }
 
-    async fn reload(&self) -> Result<(), VerifyError> {
+    async fn reload(&self) -> Result<Reloaded, VerifyError> {
         match self {
             Api::Prometheus(p) => p.reload().await,
             Api::Alertmanager(a) => a.reload().await,
@@ -357,7 +357,7 @@ mod tests {
             })
         }
 
-        async fn reload(&self) -> Result<(), VerifyError> {
+        async fn reload(&self) -> Result<Reloaded, VerifyError> {
             if !self.reachable {
                 return Err(VerifyError::Unreachable(
                     "Fake",
@@ -370,8 +370,9 @@ mod tests {
                 return Err(VerifyError::NotLoaded("Fake"));
             }
             *self.loaded.borrow_mut() = Some(text);
+            let before = *self.loaded_at.borrow();
             *self.loaded_at.borrow_mut() = jiff::Timestamp::now().as_second();
-            Ok(())
+            Ok(Reloaded::since(before, None))
         }
 
         async fn in_force(&self) -> Result<Vec<String>, String> {

@@ -36,10 +36,11 @@ pub async fn verify(
 /// second before the install from one after it; this record can.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Proof {
-    success_second: i64,
+    /// The verified load happened in these seconds (inclusive).
+    loaded_after: i64,
+    loaded_until: i64,
     fingerprint: u64,
     /// The run of the program that was shown to load promfed's file.
-    #[serde(default)]
     instance: Option<String>,
 }
 
@@ -50,9 +51,16 @@ impl Proof {
             .and_then(|b| serde_json::from_slice(&b).ok())
     }
 
-    /// Whether `last` is a load in a run already shown to read our file.
-    fn knows_run_of(&self, last: &LastLoad) -> bool {
-        last.instance.is_some() && self.instance == last.instance
+    /// Whether `instance` is a run already shown to read our file.
+    fn knows_run(&self, instance: Option<&String>) -> bool {
+        instance.is_some() && self.instance.as_ref() == instance
+    }
+
+    /// Whether `last` is the load this proof is about, of `text`.
+    fn is_load_of(&self, last: &LastLoad, text: &str) -> bool {
+        self.fingerprint == fingerprint(text)
+            && (self.loaded_after..=self.loaded_until).contains(&last.success_second)
+            && (last.instance.is_none() || self.instance == last.instance)
     }
 }
 
@@ -76,12 +84,10 @@ pub(super) async fn reload_and_verify(
     config: &str,
     proof: &Path,
 ) -> Result<Verified, VerifyError> {
-    program.reload().await?;
-    let last = program.last_load().await;
-    let known_run = match (&last, Proof::read(proof)) {
-        (Ok(last), Some(p)) => p.knows_run_of(last),
-        _ => false,
-    };
+    let started = std::time::Instant::now();
+    let reloaded = program.reload().await?;
+    tracing::debug!(stage = "reload", program = program.name(), took = ?started.elapsed());
+    let known_run = Proof::read(proof).is_some_and(|p| p.knows_run(reloaded.instance.as_ref()));
     if !known_run {
         let loaded = program
             .in_force()
@@ -90,18 +96,17 @@ pub(super) async fn reload_and_verify(
         compare(&program.expected(config), &loaded)?;
     }
     // Without the record the next transaction reloads once more: no harm.
-    if let Ok(last) = last {
-        let record = Proof {
-            success_second: last.success_second,
-            fingerprint: fingerprint(config),
-            instance: last.instance,
-        };
-        let json = serde_json::to_vec(&record).expect("a proof serialises");
-        let _ = proof
-            .parent()
-            .map_or(Ok(()), |dir| fsutil::create_dir(dir, 0o750))
-            .and_then(|()| fsutil::write_atomic(proof, &json, 0o644));
-    }
+    let record = Proof {
+        loaded_after: reloaded.after,
+        loaded_until: reloaded.until,
+        fingerprint: fingerprint(config),
+        instance: reloaded.instance,
+    };
+    let json = serde_json::to_vec(&record).expect("a proof serialises");
+    let _ = proof
+        .parent()
+        .map_or(Ok(()), |dir| fsutil::create_dir(dir, 0o750))
+        .and_then(|()| fsutil::write_atomic(proof, &json, 0o644));
     Ok(Verified(()))
 }
 
@@ -131,13 +136,11 @@ pub async fn runs(
     }
     let installed_second = modified_second(target).unwrap_or(i64::MAX);
     let proof = Proof::read(proof);
-    let verified = proof.as_ref().is_some_and(|p| {
-        p.success_second == last.success_second && p.fingerprint == fingerprint(text)
-    });
+    let verified = proof.as_ref().is_some_and(|p| p.is_load_of(&last, text));
     if last.success_second <= installed_second && !verified {
         return Ok(false);
     }
-    if proof.is_some_and(|p| p.knows_run_of(&last)) {
+    if proof.is_some_and(|p| p.knows_run(last.instance.as_ref())) {
         return Ok(true);
     }
     let loaded = program.in_force().await?;

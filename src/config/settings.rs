@@ -363,7 +363,7 @@ fn service_settings(
     let check_timeout =
         duration(t, p, "check_timeout").map_or(Duration::from_secs(30), |d| d.as_duration());
     let verify_timeout =
-        duration(t, p, "verify_timeout").map_or(Duration::from_secs(15), |d| d.as_duration());
+        duration(t, p, "verify_timeout").map_or(Duration::from_secs(30), |d| d.as_duration());
     Some(ServiceSettings {
         config_file,
         base_file,

@@ -283,6 +283,12 @@ impl Daemon {
     }
 
     async fn apply(&mut self, trigger: Trigger) {
+        let started = Instant::now();
+        self.apply_once(trigger).await;
+        tracing::debug!(stage = "transaction", took = ?started.elapsed());
+    }
+
+    async fn apply_once(&mut self, trigger: Trigger) {
         // Whatever is still open for writing is read as it is now.
         self.writing.clear();
         match Settings::load(&self.settings.source) {

@@ -2,11 +2,13 @@
 //! failures turned into `DiscoveryError`s.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
 use super::DiscoveryError;
+use super::h1;
 use super::objects::Status;
 use super::redact::redact;
 use super::tls;
@@ -20,10 +22,12 @@ const MAX_TOKEN_BYTES: u64 = 64 << 10;
 use crate::config::cluster::Cluster;
 
 pub struct KubeClient {
+    /// For lists and gets.
     http: reqwest::Client,
-    /// For watches: no limit on the whole request (a watch lasts minutes),
-    /// but one on the silence between two reads.
-    watch_http: reqwest::Client,
+    /// For watches, each on a connection of its own (see `h1`).
+    tls: Arc<rustls::ClientConfig>,
+    url: url::Url,
+    connect_timeout: Duration,
     /// The API server URL including its path prefix, without trailing `/`.
     base: String,
     token_file: Option<PathBuf>,
@@ -39,25 +43,27 @@ pub struct Permission {
 impl KubeClient {
     pub fn new(cluster: &Cluster, timeout: Duration) -> Result<KubeClient, DiscoveryError> {
         let tls = tls::client_config(cluster)?;
-        let builder = || {
-            reqwest::Client::builder()
-                .use_preconfigured_tls(tls.clone())
-                // A redirect could take the token to another host or to http.
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(timeout.min(Duration::from_secs(5)))
-                .user_agent(concat!("promfed/", env!("CARGO_PKG_VERSION")))
-        };
-        let built = |b: reqwest::ClientBuilder| {
-            b.build().map_err(|e| DiscoveryError::BadResponse {
-                url: cluster.api_server.url.to_string(),
-                detail: format!("cannot set up the HTTP client: {e}"),
-            })
-        };
-        Ok(KubeClient {
+        let connect_timeout = timeout.min(Duration::from_secs(5));
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls.clone())
+            // A redirect could take the token to another host or to http.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect_timeout)
+            .user_agent(concat!("promfed/", env!("CARGO_PKG_VERSION")))
+            .timeout(timeout)
             // Lists are rare (start, resync, a 410): a kept-alive connection
             // would hold its grown read buffer for nothing.
-            http: built(builder().timeout(timeout).pool_max_idle_per_host(0))?,
-            watch_http: built(builder().read_timeout(WATCH_SILENCE))?,
+            .pool_max_idle_per_host(0)
+            .build()
+            .map_err(|e| DiscoveryError::BadResponse {
+                url: cluster.api_server.url.to_string(),
+                detail: format!("cannot set up the HTTP client: {e}"),
+            })?;
+        Ok(KubeClient {
+            http,
+            tls: Arc::new(tls),
+            url: cluster.api_server.url.clone(),
+            connect_timeout,
             base: cluster
                 .api_server
                 .url
@@ -112,17 +118,49 @@ impl KubeClient {
         accept: &str,
         needs: Permission,
     ) -> Result<EventStream, DiscoveryError> {
-        let (url, token, response) = self.send(&self.watch_http, path, accept).await?;
-        let status = response.status().as_u16();
-        if status == 200 {
+        let url = format!("{}{path}", self.base);
+        let token = self.token()?;
+        let authorization = token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Accept", accept)];
+        if let Some(a) = &authorization {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let prefix = self.url.path().trim_end_matches('/');
+        let (head, mut body) = h1::get(
+            self.tls.clone(),
+            &self.url,
+            &format!("{prefix}{path}"),
+            &headers,
+            self.connect_timeout,
+            WATCH_SILENCE,
+        )
+        .await
+        .map_err(|f| h1_error(&self.base, f))?;
+        if head.status == 200 {
             return Ok(EventStream {
-                response,
+                body,
                 base: self.base.clone(),
                 buffer: Vec::new(),
             });
         }
-        let body = read_capped(response, &self.base, &url).await?;
-        Err(self.refusal(status, url, &body, token.as_deref(), needs))
+        // A refusal's body: a Status, small; a redirect's: where it points.
+        let mut text = Vec::new();
+        while let Some(piece) = body.next().await.map_err(|f| h1_error(&self.base, f))? {
+            text.extend_from_slice(&piece);
+            if text.len() > 1 << 20 {
+                break;
+            }
+        }
+        if let (Some(location), true) = (&head.location, text.is_empty()) {
+            let location = redact(location, None);
+            text = format!("{{\"message\":{}}}", serde_json::Value::String(location)).into_bytes();
+        }
+        Err(self.refusal(head.status, url, &text, token.as_deref(), needs))
+    }
+
+    /// The token, read now: a rotated one is used at once.
+    fn token(&self) -> Result<Option<String>, DiscoveryError> {
+        self.token_file.as_deref().map(read_token).transpose()
     }
 
     async fn send(
@@ -133,11 +171,7 @@ impl KubeClient {
     ) -> Result<(String, Option<String>, reqwest::Response), DiscoveryError> {
         let url = format!("{}{path}", self.base);
         let mut request = http.get(&url).header("Accept", accept);
-        let token = match &self.token_file {
-            // Read on every request: a rotated token is used at once.
-            Some(file) => Some(read_token(file)?),
-            None => None,
-        };
+        let token = self.token()?;
         if let Some(token) = &token {
             request = request.bearer_auth(token);
         }
@@ -228,7 +262,7 @@ pub struct RawEvent {
 
 /// The events of one watch, one JSON object per line.
 pub struct EventStream {
-    response: reqwest::Response,
+    body: h1::Body,
     base: String,
     buffer: Vec<u8>,
 }
@@ -256,10 +290,10 @@ impl EventStream {
                     limit: format!("more than {} MiB", MAX_RESPONSE_BYTES >> 20),
                 });
             }
-            match self.response.chunk().await {
+            match self.body.next().await {
                 Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
                 Ok(None) => return Ok(None),
-                Err(e) => return Err(transport_error(&self.base, &e)),
+                Err(f) => return Err(h1_error(&self.base, f)),
             }
         }
     }
@@ -296,6 +330,30 @@ fn status_message(body: &[u8], token: Option<&str>) -> String {
         .and_then(|s| s.message)
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned());
     redact(&text, token)
+}
+
+/// A watch connection's failure, told as the same errors as a list's.
+fn h1_error(url: &str, failure: h1::Failure) -> DiscoveryError {
+    match failure {
+        h1::Failure::Io(e) => match find_rustls_error(&e) {
+            Some(tls) => DiscoveryError::Tls {
+                url: url.to_string(),
+                detail: tls.to_string(),
+            },
+            None => DiscoveryError::Unreachable {
+                url: url.to_string(),
+                detail: e.to_string(),
+            },
+        },
+        h1::Failure::Silent(after) => DiscoveryError::Unreachable {
+            url: url.to_string(),
+            detail: format!("timed out (nothing for {after:?})"),
+        },
+        h1::Failure::Protocol(detail) => DiscoveryError::BadResponse {
+            url: url.to_string(),
+            detail,
+        },
+    }
 }
 
 /// Tells a TLS failure (wrong CA, wrong name) apart from an unreachable host.

@@ -4,6 +4,7 @@
 mod client;
 mod error;
 mod follow;
+mod h1;
 mod objects;
 mod redact;
 mod tls;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::http_api::{HttpApi, ReloadRefused};
-use super::{LastLoad, Program, VerifyError, poll_until_loaded, process};
+use super::{LastLoad, Program, Reloaded, VerifyError, poll_until_loaded, process};
 use crate::config::settings::{ReloadMethod, ServiceSettings};
 use crate::render::ClusterRoute;
 
@@ -35,9 +35,9 @@ struct StatusConfig {
 }
 
 impl AlertmanagerApi {
-    fn new(base: &Url) -> AlertmanagerApi {
+    fn new(base: &Url, timeout: std::time::Duration) -> AlertmanagerApi {
         AlertmanagerApi {
-            http: HttpApi::new(base),
+            http: HttpApi::new(base, timeout),
         }
     }
 
@@ -70,14 +70,15 @@ impl AlertmanagerApi {
 
     /// `POST /-/reload`: synchronous and always enabled; the error text
     /// comes back on failure.
-    async fn post_reload(&self) -> Result<(), String> {
+    /// No answer says nothing of the reload (see Prometheus's).
+    async fn post_reload(&self) -> Result<(), VerifyError> {
         self.http
             .post_reload()
             .await
             .map_err(|refused| match refused {
-                ReloadRefused::Unreachable(e) => e,
+                ReloadRefused::Unreachable(e) => VerifyError::Unreachable("Alertmanager", e),
                 ReloadRefused::Status { url, status, body } => {
-                    format!("{url} answered {status}: {body}")
+                    VerifyError::Reload(format!("{url} answered {status}: {body}"))
                 }
             })
     }
@@ -124,7 +125,7 @@ pub struct Alertmanager {
 impl Alertmanager {
     pub fn new(s: &ServiceSettings) -> Alertmanager {
         Alertmanager {
-            api: AlertmanagerApi::new(&s.url),
+            api: AlertmanagerApi::new(&s.url, s.verify_timeout),
             method: s.reload.clone(),
             timeout: s.verify_timeout,
         }
@@ -155,14 +156,14 @@ impl Program for Alertmanager {
 
     /// Waits for a newer successful load in its metrics, whichever way it
     /// was asked.
-    async fn reload(&self) -> Result<(), VerifyError> {
+    async fn reload(&self) -> Result<Reloaded, VerifyError> {
         let before = self
             .api
             .reload_state()
             .await
             .map_err(|e| VerifyError::Unreachable("Alertmanager", e))?;
         match &self.method {
-            ReloadMethod::Http => self.api.post_reload().await.map_err(VerifyError::Reload)?,
+            ReloadMethod::Http => self.api.post_reload().await?,
             ReloadMethod::Signal(target) => {
                 process::send_sighup(target).map_err(VerifyError::Reload)?
             }
@@ -171,7 +172,8 @@ impl Program for Alertmanager {
             let state = self.api.reload_state().await.ok()?;
             Some((state.successful, state.success_time > before.success_time))
         })
-        .await
+        .await?;
+        Ok(Reloaded::since(before.success_time.floor() as i64, None))
     }
 
     async fn in_force(&self) -> Result<Vec<String>, String> {

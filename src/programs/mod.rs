@@ -42,6 +42,30 @@ pub struct LastLoad {
     pub instance: Option<String>,
 }
 
+/// What is known right after a reload took: which run of the program
+/// loaded the file, and the seconds its successful load lies between
+/// (asking the program itself right after a reload is slow: Prometheus's
+/// runtimeinfo took a second at 100 clusters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    pub instance: Option<String>,
+    pub after: i64,
+    pub until: i64,
+}
+
+impl Reloaded {
+    /// A load that succeeded between `before` (a whole-second load time)
+    /// and now.
+    pub fn since(before: i64, instance: Option<String>) -> Reloaded {
+        Reloaded {
+            instance,
+            after: before,
+            // Load times have whole seconds; allow for the one in progress.
+            until: jiff::Timestamp::now().as_second() + 1,
+        }
+    }
+}
+
 /// A program whose configuration promfed installs, as the apply stages need
 /// it. Used on one runtime only, so the futures need no `Send` bound.
 #[allow(async_fn_in_trait)]
@@ -52,7 +76,7 @@ pub trait Program {
     async fn last_load(&self) -> Result<LastLoad, String>;
     /// Asks the program to re-read its file and waits until it reports a
     /// newer successful load (or a failure that is ours).
-    async fn reload(&self) -> Result<(), VerifyError>;
+    async fn reload(&self) -> Result<Reloaded, VerifyError>;
     /// The parts of its configuration in force that promfed compares.
     async fn in_force(&self) -> Result<Vec<String>, String>;
     /// The same parts, read from a configuration text.

@@ -10,7 +10,7 @@ use tokio::time::sleep;
 use url::Url;
 
 use super::http_api::{HttpApi, ReloadRefused};
-use super::{LastLoad, Program, VerifyError, poll_until_loaded, process};
+use super::{LastLoad, Program, Reloaded, VerifyError, poll_until_loaded, process};
 use crate::config::settings::{ReloadMethod, ServiceSettings};
 use crate::render::shape::Shape;
 
@@ -46,9 +46,9 @@ struct ConfigData {
 }
 
 impl PrometheusApi {
-    fn new(base: &Url) -> PrometheusApi {
+    fn new(base: &Url, timeout: Duration) -> PrometheusApi {
         PrometheusApi {
-            http: HttpApi::new(base),
+            http: HttpApi::new(base, timeout),
         }
     }
 
@@ -81,13 +81,17 @@ impl PrometheusApi {
     }
 
     /// `POST /-/reload`: synchronous; the error text comes back on failure.
-    async fn post_reload(&self) -> Result<(), String> {
+    /// No answer (a timeout, a dropped connection) says nothing of the
+    /// reload: the file stays installed, unverified, and is checked again.
+    async fn post_reload(&self) -> Result<(), VerifyError> {
         self.http.post_reload().await.map_err(|refused| match refused {
-            ReloadRefused::Unreachable(e) => e,
-            ReloadRefused::Status { url, status, .. } if status == reqwest::StatusCode::FORBIDDEN => format!(
+            ReloadRefused::Unreachable(e) => VerifyError::Unreachable("Prometheus", e),
+            ReloadRefused::Status { url, status, .. } if status == reqwest::StatusCode::FORBIDDEN => VerifyError::Reload(format!(
                 "{url} answered 403: Prometheus runs without --web.enable-lifecycle; add that flag or use reload = \"signal\""
-            ),
-            ReloadRefused::Status { url, status, body } => format!("{url} answered {status}: {body}"),
+            )),
+            ReloadRefused::Status { url, status, body } => {
+                VerifyError::Reload(format!("{url} answered {status}: {body}"))
+            }
         })
     }
 }
@@ -127,7 +131,7 @@ pub struct Prometheus {
 impl Prometheus {
     pub fn new(s: &ServiceSettings) -> Prometheus {
         Prometheus {
-            api: PrometheusApi::new(&s.url),
+            api: PrometheusApi::new(&s.url, s.verify_timeout),
             method: s.reload.clone(),
             timeout: s.verify_timeout,
         }
@@ -164,14 +168,20 @@ impl Program for Prometheus {
 
     /// HTTP answers only once the configuration was applied; after a signal,
     /// waits for a newer successful load in runtimeinfo.
-    async fn reload(&self) -> Result<(), VerifyError> {
+    async fn reload(&self) -> Result<Reloaded, VerifyError> {
         let before = self
             .api
             .runtime_info()
             .await
             .map_err(|e| VerifyError::Unreachable("Prometheus", e))?;
+        let reloaded = || {
+            Reloaded::since(
+                before.last_config_time.as_second(),
+                Some(before.start_time.clone()),
+            )
+        };
         match &self.method {
-            ReloadMethod::Http => self.api.post_reload().await.map_err(VerifyError::Reload),
+            ReloadMethod::Http => self.api.post_reload().await.map(|()| reloaded()),
             ReloadMethod::Signal(target) => {
                 // A signal gets no answer: watch lastConfigTime move. It has
                 // whole seconds, so signal in a later second than the last
@@ -195,6 +205,7 @@ impl Program for Prometheus {
                     },
                 )
                 .await
+                .map(|()| reloaded())
             }
         }
     }
