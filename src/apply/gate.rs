@@ -11,17 +11,7 @@ use tokio::process::Command;
 use super::staged::StagedFile;
 use crate::access::Identity;
 use crate::render::Candidate;
-use crate::render::shape::Shape;
-
-/// Keys whose values are files Prometheus opens.
-const FILE_KEYS: [&str; 6] = [
-    "ca_file",
-    "cert_file",
-    "key_file",
-    "credentials_file",
-    "bearer_token_file",
-    "password_file",
-];
+use crate::render::files::NamedFile;
 
 /// A candidate that passed the gate, staged beside its target. Only `gate`
 /// makes one, so nothing unchecked can be installed.
@@ -96,8 +86,8 @@ pub async fn gate(
     reader: &Identity,
 ) -> Result<Checked, GateError> {
     let config_dir = target.parent().unwrap_or(Path::new("/"));
+    let unreadable = unreadable_files(candidate.files(), config_dir, reader);
     let text = candidate.into_text();
-    let unreadable = unreadable_files(&text, config_dir, reader);
     if !unreadable.is_empty() {
         return Err(GateError::Files(unreadable));
     }
@@ -137,40 +127,15 @@ async fn run_check(tool: CheckTool<'_>, file: &Path, timeout: Duration) -> Resul
 /// Every file the configuration names that `reader` cannot read, with where
 /// it is named. promtool skips `ca_file`, and a missing CA makes Prometheus
 /// half-apply a reload.
-fn unreadable_files(candidate: &str, config_dir: &Path, reader: &Identity) -> Vec<String> {
-    let Ok(doc) = serde_norway::from_str::<Shape>(candidate) else {
-        return Vec::new(); // promtool reports syntax errors better
-    };
+fn unreadable_files(files: &[NamedFile], config_dir: &Path, reader: &Identity) -> Vec<String> {
     let mut found = Vec::new();
-    walk(&doc, String::new(), &mut |place, key, file| {
-        let path = config_dir.join(file);
+    for f in files {
+        let path = config_dir.join(&f.path);
         if let Err(why) = reader.can_read(&path) {
-            found.push(format!("{place}{key}: {} {why}", path.display()));
+            found.push(format!("{}{}: {} {why}", f.place, f.key, path.display()));
         }
-    });
-    found
-}
-
-fn walk(value: &Shape, place: String, visit: &mut impl FnMut(&str, &str, &str)) {
-    match value {
-        Shape::Map(entries) => {
-            let here = match value.get("job_name").and_then(Shape::as_str) {
-                Some(job) => format!("{place}job `{job}`: "),
-                None => place,
-            };
-            for (k, v) in entries {
-                let Some(key) = k.as_str() else { continue };
-                match v {
-                    Shape::Str(file) if FILE_KEYS.contains(&key) && !file.is_empty() => {
-                        visit(&here, key, file)
-                    }
-                    _ => walk(v, here.clone(), visit),
-                }
-            }
-        }
-        Shape::Seq(items) => items.iter().for_each(|v| walk(v, place.clone(), visit)),
-        _ => {}
     }
+    found
 }
 
 #[cfg(test)]
@@ -183,8 +148,9 @@ mod tests {
         std::fs::write(dir.path().join("token"), "t").unwrap();
         let yaml = "scrape_configs:\n- job_name: a\n  authorization: {credentials_file: token}\n  tls_config: {ca_file: /nonexistent/ca.crt}\n";
         let root = Identity::lookup("root").unwrap();
+        let candidate = crate::render::candidate_for_tests(yaml);
         assert_eq!(
-            unreadable_files(yaml, dir.path(), &root),
+            unreadable_files(candidate.files(), dir.path(), &root),
             ["job `a`: ca_file: /nonexistent/ca.crt does not exist"]
         );
     }

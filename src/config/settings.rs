@@ -225,7 +225,7 @@ impl Settings {
             max_delay: duration(&mut root, &mut p, "max_delay")
                 .map_or(Duration::from_secs(2), |d| d.as_duration()),
             resync_interval: duration(&mut root, &mut p, "resync_interval")
-                .map_or(Duration::from_secs(600), |d| d.as_duration()),
+                .map_or(Duration::from_secs(1800), |d| d.as_duration()),
             metrics_file: match root.get::<String>(&mut p, "metrics_file") {
                 Some(s) if s.value.is_empty() => None,
                 Some(s) => Some(normalize(&base_dir.join(s.value))),

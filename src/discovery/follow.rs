@@ -31,8 +31,16 @@ use crate::targets::ClusterTargets;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// How often a cluster whose identity may list but not watch is listed.
 const LIST_INTERVAL: Duration = Duration::from_secs(30);
-/// How long the server keeps one watch open before it ends it.
-const WATCH_SECONDS: u32 = 290;
+/// How long the server is asked to keep one watch open: 30 to 60 minutes,
+/// as a Kubernetes API server chooses for itself (`--min-request-timeout`),
+/// spread so that a thousand watches do not reopen together. Each reopening
+/// is a request; client-go reopens every 5 to 10 minutes.
+fn watch_seconds() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    1800 + nanos % 1800
+}
 const NODE_AS_METADATA: &str =
     "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
 
@@ -265,7 +273,8 @@ async fn next(stream: &mut Option<EventStream>) -> Result<Option<RawEvent>, Disc
 fn watch_path(path: &str, version: &str) -> String {
     let separator = if path.contains('?') { '&' } else { '?' };
     format!(
-        "{path}{separator}watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&resourceVersion={}",
+        "{path}{separator}watch=true&allowWatchBookmarks=true&timeoutSeconds={}&resourceVersion={}",
+        watch_seconds(),
         encode(version)
     )
 }

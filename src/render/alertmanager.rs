@@ -67,5 +67,5 @@ pub fn alertmanager_config(
         route.insert("routes".into(), Value::Sequence(routes));
     }
     let yaml = serde_norway::to_string(&doc).expect("a mapping serialises");
-    Ok(base.candidate(&yaml, clusters_dir))
+    Ok(base.candidate(&yaml, clusters_dir, Vec::new()))
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::config::cluster::{Cluster, PortRef};
 use crate::config::settings::{DiscoveryMode, Settings};
+use crate::render::files::NamedFile;
 use crate::render::scrape_config::*;
 use crate::targets::{self, JobKind};
 
@@ -11,14 +12,16 @@ use crate::targets::{self, JobKind};
 /// of a block list (`- job_name: …`). The series drops are the same for
 /// every cluster and most of the bytes (5 of 7.5 KB), so their YAML is made
 /// once per process.
-pub fn cluster_yaml(cluster: &Cluster, settings: &Settings) -> String {
+pub fn cluster_yaml(cluster: &Cluster, settings: &Settings) -> (String, Vec<NamedFile>) {
     let mut out = String::new();
+    let mut files = Vec::new();
     for kind in JobKind::ALL.into_iter().filter(|k| k.enabled_in(cluster)) {
         let (job, drops) = job(cluster, kind, settings);
+        files.extend(super::files::in_job(&job));
         out.push_str(&serde_norway::to_string(&[job]).expect("scrape configs serialise"));
         out.push_str(drops.yaml());
     }
-    out
+    (out, files)
 }
 
 /// Which metric drops a job has.

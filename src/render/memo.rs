@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use crate::config::cluster::Cluster;
 use crate::config::settings::Settings;
 
+use super::files::NamedFile;
 use super::jobs;
 
 struct Remembered {
@@ -18,6 +19,7 @@ struct Remembered {
     /// The settings the jobs read, as `settings_key` gives them.
     settings: String,
     yaml: String,
+    files: Vec<NamedFile>,
 }
 
 static MEMO: Mutex<Option<HashMap<String, Remembered>>> = Mutex::new(None);
@@ -33,28 +35,35 @@ fn settings_key(settings: &Settings) -> String {
     )
 }
 
-/// The jobs of `clusters`, in order, as one YAML block list. Forgets the
-/// clusters not asked for, so the memo holds what is in force and no more.
-pub fn jobs_yaml(clusters: &[&Cluster], settings: &Settings) -> String {
+/// The jobs of `clusters`, in order, as one YAML block list, and the files
+/// they name. Forgets the clusters not asked for, so the memo holds what is
+/// in force and no more.
+pub fn jobs_yaml(clusters: &[&Cluster], settings: &Settings) -> (String, Vec<NamedFile>) {
     let key = settings_key(settings);
     let mut guard = MEMO.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let previous = guard.take().unwrap_or_default();
     let mut previous = previous;
     let mut kept = HashMap::with_capacity(clusters.len());
     let mut out = String::new();
+    let mut files = Vec::new();
     for cluster in clusters {
         let name = cluster.name.as_str();
         let remembered = match previous.remove(name) {
             Some(r) if r.cluster == **cluster && r.settings == key => r,
-            _ => Remembered {
-                cluster: (*cluster).clone(),
-                settings: key.clone(),
-                yaml: jobs::cluster_yaml(cluster, settings),
-            },
+            _ => {
+                let (yaml, named) = jobs::cluster_yaml(cluster, settings);
+                Remembered {
+                    cluster: (*cluster).clone(),
+                    settings: key.clone(),
+                    yaml,
+                    files: named,
+                }
+            }
         };
         out.push_str(&remembered.yaml);
+        files.extend(remembered.files.iter().cloned());
         kept.insert(name.to_string(), remembered);
     }
     *guard = Some(kept);
-    out
+    (out, files)
 }

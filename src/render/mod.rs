@@ -2,6 +2,7 @@
 //! cluster adds. Pure: the same inputs give the same bytes.
 
 mod alertmanager;
+pub mod files;
 mod jobs;
 mod memo;
 mod scrape_config;
@@ -23,11 +24,17 @@ use crate::config::settings::Settings;
 #[derive(Debug)]
 pub struct Candidate {
     text: String,
+    /// The files the text names, for the gate.
+    files: Vec<files::NamedFile>,
 }
 
 impl Candidate {
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    pub fn files(&self) -> &[files::NamedFile] {
+        &self.files
     }
 
     pub fn into_text(self) -> String {
@@ -152,9 +159,19 @@ impl Base {
     }
 
     /// The generated file: a header naming where it comes from, then `body`.
-    fn candidate(&self, body: &str, clusters_dir: &std::path::Path) -> Candidate {
+    /// The generated file; `generated` are the files the generated part
+    /// names (the base's own are found here).
+    fn candidate(
+        &self,
+        body: &str,
+        clusters_dir: &std::path::Path,
+        generated: Vec<files::NamedFile>,
+    ) -> Candidate {
+        let mut named = files::in_shape(&self.shape);
+        named.extend(generated);
         Candidate {
             text: format!("{}{body}", self.header(clusters_dir)),
+            files: named,
         }
     }
 
@@ -218,16 +235,22 @@ pub fn prometheus_config(
         }
     };
     base.check_job_names()?;
-    let items = memo::jobs_yaml(clusters, settings);
+    let (items, generated) = memo::jobs_yaml(clusters, settings);
     let body = splice::append_to_list(base.text(), "scrape_configs", kind, &items)
         .map_err(|why| vec![base.key_problem("scrape_configs", &why)])?;
-    Ok(base.candidate(&body, &settings.clusters_dir))
+    Ok(base.candidate(&body, &settings.clusters_dir, generated))
 }
 
 /// A candidate from any text, for the unit tests of the later stages.
 #[cfg(test)]
 pub fn candidate_for_tests(text: &str) -> Candidate {
-    Candidate { text: text.into() }
+    let files = serde_norway::from_str::<Shape>(text)
+        .map(|doc| files::in_shape(&doc))
+        .unwrap_or_default();
+    Candidate {
+        text: text.into(),
+        files,
+    }
 }
 
 #[cfg(test)]
@@ -276,6 +299,55 @@ mod base_tests {
                 Err(d) => d.to_string(),
             };
             assert!(shown.starts_with("/b.yml:"), "{shown}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod files_tests {
+    use super::*;
+    use crate::config::diagnostic::SourceText;
+
+    /// The files render collects are exactly those a parse of its output
+    /// finds: the gate checks them without parsing megabytes back.
+    #[test]
+    fn the_files_render_names_are_the_files_its_output_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in ["file_sd", "kubernetes_sd"] {
+            let settings_file = dir.path().join(format!("{mode}.toml"));
+            std::fs::write(
+                &settings_file,
+                format!(
+                    "discovery = \"{mode}\"\n[prometheus]\nconfig_file = \"/p/prometheus.yml\"\nbase_file = \"/p/base.yml\"\n"
+                ),
+            )
+            .unwrap();
+            let settings = Settings::load(&settings_file).unwrap();
+            let token = Cluster::parse(
+                &SourceText::new("/etc/promfed.d/a.toml", "api_server = \"https://10.0.0.1:6443\"\ntoken_file = \"a/token\"\nca_file = \"a/ca.crt\"\n"),
+                "a",
+            )
+            .unwrap()
+            .cluster;
+            let cert = Cluster::parse(
+                &SourceText::new("/etc/promfed.d/b.toml", "api_server = \"https://10.0.0.2:6443\"\ncert_file = \"b/c.crt\"\nkey_file = \"b/c.key\"\nca_file = \"b/ca.crt\"\n[cadvisor]\nenabled = false\n"),
+                "b",
+            )
+            .unwrap()
+            .cluster;
+            let base = Base::parse(SourceText::new(
+                "/p/base.yml",
+                "scrape_configs:\n- job_name: own\n  tls_config: {ca_file: /own/ca.crt}\n",
+            ))
+            .unwrap();
+            let candidate = prometheus_config(&base, &[&token, &cert], &settings).unwrap();
+            let doc: Shape = serde_norway::from_str(candidate.text()).unwrap();
+            assert_eq!(candidate.files(), files::in_shape(&doc), "{mode}");
+            assert!(
+                candidate.files().len() > 10,
+                "{mode}: {:?}",
+                candidate.files()
+            );
         }
     }
 }
