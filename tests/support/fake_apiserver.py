@@ -534,7 +534,7 @@ class Handler(BaseHTTPRequestHandler):
             version = int(query.get("resourceVersion", ["0"])[0] or 0)
         except ValueError:
             return self.send(400, status(400, "BadRequest", "invalid resourceVersion"))
-        timeout = min(int(query.get("timeoutSeconds", ["300"])[0]), 600)
+        timeout = min(int(query.get("timeoutSeconds", ["300"])[0]), 3600)
         bookmarks = query.get("allowWatchBookmarks", [""])[0] == "true"
         if state.since(resource, version) is None:
             return self.send(410, status(410, "Expired", f"too old resource version: {version}"))
