@@ -479,11 +479,13 @@ fn without_inotify_the_daemon_polls_says_it_is_degraded_and_recovers() {
     // Instances free again: the watch comes back by itself.
     drop(hog);
     daemon.wait_status("the watch restored", LONG, |s| s["degraded"].is_null());
-    assert!(
+    // status.json is written first, the metrics file right after.
+    wait_for("the metric restored", LONG, || {
         setup
             .read("state/promfed.prom")
             .contains("promfed_watch_degraded 0")
-    );
+            .then_some(())
+    });
     assert!(
         daemon.log().contains("watching folders again"),
         "{}",
@@ -812,11 +814,12 @@ fn status_and_metrics_say_when_prometheus_has_no_inotify_instance_left() {
     daemon.wait_status("the budget recovered", LONG, |s| {
         s["prometheus_watches"]["exhausted"] == false
     });
-    assert!(
+    wait_for("the metric recovered", LONG, || {
         setup
             .read("state/promfed.prom")
             .contains("promfed_prometheus_watch_budget_exhausted 0")
-    );
+            .then_some(())
+    });
 }
 
 #[test]

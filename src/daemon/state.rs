@@ -283,15 +283,23 @@ impl State {
         line
     }
 
+    /// The metrics first, status.json last: whoever sees a new status.json
+    /// finds the metrics of the same moment. A metrics folder promfed may
+    /// not write does not keep status.json from being written.
     pub fn write(&self, settings: &Settings) -> std::io::Result<()> {
-        crate::status::write(settings, &self.status)?;
-        if let Some(path) = &settings.daemon.metrics_file {
-            if let Some(dir) = path.parent() {
-                crate::fsutil::create_dir(dir, 0o755)?;
-            }
-            crate::fsutil::write_if_changed(path, self.metrics.render().as_bytes(), 0o644)?;
-        }
-        Ok(())
+        let metrics = settings
+            .daemon
+            .metrics_file
+            .as_ref()
+            .map_or(Ok(()), |path| {
+                if let Some(dir) = path.parent() {
+                    crate::fsutil::create_dir(dir, 0o755)?;
+                }
+                crate::fsutil::write_if_changed(path, self.metrics.render().as_bytes(), 0o644)
+                    .map(|_| ())
+            });
+        let status = crate::status::write(settings, &self.status);
+        metrics.and(status)
     }
 }
 
