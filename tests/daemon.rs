@@ -617,12 +617,20 @@ fn watch_events_become_targets_without_a_reload_or_a_relist() {
         (requests("list_nodes") > lists).then_some(())
     });
     stage.set_state(stage.state(&["n-1", "n-2", "n-4"], exporter.port));
-    prometheus.wait_targets_up("promfed/stage/kubelet", 3);
-    assert!(
+    wait_for("n-4 in the targets file", LONG, || {
         setup
             .read("state/targets/stage/kubelet.json")
             .contains("n-4")
-    );
+            .then_some(())
+    });
+    // Prometheus may still show n-3 for one discovery batch: wait for n-4.
+    wait_for("n-4 in Prometheus", LONG, || {
+        let targets = prometheus.wait_targets_up("promfed/stage/kubelet", 3);
+        targets
+            .iter()
+            .any(|t| t["labels"]["instance"] == "n-4")
+            .then_some(())
+    });
     assert_eq!(prometheus.last_reload(), reloaded, "no reload on churn");
 }
 
