@@ -670,24 +670,24 @@ fn an_identity_that_may_list_but_not_watch_is_listed_instead() {
     );
 }
 
-/// `promfed_reloads_total` of Prometheus, from the daemon's metrics file.
-fn prometheus_reloads(setup: &Setup) -> u64 {
+/// The sum of the daemon's metric lines that start with `prefix`.
+fn metric_sum(setup: &Setup, prefix: &str) -> u64 {
     let metrics = std::fs::read_to_string(setup.path("state/promfed.prom")).unwrap_or_default();
     metrics
         .lines()
-        .filter(|l| l.starts_with("promfed_reloads_total{program=\"prometheus\""))
+        .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
 
+/// `promfed_reloads_total` of Prometheus.
+fn prometheus_reloads(setup: &Setup) -> u64 {
+    metric_sum(setup, "promfed_reloads_total{program=\"prometheus\"")
+}
+
 /// `promfed_applies_total`: transactions run, whatever their result.
 fn applies(setup: &Setup) -> u64 {
-    let metrics = std::fs::read_to_string(setup.path("state/promfed.prom")).unwrap_or_default();
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("promfed_applies_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    metric_sum(setup, "promfed_applies_total{")
 }
 
 /// Waits until the daemon has been idle (no reload) for a while.

@@ -289,12 +289,9 @@ impl Decoder {
             match self.state {
                 State::Done => return Ok(Decoded::End),
                 State::Remaining(left) => {
-                    if buf.is_empty() {
+                    let Some((data, left)) = take(buf, left) else {
                         return Ok(Decoded::NeedMore);
-                    }
-                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let data: Vec<u8> = buf.drain(..n).collect();
-                    let left = left - n as u64;
+                    };
                     self.state = if left == 0 {
                         State::Done
                     } else {
@@ -322,12 +319,9 @@ impl Decoder {
                     };
                 }
                 State::Data(left) => {
-                    if buf.is_empty() {
+                    let Some((data, left)) = take(buf, left) else {
                         return Ok(Decoded::NeedMore);
-                    }
-                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let data: Vec<u8> = buf.drain(..n).collect();
-                    let left = left - n as u64;
+                    };
                     self.state = if left == 0 {
                         State::DataEnd
                     } else {
@@ -357,6 +351,17 @@ impl Decoder {
             }
         }
     }
+}
+
+/// Up to `left` bytes from the front of `buf`, and how many remain after
+/// them; `None` when `buf` is empty.
+fn take(buf: &mut Vec<u8>, left: u64) -> Option<(Vec<u8>, u64)> {
+    if buf.is_empty() {
+        return None;
+    }
+    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+    let data: Vec<u8> = buf.drain(..n).collect();
+    Some((data, left - n as u64))
 }
 
 #[cfg(test)]
