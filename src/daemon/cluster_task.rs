@@ -85,14 +85,12 @@ impl ClusterTask {
     /// Lists and watches again if a credential file changed since last
     /// time: the watches run on the old token or certificate until they end.
     /// Costs a few `stat`s, so an unrelated change costs this cluster nothing.
-    pub fn poke_if_rotated(&mut self) -> bool {
+    pub fn poke_if_rotated(&mut self) {
         let now = credential_stamps(&self.definition);
-        if now == self.credentials {
-            return false;
+        if now != self.credentials {
+            self.credentials = now;
+            self.poke();
         }
-        self.credentials = now;
-        self.poke();
-        true
     }
 }
 

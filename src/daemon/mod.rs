@@ -376,9 +376,7 @@ impl Daemon {
                 let task = self.tasks.get_mut(&name).expect("checked above");
                 match trigger {
                     Trigger::Hangup => task.poke(),
-                    _ => {
-                        task.poke_if_rotated();
-                    }
+                    _ => task.poke_if_rotated(),
                 }
                 continue;
             }

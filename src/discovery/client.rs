@@ -152,8 +152,7 @@ impl KubeClient {
             }
         }
         if let (Some(location), true) = (&head.location, text.is_empty()) {
-            let location = redact(location, None);
-            text = format!("{{\"message\":{}}}", serde_json::Value::String(location)).into_bytes();
+            text = pointing_to(&redact(location, None));
         }
         Err(self.refusal(head.status, url, &text, token.as_deref(), needs))
     }
@@ -246,9 +245,18 @@ async fn read_capped(
     }
     // A redirect's body is empty: say where it pointed instead.
     if let (Some(location), true) = (location, body.is_empty()) {
-        body = format!("{{\"message\":{}}}", serde_json::Value::String(location)).into_bytes();
+        body = pointing_to(&location);
     }
     Ok(body)
+}
+
+/// A Status body whose message is where a redirect pointed.
+fn pointing_to(location: &str) -> Vec<u8> {
+    format!(
+        "{{\"message\":{}}}",
+        serde_json::Value::String(location.to_string())
+    )
+    .into_bytes()
 }
 
 /// One event of a watch: `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` or
