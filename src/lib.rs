@@ -1,7 +1,7 @@
 //! promfed keeps one Prometheus host scraping many Kubernetes clusters through
 //! their API servers. See README.md for the whole story, and its section
 //! "How it is built" for where each stage of the transaction lives.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 #[macro_use]
 mod output;
@@ -15,6 +15,7 @@ mod discovery;
 mod fsutil;
 mod jwt;
 mod logging;
+mod memory;
 mod metrics;
 mod programs;
 mod render;

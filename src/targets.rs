@@ -88,7 +88,7 @@ impl JobKind {
 }
 
 /// A ready node-exporter pod and the node it runs on.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ExporterPod {
     pub node: String,
     pub namespace: String,
@@ -97,7 +97,7 @@ pub struct ExporterPod {
 }
 
 /// One cluster's discovery result; both lists are sorted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ClusterTargets {
     pub nodes: Vec<String>,
     pub node_exporters: Vec<ExporterPod>,

@@ -61,6 +61,9 @@ struct Daemon {
     watches_needed: usize,
     /// The last STATUS= sent, so that an unchanged one is not sent again.
     told_systemd: String,
+    /// Discovery reported since memory was last given back: lists and
+    /// events leave freed memory behind (see `memory`).
+    discovered_since_trim: bool,
 }
 
 /// The signals that stop the daemon.
@@ -104,6 +107,7 @@ pub async fn run(settings: Settings) -> u8 {
         budget: WatchBudget::default(),
         watches_needed: 0,
         told_systemd: String::new(),
+        discovered_since_trim: false,
     };
     let mut check_folders = interval(watch::CHECK_INTERVAL);
     check_folders.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -134,9 +138,16 @@ pub async fn run(settings: Settings) -> u8 {
                 daemon.watch.rearm();
                 daemon.schedule.on(Timing::Hangup, Instant::now())
             }
-            _ = check_folders.tick() => daemon.check_folders(),
+            _ = check_folders.tick() => {
+                if std::mem::take(&mut daemon.discovered_since_trim) {
+                    crate::memory::give_back();
+                }
+                daemon.check_folders()
+            }
             _ = check_budget.tick() => {
                 daemon.sample_watchers(Duration::ZERO);
+                // After the start-up lists, a resync or a burst of events.
+                crate::memory::give_back();
                 Action::Ignore
             }
             () = stop.requested() => return daemon.stop(),
@@ -172,6 +183,7 @@ impl Daemon {
                 self.schedule.on(timing, Instant::now())
             }
             Event::Discovered { cluster, result } => {
+                self.discovered_since_trim = true;
                 if let Some(task) = self.tasks.get(&cluster) {
                     self.state.discovered(&cluster, &result, &task.definition);
                     self.publish();
@@ -216,6 +228,7 @@ impl Daemon {
             () = self.apply(trigger) => {}
             () = stop.requested() => return false,
         }
+        crate::memory::give_back();
         if trigger == Trigger::Hangup {
             self.ready();
         }

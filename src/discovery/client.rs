@@ -21,17 +21,27 @@ pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 const MAX_TOKEN_BYTES: u64 = 64 << 10;
 use crate::config::cluster::Cluster;
 
+/// Every request, a list's or a watch's, goes on a connection of its own
+/// (see `h1`): lists are rare and a kept connection would hold its buffers
+/// for nothing.
 pub struct KubeClient {
-    /// For lists and gets.
-    http: reqwest::Client,
-    /// For watches, each on a connection of its own (see `h1`).
+    /// Shared with every cluster that trusts and presents the same (see
+    /// `tls::client_config`).
     tls: Arc<rustls::ClientConfig>,
     url: url::Url,
     connect_timeout: Duration,
+    /// The whole of one list request.
+    timeout: Duration,
     /// The API server URL including its path prefix, without trailing `/`.
     base: String,
     token_file: Option<PathBuf>,
 }
+
+/// How many list requests run at once, across all clusters. A thousand at
+/// start-up would hold a thousand answers in memory together, and leave the
+/// allocator holding that peak; this bounds it to a few MiB. A request
+/// waits for its turn before its own timeout starts.
+static LISTS_AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
 
 /// What a request needs permission for, to name it in a 403 message.
 #[derive(Debug, Clone, Copy)]
@@ -42,28 +52,11 @@ pub struct Permission {
 
 impl KubeClient {
     pub fn new(cluster: &Cluster, timeout: Duration) -> Result<KubeClient, DiscoveryError> {
-        let tls = tls::client_config(cluster)?;
-        let connect_timeout = timeout.min(Duration::from_secs(5));
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls.clone())
-            // A redirect could take the token to another host or to http.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(connect_timeout)
-            .user_agent(concat!("promfed/", env!("CARGO_PKG_VERSION")))
-            .timeout(timeout)
-            // Lists are rare (start, resync, a 410): a kept-alive connection
-            // would hold its grown read buffer for nothing.
-            .pool_max_idle_per_host(0)
-            .build()
-            .map_err(|e| DiscoveryError::BadResponse {
-                url: cluster.api_server.url.to_string(),
-                detail: format!("cannot set up the HTTP client: {e}"),
-            })?;
         Ok(KubeClient {
-            http,
-            tls: Arc::new(tls),
+            tls: tls::client_config(cluster)?,
             url: cluster.api_server.url.clone(),
-            connect_timeout,
+            connect_timeout: timeout.min(Duration::from_secs(5)),
+            timeout,
             base: cluster
                 .api_server
                 .url
@@ -93,9 +86,22 @@ impl KubeClient {
         accept: &str,
         needs: Permission,
     ) -> Result<Option<T>, DiscoveryError> {
-        let (url, token, response) = self.send(&self.http, path, accept).await?;
-        let status = response.status().as_u16();
-        let body = read_capped(response, &self.base, &url).await?;
+        let url = format!("{}{path}", self.base);
+        let token = self.token()?;
+        let _permit = LISTS_AT_ONCE.acquire().await.expect("never closed");
+        let exchange = async {
+            let (head, mut body) = self
+                .open(path, accept, token.as_deref(), self.timeout)
+                .await?;
+            let text = read_capped(&mut body, &self.base, &url).await?;
+            Ok::<_, DiscoveryError>((head.status, with_location(text, &head)))
+        };
+        let (status, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| DiscoveryError::Unreachable {
+                url: self.base.clone(),
+                detail: format!("timed out (no whole answer within {:?})", self.timeout),
+            })??;
         match status {
             200 => {
                 serde_json::from_slice(&body)
@@ -120,22 +126,9 @@ impl KubeClient {
     ) -> Result<EventStream, DiscoveryError> {
         let url = format!("{}{path}", self.base);
         let token = self.token()?;
-        let authorization = token.as_ref().map(|t| format!("Bearer {t}"));
-        let mut headers = vec![("Accept", accept)];
-        if let Some(a) = &authorization {
-            headers.push(("Authorization", a.as_str()));
-        }
-        let prefix = self.url.path().trim_end_matches('/');
-        let (head, mut body) = h1::get(
-            self.tls.clone(),
-            &self.url,
-            &format!("{prefix}{path}"),
-            &headers,
-            self.connect_timeout,
-            WATCH_SILENCE,
-        )
-        .await
-        .map_err(|f| h1_error(&self.base, f))?;
+        let (head, mut body) = self
+            .open(path, accept, token.as_deref(), WATCH_SILENCE)
+            .await?;
         if head.status == 200 {
             return Ok(EventStream {
                 body,
@@ -151,34 +144,39 @@ impl KubeClient {
                 break;
             }
         }
-        if let (Some(location), true) = (&head.location, text.is_empty()) {
-            text = pointing_to(&redact(location, None));
-        }
+        text = with_location(text, &head);
         Err(self.refusal(head.status, url, &text, token.as_deref(), needs))
+    }
+
+    /// Sends the GET on a new connection and reads the answer's head.
+    async fn open(
+        &self,
+        path: &str,
+        accept: &str,
+        token: Option<&str>,
+        silence: Duration,
+    ) -> Result<(h1::Head, h1::Body), DiscoveryError> {
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Accept", accept)];
+        if let Some(a) = &authorization {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let prefix = self.url.path().trim_end_matches('/');
+        h1::get(
+            self.tls.clone(),
+            &self.url,
+            &format!("{prefix}{path}"),
+            &headers,
+            self.connect_timeout,
+            silence,
+        )
+        .await
+        .map_err(|f| h1_error(&self.base, f))
     }
 
     /// The token, read now: a rotated one is used at once.
     fn token(&self) -> Result<Option<String>, DiscoveryError> {
         self.token_file.as_deref().map(read_token).transpose()
-    }
-
-    async fn send(
-        &self,
-        http: &reqwest::Client,
-        path: &str,
-        accept: &str,
-    ) -> Result<(String, Option<String>, reqwest::Response), DiscoveryError> {
-        let url = format!("{}{path}", self.base);
-        let mut request = http.get(&url).header("Accept", accept);
-        let token = self.token()?;
-        if let Some(token) = &token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(&self.base, &e))?;
-        Ok((url, token, response))
     }
 
     /// The error for an answer other than 200 (or 404 to a GET).
@@ -219,35 +217,31 @@ const WATCH_SILENCE: Duration = Duration::from_secs(330);
 
 /// A response body, read in chunks up to `MAX_RESPONSE_BYTES`.
 async fn read_capped(
-    mut response: reqwest::Response,
+    body: &mut h1::Body,
     base: &str,
     url: &str,
 ) -> Result<Vec<u8>, DiscoveryError> {
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .map(|l| redact(l, None));
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| transport_error(base, &e))?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+    let mut text = Vec::new();
+    while let Some(chunk) = body.next().await.map_err(|f| h1_error(base, f))? {
+        if text.len() + chunk.len() > MAX_RESPONSE_BYTES {
             return Err(DiscoveryError::TooMuch {
                 what: "an answer larger than promfed reads",
                 url: url.to_string(),
                 limit: format!("more than {} MiB", MAX_RESPONSE_BYTES >> 20),
             });
         }
-        body.extend_from_slice(&chunk);
+        text.extend_from_slice(&chunk);
     }
-    // A redirect's body is empty: say where it pointed instead.
-    if let (Some(location), true) = (location, body.is_empty()) {
-        body = pointing_to(&location);
+    Ok(text)
+}
+
+/// A redirect's body is empty: say where it pointed instead (redacted: a
+/// Location may carry credentials).
+fn with_location(body: Vec<u8>, head: &h1::Head) -> Vec<u8> {
+    match &head.location {
+        Some(location) if body.is_empty() => pointing_to(&redact(location, None)),
+        _ => body,
     }
-    Ok(body)
 }
 
 /// A Status body whose message is where a redirect pointed.
@@ -281,6 +275,10 @@ impl EventStream {
         loop {
             if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                if self.buffer.is_empty() {
+                    // Keep no room between events (see `h1`).
+                    self.buffer = Vec::new();
+                }
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
@@ -364,36 +362,8 @@ fn h1_error(url: &str, failure: h1::Failure) -> DiscoveryError {
     }
 }
 
-/// Tells a TLS failure (wrong CA, wrong name) apart from an unreachable host.
-fn transport_error(url: &str, e: &reqwest::Error) -> DiscoveryError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    let mut chain = Vec::new();
-    while let Some(err) = source {
-        if let Some(tls) = find_rustls_error(err) {
-            return DiscoveryError::Tls {
-                url: url.to_string(),
-                detail: tls.to_string(),
-            };
-        }
-        let text = err.to_string();
-        if chain.last() != Some(&text) {
-            chain.push(text);
-        }
-        source = err.source();
-    }
-    let detail = if e.is_timeout() {
-        "timed out".to_string()
-    } else {
-        chain.into_iter().skip(1).collect::<Vec<_>>().join(": ")
-    };
-    DiscoveryError::Unreachable {
-        url: url.to_string(),
-        detail,
-    }
-}
-
-/// io::Error hides its payload from `source()`, and hyper wraps io::Errors
-/// in io::Errors: look inside each layer.
+/// io::Error hides its payload from `source()`, and may wrap io::Errors in
+/// io::Errors: look inside each layer.
 fn find_rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     if let Some(tls) = err.downcast_ref::<rustls::Error>() {
         return Some(tls);

@@ -47,7 +47,7 @@ const NODE_AS_METADATA: &str =
 /// What is known of the cluster between two lists.
 struct Known {
     /// `None`: kubelet and cAdvisor are off.
-    nodes: Option<(BTreeSet<String>, String)>,
+    nodes: Option<(BTreeSet<Box<str>>, String)>,
     /// The service's slices by name, and the version to watch from; `None`:
     /// node-exporter is off, or the server has no EndpointSlices.
     slices: Option<(BTreeMap<String, EndpointSlice>, String)>,
@@ -71,7 +71,7 @@ pub async fn follow(
     let mut may_not_watch = false;
     loop {
         let listed = match KubeClient::new(&cluster, limits.request_timeout) {
-            Ok(client) => tokio::time::timeout(limits.deadline, list(&client, &cluster))
+            Ok(client) => tokio::time::timeout(limits.deadline, Box::pin(list(&client, &cluster)))
                 .await
                 .unwrap_or_else(|_| {
                     Err(DiscoveryError::TooMuch {
@@ -101,7 +101,7 @@ pub async fn follow(
             wait(LIST_INTERVAL.min(resync), &relist).await;
             Ok(Ended::Relist)
         } else if known.watchable() {
-            watch(
+            Box::pin(watch(
                 &client,
                 &cluster,
                 &mut known,
@@ -110,7 +110,7 @@ pub async fn follow(
                 limits,
                 &mut last,
                 &mut report,
-            )
+            ))
             .await
         } else {
             wait(resync, &relist).await;
@@ -150,15 +150,21 @@ async fn wait(time: Duration, relist: &Notify) {
     }
 }
 
-/// What a report said, to tell a new one from a repeat: the targets, or
-/// the error's words.
-type Seen = Result<ClusterTargets, String>;
+/// What a report said, to tell a new one from a repeat: a keyed digest of
+/// the targets or of the error's words. A copy of the targets would double
+/// what each cluster holds; the key is random, so a server cannot make two
+/// different sets look alike.
+type Seen = u64;
 
 fn seen(r: &Result<ClusterTargets, DiscoveryError>) -> Seen {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let mut h = KEY.get_or_init(std::hash::RandomState::new).build_hasher();
     match r {
-        Ok(targets) => Ok(targets.clone()),
-        Err(e) => Err(e.to_string()),
+        Ok(targets) => (0u8, targets).hash(&mut h),
+        Err(e) => (1u8, e.to_string()).hash(&mut h),
     }
+    h.finish()
 }
 
 fn nodes_path() -> &'static str {
@@ -194,7 +200,11 @@ async fn list(client: &KubeClient, cluster: &Cluster) -> Result<Known, Discovery
             what: "the nodes API".into(),
             url: nodes_path().into(),
         })?;
-        let names = listed.items.into_iter().map(|n| n.metadata.name).collect();
+        let names = listed
+            .items
+            .into_iter()
+            .map(|n| n.metadata.name.into_boxed_str())
+            .collect();
         known.nodes = Some((names, listed.version));
     }
     if cluster.node_exporter.component.enabled {
@@ -211,7 +221,7 @@ async fn list(client: &KubeClient, cluster: &Cluster) -> Result<Known, Discovery
                 let slices = listed
                     .items
                     .into_iter()
-                    .map(|s| (s.metadata.name.clone(), s))
+                    .map(|s| (s.metadata.name.clone(), s.compact()))
                     .collect();
                 known.slices = Some((slices, listed.version));
             }
@@ -243,7 +253,7 @@ impl Known {
         let nodes = self
             .nodes
             .as_ref()
-            .map(|(n, _)| n.iter().cloned().collect::<Vec<_>>());
+            .map(|(n, _)| n.iter().map(|n| n.to_string()).collect::<Vec<_>>());
         let pods = match &self.slices {
             Some((slices, _)) if slices.is_empty() => {
                 let ne = &cluster.node_exporter;
@@ -299,15 +309,21 @@ async fn watch(
     last: &mut Seen,
     report: &mut impl FnMut(Result<ClusterTargets, DiscoveryError>),
 ) -> Result<Ended, DiscoveryError> {
-    let open_nodes = |version: String| async move {
-        client
-            .watch(&watch_path(nodes_path(), &version), NODE_AS_METADATA, NODES)
-            .await
+    // Boxed: opening a watch (a TLS handshake) is a large future, and the
+    // long wait for events should not carry its room.
+    let open_nodes = |version: String| {
+        Box::pin(async move {
+            client
+                .watch(&watch_path(nodes_path(), &version), NODE_AS_METADATA, NODES)
+                .await
+        })
     };
-    let open_slices = |version: String| async move {
-        client
-            .watch(&watch_path(&slices_path(cluster), &version), JSON, SLICES)
-            .await
+    let open_slices = |version: String| {
+        Box::pin(async move {
+            client
+                .watch(&watch_path(&slices_path(cluster), &version), JSON, SLICES)
+                .await
+        })
     };
     let mut nodes = match &known.nodes {
         Some((_, version)) => Some(open_nodes(version.clone()).await?),
@@ -373,8 +389,9 @@ async fn watch(
         }
         if changed {
             let now = known.targets(cluster, limits);
-            if seen(&now) != *last {
-                *last = seen(&now);
+            let digest = seen(&now);
+            if digest != *last {
+                *last = digest;
                 report(now);
             }
         }
@@ -398,8 +415,8 @@ fn apply_node(known: &mut Known, event: &RawEvent) -> Result<bool, DiscoveryErro
     }
     let node: Node = serde_json::from_value(event.object.clone()).map_err(undecodable)?;
     Ok(match event.kind.as_str() {
-        "DELETED" => names.remove(&node.metadata.name),
-        _ => names.insert(node.metadata.name),
+        "DELETED" => names.remove(node.metadata.name.as_str()),
+        _ => names.insert(node.metadata.name.into_boxed_str()),
     })
 }
 
@@ -416,7 +433,7 @@ fn apply_slice(known: &mut Known, event: &RawEvent) -> Result<bool, DiscoveryErr
     Ok(match event.kind.as_str() {
         "DELETED" => slices.remove(&name).is_some(),
         _ => {
-            slices.insert(name, slice);
+            slices.insert(name, slice.compact());
             true
         }
     })

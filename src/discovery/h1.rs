@@ -1,11 +1,11 @@
-//! A watch on a connection of its own, spoken in plain HTTP/1.1: one GET,
+//! A request on a connection of its own, spoken in plain HTTP/1.1: one GET,
 //! then the answer's body read through a 4 KiB buffer as it arrives.
 //!
 //! A thousand clusters hold two watches each, for hours. Through reqwest
 //! and hyper a watch connection kept about 40 KiB (a pool, a dispatch
-//! channel, read buffers that grow to the largest answer); this keeps the
-//! TLS session, the buffer and little else. Lists, which are rare and
-//! short, still go through reqwest.
+//! channel, read buffers that grow to the largest answer), and each
+//! cluster's client a few KiB more; this keeps the TLS session, the buffer
+//! and little else. Lists use it too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +20,10 @@ use url::{Host, Url};
 
 /// The largest response head read (status line and headers).
 const MAX_HEAD: usize = 64 << 10;
-/// How much is read from the connection at once.
+/// How much is read from the connection at once, inside an answer.
 const READ_SIZE: usize = 4 << 10;
+/// How much room a read waits with when nothing is pending.
+const IDLE_READ_SIZE: usize = 512;
 
 /// Why a watch connection failed, before any answer or while reading it.
 #[derive(Debug)]
@@ -123,7 +125,7 @@ pub async fn get(
     stream.write_all(request.as_bytes()).await?;
     stream.flush().await?;
 
-    let mut pending = Vec::with_capacity(READ_SIZE);
+    let mut pending = Vec::with_capacity(IDLE_READ_SIZE);
     let end = loop {
         if let Some(end) = find(&pending, b"\r\n\r\n") {
             break end;
@@ -180,11 +182,16 @@ async fn read_some(
     into: &mut Vec<u8>,
     silence: Duration,
 ) -> Result<usize, Failure> {
-    // A large event grew the buffer; once it is handed out, shrink back.
-    if into.is_empty() && into.capacity() > 4 * READ_SIZE {
-        into.shrink_to(READ_SIZE);
-    }
-    into.reserve(READ_SIZE);
+    // Between events a watch waits with a small buffer (a thousand
+    // clusters wait with two each), and reads the rest of an event, which
+    // waits in rustls, in larger pieces.
+    let size = if into.is_empty() {
+        into.shrink_to(IDLE_READ_SIZE);
+        IDLE_READ_SIZE
+    } else {
+        READ_SIZE
+    };
+    into.reserve(size);
     match tokio::time::timeout(silence, stream.read_buf(into)).await {
         Ok(Ok(n)) => Ok(n),
         // A server that closes without TLS's close_notify ends the answer

@@ -74,6 +74,16 @@ pub struct EndpointSlice {
     pub ports: Vec<SlicePort>,
 }
 
+impl EndpointSlice {
+    /// Without the spare room decoding left: the daemon keeps every slice
+    /// of every cluster between events.
+    pub fn compact(mut self) -> EndpointSlice {
+        self.endpoints.shrink_to_fit();
+        self.ports.shrink_to_fit();
+        self
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SliceEndpoint {

@@ -2,8 +2,9 @@
 //! optionally present a client certificate. Files are read on every
 //! discovery, so rotated CAs and certificates are picked up.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -15,70 +16,152 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use super::DiscoveryError;
 use crate::config::cluster::Cluster;
 
-pub fn client_config(cluster: &Cluster) -> Result<ClientConfig, DiscoveryError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = if cluster.tls.insecure_skip_verify {
-        Arc::new(AcceptAnyCertificate(provider.clone()))
-    } else {
-        let ca = cluster
-            .tls
-            .ca_file
-            .as_deref()
-            .expect("validation requires ca_file unless insecure");
-        let mut roots = RootCertStore::empty();
-        for cert in read_certs("ca_file", ca)? {
-            roots.add(cert).map_err(|e| {
-                material("ca_file", ca, format!("not a usable CA certificate: {e}"))
-            })?;
-        }
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| material("ca_file", ca, e.to_string()))?;
-        match &cluster.tls.server_name {
-            Some(name) => Arc::new(VerifyAs {
-                inner: webpki,
-                name: ServerName::try_from(name.clone()).map_err(|e| {
-                    material("ca_file", ca, format!("tls_server_name `{name}`: {e}"))
-                })?,
-            }),
-            None => webpki,
-        }
-    };
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let mut config = match &cluster.auth.client_cert {
-        Some(c) => {
-            let certs = read_certs("cert_file", &c.cert_file)?;
-            let pem = read_pem("key_file", &c.key_file)?;
-            let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
-                material(
-                    "key_file",
-                    &c.key_file,
-                    format!("no usable private key: {e}"),
-                )
-            })?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| material("cert_file", &c.cert_file, e.to_string()))?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    // A session cache of 256 entries costs 14 KiB per cluster; resuming
-    // saves one handshake when a watch reconnects, every few minutes.
-    config.resumption = rustls::client::Resumption::disabled();
+/// The TLS configuration for a cluster's API server. Clusters that trust
+/// the same CA and present the same certificate share one (a thousand
+/// clusters behind one CA would otherwise hold a thousand copies), as all
+/// share one crypto provider.
+pub fn client_config(cluster: &Cluster) -> Result<Arc<ClientConfig>, DiscoveryError> {
+    let material = Material::read(cluster)?;
+    let key = material.digest();
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(config) = shared.get(&key).and_then(Weak::upgrade) {
+        return Ok(config);
+    }
+    let config = Arc::new(material.build(cluster)?);
+    shared.retain(|_, c| c.strong_count() > 0);
+    shared.insert(key, Arc::downgrade(&config));
     Ok(config)
 }
 
-fn read_certs(
+/// Configurations by the digest of what they were made from.
+static SHARED: Mutex<BTreeMap<[u8; 32], Weak<ClientConfig>>> = Mutex::new(BTreeMap::new());
+
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+/// What a configuration is made from, read from the cluster's files now
+/// (so rotated files are picked up).
+struct Material {
+    /// `None`: `insecure_skip_verify`.
+    ca: Option<Vec<u8>>,
+    server_name: Option<String>,
+    client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Material {
+    fn read(cluster: &Cluster) -> Result<Material, DiscoveryError> {
+        let ca = match cluster.tls.insecure_skip_verify {
+            true => None,
+            false => {
+                let ca = cluster
+                    .tls
+                    .ca_file
+                    .as_deref()
+                    .expect("validation requires ca_file unless insecure");
+                Some(read_pem("ca_file", ca)?)
+            }
+        };
+        let client = match &cluster.auth.client_cert {
+            Some(c) => Some((
+                read_pem("cert_file", &c.cert_file)?,
+                read_pem("key_file", &c.key_file)?,
+            )),
+            None => None,
+        };
+        Ok(Material {
+            ca,
+            server_name: cluster.tls.server_name.clone(),
+            client,
+        })
+    }
+
+    /// Two configurations made from the same material are the same.
+    fn digest(&self) -> [u8; 32] {
+        let mut d = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut part = |bytes: Option<&[u8]>| match bytes {
+            // Length-prefixed, so no two different lists of parts collide.
+            Some(b) => {
+                d.update(&[1]);
+                d.update(&(b.len() as u64).to_le_bytes());
+                d.update(b);
+            }
+            None => d.update(&[0]),
+        };
+        part(self.ca.as_deref());
+        part(self.server_name.as_deref().map(str::as_bytes));
+        part(self.client.as_ref().map(|(c, _)| c.as_slice()));
+        part(self.client.as_ref().map(|(_, k)| k.as_slice()));
+        let mut out = [0; 32];
+        out.copy_from_slice(d.finish().as_ref());
+        out
+    }
+
+    fn build(&self, cluster: &Cluster) -> Result<ClientConfig, DiscoveryError> {
+        let provider = provider();
+        let verifier: Arc<dyn ServerCertVerifier> = match &self.ca {
+            None => Arc::new(AcceptAnyCertificate(provider.clone())),
+            Some(pem) => {
+                let ca = cluster.tls.ca_file.as_deref().unwrap_or(Path::new(""));
+                let mut roots = RootCertStore::empty();
+                for cert in certs("ca_file", ca, pem)? {
+                    roots.add(cert).map_err(|e| {
+                        material("ca_file", ca, format!("not a usable CA certificate: {e}"))
+                    })?;
+                }
+                let webpki =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| material("ca_file", ca, e.to_string()))?;
+                match &self.server_name {
+                    Some(name) => Arc::new(VerifyAs {
+                        inner: webpki,
+                        name: ServerName::try_from(name.clone()).map_err(|e| {
+                            material("ca_file", ca, format!("tls_server_name `{name}`: {e}"))
+                        })?,
+                    }),
+                    None => webpki,
+                }
+            }
+        };
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let mut config = match (&cluster.auth.client_cert, &self.client) {
+            (Some(c), Some((cert_pem, key_pem))) => {
+                let certs = certs("cert_file", &c.cert_file, cert_pem)?;
+                let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+                    material(
+                        "key_file",
+                        &c.key_file,
+                        format!("no usable private key: {e}"),
+                    )
+                })?;
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|e| material("cert_file", &c.cert_file, e.to_string()))?
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // A session cache of 256 entries costs 14 KiB per cluster; resuming
+        // saves one handshake when a watch reconnects, every few minutes.
+        config.resumption = rustls::client::Resumption::disabled();
+        Ok(config)
+    }
+}
+
+fn certs(
     key: &'static str,
     path: &Path,
+    pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, DiscoveryError> {
-    let pem = read_pem(key, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| material(key, path, format!("not a PEM certificate file: {e}")))?;
     if certs.is_empty() {
@@ -191,5 +274,56 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::diagnostic::SourceText;
+
+    fn pki(dir: &Path, name: &str) -> std::path::PathBuf {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_apiserver.py");
+        let status = std::process::Command::new("python3")
+            .arg(script)
+            .arg("pki")
+            .arg(dir.join(name))
+            .status()
+            .expect("python3 runs the fake's PKI maker");
+        assert!(status.success());
+        dir.join(name).join("ca.crt")
+    }
+
+    fn cluster(name: &str, ca: &Path, server_name: Option<&str>) -> Cluster {
+        let mut text = format!(
+            "api_server = \"https://10.0.0.1:6443\"\ntoken_file = \"/t\"\nca_file = \"{}\"\n",
+            ca.display()
+        );
+        if let Some(s) = server_name {
+            text.push_str(&format!("tls_server_name = \"{s}\"\n"));
+        }
+        let source = SourceText::new(format!("/etc/promfed.d/{name}.toml"), text);
+        Cluster::parse(&source, name).unwrap().cluster
+    }
+
+    /// A thousand clusters behind one CA hold one configuration; another
+    /// CA, another server name or a rotated file gets its own.
+    #[test]
+    fn clusters_made_of_the_same_material_share_one_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (pki(dir.path(), "a"), pki(dir.path(), "b"));
+        let one = client_config(&cluster("one", &a, None)).unwrap();
+        let two = client_config(&cluster("two", &a, None)).unwrap();
+        assert!(Arc::ptr_eq(&one, &two));
+        let other_ca = client_config(&cluster("three", &b, None)).unwrap();
+        assert!(!Arc::ptr_eq(&one, &other_ca));
+        let named = client_config(&cluster("four", &a, Some("kubernetes"))).unwrap();
+        assert!(!Arc::ptr_eq(&one, &named));
+
+        // The same path, rotated to the other CA: the other CA's config.
+        std::fs::copy(&b, &a).unwrap();
+        let rotated = client_config(&cluster("one", &a, None)).unwrap();
+        assert!(!Arc::ptr_eq(&one, &rotated));
+        assert!(Arc::ptr_eq(&rotated, &other_ca));
     }
 }

@@ -18,7 +18,7 @@ struct Remembered {
     cluster: Cluster,
     /// The settings the jobs read, as `settings_key` gives them.
     settings: String,
-    yaml: String,
+    yaml: jobs::JobsYaml,
     files: Vec<NamedFile>,
 }
 
@@ -60,7 +60,10 @@ pub fn jobs_yaml(clusters: &[&Cluster], settings: &Settings) -> (String, Vec<Nam
                 }
             }
         };
-        out.push_str(&remembered.yaml);
+        for (own, drops) in &remembered.yaml {
+            out.push_str(own);
+            out.push_str(drops);
+        }
         files.extend(remembered.files.iter().cloned());
         kept.insert(name.to_string(), remembered);
     }
