@@ -11,6 +11,7 @@ mod apply;
 mod cli;
 mod config;
 mod daemon;
+mod digest;
 mod discovery;
 mod fsutil;
 mod jwt;

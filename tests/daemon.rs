@@ -634,6 +634,56 @@ fn watch_events_become_targets_without_a_reload_or_a_relist() {
     assert_eq!(prometheus.last_reload(), reloaded, "no reload on churn");
 }
 
+/// Lists and watches hold no TLS buffer between reads (`LeanTls`): an API
+/// server that speaks only TLS 1.2, and answers larger than one TLS record
+/// (300 nodes, one EndpointSlice of 300 endpoints), are read whole.
+#[test]
+fn tls_1_2_and_answers_of_many_records_are_read_whole() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let old = FakeCluster::start_with_env(
+        setup.root.path(),
+        "old",
+        &["n-1"],
+        &exporter,
+        &[("FAKE_APISERVER_TLS_MAX", "1.2")],
+    );
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let settings = setup
+        .read("etc/promfed.toml")
+        .replace("resync_interval = \"1s\"", "resync_interval = \"10m\"");
+    setup.write("etc/promfed.toml", &settings);
+    setup.add_cluster(&old);
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    prometheus.wait_targets_up("promfed/old/kubelet", 1);
+    wait_for("both watches", LONG, || {
+        (old.requests("watch_nodes") >= 1 && old.requests("watch_endpointslices") >= 1)
+            .then_some(())
+    });
+
+    let many: Vec<String> = (1..=300).map(|i| format!("n-{i}")).collect();
+    let names: Vec<&str> = many.iter().map(String::as_str).collect();
+    old.set_state(old.state(&names, exporter.port));
+    wait_for("300 nodes and 300 pods by watch", LONG, || {
+        let kubelets = setup.read("state/targets/old/kubelet.json");
+        let exporters = setup.read("state/targets/old/node-exporter.json");
+        (kubelets.matches("\"instance\"").count() == 300
+            && exporters.matches("\"instance\"").count() == 300)
+            .then_some(())
+    });
+    // And by a list: the same, read again from scratch.
+    let lists = old.requests("list_nodes");
+    daemon.signal("HUP");
+    wait_for("a relist", LONG, || {
+        (old.requests("list_nodes") > lists).then_some(())
+    });
+    let kubelets = setup.read("state/targets/old/kubelet.json");
+    assert_eq!(kubelets.matches("\"instance\"").count(), 300);
+    assert!(kubelets.contains("\"n-300\""));
+}
+
 #[test]
 fn an_identity_that_may_list_but_not_watch_is_listed_instead() {
     let setup = Setup::new();

@@ -13,7 +13,7 @@ use super::toml_fields::{self, Fields, Problems, Spanned, StringOrInteger};
 
 /// A validated cluster definition. Only `Cluster::parse` builds one, from a
 /// file's text (the last good definition, too, is kept as text).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Cluster {
     pub name: ClusterName,
     pub source: PathBuf,
@@ -30,7 +30,7 @@ pub struct Cluster {
 }
 
 /// The API server's URL, split the way scrape configs need it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ApiServer {
     pub url: Url,
     /// `host:port`, the `__address__` of every target of this cluster.
@@ -40,19 +40,19 @@ pub struct ApiServer {
     pub path_prefix: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Auth {
     pub token_file: Option<PathBuf>,
     pub client_cert: Option<ClientCert>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientCert {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Tls {
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
@@ -61,20 +61,20 @@ pub struct Tls {
     pub server_name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Component {
     pub enabled: bool,
     pub scrape_interval: Option<PromDuration>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Cadvisor {
     pub component: Component,
     /// The high-cardinality drops kube-prometheus-stack makes.
     pub drop_high_cardinality: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeExporter {
     pub component: Component,
     pub namespace: String,
@@ -83,7 +83,7 @@ pub struct NodeExporter {
 }
 
 /// An endpoints port, by number or by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PortRef {
     Number(u16),
     Name(String),

@@ -17,7 +17,8 @@ use crate::discovery::{self, Limits};
 use crate::targets::RefreshError;
 
 pub struct ClusterTask {
-    pub definition: Cluster,
+    /// Shared with the task: one copy per cluster, not three.
+    pub definition: Arc<Cluster>,
     /// The credential files as last seen, to tell a rotation.
     credentials: Vec<Option<FileStamp>>,
     poke: Arc<Notify>,
@@ -52,6 +53,7 @@ impl ClusterTask {
         events: UnboundedSender<Event>,
     ) -> ClusterTask {
         let poke = Arc::new(Notify::new());
+        let definition = Arc::new(definition);
         let cluster = definition.clone();
         let relist = poke.clone();
         let handle = tokio::spawn(async move {

@@ -61,9 +61,10 @@ struct Daemon {
     watches_needed: usize,
     /// The last STATUS= sent, so that an unchanged one is not sent again.
     told_systemd: String,
-    /// Discovery reported since memory was last given back: lists and
-    /// events leave freed memory behind (see `memory`).
-    discovered_since_trim: bool,
+    /// Something left freed memory behind since it was last given back: a
+    /// discovery report (lists, events) or Prometheus's metrics read (see
+    /// `memory`).
+    trim_due: bool,
 }
 
 /// The signals that stop the daemon.
@@ -107,7 +108,7 @@ pub async fn run(settings: Settings) -> u8 {
         budget: WatchBudget::default(),
         watches_needed: 0,
         told_systemd: String::new(),
-        discovered_since_trim: false,
+        trim_due: false,
     };
     let mut check_folders = interval(watch::CHECK_INTERVAL);
     check_folders.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -139,7 +140,7 @@ pub async fn run(settings: Settings) -> u8 {
                 daemon.schedule.on(Timing::Hangup, Instant::now())
             }
             _ = check_folders.tick() => {
-                if std::mem::take(&mut daemon.discovered_since_trim) {
+                if std::mem::take(&mut daemon.trim_due) {
                     crate::memory::give_back();
                 }
                 daemon.check_folders()
@@ -183,7 +184,7 @@ impl Daemon {
                 self.schedule.on(timing, Instant::now())
             }
             Event::Discovered { cluster, result } => {
-                self.discovered_since_trim = true;
+                self.trim_due = true;
                 if let Some(task) = self.tasks.get(&cluster) {
                     self.state.discovered(&cluster, &result, &task.definition);
                     self.publish();
@@ -191,6 +192,7 @@ impl Daemon {
                 Action::Ignore
             }
             Event::WatcherErrors(Ok(errors)) => {
+                self.trim_due = true;
                 self.took_watcher_errors(errors);
                 Action::Ignore
             }
@@ -384,7 +386,7 @@ impl Daemon {
             if self
                 .tasks
                 .get(&name)
-                .is_some_and(|t| t.definition == *cluster)
+                .is_some_and(|t| *t.definition == *cluster)
             {
                 let task = self.tasks.get_mut(&name).expect("checked above");
                 match trigger {

@@ -59,7 +59,7 @@ struct Known {
 /// Runs until the task is aborted: every new set of targets (or failure)
 /// goes to `report`. `relist` asks for a relist now.
 pub async fn follow(
-    cluster: Cluster,
+    cluster: Arc<Cluster>,
     limits: Limits,
     resync: Duration,
     relist: Arc<Notify>,
@@ -150,21 +150,13 @@ async fn wait(time: Duration, relist: &Notify) {
     }
 }
 
-/// What a report said, to tell a new one from a repeat: a keyed digest of
-/// the targets or of the error's words. A copy of the targets would double
-/// what each cluster holds; the key is random, so a server cannot make two
-/// different sets look alike.
+/// What a report said, to tell a new one from a repeat: a digest of the
+/// targets or of the error's words (a copy of the targets would double what
+/// each cluster holds).
 type Seen = u64;
 
 fn seen(r: &Result<ClusterTargets, DiscoveryError>) -> Seen {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    static KEY: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
-    let mut h = KEY.get_or_init(std::hash::RandomState::new).build_hasher();
-    match r {
-        Ok(targets) => (0u8, targets).hash(&mut h),
-        Err(e) => (1u8, e.to_string()).hash(&mut h),
-    }
-    h.finish()
+    crate::digest::keyed(&r.as_ref().map_err(ToString::to_string))
 }
 
 fn nodes_path() -> &'static str {

@@ -1,29 +1,24 @@
 //! A request on a connection of its own, spoken in plain HTTP/1.1: one GET,
-//! then the answer's body read through a 4 KiB buffer as it arrives.
+//! then the answer's body read as it arrives, over `LeanTls`.
 //!
 //! A thousand clusters hold two watches each, for hours. Through reqwest
 //! and hyper a watch connection kept about 40 KiB (a pool, a dispatch
 //! channel, read buffers that grow to the largest answer), and each
-//! cluster's client a few KiB more; this keeps the TLS session, the buffer
-//! and little else. Lists use it too.
+//! cluster's client a few KiB more; this keeps the TLS session and little
+//! else. Lists use it too.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 use url::{Host, Url};
+
+use super::lean_tls::LeanTls;
 
 /// The largest response head read (status line and headers).
 const MAX_HEAD: usize = 64 << 10;
-/// How much is read from the connection at once, inside an answer.
-const READ_SIZE: usize = 4 << 10;
-/// How much room a read waits with when nothing is pending.
-const IDLE_READ_SIZE: usize = 512;
 
 /// Why a watch connection failed, before any answer or while reading it.
 #[derive(Debug)]
@@ -60,7 +55,7 @@ enum Framing {
 
 /// An answer's body, read as it comes.
 pub struct Body {
-    stream: TlsStream<TcpStream>,
+    stream: LeanTls,
     /// Bytes read but not yet handed out.
     pending: Vec<u8>,
     decoder: Decoder,
@@ -96,15 +91,6 @@ pub async fn get(
             format!("[{ip}]:{port}"),
         ),
     };
-    let connect = async {
-        let tcp = TcpStream::connect(&address).await?;
-        tcp.set_nodelay(true)?;
-        TlsConnector::from(tls).connect(server_name, tcp).await
-    };
-    let mut stream = tokio::time::timeout(connect_timeout, connect)
-        .await
-        .map_err(|_| Failure::Silent(connect_timeout))??;
-
     let authority = match base.port() {
         Some(p) => format!("{}:{p}", base.host_str().unwrap_or_default()),
         None => base.host_str().unwrap_or_default().to_string(),
@@ -122,10 +108,17 @@ pub async fn get(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    stream.flush().await?;
 
-    let mut pending = Vec::with_capacity(IDLE_READ_SIZE);
+    let connect = async {
+        let tcp = TcpStream::connect(&address).await?;
+        tcp.set_nodelay(true)?;
+        LeanTls::connect(tls, server_name, tcp, request.as_bytes()).await
+    };
+    let mut stream = tokio::time::timeout(connect_timeout, connect)
+        .await
+        .map_err(|_| Failure::Silent(connect_timeout))??;
+
+    let mut pending = Vec::new();
     let end = loop {
         if let Some(end) = find(&pending, b"\r\n\r\n") {
             break end;
@@ -175,24 +168,18 @@ impl Body {
 }
 
 /// Reads what is there onto the end of `into`. Cancel-safe: the watch is
-/// read inside a `select!`, so nothing changes `into` before the read is
-/// done (`read_buf` fills spare capacity and only then grows the length).
+/// read inside a `select!` (see `LeanTls::read`).
 async fn read_some(
-    stream: &mut TlsStream<TcpStream>,
+    stream: &mut LeanTls,
     into: &mut Vec<u8>,
     silence: Duration,
 ) -> Result<usize, Failure> {
-    // Between events a watch waits with a small buffer (a thousand
-    // clusters wait with two each), and reads the rest of an event, which
-    // waits in rustls, in larger pieces.
-    let size = if into.is_empty() {
-        into.shrink_to(IDLE_READ_SIZE);
-        IDLE_READ_SIZE
-    } else {
-        READ_SIZE
-    };
-    into.reserve(size);
-    match tokio::time::timeout(silence, stream.read_buf(into)).await {
+    // Between events a watch waits with no buffer at all: a thousand
+    // clusters wait with two watches each.
+    if into.is_empty() {
+        *into = Vec::new();
+    }
+    match tokio::time::timeout(silence, stream.read(into)).await {
         Ok(Ok(n)) => Ok(n),
         // A server that closes without TLS's close_notify ends the answer
         // all the same.

@@ -5,6 +5,7 @@ mod client;
 mod error;
 mod follow;
 mod h1;
+mod lean_tls;
 mod objects;
 mod redact;
 mod tls;
@@ -318,23 +319,23 @@ pub(crate) async fn endpoints_pods(
 /// pod's and names its node.
 fn exporter_pod(
     ne: &crate::config::cluster::NodeExporter,
-    node: &Option<String>,
+    node: &Option<Box<str>>,
     target: &Option<objects::ObjectRef>,
     port: u16,
 ) -> Option<ExporterPod> {
     let (Some(node), Some(target)) = (node, target) else {
         return None;
     };
-    if target.kind.as_deref().is_some_and(|k| k != "Pod") {
+    if target.kind.is_some_and(|k| k != objects::Kind::Pod) {
         return None;
     }
     Some(ExporterPod {
-        node: node.clone(),
+        node: node.to_string(),
         namespace: target
             .namespace
-            .clone()
-            .unwrap_or_else(|| ne.namespace.clone()),
-        pod: target.name.clone(),
+            .as_deref()
+            .map_or_else(|| ne.namespace.clone(), str::to_string),
+        pod: target.name.to_string(),
         port,
     })
 }

@@ -1,4 +1,6 @@
-//! The few fields of Kubernetes objects that discovery reads.
+//! The few fields of Kubernetes objects that discovery reads. The daemon
+//! keeps every EndpointSlice of every cluster between events, so what is
+//! kept is small: boxed strings, and a pod's kind as a word.
 
 use serde::Deserialize;
 
@@ -47,15 +49,23 @@ pub struct Subset {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Address {
-    pub node_name: Option<String>,
+    pub node_name: Option<Box<str>>,
     pub target_ref: Option<ObjectRef>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct ObjectRef {
-    pub kind: Option<String>,
-    pub name: String,
-    pub namespace: Option<String>,
+    pub kind: Option<Kind>,
+    pub name: Box<str>,
+    pub namespace: Option<Box<str>>,
+}
+
+/// What an endpoint points to; only pods are node-exporter targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Kind {
+    Pod,
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,7 +99,7 @@ impl EndpointSlice {
 pub struct SliceEndpoint {
     #[serde(default)]
     pub conditions: Conditions,
-    pub node_name: Option<String>,
+    pub node_name: Option<Box<str>>,
     pub target_ref: Option<ObjectRef>,
 }
 

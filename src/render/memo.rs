@@ -15,7 +15,9 @@ use super::files::NamedFile;
 use super::jobs;
 
 struct Remembered {
-    cluster: Cluster,
+    /// A keyed digest of the definition: a copy would double what the
+    /// daemon holds per cluster.
+    cluster: u64,
     /// The settings the jobs read, as `settings_key` gives them.
     settings: String,
     yaml: jobs::JobsYaml,
@@ -48,12 +50,13 @@ pub fn jobs_yaml(clusters: &[&Cluster], settings: &Settings) -> (String, Vec<Nam
     let mut files = Vec::new();
     for cluster in clusters {
         let name = cluster.name.as_str();
+        let digest = crate::digest::keyed(*cluster);
         let remembered = match previous.remove(name) {
-            Some(r) if r.cluster == **cluster && r.settings == key => r,
+            Some(r) if r.cluster == digest && r.settings == key => r,
             _ => {
                 let (yaml, named) = jobs::cluster_yaml(cluster, settings);
                 Remembered {
-                    cluster: (*cluster).clone(),
+                    cluster: digest,
                     settings: key.clone(),
                     yaml,
                     files: named,

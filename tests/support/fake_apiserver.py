@@ -636,6 +636,8 @@ def serve(args):
     context.load_cert_chain(os.path.join(args.pki, "server.crt"), os.path.join(args.pki, "server.key"))
     context.load_verify_locations(os.path.join(args.pki, "ca.crt"))
     context.verify_mode = ssl.CERT_OPTIONAL  # tokens or client certificates
+    if os.environ.get("FAKE_APISERVER_TLS_MAX") == "1.2":  # an older API server or proxy
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
     state = State(args.state)
     threading.Thread(target=state.follow_file, daemon=True).start()
     server = Server(("127.0.0.1", args.port), state, context)
