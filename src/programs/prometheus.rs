@@ -12,7 +12,6 @@ use url::Url;
 use super::http_api::{HttpApi, ReloadRefused};
 use super::{LastLoad, Program, Reloaded, VerifyError, poll_until_loaded, process};
 use crate::config::settings::{ReloadMethod, ServiceSettings};
-use crate::render::shape::Shape;
 
 struct PrometheusApi {
     http: HttpApi,
@@ -110,16 +109,7 @@ fn wait_for_a_later_second(last_load: Timestamp, now: Timestamp) -> Duration {
 /// Read through its shape only: a scalar a value type cannot hold (an
 /// integer beyond u128) must not hide the jobs.
 fn job_names(yaml: &str) -> Vec<String> {
-    let Ok(doc) = serde_norway::from_str::<Shape>(yaml) else {
-        return Vec::new();
-    };
-    match doc.get("scrape_configs") {
-        Some(Shape::Seq(jobs)) => jobs
-            .iter()
-            .filter_map(|j| j.get("job_name")?.as_str().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    }
+    crate::render::shape::scrape_job_names(yaml).unwrap_or_default()
 }
 
 pub struct Prometheus {
