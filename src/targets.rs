@@ -38,14 +38,17 @@ pub enum JobKind {
     Cadvisor,
     Apiserver,
     NodeExporter,
+    /// An in-cluster Prometheus's `/federate` (`[federate]`).
+    Federate,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         JobKind::Kubelet,
         JobKind::Cadvisor,
         JobKind::Apiserver,
         JobKind::NodeExporter,
+        JobKind::Federate,
     ];
 
     /// The last part of the Prometheus job name and of the targets file.
@@ -55,6 +58,7 @@ impl JobKind {
             JobKind::Cadvisor => "cadvisor",
             JobKind::Apiserver => "apiserver",
             JobKind::NodeExporter => "node-exporter",
+            JobKind::Federate => "federate",
         }
     }
 
@@ -64,6 +68,9 @@ impl JobKind {
             JobKind::Kubelet | JobKind::Cadvisor => "kubelet",
             JobKind::Apiserver => "apiserver",
             JobKind::NodeExporter => "node-exporter",
+            // On `up` and the scrape's own series only: federated series
+            // keep the job they had (`honor_labels`).
+            JobKind::Federate => "federate",
         }
     }
 
@@ -78,12 +85,14 @@ impl JobKind {
             JobKind::Cadvisor => c.cadvisor.component.enabled,
             JobKind::Apiserver => c.apiserver.enabled,
             JobKind::NodeExporter => c.node_exporter.component.enabled,
+            JobKind::Federate => c.federate.is_some(),
         }
     }
 
-    /// Whether promfed's discovery feeds this job (the API server is static).
+    /// Whether promfed's discovery feeds this job (the API server and the
+    /// federated Prometheus are one static target each).
     pub fn discovered(self) -> bool {
-        self != JobKind::Apiserver
+        !matches!(self, JobKind::Apiserver | JobKind::Federate)
     }
 }
 
@@ -164,7 +173,7 @@ pub fn file_sd_json(cluster: &Cluster, targets: &ClusterTargets, kind: JobKind) 
                 )
             })
             .collect(),
-        JobKind::Apiserver => Vec::new(),
+        JobKind::Apiserver | JobKind::Federate => Vec::new(),
     };
     let mut json = serde_json::to_vec_pretty(&groups).expect("target groups serialise");
     json.push(b'\n');

@@ -90,6 +90,68 @@ fn all_problems_of_all_files_are_reported_at_once() {
     );
 }
 
+/// `[federate]` mistakes: each named with file, line, column and key, and
+/// the valid cluster is still rendered and gated.
+#[test]
+fn federation_mistakes_name_file_line_and_key_and_the_rest_goes_on() {
+    let s = setup();
+    let cases = [
+        (
+            "empty",
+            "[federate]\nmatch = []\n",
+            "empty.toml:5:9: key `federate.match`: must hold at least one selector",
+        ),
+        (
+            "notpromql",
+            "[federate]\nmatch = ['{job=\"a\"', 'rate(up[5m])']\n",
+            "notpromql.toml:5:10: key `federate.match[0]`: `{job=\"a\"` is not a series selector: `{` is never closed",
+        ),
+        (
+            "both",
+            "[federate]\nmatch = ['up']\nurl = \"https://p.example\"\nservice = \"prometheus\"\n",
+            "both.toml:7:11: key `federate.service`: give either `url`",
+        ),
+        (
+            "unknown",
+            "[federate]\nmatch = ['up']\nmatchers = ['up']\n",
+            "unknown.toml:6:1: key `federate.matchers`: unknown key",
+        ),
+        (
+            "everything",
+            "[federate]\nmatch = ['{job=~\".*\"}']\n",
+            "everything.toml:5:10: key `federate.match[0]`: `{job=~\".*\"}` is not a series selector: at least one matcher must not match the empty string",
+        ),
+        (
+            "nokey",
+            "[federate]\nurl = \"https://p.example\"\nmatch = ['up']\ncert_file = \"stage/ca.crt\"\n",
+            "nokey.toml:7:13: key `federate.key_file`: cert_file is set, so key_file is needed too",
+        ),
+        (
+            "noca",
+            "[federate]\nurl = \"https://p.example\"\nmatch = ['up']\nca_file = \"mesh/missing.crt\"\n",
+            "noca.toml:7:11: key `federate.ca_file`:",
+        ),
+    ];
+    for (name, federate, _) in &cases {
+        s.write(
+            &format!("etc/promfed.d/{name}.toml"),
+            &format!("{GOOD_CLUSTER}{federate}"),
+        );
+    }
+    let out = s.promfed(&["check"]);
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    for (_, _, expected) in cases {
+        assert!(err.contains(expected), "missing {expected:?} in\n{err}");
+    }
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(
+        stdout(&out).contains("candidate passes the gate"),
+        "{}",
+        stdout(&out)
+    );
+}
+
 #[test]
 fn duplicate_cluster_names_are_refused_in_the_second_file() {
     let s = setup();

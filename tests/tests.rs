@@ -11,6 +11,7 @@ mod crash;
 mod daemon;
 mod e2e;
 mod fake_apiserver;
+mod federate;
 mod golden;
 mod hostile;
 mod shipped_defaults;

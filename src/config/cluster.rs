@@ -8,6 +8,7 @@ use url::Url;
 
 use super::diagnostic::{Diagnostic, SourceText};
 use super::duration::PromDuration;
+use super::federate::{Federate, RawFederate};
 use super::names::{self, ClusterName, LabelName};
 use super::toml_fields::{self, Fields, Problems, Spanned, StringOrInteger};
 
@@ -27,6 +28,8 @@ pub struct Cluster {
     pub cadvisor: Cadvisor,
     pub apiserver: Component,
     pub node_exporter: NodeExporter,
+    /// `[federate]`: an in-cluster Prometheus's `/federate`, if any.
+    pub federate: Option<Federate>,
 }
 
 /// The API server's URL, split the way scrape configs need it.
@@ -102,6 +105,9 @@ impl Cluster {
         }
         if let Some(ca) = &self.tls.ca_file {
             files.push(("ca_file", ca.as_path()));
+        }
+        if let Some(f) = &self.federate {
+            files.extend(f.credential_files());
         }
         files
     }
@@ -192,6 +198,7 @@ struct RawCluster {
     namespace: Key,
     service: Key,
     port: Option<Spanned<StringOrInteger>>,
+    federate: Option<RawFederate>,
     /// Credential keys that are written, whether or not their values are
     /// good: only the others are missing.
     credentials_written: Vec<&'static str>,
@@ -228,6 +235,7 @@ impl RawCluster {
             namespace: None,
             service: None,
             port: None,
+            federate: None,
             credentials_written: Vec::new(),
         };
         raw.credentials_written = ["token_file", "cert_file", "key_file", "ca_file"]
@@ -244,6 +252,7 @@ impl RawCluster {
             raw.service = t.get(p, "service");
             raw.port = t.get(p, "port");
         });
+        raw.federate = RawFederate::read(&mut root, p);
         root.finish(p);
         raw
     }
@@ -260,6 +269,7 @@ impl RawCluster {
         KeySpans(
             keys.into_iter()
                 .filter_map(|(k, v)| Some((k, v.as_ref()?.span.clone())))
+                .chain(self.federate.iter().flat_map(RawFederate::spans))
                 .collect(),
         )
     }
@@ -409,6 +419,10 @@ impl RawCluster {
         let cadvisor = self.cadvisor.validate(p);
         let apiserver = self.apiserver.validate(p);
         let node_exporter = self.node_exporter.validate(p);
+        let federate = match self.federate {
+            None => Some(None),
+            Some(f) => f.validate(p, dir).map(Some),
+        };
 
         Some(Cluster {
             name: name?,
@@ -439,6 +453,7 @@ impl RawCluster {
                 service: service?,
                 port: port?,
             },
+            federate: federate?,
         })
     }
 }
@@ -553,7 +568,7 @@ mod tests {
                 "/etc/promfed.d/stage.toml:1:14: key `api_server`: `http://10.0.0.1:6443`: the API server must be reached over https:// (tokens would travel in clear text)",
                 "/etc/promfed.d/stage.toml:3:12: key `labels.cluster`: `cluster` is set by promfed itself and cannot be overridden",
                 "/etc/promfed.d/stage.toml:3:27: key `labels.bad-name`: `bad-name` is not a valid label name: use letters, digits and `_`, not starting with a digit",
-                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, insecure_skip_verify, key_file, kubelet, labels, name, node_exporter, receiver, tls_server_name, token_file)",
+                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, federate, insecure_skip_verify, key_file, kubelet, labels, name, node_exporter, receiver, tls_server_name, token_file)",
                 "/etc/promfed.d/stage.toml:6:8: key `node_exporter.port`: 70000 is not a port number (1-65535)",
                 "/etc/promfed.d/stage.toml:8:19: key `cadvisor.scrape_interval`: `10` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
             ]

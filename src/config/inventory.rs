@@ -269,7 +269,8 @@ fn check_credentials(
                 Some(key),
                 format!("{} {why}", path.display()),
             )),
-            Ok(()) if key != "ca_file" && key != "cert_file" && access::world_readable(path) => warnings.push(format!(
+            // Certificates are public; tokens and keys are not.
+            Ok(()) if !key.ends_with("ca_file") && !key.ends_with("cert_file") && access::world_readable(path) => warnings.push(format!(
                 "{}: {key} {} is readable by every user on this host; make it readable only by promfed and Prometheus (chmod o-r)",
                 source.path.display(),
                 path.display()

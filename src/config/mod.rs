@@ -5,10 +5,12 @@
 pub mod cluster;
 pub mod diagnostic;
 pub mod duration;
+pub mod federate;
 pub mod inventory;
 pub mod last_good;
 pub mod names;
 #[cfg(test)]
 mod properties;
+pub mod selector;
 pub mod settings;
 pub mod toml_fields;

@@ -173,6 +173,36 @@ impl<'d> Fields<'d> {
         Some(out)
     }
 
+    /// An array of strings, such as `match = ['{job="a"}']`; each element
+    /// keeps its own span. The span of the whole value comes first.
+    pub fn string_list(
+        &mut self,
+        p: &mut Problems,
+        key: &'static str,
+    ) -> Option<Spanned<Vec<Spanned<String>>>> {
+        let (item, span) = self.take(key)?;
+        let Some(array) = item.as_array() else {
+            self.wrong_type(p, key, span, "a list of strings");
+            return None;
+        };
+        let mut out = Vec::new();
+        for (i, value) in array.iter().enumerate() {
+            let value_span = value.span().unwrap_or_else(|| span.clone());
+            match value.as_str() {
+                Some(v) => out.push(Spanned {
+                    value: v.to_string(),
+                    span: value_span,
+                }),
+                None => p.at(
+                    value_span,
+                    &format!("{}[{i}]", self.path(key)),
+                    "expected a string",
+                ),
+            }
+        }
+        Some(Spanned { value: out, span })
+    }
+
     /// A sub-table, either `[section]` or an inline `{ … }`.
     pub fn table(&mut self, p: &mut Problems, key: &'static str) -> Option<Fields<'d>> {
         let (item, span) = self.take(key)?;

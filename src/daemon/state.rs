@@ -194,7 +194,7 @@ impl State {
                     .map(|k| {
                         let n = match k {
                             JobKind::Kubelet | JobKind::Cadvisor => found.nodes.len(),
-                            JobKind::Apiserver => 1,
+                            JobKind::Apiserver | JobKind::Federate => 1,
                             JobKind::NodeExporter => found.node_exporters.len(),
                         };
                         (k.slug(), n)

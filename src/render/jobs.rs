@@ -98,6 +98,16 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, 
             None,
             Drops::None,
         ),
+        JobKind::Federate => (
+            &cluster
+                .federate
+                .as_ref()
+                .expect("enabled_in: the cluster has [federate]")
+                .scrape_interval,
+            Some(true),
+            None,
+            Drops::None,
+        ),
     };
     let mut job = ScrapeConfig {
         job_name: kind.job_name(&cluster.name),
@@ -117,6 +127,7 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, 
         honor_labels,
         honor_timestamps,
         metrics_path: None,
+        params: Default::default(),
         scheme: "https",
         authorization: authorization(cluster),
         tls_config: tls_config(cluster),
@@ -124,8 +135,11 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, 
         file_sd_configs: Vec::new(),
         kubernetes_sd_configs: Vec::new(),
         relabel_configs: Vec::new(),
+        metric_relabel_configs: Vec::new(),
     };
-    if kind == JobKind::Apiserver {
+    if let (JobKind::Federate, Some(f)) = (kind, &cluster.federate) {
+        super::federate::fill(&mut job, cluster, f);
+    } else if kind == JobKind::Apiserver {
         job.metrics_path = Some(format!("{}/metrics", cluster.api_server.path_prefix));
         job.static_configs.push(StaticConfig {
             targets: vec![cluster.api_server.address.clone()],
@@ -287,11 +301,13 @@ fn kubernetes_sd(cluster: &Cluster, kind: JobKind) -> (KubernetesSdConfig, Vec<R
                 ],
             )
         }
-        JobKind::Apiserver => unreachable!("the API server job has a static target"),
+        JobKind::Apiserver | JobKind::Federate => {
+            unreachable!("the API server and federation jobs have static targets")
+        }
     }
 }
 
-fn regex_escape(s: &str) -> String {
+pub(super) fn regex_escape(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
             let special = "\\.+*?()|[]{}^$".contains(c);
@@ -303,7 +319,7 @@ fn regex_escape(s: &str) -> String {
         .collect()
 }
 
-fn path_string(p: &Path) -> String {
+pub(super) fn path_string(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 

@@ -1,6 +1,8 @@
 //! The parts of Prometheus's `scrape_config` that promfed writes, as typed
 //! structs so the YAML is produced by serde in a fixed field order.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -16,6 +18,9 @@ pub struct ScrapeConfig {
     pub honor_timestamps: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_path: Option<String>,
+    /// URL parameters: a federation's `match[]`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<&'static str, Vec<String>>,
     pub scheme: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
@@ -26,9 +31,11 @@ pub struct ScrapeConfig {
     pub file_sd_configs: Vec<FileSdConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
-    /// Last: the job's `metric_relabel_configs` follow as text, made once
-    /// (see `jobs::cluster_yaml`).
     pub relabel_configs: Vec<Relabel>,
+    /// Last, and empty where the shared drops follow as text, made once
+    /// (see `jobs::cluster_yaml`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metric_relabel_configs: Vec<Relabel>,
 }
 
 /// Credentials are always referenced by path, never inlined.
@@ -130,6 +137,15 @@ impl Relabel {
             source_labels: sources.iter().map(|s| s.to_string()).collect(),
             regex: Some(regex.to_string()),
             action: Some("drop"),
+            ..Relabel::default()
+        }
+    }
+
+    /// Removes the labels matching `regex` from every series.
+    pub fn drop_labels(regex: &str) -> Relabel {
+        Relabel {
+            regex: Some(regex.to_string()),
+            action: Some("labeldrop"),
             ..Relabel::default()
         }
     }

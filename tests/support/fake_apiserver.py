@@ -500,10 +500,21 @@ class Handler(BaseHTTPRequestHandler):
 
         m = PROXY_SERVICE.match(path)
         if m:
+            namespace, service, port, rest = m.group(1), m.group(2), m.group(3), m.group(4) or "/"
             state.count("proxy_service")
             if "get services/proxy" in deny:
-                return self.forbidden(user, "get", "services/proxy", f'in the namespace "{m.group(1)}"')
-            return self.forward(ne["upstream"], m.group(4) or "/")
+                return self.forbidden(user, "get", "services/proxy", f'in the namespace "{namespace}"')
+            # "services": {"ns/name": {"upstream": "host:port", "ports": ["9090", "web"]}}:
+            # a Service of its own (an in-cluster Prometheus); else node-exporter's.
+            svc = data.get("services", {}).get(f"{namespace}/{service}")
+            if svc is None:
+                return self.forward(ne["upstream"], rest)
+            state.count(f"proxy_service {namespace}/{service}")
+            if port not in svc.get("ports", []):
+                return self.send(503, status(503, "ServiceUnavailable",
+                                             f'no endpoints available for service "{service}:{port}"'))
+            query = urlsplit(self.path).query
+            return self.forward(svc["upstream"], rest + (f"?{query}" if query else ""))
 
         return self.send(404, status(404, "NotFound", "the server could not find the requested resource"))
 

@@ -127,6 +127,40 @@ impl NodeExporter {
     }
 }
 
+/// node-exporter serving only the series of a text file: a small exporter
+/// of whatever shape a test needs (Istio's, for example).
+pub struct TextExporter {
+    pub port: u16,
+    _process: Process,
+}
+
+impl TextExporter {
+    pub fn start(dir: &Path, name: &str, series: &str) -> TextExporter {
+        require(NODE_EXPORTER);
+        let text_dir = dir.join(format!("{name}-textfiles"));
+        std::fs::create_dir_all(&text_dir).unwrap();
+        std::fs::write(text_dir.join("series.prom"), series).unwrap();
+        let port = free_port();
+        let process = Process::spawn(
+            name,
+            Command::new(NODE_EXPORTER).args([
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+                "--collector.disable-defaults",
+                "--collector.textfile",
+                &format!("--collector.textfile.directory={}", text_dir.display()),
+            ]),
+            &dir.join(format!("{name}.log")),
+        );
+        wait_for(name, Duration::from_secs(10), || {
+            http_get(&format!("http://127.0.0.1:{port}/metrics"))
+        });
+        TextExporter {
+            port,
+            _process: process,
+        }
+    }
+}
+
 /// The fake API server of one cluster, with its own CA and state file.
 pub struct FakeCluster {
     pub name: String,
@@ -134,6 +168,19 @@ pub struct FakeCluster {
     pub port: u16,
     pub token: String,
     process: Option<Process>,
+}
+
+/// A CA with a server certificate for 127.0.0.1 and a client certificate,
+/// made by the fake's own PKI maker, in `dir`.
+pub fn make_pki(dir: &Path) -> PathBuf {
+    let status = Command::new("python3")
+        .arg(fake_script())
+        .arg("pki")
+        .arg(dir)
+        .status()
+        .expect("python3 runs the fake's PKI maker");
+    assert!(status.success(), "the PKI could not be made");
+    dir.to_path_buf()
 }
 
 pub fn fake_script() -> PathBuf {
@@ -289,6 +336,58 @@ impl Prometheus {
     /// Starts Debian 13's Prometheus 2.53, which has Kubernetes discovery.
     pub fn start_trixie(dir: &Path, config: &Path) -> Prometheus {
         Self::launch(TRIXIE_PROMETHEUS, dir, config, None, free_port())
+    }
+
+    /// Starts Prometheus serving HTTPS that requires a client certificate
+    /// signed by `pki`'s CA (`--web.config.file`), as an in-cluster
+    /// Prometheus exposed with mutual TLS is.
+    pub fn start_mutual_tls(dir: &Path, config: &Path, pki: &Path) -> Prometheus {
+        require(PROMETHEUS);
+        let port = free_port();
+        let web = dir.join("web.yml");
+        std::fs::write(
+            &web,
+            format!(
+                "tls_server_config:\n  cert_file: {0}/server.crt\n  key_file: {0}/server.key\n  client_ca_file: {0}/ca.crt\n  client_auth_type: RequireAndVerifyClientCert\n",
+                pki.display()
+            ),
+        )
+        .unwrap();
+        let data = dir.join("prometheus-data");
+        std::fs::create_dir_all(&data).unwrap();
+        let process = Process::spawn(
+            "prometheus-mtls",
+            Command::new(PROMETHEUS)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", data.display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg(format!("--web.config.file={}", web.display())),
+            &dir.join("prometheus.log"),
+        );
+        wait_for(
+            "Prometheus with mutual TLS",
+            Duration::from_secs(20),
+            || {
+                let ok = Command::new("curl")
+                    .args(["-sf", "--cacert"])
+                    .arg(pki.join("ca.crt"))
+                    .arg("--cert")
+                    .arg(pki.join("client.crt"))
+                    .arg("--key")
+                    .arg(pki.join("client.key"))
+                    .arg(format!("https://127.0.0.1:{port}/-/ready"))
+                    .output()
+                    .ok()?;
+                ok.status.success().then_some(())
+            },
+        );
+        let pid_file = dir.join("prometheus.pid");
+        std::fs::write(&pid_file, process.pid().to_string()).unwrap();
+        Prometheus {
+            port,
+            pid_file,
+            _process: process,
+        }
     }
 
     fn launch(

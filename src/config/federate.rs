@@ -1,0 +1,505 @@
+//! `[federate]` of a cluster file: an in-cluster Prometheus (Istio's addon,
+//! for example) whose `/federate` promfed scrapes, through the API server's
+//! service proxy or directly at a URL with TLS settings of its own.
+
+use std::path::{Path, PathBuf};
+
+use url::Url;
+
+use super::cluster::{ClientCert, PortRef};
+use super::duration::PromDuration;
+use super::names;
+use super::selector;
+use super::toml_fields::{Fields, Problems, Spanned, StringOrInteger};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Federate {
+    pub source: Source,
+    /// The `match[]` selectors; at least one, each valid.
+    pub matchers: Vec<String>,
+    pub scrape_interval: Option<PromDuration>,
+    /// Whether a `cluster` label the source sets wins over this cluster's
+    /// name (by default promfed's always does).
+    pub keep_source_cluster: bool,
+    /// Labels that tell HA replicas apart, dropped from federated series
+    /// (see the README: an HA pair behind one Service).
+    pub replica_labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Through `/api/v1/namespaces/<ns>/services/<svc>:<port>/proxy`, with
+    /// the cluster's own API-server credentials.
+    Service {
+        namespace: String,
+        service: String,
+        port: PortRef,
+    },
+    /// Directly, as an Ingress or Gateway exposes it.
+    Url {
+        url: Url,
+        ca_file: Option<PathBuf>,
+        client_cert: Option<ClientCert>,
+        server_name: Option<String>,
+        token_file: Option<PathBuf>,
+    },
+}
+
+impl Federate {
+    /// The files it names, with their keys.
+    pub fn credential_files(&self) -> Vec<(&'static str, &Path)> {
+        let mut files = Vec::new();
+        if let Source::Url {
+            ca_file,
+            client_cert,
+            token_file,
+            ..
+        } = &self.source
+        {
+            if let Some(t) = token_file {
+                files.push(("federate.token_file", t.as_path()));
+            }
+            if let Some(c) = client_cert {
+                files.push(("federate.cert_file", c.cert_file.as_path()));
+                files.push(("federate.key_file", c.key_file.as_path()));
+            }
+            if let Some(ca) = ca_file {
+                files.push(("federate.ca_file", ca.as_path()));
+            }
+        }
+        files
+    }
+}
+
+/// The documented defaults: Istio's Prometheus addon.
+mod defaults {
+    pub const NAMESPACE: &str = "istio-system";
+    pub const SERVICE: &str = "prometheus";
+    pub const PORT: u16 = 9090;
+    pub const REPLICA_LABELS: [&str; 2] = ["prometheus_replica", "replica"];
+}
+
+type Key = Option<Spanned<String>>;
+
+/// `[federate]` as written.
+pub struct RawFederate {
+    span: std::ops::Range<usize>,
+    namespace: Key,
+    service: Key,
+    port: Option<Spanned<StringOrInteger>>,
+    matchers: Option<Spanned<Vec<Spanned<String>>>>,
+    url: Key,
+    ca_file: Key,
+    cert_file: Key,
+    key_file: Key,
+    tls_server_name: Key,
+    token_file: Key,
+    scrape_interval: Key,
+    keep_source_cluster: Option<Spanned<bool>>,
+    replica_labels: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+impl RawFederate {
+    /// `None` when the file has no `[federate]`.
+    pub fn read(root: &mut Fields, p: &mut Problems) -> Option<RawFederate> {
+        let mut t = root.table(p, "federate")?;
+        let raw = RawFederate {
+            span: t.span(),
+            namespace: t.get(p, "namespace"),
+            service: t.get(p, "service"),
+            port: t.get(p, "port"),
+            matchers: t.string_list(p, "match"),
+            url: t.get(p, "url"),
+            ca_file: t.get(p, "ca_file"),
+            cert_file: t.get(p, "cert_file"),
+            key_file: t.get(p, "key_file"),
+            tls_server_name: t.get(p, "tls_server_name"),
+            token_file: t.get(p, "token_file"),
+            scrape_interval: t.get(p, "scrape_interval"),
+            keep_source_cluster: t.get(p, "keep_source_cluster"),
+            replica_labels: t.string_list(p, "replica_labels"),
+        };
+        t.finish(p);
+        Some(raw)
+    }
+
+    /// Where its credential keys are written, for later messages.
+    pub fn spans(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        [
+            ("federate.ca_file", &self.ca_file),
+            ("federate.cert_file", &self.cert_file),
+            ("federate.key_file", &self.key_file),
+            ("federate.token_file", &self.token_file),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.as_ref()?.span.clone())))
+        .collect()
+    }
+
+    /// `dir`: the cluster file's folder, which relative paths start from.
+    pub fn validate(mut self, p: &mut Problems, dir: &Path) -> Option<Federate> {
+        let matchers = match self.matchers.take() {
+            None => {
+                p.at(
+                    self.span.clone(),
+                    "federate.match",
+                    "missing: the match[] selectors of the series to federate, for example match = ['{job=\"kubernetes-pods\"}']",
+                );
+                None
+            }
+            Some(list) if list.value.is_empty() => {
+                p.at(
+                    list.span,
+                    "federate.match",
+                    "must hold at least one selector (Prometheus's /federate answers nothing without one)",
+                );
+                None
+            }
+            Some(list) => {
+                let mut ok = true;
+                for (i, m) in list.value.iter().enumerate() {
+                    if let Err(e) = selector::check(&m.value) {
+                        p.at(
+                            m.span.clone(),
+                            &format!("federate.match[{i}]"),
+                            format!("`{}` is not a series selector: {e}", m.value),
+                        );
+                        ok = false;
+                    }
+                }
+                ok.then(|| list.value.into_iter().map(|m| m.value).collect())
+            }
+        };
+        let scrape_interval = match self.scrape_interval.take() {
+            None => Some(None),
+            Some(s) => PromDuration::parse(&s.value)
+                .map(Some)
+                .map_err(|e| p.at(s.span, "federate.scrape_interval", e))
+                .ok(),
+        };
+        let replica_labels = match self.replica_labels.take() {
+            None => Some(defaults::REPLICA_LABELS.map(String::from).to_vec()),
+            Some(list) => {
+                let mut ok = true;
+                for (i, l) in list.value.iter().enumerate() {
+                    if let Err(e) = names::LabelName::parse(&l.value) {
+                        p.at(l.span.clone(), &format!("federate.replica_labels[{i}]"), e);
+                        ok = false;
+                    }
+                }
+                ok.then(|| list.value.into_iter().map(|l| l.value).collect())
+            }
+        };
+        let source = match self.url.clone() {
+            Some(url) => self.direct(p, dir, url),
+            None => self.through_service(p),
+        };
+        Some(Federate {
+            source: source?,
+            matchers: matchers?,
+            scrape_interval: scrape_interval?,
+            keep_source_cluster: self.keep_source_cluster.is_some_and(|b| b.value),
+            replica_labels: replica_labels?,
+        })
+    }
+
+    fn through_service(&self, p: &mut Problems) -> Option<Source> {
+        for (key, value) in [
+            ("federate.ca_file", &self.ca_file),
+            ("federate.cert_file", &self.cert_file),
+            ("federate.key_file", &self.key_file),
+            ("federate.tls_server_name", &self.tls_server_name),
+            ("federate.token_file", &self.token_file),
+        ] {
+            if let Some(v) = value {
+                p.at(
+                    v.span.clone(),
+                    key,
+                    "applies to `url` only: through the API server, the cluster's own credentials are used",
+                );
+            }
+        }
+        let mut name = |value: &Key, key: &str, default: &str| match value {
+            None => Some(default.to_string()),
+            Some(s) if names::is_label(&s.value) => Some(s.value.clone()),
+            Some(s) => {
+                p.at(
+                    s.span.clone(),
+                    key,
+                    format!(
+                        "`{}` is not a Kubernetes name (lowercase letters, digits and `-`)",
+                        s.value
+                    ),
+                );
+                None
+            }
+        };
+        let namespace = name(&self.namespace, "federate.namespace", defaults::NAMESPACE);
+        let service = name(&self.service, "federate.service", defaults::SERVICE);
+        let port = match &self.port {
+            None => Some(PortRef::Number(defaults::PORT)),
+            Some(s) => match &s.value {
+                StringOrInteger::Integer(n) => match u16::try_from(*n) {
+                    Ok(n) if n > 0 => Some(PortRef::Number(n)),
+                    _ => {
+                        p.at(
+                            s.span.clone(),
+                            "federate.port",
+                            format!("{n} is not a port number (1-65535)"),
+                        );
+                        None
+                    }
+                },
+                StringOrInteger::String(port) if names::is_label(port) => {
+                    Some(PortRef::Name(port.clone()))
+                }
+                StringOrInteger::String(port) => {
+                    p.at(
+                        s.span.clone(),
+                        "federate.port",
+                        format!("`{port}` is not a port number or a Kubernetes port name"),
+                    );
+                    None
+                }
+            },
+        };
+        Some(Source::Service {
+            namespace: namespace?,
+            service: service?,
+            port: port?,
+        })
+    }
+
+    fn direct(&self, p: &mut Problems, dir: &Path, url: Spanned<String>) -> Option<Source> {
+        for (key, value) in [
+            (
+                "federate.namespace",
+                self.namespace.as_ref().map(|s| &s.span),
+            ),
+            ("federate.service", self.service.as_ref().map(|s| &s.span)),
+            ("federate.port", self.port.as_ref().map(|s| &s.span)),
+        ] {
+            if let Some(span) = value {
+                p.at(
+                    span.clone(),
+                    key,
+                    "give either `url` (the Prometheus reached directly) or namespace, service and port (reached through the API server), not both",
+                );
+            }
+        }
+        let parsed = match Url::parse(&url.value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+                    p.at(
+                        url.span.clone(),
+                        "federate.url",
+                        format!(
+                            "`{}`: give only scheme, host, port and an optional path prefix",
+                            url.value
+                        ),
+                    );
+                    None
+                } else {
+                    Some(u)
+                }
+            }
+            Ok(_) => {
+                p.at(
+                    url.span.clone(),
+                    "federate.url",
+                    format!("`{}`: an http:// or https:// URL with a host", url.value),
+                );
+                None
+            }
+            Err(e) => {
+                p.at(
+                    url.span.clone(),
+                    "federate.url",
+                    format!("`{}` is not a valid URL: {e}", url.value),
+                );
+                None
+            }
+        };
+        let mut file = |key: &str, value: &Key| {
+            let s = value.as_ref()?;
+            if s.value.is_empty() {
+                p.at(s.span.clone(), key, "must not be empty");
+                return None;
+            }
+            Some(dir.join(&s.value))
+        };
+        let ca_file = file("federate.ca_file", &self.ca_file);
+        let cert_file = file("federate.cert_file", &self.cert_file);
+        let key_file = file("federate.key_file", &self.key_file);
+        let token_file = file("federate.token_file", &self.token_file);
+        let client_cert = match (cert_file, key_file, &self.cert_file, &self.key_file) {
+            (Some(cert_file), Some(key_file), _, _) => Some(ClientCert {
+                cert_file,
+                key_file,
+            }),
+            (_, _, Some(c), None) => {
+                p.at(
+                    c.span.clone(),
+                    "federate.key_file",
+                    "cert_file is set, so key_file is needed too",
+                );
+                None
+            }
+            (_, _, None, Some(k)) => {
+                p.at(
+                    k.span.clone(),
+                    "federate.cert_file",
+                    "key_file is set, so cert_file is needed too",
+                );
+                None
+            }
+            _ => None,
+        };
+        let url_value = parsed?;
+        if url_value.scheme() == "http" {
+            for (key, value) in [
+                ("federate.token_file", &self.token_file),
+                ("federate.cert_file", &self.cert_file),
+                ("federate.ca_file", &self.ca_file),
+            ] {
+                if let Some(v) = value {
+                    p.at(
+                        v.span.clone(),
+                        key,
+                        format!("`{}` is plain http://: credentials and TLS settings need https:// (a token would travel in clear text)", url.value),
+                    );
+                }
+            }
+        }
+        Some(Source::Url {
+            url: url_value,
+            ca_file,
+            client_cert,
+            server_name: self.tls_server_name.as_ref().map(|s| s.value.clone()),
+            token_file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::cluster::Cluster;
+    use crate::config::diagnostic::SourceText;
+
+    use super::*;
+
+    const HEAD: &str =
+        "api_server = \"https://10.0.0.1:6443\"\ntoken_file = \"t\"\nca_file = \"ca.crt\"\n";
+
+    fn parse(federate: &str) -> Result<Option<Federate>, Vec<String>> {
+        let text = format!("{HEAD}{federate}");
+        Cluster::parse(&SourceText::new("/etc/promfed.d/mesh.toml", text), "mesh")
+            .map(|p| p.cluster.federate)
+            .map_err(|b| b.problems.iter().map(|d| d.headline()).collect())
+    }
+
+    #[test]
+    fn through_the_api_server_by_default_with_istios_addon() {
+        let f = parse("[federate]\nmatch = ['{job=\"kubernetes-pods\"}']\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            f.source,
+            Source::Service {
+                namespace: "istio-system".into(),
+                service: "prometheus".into(),
+                port: PortRef::Number(9090),
+            }
+        );
+        assert_eq!(f.matchers, ["{job=\"kubernetes-pods\"}"]);
+        assert_eq!(f.replica_labels, ["prometheus_replica", "replica"]);
+        assert!(!f.keep_source_cluster);
+        assert_eq!(parse("").unwrap(), None);
+    }
+
+    #[test]
+    fn directly_with_mutual_tls_paths_relative_to_the_file() {
+        let f = parse("[federate]\nurl = \"https://prom.mesh.example:8443/p/\"\nmatch = ['up']\nca_file = \"mesh/ca.crt\"\ncert_file = \"mesh/c.crt\"\nkey_file = \"/k/c.key\"\ntls_server_name = \"prom.mesh\"\n")
+            .unwrap()
+            .unwrap();
+        let Source::Url {
+            url,
+            ca_file,
+            client_cert,
+            server_name,
+            token_file,
+        } = f.source
+        else {
+            panic!("url mode");
+        };
+        assert_eq!(url.as_str(), "https://prom.mesh.example:8443/p/");
+        assert_eq!(ca_file.unwrap(), Path::new("/etc/promfed.d/mesh/ca.crt"));
+        let cert = client_cert.unwrap();
+        assert_eq!(cert.cert_file, Path::new("/etc/promfed.d/mesh/c.crt"));
+        assert_eq!(cert.key_file, Path::new("/k/c.key"));
+        assert_eq!(server_name.as_deref(), Some("prom.mesh"));
+        assert_eq!(token_file, None);
+    }
+
+    /// Each mistake is named with its line, column and key.
+    #[test]
+    fn every_mistake_names_line_column_and_key() {
+        let cases = [
+            (
+                "[federate]\nmatch = []\n",
+                "5:9: key `federate.match`: must hold at least one selector",
+            ),
+            (
+                "[federate]\nservice = \"prometheus\"\n",
+                "4:1: key `federate.match`: missing",
+            ),
+            (
+                "[federate]\nmatch = ['{job=~\".*\"}']\n",
+                "5:10: key `federate.match[0]`: `{job=~\".*\"}` is not a series selector: at least one matcher",
+            ),
+            (
+                "[federate]\nmatch = ['up', '{job=\"a\"']\n",
+                "5:16: key `federate.match[1]`",
+            ),
+            (
+                "[federate]\nmatch = ['up']\nurl = \"https://p.example\"\nservice = \"prometheus\"\n",
+                "7:11: key `federate.service`: give either `url`",
+            ),
+            (
+                "[federate]\nmatch = ['up']\nca_file = \"ca\"\n",
+                "6:11: key `federate.ca_file`: applies to `url` only",
+            ),
+            (
+                "[federate]\nmatch = ['up']\nurl = \"http://p.example\"\ntoken_file = \"t\"\n",
+                "7:14: key `federate.token_file`: `http://p.example` is plain http://",
+            ),
+            (
+                "[federate]\nmatch = ['up']\nurl = \"https://p.example\"\ncert_file = \"c\"\n",
+                "7:13: key `federate.key_file`: cert_file is set",
+            ),
+            (
+                "[federate]\nmatch = ['up']\nport = 0\n",
+                "6:8: key `federate.port`: 0 is not a port number",
+            ),
+            (
+                "[federate]\nmatch = ['up']\nmatchers = ['up']\n",
+                "6:1: key `federate.matchers`: unknown key",
+            ),
+            (
+                "[federate]\nmatch = 'up'\n",
+                "5:9: key `federate.match`: expected a list of strings",
+            ),
+            (
+                "[federate]\nmatch = ['up']\nurl = \"ftp://p.example\"\n",
+                "6:7: key `federate.url`: `ftp://p.example`: an http:// or https:// URL",
+            ),
+        ];
+        for (text, expected) in cases {
+            let problems = parse(text).expect_err(text);
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "{text}\nexpected {expected}\ngot {problems:#?}"
+            );
+        }
+    }
+}
