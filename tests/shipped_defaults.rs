@@ -70,7 +70,8 @@ fn shipped_settings_example_cluster_and_base_files_pass_promfed_check() {
     // The example, enabled, with credentials in place.
     let example = std::fs::read_to_string(repo("etc/promfed.d/example.toml.example"))
         .unwrap()
-        .replace("#receiver = \"team-stage\"", "receiver = \"default\"");
+        .replace("#receiver = \"team-stage\"", "receiver = \"default\"")
+        .replace("#[federate]\n#match", "[federate]\nmatch");
     s.write("etc/promfed.d/example.toml", &example);
     s.write("etc/promfed.d/example/token", "t\n");
     s.write("etc/promfed.d/example/ca.crt", "ca\n");
@@ -95,6 +96,10 @@ fn shipped_settings_example_cluster_and_base_files_pass_promfed_check() {
         "the base's own job is kept"
     );
     assert!(rendered.contains("job_name: promfed/example/node-exporter"));
+    assert!(
+        rendered.contains("/api/v1/namespaces/istio-system/services/prometheus:9090/proxy/federate"),
+        "the example's [federate], enabled"
+    );
     assert!(
         stdout(&out).contains("alertmanager: candidate passes the gate"),
         "the shipped Alertmanager base passes amtool: {}",
