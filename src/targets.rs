@@ -40,15 +40,18 @@ pub enum JobKind {
     NodeExporter,
     /// An in-cluster Prometheus's `/federate` (`[federate]`).
     Federate,
+    /// Pods annotated `prometheus.io/scrape` (`[pods]`).
+    Pods,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::Kubelet,
         JobKind::Cadvisor,
         JobKind::Apiserver,
         JobKind::NodeExporter,
         JobKind::Federate,
+        JobKind::Pods,
     ];
 
     /// The last part of the Prometheus job name and of the targets file.
@@ -59,6 +62,7 @@ impl JobKind {
             JobKind::Apiserver => "apiserver",
             JobKind::NodeExporter => "node-exporter",
             JobKind::Federate => "federate",
+            JobKind::Pods => "pods",
         }
     }
 
@@ -71,6 +75,9 @@ impl JobKind {
             // On `up` and the scrape's own series only: federated series
             // keep the job they had (`honor_labels`).
             JobKind::Federate => "federate",
+            // Istio's sample Prometheus's job: its dashboards and Kiali
+            // query it by this name.
+            JobKind::Pods => "kubernetes-pods",
         }
     }
 
@@ -86,6 +93,7 @@ impl JobKind {
             JobKind::Apiserver => c.apiserver.enabled,
             JobKind::NodeExporter => c.node_exporter.component.enabled,
             JobKind::Federate => c.federate.is_some(),
+            JobKind::Pods => c.pods.is_some(),
         }
     }
 
@@ -105,11 +113,31 @@ pub struct ExporterPod {
     pub port: u16,
 }
 
-/// One cluster's discovery result; both lists are sorted.
+/// A pod annotated `prometheus.io/scrape: "true"`, Running and Ready, and
+/// where its metrics are.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ScrapePod {
+    pub namespace: String,
+    pub pod: String,
+    pub port: u16,
+    /// `prometheus.io/path`, starting with `/`.
+    pub path: String,
+    /// `prometheus.io/scheme: https`: the pod proxy's `https:` form.
+    pub https: bool,
+    /// The pod's `app` and `version` labels, as Istio's sample keeps them.
+    pub app: Option<String>,
+    pub version: Option<String>,
+}
+
+/// One cluster's discovery result; the lists are sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ClusterTargets {
     pub nodes: Vec<String>,
     pub node_exporters: Vec<ExporterPod>,
+    pub pods: Vec<ScrapePod>,
+    /// How many pods matched, when more than `[pods] max_targets` did (the
+    /// targets are capped to the first ones by namespace and name).
+    pub pods_capped: Option<usize>,
     /// Names the API server gave that are not Kubernetes names (they would
     /// go into proxy paths), shown escaped; left out of the targets.
     pub skipped: Vec<String>,
@@ -143,6 +171,24 @@ pub fn file_sd_json(cluster: &Cluster, targets: &ClusterTargets, kind: JobKind) 
             ("instance", instance.to_string()),
         ]),
     };
+    let pod_group = |p: &ScrapePod| {
+        let scheme = if p.https { "https:" } else { "" };
+        let mut g = group(
+            format!(
+                "{prefix}/api/v1/namespaces/{}/pods/{scheme}{}:{}/proxy{}",
+                p.namespace, p.pod, p.port, p.path
+            ),
+            &format!("{}:{}", p.pod, p.port),
+        );
+        g.labels.insert("namespace", p.namespace.clone());
+        g.labels.insert("pod", p.pod.clone());
+        for (label, value) in [("app", &p.app), ("version", &p.version)] {
+            if let Some(v) = value {
+                g.labels.insert(label, v.clone());
+            }
+        }
+        g
+    };
     let groups: Vec<TargetGroup> = match kind {
         JobKind::Kubelet => targets
             .nodes
@@ -173,6 +219,7 @@ pub fn file_sd_json(cluster: &Cluster, targets: &ClusterTargets, kind: JobKind) 
                 )
             })
             .collect(),
+        JobKind::Pods => targets.pods.iter().map(pod_group).collect(),
         JobKind::Apiserver | JobKind::Federate => Vec::new(),
     };
     let mut json = serde_json::to_vec_pretty(&groups).expect("target groups serialise");

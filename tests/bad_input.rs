@@ -90,7 +90,7 @@ fn all_problems_of_all_files_are_reported_at_once() {
     );
 }
 
-/// `[federate]` mistakes: each named with file, line, column and key, and
+/// `[federate]` and `[pods]` mistakes: each named with file, line, column and key, and
 /// the valid cluster is still rendered and gated.
 #[test]
 fn federation_mistakes_name_file_line_and_key_and_the_rest_goes_on() {
@@ -130,6 +130,21 @@ fn federation_mistakes_name_file_line_and_key_and_the_rest_goes_on() {
             "noca",
             "[federate]\nurl = \"https://p.example\"\nmatch = ['up']\nca_file = \"mesh/missing.crt\"\n",
             "noca.toml:7:11: key `federate.ca_file`:",
+        ),
+        (
+            "podsns",
+            "[pods]\nenabled = true\nnamespaces = ['bookinfo', 'Istio_System']\n",
+            "podsns.toml:6:27: key `pods.namespaces[1]`: `Istio_System` is not a Kubernetes namespace name",
+        ),
+        (
+            "podsmax",
+            "[pods]\nenabled = true\nmax_targets = 0\n",
+            "podsmax.toml:6:15: key `pods.max_targets`: 0 is not a number of targets",
+        ),
+        (
+            "podskey",
+            "[pods]\nenable = true\n",
+            "podskey.toml:5:1: key `pods.enable`: unknown key (allowed here: enabled, max_targets, namespaces)",
         ),
     ];
     for (name, federate, _) in &cases {

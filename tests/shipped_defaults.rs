@@ -97,7 +97,8 @@ fn shipped_settings_example_cluster_and_base_files_pass_promfed_check() {
     );
     assert!(rendered.contains("job_name: promfed/example/node-exporter"));
     assert!(
-        rendered.contains("/api/v1/namespaces/istio-system/services/prometheus:9090/proxy/federate"),
+        rendered
+            .contains("/api/v1/namespaces/istio-system/services/prometheus:9090/proxy/federate"),
         "the example's [federate], enabled"
     );
     assert!(

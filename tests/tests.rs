@@ -14,4 +14,5 @@ mod fake_apiserver;
 mod federate;
 mod golden;
 mod hostile;
+mod pods;
 mod shipped_defaults;

@@ -10,6 +10,7 @@ use super::diagnostic::{Diagnostic, SourceText};
 use super::duration::PromDuration;
 use super::federate::{Federate, RawFederate};
 use super::names::{self, ClusterName, LabelName};
+use super::pods::{Pods, RawPods};
 use super::toml_fields::{self, Fields, Problems, Spanned, StringOrInteger};
 
 /// A validated cluster definition. Only `Cluster::parse` builds one, from a
@@ -30,6 +31,8 @@ pub struct Cluster {
     pub node_exporter: NodeExporter,
     /// `[federate]`: an in-cluster Prometheus's `/federate`, if any.
     pub federate: Option<Federate>,
+    /// `[pods]`: annotated pods, when enabled.
+    pub pods: Option<Pods>,
 }
 
 /// The API server's URL, split the way scrape configs need it.
@@ -199,6 +202,7 @@ struct RawCluster {
     service: Key,
     port: Option<Spanned<StringOrInteger>>,
     federate: Option<RawFederate>,
+    pods: Option<RawPods>,
     /// Credential keys that are written, whether or not their values are
     /// good: only the others are missing.
     credentials_written: Vec<&'static str>,
@@ -236,6 +240,7 @@ impl RawCluster {
             service: None,
             port: None,
             federate: None,
+            pods: None,
             credentials_written: Vec::new(),
         };
         raw.credentials_written = ["token_file", "cert_file", "key_file", "ca_file"]
@@ -253,6 +258,7 @@ impl RawCluster {
             raw.port = t.get(p, "port");
         });
         raw.federate = RawFederate::read(&mut root, p);
+        raw.pods = RawPods::read(&mut root, p);
         root.finish(p);
         raw
     }
@@ -423,6 +429,10 @@ impl RawCluster {
             None => Some(None),
             Some(f) => f.validate(p, dir).map(Some),
         };
+        let pods = match self.pods {
+            None => Some(None),
+            Some(raw) => raw.validate(p),
+        };
 
         Some(Cluster {
             name: name?,
@@ -454,6 +464,7 @@ impl RawCluster {
                 port: port?,
             },
             federate: federate?,
+            pods: pods?,
         })
     }
 }
@@ -568,7 +579,7 @@ mod tests {
                 "/etc/promfed.d/stage.toml:1:14: key `api_server`: `http://10.0.0.1:6443`: the API server must be reached over https:// (tokens would travel in clear text)",
                 "/etc/promfed.d/stage.toml:3:12: key `labels.cluster`: `cluster` is set by promfed itself and cannot be overridden",
                 "/etc/promfed.d/stage.toml:3:27: key `labels.bad-name`: `bad-name` is not a valid label name: use letters, digits and `_`, not starting with a digit",
-                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, federate, insecure_skip_verify, key_file, kubelet, labels, name, node_exporter, receiver, tls_server_name, token_file)",
+                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, federate, insecure_skip_verify, key_file, kubelet, labels, name, node_exporter, pods, receiver, tls_server_name, token_file)",
                 "/etc/promfed.d/stage.toml:6:8: key `node_exporter.port`: 70000 is not a port number (1-65535)",
                 "/etc/promfed.d/stage.toml:8:19: key `cadvisor.scrape_interval`: `10` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
             ]

@@ -9,6 +9,7 @@ pub mod federate;
 pub mod inventory;
 pub mod last_good;
 pub mod names;
+pub mod pods;
 #[cfg(test)]
 mod properties;
 pub mod selector;

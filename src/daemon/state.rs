@@ -187,6 +187,15 @@ impl State {
                     );
                 }
                 d.node_exporters = found.node_exporters.len();
+                if let (Some(matched), Some(pods)) = (found.pods_capped, &cluster.pods) {
+                    tracing::warn!(
+                        cluster = name,
+                        stage = "discovery",
+                        "{matched} pods are annotated for scraping, more than [pods] max_targets = {}: only the first {} (by namespace and name) are scraped; raise max_targets or narrow [pods] namespaces",
+                        pods.max_targets,
+                        pods.max_targets
+                    );
+                }
                 metrics.discovery_healthy = true;
                 metrics.targets = JobKind::ALL
                     .into_iter()
@@ -196,6 +205,7 @@ impl State {
                             JobKind::Kubelet | JobKind::Cadvisor => found.nodes.len(),
                             JobKind::Apiserver | JobKind::Federate => 1,
                             JobKind::NodeExporter => found.node_exporters.len(),
+                            JobKind::Pods => found.pods.len(),
                         };
                         (k.slug(), n)
                     })

@@ -19,8 +19,12 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep, sleep_until};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+
 use super::client::{EventStream, KubeClient, Permission, RawEvent};
 use super::objects::{EndpointSlice, Node};
+use super::pods;
 use super::{
     DiscoveryError, JSON, Limits, Listed, NODES_AS_METADATA, encode, endpoints_pods, list_all,
     pods_of_slices, targets_of,
@@ -54,6 +58,15 @@ struct Known {
     /// From the Endpoints, on a server without EndpointSlices.
     endpoint_pods: Vec<crate::targets::ExporterPod>,
     from_endpoints: bool,
+    /// `None`: `[pods]` is off.
+    pods: Option<KnownPods>,
+}
+
+/// The annotated pods to scrape, by `namespace/name`, and the version to
+/// watch each scope (a namespace, or all) from.
+struct KnownPods {
+    found: BTreeMap<String, crate::targets::ScrapePod>,
+    versions: Vec<String>,
 }
 
 /// Runs until the task is aborted: every new set of targets (or failure)
@@ -178,6 +191,7 @@ async fn list(client: &KubeClient, cluster: &Cluster) -> Result<Known, Discovery
         slices: None,
         endpoint_pods: Vec::new(),
         from_endpoints: false,
+        pods: None,
     };
     if cluster.kubelet.enabled || cluster.cadvisor.component.enabled {
         let listed: Listed<Node> = list_all(
@@ -223,6 +237,10 @@ async fn list(client: &KubeClient, cluster: &Cluster) -> Result<Known, Discovery
             }
         }
     }
+    if cluster.pods.is_some() {
+        let (found, versions) = pods::list(client, cluster).await?;
+        known.pods = Some(KnownPods { found, versions });
+    }
     Ok(known)
 }
 
@@ -260,7 +278,11 @@ impl Known {
             Some((slices, _)) => pods_of_slices(cluster, slices.values())?,
             None => self.endpoint_pods.clone(),
         };
-        targets_of(cluster, nodes.unwrap_or_default(), pods, limits)
+        let mut targets = targets_of(cluster, nodes.unwrap_or_default(), pods, limits)?;
+        if let (Some(known), Some(wanted)) = (&self.pods, &cluster.pods) {
+            (targets.pods, targets.pods_capped) = pods::capped(&known.found, wanted);
+        }
+        Ok(targets)
     }
 }
 
@@ -279,6 +301,32 @@ fn watch_path(path: &str, version: &str) -> String {
         watch_seconds(),
         encode(version)
     )
+}
+
+/// Which watch an event came from.
+enum Which {
+    Nodes,
+    Slices,
+    /// The pods of scope `.0`; its stream, to be read on.
+    Pods(usize, Option<Box<EventStream>>),
+}
+
+/// The next event of one pods watch, with the stream given back: the
+/// watches of several namespaces are read together, and a future that
+/// owns its stream keeps it whichever watch speaks first.
+type PodNext<'a> = std::pin::Pin<
+    Box<
+        dyn Future<Output = (usize, EventStream, Result<Option<RawEvent>, DiscoveryError>)>
+            + Send
+            + 'a,
+    >,
+>;
+
+fn pod_next<'a>(scope: usize, mut stream: EventStream) -> PodNext<'a> {
+    Box::pin(async move {
+        let event = stream.next().await;
+        (scope, stream, event)
+    })
 }
 
 /// Why a watch ended without failing: both lead to a relist.
@@ -325,32 +373,63 @@ async fn watch(
         Some((_, version)) => Some(open_slices(version.clone()).await?),
         None => None,
     };
+    let scopes = cluster.pods.as_ref().map(pods::scopes).unwrap_or_default();
+    let open_pods = |scope: usize, version: String| {
+        let path = watch_path(&pods::path(&scopes[scope]), &version);
+        Box::pin(async move { client.watch(&path, JSON, pods::WATCH).await })
+    };
+    let mut pod_watches = FuturesUnordered::new();
+    if let Some(known_pods) = &known.pods {
+        for (scope, version) in known_pods.versions.iter().enumerate() {
+            let stream = open_pods(scope, version.clone()).await?;
+            pod_watches.push(pod_next(scope, stream));
+        }
+    }
     loop {
-        let (of_nodes, event) = tokio::select! {
-            e = next(&mut nodes) => (true, e),
-            e = next(&mut slices) => (false, e),
+        let (mut which, event) = tokio::select! {
+            e = next(&mut nodes) => (Which::Nodes, e),
+            e = next(&mut slices) => (Which::Slices, e),
+            Some((scope, stream, e)) = pod_watches.next(), if !pod_watches.is_empty() => {
+                (Which::Pods(scope, Some(Box::new(stream))), e)
+            }
             () = sleep_until(until) => return Ok(Ended::Relist),
             () = relist.notified() => return Ok(Ended::Relist),
         };
         let Some(event) = event? else {
             // The server ended the watch: open it again from where it was.
-            if of_nodes {
-                let version = known
-                    .nodes
-                    .as_ref()
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default();
-                nodes = Some(open_nodes(version).await?);
-            } else {
-                let version = known
-                    .slices
-                    .as_ref()
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default();
-                slices = Some(open_slices(version).await?);
+            match which {
+                Which::Nodes => {
+                    let version = known
+                        .nodes
+                        .as_ref()
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
+                    nodes = Some(open_nodes(version).await?);
+                }
+                Which::Slices => {
+                    let version = known
+                        .slices
+                        .as_ref()
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
+                    slices = Some(open_slices(version).await?);
+                }
+                Which::Pods(scope, _) => {
+                    let version = known
+                        .pods
+                        .as_ref()
+                        .map(|p| p.versions[scope].clone())
+                        .unwrap_or_default();
+                    let stream = open_pods(scope, version).await?;
+                    pod_watches.push(pod_next(scope, stream));
+                }
             }
             continue;
         };
+        if let Which::Pods(scope, stream) = &mut which {
+            let stream = stream.take().expect("the stream came with its event");
+            pod_watches.push(pod_next(*scope, *stream));
+        }
         if event.kind == "ERROR" {
             if event.object["code"] == 410 {
                 return Ok(Ended::Gone);
@@ -366,15 +445,15 @@ async fn watch(
         let version = event.object["metadata"]["resourceVersion"]
             .as_str()
             .map(str::to_string);
-        let changed = if of_nodes {
-            apply_node(known, &event)?
-        } else {
-            apply_slice(known, &event)?
+        let changed = match which {
+            Which::Nodes => apply_node(known, &event)?,
+            Which::Slices => apply_slice(known, &event)?,
+            Which::Pods(..) => apply_pod(known, &event)?,
         };
-        let slot = if of_nodes {
-            known.nodes.as_mut().map(|(_, v)| v)
-        } else {
-            known.slices.as_mut().map(|(_, v)| v)
+        let slot = match which {
+            Which::Nodes => known.nodes.as_mut().map(|(_, v)| v),
+            Which::Slices => known.slices.as_mut().map(|(_, v)| v),
+            Which::Pods(scope, _) => known.pods.as_mut().map(|p| &mut p.versions[scope]),
         };
         if let (Some(slot), Some(version)) = (slot, version) {
             *slot = version;
@@ -428,5 +507,25 @@ fn apply_slice(known: &mut Known, event: &RawEvent) -> Result<bool, DiscoveryErr
             slices.insert(name, slice.compact());
             true
         }
+    })
+}
+
+/// Takes in a pod event; whether the pods to scrape changed.
+fn apply_pod(known: &mut Known, event: &RawEvent) -> Result<bool, DiscoveryError> {
+    let Some(known_pods) = known.pods.as_mut() else {
+        return Ok(false);
+    };
+    if !matches!(event.kind.as_str(), "ADDED" | "MODIFIED" | "DELETED") {
+        return Ok(false);
+    }
+    let pod: pods::Pod = serde_json::from_value(event.object.clone()).map_err(undecodable)?;
+    let key = pod.key();
+    let target = match event.kind.as_str() {
+        "DELETED" => None,
+        _ => pods::scrape_target(&pod),
+    };
+    Ok(match target {
+        Some(t) => known_pods.found.insert(key, t.clone()).as_ref() != Some(&t),
+        None => known_pods.found.remove(&key).is_some(),
     })
 }

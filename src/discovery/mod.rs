@@ -7,6 +7,7 @@ mod follow;
 mod h1;
 mod lean_tls;
 mod objects;
+mod pods;
 mod redact;
 mod tls;
 
@@ -68,7 +69,12 @@ async fn discover_within(
     if cluster.node_exporter.component.enabled {
         pods = node_exporter_pods(&client, cluster).await?;
     }
-    targets_of(cluster, nodes, pods, limits)
+    let mut targets = targets_of(cluster, nodes, pods, limits)?;
+    if let Some(wanted) = &cluster.pods {
+        let (found, _) = pods::list(&client, cluster).await?;
+        (targets.pods, targets.pods_capped) = pods::capped(&found, wanted);
+    }
+    Ok(targets)
 }
 
 /// The targets for these nodes and pods: names Kubernetes itself would not

@@ -108,6 +108,8 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, 
             None,
             Drops::None,
         ),
+        // As Istio's sample Prometheus scrapes annotated pods.
+        JobKind::Pods => (&None, Some(true), None, Drops::None),
     };
     let mut job = ScrapeConfig {
         job_name: kind.job_name(&cluster.name),
@@ -190,6 +192,11 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, 
         .push(Relabel::set("cluster", cluster.name.as_str()));
     for (name, value) in &cluster.labels {
         job.relabel_configs.push(Relabel::set(name.as_str(), value));
+    }
+    if kind == JobKind::Pods {
+        // `honor_labels` keeps a pod's own labels; `cluster` stays ours.
+        job.metric_relabel_configs
+            .push(Relabel::set("cluster", cluster.name.as_str()));
     }
     (job, drops)
 }
@@ -301,10 +308,75 @@ fn kubernetes_sd(cluster: &Cluster, kind: JobKind) -> (KubernetesSdConfig, Vec<R
                 ],
             )
         }
+        JobKind::Pods => (
+            sd(
+                "pod",
+                cluster.pods.as_ref().and_then(|p| {
+                    (!p.namespaces.is_empty()).then(|| Namespaces {
+                        names: p.namespaces.clone(),
+                    })
+                }),
+            ),
+            pods_relabels(prefix, address),
+        ),
         JobKind::Apiserver | JobKind::Federate => {
             unreachable!("the API server and federation jobs have static targets")
         }
     }
+}
+
+/// Prometheus's own pod discovery rewritten to the pod proxy, with the
+/// rules of `discovery::pods` (as far as relabelling can say them: a path
+/// segment may not start with a dot).
+fn pods_relabels(prefix: &str, address: &str) -> Vec<Relabel> {
+    const ANNOTATION: &str = "__meta_kubernetes_pod_annotation_prometheus_io_";
+    let annotation = |name: &str| format!("{ANNOTATION}{name}");
+    vec![
+        Relabel::keep(&[&annotation("scrape")], "true"),
+        Relabel::keep(&["__meta_kubernetes_pod_phase"], "Running"),
+        Relabel::keep(&["__meta_kubernetes_pod_ready"], "true"),
+        // The port: the annotation's, else the container port offered.
+        Relabel::copy(
+            &["__meta_kubernetes_pod_container_port_number"],
+            "([0-9]+)",
+            "__tmp_port",
+            "$1",
+        ),
+        Relabel::copy(&[&annotation("port")], "([0-9]+)", "__tmp_port", "$1"),
+        Relabel::keep(&["__tmp_port"], "[0-9]+"),
+        Relabel::set("__tmp_path", "/metrics"),
+        Relabel::copy(&[&annotation("path")], "/?(.+)", "__tmp_path", "/$1"),
+        Relabel::keep(&["__tmp_path"], "(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)+/?|/"),
+        Relabel::copy(&[&annotation("scheme")], "https", "__tmp_scheme", "https:"),
+        Relabel::copy(
+            &[
+                "__meta_kubernetes_namespace",
+                "__meta_kubernetes_pod_name",
+                "__tmp_scheme",
+                "__tmp_port",
+                "__tmp_path",
+            ],
+            "(.+);(.+);(.*);(.+);(.+)",
+            "__metrics_path__",
+            &format!("{prefix}/api/v1/namespaces/$1/pods/$3$2:$4/proxy$5"),
+        ),
+        Relabel::copy(&["__meta_kubernetes_namespace"], "(.+)", "namespace", "$1"),
+        Relabel::copy(&["__meta_kubernetes_pod_name"], "(.+)", "pod", "$1"),
+        Relabel::copy(&["__meta_kubernetes_pod_label_app"], "(.+)", "app", "$1"),
+        Relabel::copy(
+            &["__meta_kubernetes_pod_label_version"],
+            "(.+)",
+            "version",
+            "$1",
+        ),
+        Relabel::copy(
+            &["__meta_kubernetes_pod_name", "__tmp_port"],
+            "(.+);(.+)",
+            "instance",
+            "$1:$2",
+        ),
+        Relabel::set("__address__", address),
+    ]
 }
 
 pub(super) fn regex_escape(s: &str) -> String {

@@ -234,8 +234,20 @@ def pod_object(ne, p):
                        "conditions": [{"type": "Ready", "status": "True" if p.get("ready", True) else "False"}]}}
 
 
+def app_pod_object(p):
+    """One of the state's "pods": an application pod with annotations
+    (Istio's sidecars set prometheus.io/*), labels, a phase and readiness."""
+    return {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": p["name"], "namespace": p["namespace"], "resourceVersion": "1",
+                         "annotations": p.get("annotations", {}), "labels": p.get("labels", {})},
+            "spec": {"nodeName": p.get("node", "node-a"),
+                     "containers": [{"name": "app", "ports": [{"containerPort": port} for port in p.get("ports", [])]}]},
+            "status": {"podIP": "10.244.9.9", "phase": p.get("phase", "Running"),
+                       "conditions": [{"type": "Ready", "status": "True" if p.get("ready", True) else "False"}]}}
+
+
 def objects_of(data):
-    """Every object of the state, by resource and name."""
+    """Every object of the state, by resource and name (pods by namespace/name)."""
     ne = data.get("node_exporter") or {}
     objs = {"nodes": {n: node_object(n) for n in data.get("nodes", [])}, "endpoints": {}, "pods": {}, "services": {},
             "endpointslices": {}}
@@ -243,8 +255,10 @@ def objects_of(data):
         objs["endpoints"][ne["service"]] = endpoints_object(ne)
         if ne.get("pods"):
             objs["endpointslices"] = {sl["metadata"]["name"]: sl for sl in endpoint_slices(ne)}
-        objs["pods"] = {p["name"]: pod_object(ne, p) for p in ne.get("pods", [])}
+        objs["pods"] = {f'{ne["namespace"]}/{p["name"]}': pod_object(ne, p) for p in ne.get("pods", [])}
         objs["services"][ne["service"]] = service_object(ne)
+    for p in data.get("pods", []):
+        objs["pods"][f'{p["namespace"]}/{p["name"]}'] = app_pod_object(p)
     return objs
 
 
@@ -296,7 +310,7 @@ APISERVER_METRICS = (
 )
 
 PROXY_NODE = re.compile(r"^/api/v1/nodes/([^/]+)/proxy(/.*)?$")
-PROXY_POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/:]+):([^/]+)/proxy(/.*)?$")
+PROXY_POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/(?:(https?):)?([^/:]+):([^/]+)/proxy(/.*)?$")
 PROXY_SERVICE = re.compile(r"^/api/v1/namespaces/([^/]+)/services/([^/:]+):([^/]+)/proxy(/.*)?$")
 ENDPOINTS_ONE = re.compile(r"^/api/v1/namespaces/([^/]+)/endpoints/([^/]+)$")
 NAMESPACED_LIST = re.compile(r"^/api/v1/namespaces/([^/]+)/(endpoints|pods|services)$")
@@ -486,10 +500,18 @@ class Handler(BaseHTTPRequestHandler):
 
         m = PROXY_POD.match(path)
         if m:
-            namespace, pod, port, rest = m.group(1), m.group(2), m.group(3), m.group(4) or "/"
+            namespace, scheme, pod, port, rest = m.group(1), m.group(2), m.group(3), m.group(4), m.group(5) or "/"
             state.count("proxy_pod")
             if "get pods/proxy" in deny:
                 return self.forbidden(user, "get", "pods/proxy", f'in the namespace "{namespace}"')
+            app = [p for p in data.get("pods", []) if p["namespace"] == namespace and p["name"] == pod]
+            if app:
+                # The scheme the path asked for, counted: an https pod is
+                # reached through the `https:` form.
+                state.count(f"proxy_pod {scheme or 'http'} {namespace}/{pod}{rest}")
+                if str(port) not in [str(x) for x in app[0].get("ports", [])] + [app[0].get("annotations", {}).get("prometheus.io/port")]:
+                    return self.send(503, status(503, "ServiceUnavailable", f"dial tcp 10.244.9.9:{port}: connect: connection refused"))
+                return self.forward(app[0]["upstream"], rest)
             pods = [p for p in ne.get("pods", []) if p["name"] == pod] if ne.get("namespace") == namespace else []
             if not pods:
                 return self.send(404, status(404, "NotFound", f'pods "{pod}" not found'))
@@ -527,8 +549,9 @@ class Handler(BaseHTTPRequestHandler):
             items = [node_object(n) for n in data.get("nodes", [])]
         elif ne and in_namespace and resource == "endpoints":
             items = [endpoints_object(ne)]
-        elif ne and in_namespace and resource == "pods":
-            items = [pod_object(ne, p) for p in ne.get("pods", [])]
+        elif resource == "pods":
+            items = [pod_object(ne, p) for p in ne.get("pods", [])] if ne and in_namespace else []
+            items += [app_pod_object(p) for p in data.get("pods", []) if namespace in (None, p["namespace"])]
         elif ne and in_namespace and resource == "services":
             items = [service_object(ne)]
         version = str(self.server.state.current_version())

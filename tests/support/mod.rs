@@ -136,6 +136,11 @@ pub struct TextExporter {
 
 impl TextExporter {
     pub fn start(dir: &Path, name: &str, series: &str) -> TextExporter {
+        Self::start_at(dir, name, series, "/metrics")
+    }
+
+    /// The same, serving at `path` (Istio's sidecars: `/stats/prometheus`).
+    pub fn start_at(dir: &Path, name: &str, series: &str, path: &str) -> TextExporter {
         require(NODE_EXPORTER);
         let text_dir = dir.join(format!("{name}-textfiles"));
         std::fs::create_dir_all(&text_dir).unwrap();
@@ -148,11 +153,12 @@ impl TextExporter {
                 "--collector.disable-defaults",
                 "--collector.textfile",
                 &format!("--collector.textfile.directory={}", text_dir.display()),
+                &format!("--web.telemetry-path={path}"),
             ]),
             &dir.join(format!("{name}.log")),
         );
         wait_for(name, Duration::from_secs(10), || {
-            http_get(&format!("http://127.0.0.1:{port}/metrics"))
+            http_get(&format!("http://127.0.0.1:{port}{path}"))
         });
         TextExporter {
             port,

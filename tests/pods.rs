@@ -1,0 +1,189 @@
+//! `[pods]`: pods annotated `prometheus.io/scrape`, scraped through the
+//! API server's pod proxy with the labels Istio's sample Prometheus gives.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const LONG: Duration = Duration::from_secs(40);
+
+const ISTIO_SERIES: &str = "\
+# TYPE istio_requests_total counter
+istio_requests_total{reporter=\"destination\",source_cluster=\"mesh\",destination_cluster=\"mesh\",destination_workload=\"reviews-v2\"} 42
+";
+
+fn app_pod(namespace: &str, name: &str, annotations: Value, upstream: u16) -> Value {
+    json!({
+        "namespace": namespace, "name": name, "annotations": annotations,
+        "labels": {"app": name.split('-').next().unwrap(), "version": "v2"},
+        "ports": [9080], "upstream": format!("127.0.0.1:{upstream}"),
+    })
+}
+
+fn istio_annotations() -> Value {
+    json!({"prometheus.io/scrape": "true", "prometheus.io/port": "15020", "prometheus.io/path": "/stats/prometheus"})
+}
+
+/// Two pods to scrape (a sidecar's, on a path of its own; istiod's, over
+/// https) and four not to: unannotated, a path out of its proxy, not ready,
+/// finished.
+fn mesh_pods(sidecar: u16, plain: u16) -> Vec<Value> {
+    let scrape = json!({"prometheus.io/scrape": "true"});
+    let mut starting = app_pod("bookinfo", "starting-1", scrape.clone(), plain);
+    starting["ready"] = json!(false);
+    let mut done = app_pod("bookinfo", "done-1", scrape, plain);
+    done["phase"] = json!("Succeeded");
+    vec![
+        app_pod("bookinfo", "reviews-v2-abc", istio_annotations(), sidecar),
+        app_pod(
+            "istio-system",
+            "istiod-xyz",
+            json!({"prometheus.io/scrape": "true", "prometheus.io/port": "15014", "prometheus.io/scheme": "https"}),
+            plain,
+        ),
+        app_pod("bookinfo", "plain-1", json!({}), plain),
+        app_pod(
+            "bookinfo",
+            "ratings-v1-x",
+            json!({"prometheus.io/scrape": "true", "prometheus.io/path": "/../../../api/v1/secrets"}),
+            plain,
+        ),
+        starting,
+        done,
+    ]
+}
+
+/// The labels and proxy path of the sidecar's target, in either mode.
+fn assert_reviews_target(targets: &[Value]) {
+    let reviews = targets
+        .iter()
+        .find(|t| t["labels"]["pod"] == "reviews-v2-abc")
+        .expect("the sidecar's pod");
+    let labels = &reviews["labels"];
+    assert_eq!(labels["job"], "kubernetes-pods");
+    assert_eq!(labels["namespace"], "bookinfo");
+    assert_eq!(labels["app"], "reviews");
+    assert_eq!(labels["version"], "v2");
+    assert_eq!(labels["cluster"], "mesh");
+    assert_eq!(labels["instance"], "reviews-v2-abc:15020");
+    assert!(
+        reviews["scrapeUrl"].as_str().unwrap().ends_with(
+            "/api/v1/namespaces/bookinfo/pods/reviews-v2-abc:15020/proxy/stats/prometheus"
+        ),
+        "{reviews}"
+    );
+}
+
+#[test]
+fn annotated_ready_pods_are_scraped_through_the_pod_proxy_and_churn_needs_no_reload() {
+    let setup = Setup::new();
+    let root = setup.root.path();
+    let exporter = NodeExporter::start(root);
+    let sidecar = TextExporter::start_at(root, "sidecar", ISTIO_SERIES, "/stats/prometheus");
+    let plain = TextExporter::start(root, "plain-exporter", "# TYPE app_up gauge\napp_up 1\n");
+    let mesh = FakeCluster::start(root, "mesh", &["n-1"], &exporter);
+    let mut state = mesh.state(&["n-1"], exporter.port);
+    state["pods"] = json!(mesh_pods(sidecar.port, plain.port));
+    mesh.set_state(state.clone());
+
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let settings = setup
+        .read("etc/promfed.toml")
+        .replace("resync_interval = \"1s\"", "resync_interval = \"10m\"");
+    setup.write("etc/promfed.toml", &settings);
+    setup.add_cluster(&mesh);
+    let mut text = setup.read("etc/promfed.d/mesh.toml");
+    text.push_str("\n[pods]\nenabled = true\n");
+    setup.write("etc/promfed.d/mesh.toml", &text);
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+
+    // Annotated, Running and Ready only; a path out of the pod's proxy is
+    // not one.
+    let targets = prometheus.wait_targets_up("promfed/mesh/pods", 2);
+    assert_reviews_target(&targets);
+    assert!(mesh.requests("proxy_pod https istio-system/istiod-xyz/metrics") >= 1);
+    let series = wait_for("Istio's series", LONG, || {
+        prometheus
+            .query("istio_requests_total{job=\"kubernetes-pods\"}")
+            .first()
+            .map(|s| s["metric"].clone())
+    });
+    assert_eq!(series["cluster"], "mesh");
+    assert_eq!(series["pod"], "reviews-v2-abc");
+    assert_eq!(series["destination_workload"], "reviews-v2");
+
+    // A pod joins and leaves: targets follow by watch, with no relist and
+    // no reload.
+    let lists = mesh.requests("list_pods");
+    let reloaded = prometheus.last_reload();
+    let mut joined = state.clone();
+    joined["pods"].as_array_mut().unwrap().push(app_pod(
+        "bookinfo",
+        "details-v1-q",
+        istio_annotations(),
+        sidecar.port,
+    ));
+    mesh.set_state(joined);
+    prometheus.wait_targets_up("promfed/mesh/pods", 3);
+    mesh.set_state(state);
+    prometheus.wait_targets_up("promfed/mesh/pods", 2);
+    assert_eq!(mesh.requests("list_pods"), lists, "events, not relists");
+    assert_eq!(prometheus.last_reload(), reloaded, "no reload on churn");
+
+    // More matching pods than max_targets: said, and capped.
+    let mut text = setup.read("etc/promfed.d/mesh.toml");
+    text.push_str("max_targets = 1\n");
+    setup.write("etc/promfed.d/mesh.toml", &text);
+    prometheus.wait_targets_up("promfed/mesh/pods", 1);
+    wait_for("the cap said in the journal", LONG, || {
+        daemon
+            .log()
+            .contains("2 pods are annotated for scraping, more than [pods] max_targets = 1")
+            .then_some(())
+    });
+}
+
+/// `discovery = "kubernetes_sd"` on Prometheus 2.53: Prometheus finds the
+/// pods itself, and the rules give the same targets and labels.
+#[test]
+fn kubernetes_sd_mode_gives_the_same_pod_targets_on_prometheus_2_53() {
+    let setup = Setup::new();
+    let root = setup.root.path();
+    let exporter = NodeExporter::start(root);
+    let sidecar = TextExporter::start_at(root, "sidecar", ISTIO_SERIES, "/stats/prometheus");
+    let plain = TextExporter::start(root, "plain-exporter", "# TYPE app_up gauge\napp_up 1\n");
+    let mesh = FakeCluster::start(root, "mesh", &["n-1"], &exporter);
+    let mut state = mesh.state(&["n-1"], exporter.port);
+    state["pods"] = json!(mesh_pods(sidecar.port, plain.port));
+    mesh.set_state(state);
+    let prometheus = Prometheus::start_trixie(root, &setup.path("prometheus/prometheus.yml"));
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let settings = setup
+        .read("etc/promfed.toml")
+        .replace(PROMTOOL, TRIXIE_PROMTOOL)
+        .replacen("\n", "\ndiscovery = \"kubernetes_sd\"\n", 1);
+    setup.write("etc/promfed.toml", &settings);
+    setup.add_cluster(&mesh);
+    let mut text = setup.read("etc/promfed.d/mesh.toml");
+    text.push_str("\n[pods]\nenabled = true\nnamespaces = [\"bookinfo\", \"istio-system\"]\n");
+    setup.write("etc/promfed.d/mesh.toml", &text);
+    assert_exit(&setup.promfed(&["apply"]), 0);
+
+    let targets = prometheus.wait_targets_up("promfed/mesh/pods", 2);
+    assert_reviews_target(&targets);
+    let istiod = targets
+        .iter()
+        .find(|t| t["labels"]["pod"] == "istiod-xyz")
+        .expect("istiod's pod");
+    assert!(
+        istiod["scrapeUrl"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/v1/namespaces/istio-system/pods/https:istiod-xyz:15014/proxy/metrics"),
+        "{istiod}"
+    );
+}
