@@ -188,9 +188,10 @@ fn print_report(report: &Report, programs: &[Managed]) {
         let discovery = match &c.discovery {
             None => String::new(),
             Some(Ok(t)) => format!(
-                ", {} nodes, {} node-exporter pods{}",
+                ", {} nodes, {} node-exporter pods{}{}",
                 t.nodes.len(),
                 t.node_exporters.len(),
+                annotated_pods(t),
                 skipped(&t.skipped)
             ),
             Some(Err(e)) => format!(
@@ -207,6 +208,19 @@ fn print_report(report: &Report, programs: &[Managed]) {
         if let Some(outcome) = report.outcome(program.kind()) {
             print_outcome(program.kind().name(), program.config_file(), outcome);
         }
+    }
+}
+
+/// With `[pods]`: how many annotated pods are scraped, and how many more
+/// matched than `max_targets` allows.
+fn annotated_pods(t: &crate::targets::ClusterTargets) -> String {
+    match t.pods_capped {
+        Some(matched) => format!(
+            ", {} annotated pods scraped of {matched} that match (more than [pods] max_targets; raise it or narrow [pods] namespaces)",
+            t.pods.len()
+        ),
+        None if !t.pods.is_empty() => format!(", {} annotated pods", t.pods.len()),
+        None => String::new(),
     }
 }
 

@@ -98,6 +98,13 @@ fn annotated_ready_pods_are_scraped_through_the_pod_proxy_and_churn_needs_no_rel
     let mut text = setup.read("etc/promfed.d/mesh.toml");
     text.push_str("\n[pods]\nenabled = true\n");
     setup.write("etc/promfed.d/mesh.toml", &text);
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains(", 2 annotated pods"),
+        "{}",
+        stdout(&out)
+    );
     let mut daemon = setup.daemon();
     daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
 
