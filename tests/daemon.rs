@@ -578,11 +578,7 @@ fn watch_events_become_targets_without_a_reload_or_a_relist() {
     let stage = FakeCluster::start(setup.root.path(), "stage", &["n-1", "n-2"], &exporter);
     let prometheus = setup.prometheus(None);
     setup.settings(&prometheus.url(), "reload = \"http\"");
-    // The safety-net relist far away: what changes now comes by watch.
-    let settings = setup
-        .read("etc/promfed.toml")
-        .replace("resync_interval = \"1s\"", "resync_interval = \"10m\"");
-    setup.write("etc/promfed.toml", &settings);
+    setup.relist_rarely();
     setup.add_cluster(&stage);
     let mut daemon = setup.daemon();
     daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
@@ -650,10 +646,7 @@ fn tls_1_2_and_answers_of_many_records_are_read_whole() {
     );
     let prometheus = setup.prometheus(None);
     setup.settings(&prometheus.url(), "reload = \"http\"");
-    let settings = setup
-        .read("etc/promfed.toml")
-        .replace("resync_interval = \"1s\"", "resync_interval = \"10m\"");
-    setup.write("etc/promfed.toml", &settings);
+    setup.relist_rarely();
     setup.add_cluster(&old);
     let mut daemon = setup.daemon();
     daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
@@ -888,10 +881,7 @@ fn an_unrelated_change_relists_no_other_cluster_and_a_rotated_token_does() {
     let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1"], &exporter);
     let prometheus = setup.prometheus(None);
     setup.settings(&prometheus.url(), "reload = \"http\"");
-    let settings = setup
-        .read("etc/promfed.toml")
-        .replace("resync_interval = \"1s\"", "resync_interval = \"10m\"");
-    setup.write("etc/promfed.toml", &settings);
+    setup.relist_rarely();
     setup.add_cluster(&stage);
     let mut daemon = setup.daemon();
     daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));

@@ -1098,12 +1098,7 @@ fn kubernetes_sd_mode_runs_on_prometheus_2_53_with_the_labels_of_file_sd_mode() 
     let fake = FakeCluster::start(setup.root.path(), "stage", &["node-a", "node-b"], &exporter);
     let prometheus =
         Prometheus::start_trixie(setup.root.path(), &setup.path("prometheus/prometheus.yml"));
-    setup.settings(&prometheus.url(), "reload = \"http\"");
-    let settings = setup
-        .read("etc/promfed.toml")
-        .replace(PROMTOOL, TRIXIE_PROMTOOL)
-        .replacen("\n", "\ndiscovery = \"kubernetes_sd\"\n", 1);
-    setup.write("etc/promfed.toml", &settings);
+    setup.kubernetes_sd_settings(&prometheus.url());
     setup.add_cluster(&fake);
 
     let out = setup.promfed(&["apply"]);

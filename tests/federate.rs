@@ -32,12 +32,6 @@ fn mesh_config(dir: &Path, exporter_port: u16) -> std::path::PathBuf {
     config
 }
 
-fn append(setup: &Setup, rel: &str, text: &str) {
-    let mut all = setup.read(rel);
-    all.push_str(text);
-    setup.write(rel, &all);
-}
-
 /// One federated series of `name` from `cluster`, once it has arrived.
 fn federated(prometheus: &Prometheus, selector: &str) -> serde_json::Value {
     wait_for(selector, std::time::Duration::from_secs(40), || {
@@ -66,8 +60,7 @@ fn an_in_cluster_prometheus_is_federated_through_the_service_proxy() {
     let prometheus = setup.prometheus(None);
     setup.settings(&prometheus.url(), "reload = \"http\"");
     setup.add_cluster(&east);
-    append(
-        &setup,
+    setup.append(
         "etc/promfed.d/east.toml",
         "\n[federate]\nmatch = ['{job=\"kubernetes-pods\"}', '{__name__=~\"pilot(.*)\"}']\n",
     );
@@ -146,8 +139,7 @@ fn mutual_tls_federation_works_with_the_right_certificate_and_fails_alone_withou
     ] {
         let fake = FakeCluster::start(root, name, &["n-1"], &exporter);
         setup.add_cluster(&fake);
-        append(
-            &setup,
+        setup.append(
             &format!("etc/promfed.d/{name}.toml"),
             &format!(
                 "\n[federate]\nurl = \"{url}\"\nmatch = ['{{job=\"kubernetes-pods\"}}']\n{extra}"

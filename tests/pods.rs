@@ -90,14 +90,9 @@ fn annotated_ready_pods_are_scraped_through_the_pod_proxy_and_churn_needs_no_rel
 
     let prometheus = setup.prometheus(None);
     setup.settings(&prometheus.url(), "reload = \"http\"");
-    let settings = setup
-        .read("etc/promfed.toml")
-        .replace("resync_interval = \"1s\"", "resync_interval = \"10m\"");
-    setup.write("etc/promfed.toml", &settings);
+    setup.relist_rarely();
     setup.add_cluster(&mesh);
-    let mut text = setup.read("etc/promfed.d/mesh.toml");
-    text.push_str("\n[pods]\nenabled = true\n");
-    setup.write("etc/promfed.d/mesh.toml", &text);
+    setup.append("etc/promfed.d/mesh.toml", "\n[pods]\nenabled = true\n");
     let out = setup.promfed(&["apply"]);
     assert_exit(&out, 0);
     assert!(
@@ -142,9 +137,7 @@ fn annotated_ready_pods_are_scraped_through_the_pod_proxy_and_churn_needs_no_rel
     assert_eq!(prometheus.last_reload(), reloaded, "no reload on churn");
 
     // More matching pods than max_targets: said, and capped.
-    let mut text = setup.read("etc/promfed.d/mesh.toml");
-    text.push_str("max_targets = 1\n");
-    setup.write("etc/promfed.d/mesh.toml", &text);
+    setup.append("etc/promfed.d/mesh.toml", "max_targets = 1\n");
     prometheus.wait_targets_up("promfed/mesh/pods", 1);
     wait_for("the cap said in the journal", LONG, || {
         daemon
@@ -168,16 +161,12 @@ fn kubernetes_sd_mode_gives_the_same_pod_targets_on_prometheus_2_53() {
     state["pods"] = json!(mesh_pods(sidecar.port, plain.port));
     mesh.set_state(state);
     let prometheus = Prometheus::start_trixie(root, &setup.path("prometheus/prometheus.yml"));
-    setup.settings(&prometheus.url(), "reload = \"http\"");
-    let settings = setup
-        .read("etc/promfed.toml")
-        .replace(PROMTOOL, TRIXIE_PROMTOOL)
-        .replacen("\n", "\ndiscovery = \"kubernetes_sd\"\n", 1);
-    setup.write("etc/promfed.toml", &settings);
+    setup.kubernetes_sd_settings(&prometheus.url());
     setup.add_cluster(&mesh);
-    let mut text = setup.read("etc/promfed.d/mesh.toml");
-    text.push_str("\n[pods]\nenabled = true\nnamespaces = [\"bookinfo\", \"istio-system\"]\n");
-    setup.write("etc/promfed.d/mesh.toml", &text);
+    setup.append(
+        "etc/promfed.d/mesh.toml",
+        "\n[pods]\nenabled = true\nnamespaces = [\"bookinfo\", \"istio-system\"]\n",
+    );
     assert_exit(&setup.promfed(&["apply"]), 0);
 
     let targets = prometheus.wait_targets_up("promfed/mesh/pods", 2);

@@ -557,6 +557,33 @@ impl Setup {
         );
     }
 
+    /// Moves the safety-net relist far away: what changes then comes by
+    /// watch.
+    pub fn relist_rarely(&self) {
+        let settings = self
+            .read("etc/promfed.toml")
+            .replace("resync_interval = \"1s\"", "resync_interval = \"10m\"");
+        self.write("etc/promfed.toml", &settings);
+    }
+
+    /// Settings for Debian 13's Prometheus at `url`, with promfed writing
+    /// Prometheus's own Kubernetes discovery.
+    pub fn kubernetes_sd_settings(&self, prometheus_url: &str) {
+        self.settings(prometheus_url, "reload = \"http\"");
+        let settings = self
+            .read("etc/promfed.toml")
+            .replace(PROMTOOL, TRIXIE_PROMTOOL)
+            .replacen("\n", "\ndiscovery = \"kubernetes_sd\"\n", 1);
+        self.write("etc/promfed.toml", &settings);
+    }
+
+    /// Appends `text` to the file at `rel`.
+    pub fn append(&self, rel: &str, text: &str) {
+        let mut all = self.read(rel);
+        all.push_str(text);
+        self.write(rel, &all);
+    }
+
     /// Adds a cluster file (and its token and CA) for `fake`.
     pub fn add_cluster(&self, fake: &FakeCluster) {
         let name = &fake.name;
