@@ -55,6 +55,32 @@ fn mesh_pods(sidecar: u16, plain: u16) -> Vec<Value> {
     ]
 }
 
+/// A fake cluster `mesh` with `mesh_pods`, and the exporters behind them.
+struct Mesh {
+    fake: FakeCluster,
+    sidecar: TextExporter,
+    _plain: TextExporter,
+    _exporter: NodeExporter,
+}
+
+impl Mesh {
+    fn start(root: &std::path::Path) -> Mesh {
+        let exporter = NodeExporter::start(root);
+        let sidecar = TextExporter::start_at(root, "sidecar", ISTIO_SERIES, "/stats/prometheus");
+        let plain = TextExporter::start(root, "plain-exporter", "# TYPE app_up gauge\napp_up 1\n");
+        let fake = FakeCluster::start(root, "mesh", &["n-1"], &exporter);
+        let mut state = fake.state(&["n-1"], exporter.port);
+        state["pods"] = json!(mesh_pods(sidecar.port, plain.port));
+        fake.set_state(state);
+        Mesh {
+            fake,
+            sidecar,
+            _plain: plain,
+            _exporter: exporter,
+        }
+    }
+}
+
 /// The labels and proxy path of the sidecar's target, in either mode.
 fn assert_reviews_target(targets: &[Value]) {
     let reviews = targets
@@ -80,18 +106,13 @@ fn assert_reviews_target(targets: &[Value]) {
 fn annotated_ready_pods_are_scraped_through_the_pod_proxy_and_churn_needs_no_reload() {
     let setup = Setup::new();
     let root = setup.root.path();
-    let exporter = NodeExporter::start(root);
-    let sidecar = TextExporter::start_at(root, "sidecar", ISTIO_SERIES, "/stats/prometheus");
-    let plain = TextExporter::start(root, "plain-exporter", "# TYPE app_up gauge\napp_up 1\n");
-    let mesh = FakeCluster::start(root, "mesh", &["n-1"], &exporter);
-    let mut state = mesh.state(&["n-1"], exporter.port);
-    state["pods"] = json!(mesh_pods(sidecar.port, plain.port));
-    mesh.set_state(state.clone());
+    let mesh = Mesh::start(root);
+    let state = mesh.fake.current_state();
 
     let prometheus = setup.prometheus(None);
     setup.settings(&prometheus.url(), "reload = \"http\"");
     setup.relist_rarely();
-    setup.add_cluster(&mesh);
+    setup.add_cluster(&mesh.fake);
     setup.append("etc/promfed.d/mesh.toml", "\n[pods]\nenabled = true\n");
     let out = setup.promfed(&["apply"]);
     assert_exit(&out, 0);
@@ -107,7 +128,11 @@ fn annotated_ready_pods_are_scraped_through_the_pod_proxy_and_churn_needs_no_rel
     // not one.
     let targets = prometheus.wait_targets_up("promfed/mesh/pods", 2);
     assert_reviews_target(&targets);
-    assert!(mesh.requests("proxy_pod https istio-system/istiod-xyz/metrics") >= 1);
+    assert!(
+        mesh.fake
+            .requests("proxy_pod https istio-system/istiod-xyz/metrics")
+            >= 1
+    );
     let series = wait_for("Istio's series", LONG, || {
         prometheus
             .query("istio_requests_total{job=\"kubernetes-pods\"}")
@@ -120,20 +145,24 @@ fn annotated_ready_pods_are_scraped_through_the_pod_proxy_and_churn_needs_no_rel
 
     // A pod joins and leaves: targets follow by watch, with no relist and
     // no reload.
-    let lists = mesh.requests("list_pods");
+    let lists = mesh.fake.requests("list_pods");
     let reloaded = prometheus.last_reload();
     let mut joined = state.clone();
     joined["pods"].as_array_mut().unwrap().push(app_pod(
         "bookinfo",
         "details-v1-q",
         istio_annotations(),
-        sidecar.port,
+        mesh.sidecar.port,
     ));
-    mesh.set_state(joined);
+    mesh.fake.set_state(joined);
     prometheus.wait_targets_up("promfed/mesh/pods", 3);
-    mesh.set_state(state);
+    mesh.fake.set_state(state);
     prometheus.wait_targets_up("promfed/mesh/pods", 2);
-    assert_eq!(mesh.requests("list_pods"), lists, "events, not relists");
+    assert_eq!(
+        mesh.fake.requests("list_pods"),
+        lists,
+        "events, not relists"
+    );
     assert_eq!(prometheus.last_reload(), reloaded, "no reload on churn");
 
     // More matching pods than max_targets: said, and capped.
@@ -153,16 +182,10 @@ fn annotated_ready_pods_are_scraped_through_the_pod_proxy_and_churn_needs_no_rel
 fn kubernetes_sd_mode_gives_the_same_pod_targets_on_prometheus_2_53() {
     let setup = Setup::new();
     let root = setup.root.path();
-    let exporter = NodeExporter::start(root);
-    let sidecar = TextExporter::start_at(root, "sidecar", ISTIO_SERIES, "/stats/prometheus");
-    let plain = TextExporter::start(root, "plain-exporter", "# TYPE app_up gauge\napp_up 1\n");
-    let mesh = FakeCluster::start(root, "mesh", &["n-1"], &exporter);
-    let mut state = mesh.state(&["n-1"], exporter.port);
-    state["pods"] = json!(mesh_pods(sidecar.port, plain.port));
-    mesh.set_state(state);
+    let mesh = Mesh::start(root);
     let prometheus = Prometheus::start_trixie(root, &setup.path("prometheus/prometheus.yml"));
     setup.kubernetes_sd_settings(&prometheus.url());
-    setup.add_cluster(&mesh);
+    setup.add_cluster(&mesh.fake);
     setup.append(
         "etc/promfed.d/mesh.toml",
         "\n[pods]\nenabled = true\nnamespaces = [\"bookinfo\", \"istio-system\"]\n",

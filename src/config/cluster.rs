@@ -9,9 +9,10 @@ use url::Url;
 use super::diagnostic::{Diagnostic, SourceText};
 use super::duration::PromDuration;
 use super::federate::{Federate, RawFederate};
-use super::names::{self, ClusterName, LabelName};
+use super::names::{ClusterName, LabelName};
 use super::pods::{Pods, RawPods};
 use super::toml_fields::{self, Fields, Problems, Spanned, StringOrInteger};
+use super::values::{self, Key};
 
 /// A validated cluster definition. Only `Cluster::parse` builds one, from a
 /// file's text (the last good definition, too, is kept as text).
@@ -178,8 +179,6 @@ mod defaults {
     pub const NODE_EXPORTER_PORT: u16 = 9100;
 }
 
-type Key = Option<Spanned<String>>;
-
 /// A cluster file as written: each key that is there, of the right type,
 /// with where it is written. Nothing is judged yet but types and names.
 struct RawCluster {
@@ -309,18 +308,10 @@ impl RawCluster {
                 None
             }
         };
-        let mut file = |key: &'static str, value: &Key| {
-            let s = value.as_ref()?;
-            if s.value.is_empty() {
-                p.at(s.span.clone(), key, "must not be empty");
-                return None;
-            }
-            Some(dir.join(&s.value))
-        };
-        let token_file = file("token_file", &self.token_file);
-        let cert_file = file("cert_file", &self.cert_file);
-        let key_file = file("key_file", &self.key_file);
-        let ca_file = file("ca_file", &self.ca_file);
+        let token_file = values::path_in(p, dir, "token_file", &self.token_file);
+        let cert_file = values::path_in(p, dir, "cert_file", &self.cert_file);
+        let key_file = values::path_in(p, dir, "key_file", &self.key_file);
+        let ca_file = values::path_in(p, dir, "ca_file", &self.ca_file);
         let insecure = self
             .insecure_skip_verify
             .map_or(defaults::INSECURE_SKIP_VERIFY, |b| b.value);
@@ -374,51 +365,23 @@ impl RawCluster {
                 Some(s.value)
             }
         });
-        let port = match self.port {
-            None => Some(PortRef::Number(defaults::NODE_EXPORTER_PORT)),
-            Some(s) => match s.value {
-                StringOrInteger::Integer(n) => match u16::try_from(n) {
-                    Ok(n) if n > 0 => Some(PortRef::Number(n)),
-                    _ => {
-                        p.at(
-                            s.span,
-                            "node_exporter.port",
-                            format!("{n} is not a port number (1-65535)"),
-                        );
-                        None
-                    }
-                },
-                StringOrInteger::String(name) if !name.is_empty() => Some(PortRef::Name(name)),
-                StringOrInteger::String(_) => {
-                    p.at(s.span, "node_exporter.port", "must not be empty");
-                    None
-                }
-            },
-        };
+        let port = values::port(
+            p,
+            "node_exporter.port",
+            &self.port,
+            defaults::NODE_EXPORTER_PORT,
+        );
         // They go into API paths: only Kubernetes names.
-        let mut kubernetes_name = |value: Key, key: &str, default: &str| match value {
-            None => Some(default.to_string()),
-            Some(s) if names::is_label(&s.value) => Some(s.value),
-            Some(s) => {
-                p.at(
-                    s.span,
-                    key,
-                    format!(
-                        "`{}` is not a Kubernetes name (lowercase letters, digits and `-`)",
-                        s.value
-                    ),
-                );
-                None
-            }
-        };
-        let namespace = kubernetes_name(
-            self.namespace,
+        let namespace = values::kubernetes_name(
+            p,
             "node_exporter.namespace",
+            &self.namespace,
             defaults::NODE_EXPORTER_NAMESPACE,
         );
-        let service = kubernetes_name(
-            self.service,
+        let service = values::kubernetes_name(
+            p,
             "node_exporter.service",
+            &self.service,
             defaults::NODE_EXPORTER_SERVICE,
         );
         let kubelet = self.kubelet.validate(p);

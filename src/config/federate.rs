@@ -2,6 +2,7 @@
 //! for example) whose `/federate` promfed scrapes, through the API server's
 //! service proxy or directly at a URL with TLS settings of its own.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use url::Url;
@@ -11,6 +12,7 @@ use super::duration::PromDuration;
 use super::names;
 use super::selector;
 use super::toml_fields::{Fields, Problems, Spanned, StringOrInteger};
+use super::values::{self, Key};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Federate {
@@ -79,11 +81,9 @@ mod defaults {
     pub const REPLICA_LABELS: [&str; 2] = ["prometheus_replica", "replica"];
 }
 
-type Key = Option<Spanned<String>>;
-
 /// `[federate]` as written.
 pub struct RawFederate {
-    span: std::ops::Range<usize>,
+    span: Range<usize>,
     namespace: Key,
     service: Key,
     port: Option<Spanned<StringOrInteger>>,
@@ -124,15 +124,15 @@ impl RawFederate {
     }
 
     /// Where its credential keys are written, for later messages.
-    pub fn spans(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+    pub fn spans(&self) -> Vec<(&'static str, Range<usize>)> {
         [
-            ("federate.ca_file", &self.ca_file),
-            ("federate.cert_file", &self.cert_file),
-            ("federate.key_file", &self.key_file),
-            ("federate.token_file", &self.token_file),
+            ("federate.ca_file", span(&self.ca_file)),
+            ("federate.cert_file", span(&self.cert_file)),
+            ("federate.key_file", span(&self.key_file)),
+            ("federate.token_file", span(&self.token_file)),
         ]
         .into_iter()
-        .filter_map(|(k, v)| Some((k, v.as_ref()?.span.clone())))
+        .filter_map(|(k, s)| Some((k, s?.clone())))
         .collect()
     }
 
@@ -204,65 +204,26 @@ impl RawFederate {
     }
 
     fn through_service(&self, p: &mut Problems) -> Option<Source> {
-        for (key, value) in [
-            ("federate.ca_file", &self.ca_file),
-            ("federate.cert_file", &self.cert_file),
-            ("federate.key_file", &self.key_file),
-            ("federate.tls_server_name", &self.tls_server_name),
-            ("federate.token_file", &self.token_file),
-        ] {
-            if let Some(v) = value {
-                p.at(
-                    v.span.clone(),
-                    key,
-                    "applies to `url` only: through the API server, the cluster's own credentials are used",
-                );
-            }
-        }
-        let mut name = |value: &Key, key: &str, default: &str| match value {
-            None => Some(default.to_string()),
-            Some(s) if names::is_label(&s.value) => Some(s.value.clone()),
-            Some(s) => {
-                p.at(
-                    s.span.clone(),
-                    key,
-                    format!(
-                        "`{}` is not a Kubernetes name (lowercase letters, digits and `-`)",
-                        s.value
-                    ),
-                );
-                None
-            }
-        };
-        let namespace = name(&self.namespace, "federate.namespace", defaults::NAMESPACE);
-        let service = name(&self.service, "federate.service", defaults::SERVICE);
-        let port = match &self.port {
-            None => Some(PortRef::Number(defaults::PORT)),
-            Some(s) => match &s.value {
-                StringOrInteger::Integer(n) => match u16::try_from(*n) {
-                    Ok(n) if n > 0 => Some(PortRef::Number(n)),
-                    _ => {
-                        p.at(
-                            s.span.clone(),
-                            "federate.port",
-                            format!("{n} is not a port number (1-65535)"),
-                        );
-                        None
-                    }
-                },
-                StringOrInteger::String(port) if names::is_label(port) => {
-                    Some(PortRef::Name(port.clone()))
-                }
-                StringOrInteger::String(port) => {
-                    p.at(
-                        s.span.clone(),
-                        "federate.port",
-                        format!("`{port}` is not a port number or a Kubernetes port name"),
-                    );
-                    None
-                }
-            },
-        };
+        refuse_written(
+            p,
+            [
+                ("federate.ca_file", span(&self.ca_file)),
+                ("federate.cert_file", span(&self.cert_file)),
+                ("federate.key_file", span(&self.key_file)),
+                ("federate.tls_server_name", span(&self.tls_server_name)),
+                ("federate.token_file", span(&self.token_file)),
+            ],
+            "applies to `url` only: through the API server, the cluster's own credentials are used",
+        );
+        let namespace = values::kubernetes_name(
+            p,
+            "federate.namespace",
+            &self.namespace,
+            defaults::NAMESPACE,
+        );
+        let service =
+            values::kubernetes_name(p, "federate.service", &self.service, defaults::SERVICE);
+        let port = values::port(p, "federate.port", &self.port, defaults::PORT);
         Some(Source::Service {
             namespace: namespace?,
             service: service?,
@@ -271,22 +232,15 @@ impl RawFederate {
     }
 
     fn direct(&self, p: &mut Problems, dir: &Path, url: Spanned<String>) -> Option<Source> {
-        for (key, value) in [
-            (
-                "federate.namespace",
-                self.namespace.as_ref().map(|s| &s.span),
-            ),
-            ("federate.service", self.service.as_ref().map(|s| &s.span)),
-            ("federate.port", self.port.as_ref().map(|s| &s.span)),
-        ] {
-            if let Some(span) = value {
-                p.at(
-                    span.clone(),
-                    key,
-                    "give either `url` (the Prometheus reached directly) or namespace, service and port (reached through the API server), not both",
-                );
-            }
-        }
+        refuse_written(
+            p,
+            [
+                ("federate.namespace", span(&self.namespace)),
+                ("federate.service", span(&self.service)),
+                ("federate.port", span(&self.port)),
+            ],
+            "give either `url` (the Prometheus reached directly) or namespace, service and port (reached through the API server), not both",
+        );
         let parsed = match Url::parse(&url.value) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
                 if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
@@ -320,18 +274,10 @@ impl RawFederate {
                 None
             }
         };
-        let mut file = |key: &str, value: &Key| {
-            let s = value.as_ref()?;
-            if s.value.is_empty() {
-                p.at(s.span.clone(), key, "must not be empty");
-                return None;
-            }
-            Some(dir.join(&s.value))
-        };
-        let ca_file = file("federate.ca_file", &self.ca_file);
-        let cert_file = file("federate.cert_file", &self.cert_file);
-        let key_file = file("federate.key_file", &self.key_file);
-        let token_file = file("federate.token_file", &self.token_file);
+        let ca_file = values::path_in(p, dir, "federate.ca_file", &self.ca_file);
+        let cert_file = values::path_in(p, dir, "federate.cert_file", &self.cert_file);
+        let key_file = values::path_in(p, dir, "federate.key_file", &self.key_file);
+        let token_file = values::path_in(p, dir, "federate.token_file", &self.token_file);
         let client_cert = match (cert_file, key_file, &self.cert_file, &self.key_file) {
             (Some(cert_file), Some(key_file), _, _) => Some(ClientCert {
                 cert_file,
@@ -357,19 +303,18 @@ impl RawFederate {
         };
         let url_value = parsed?;
         if url_value.scheme() == "http" {
-            for (key, value) in [
-                ("federate.token_file", &self.token_file),
-                ("federate.cert_file", &self.cert_file),
-                ("federate.ca_file", &self.ca_file),
-            ] {
-                if let Some(v) = value {
-                    p.at(
-                        v.span.clone(),
-                        key,
-                        format!("`{}` is plain http://: credentials and TLS settings need https:// (a token would travel in clear text)", url.value),
-                    );
-                }
-            }
+            refuse_written(
+                p,
+                [
+                    ("federate.token_file", span(&self.token_file)),
+                    ("federate.cert_file", span(&self.cert_file)),
+                    ("federate.ca_file", span(&self.ca_file)),
+                ],
+                &format!(
+                    "`{}` is plain http://: credentials and TLS settings need https:// (a token would travel in clear text)",
+                    url.value
+                ),
+            );
         }
         Some(Source::Url {
             url: url_value,
@@ -378,6 +323,23 @@ impl RawFederate {
             server_name: self.tls_server_name.as_ref().map(|s| s.value.clone()),
             token_file,
         })
+    }
+}
+
+fn span<T>(value: &Option<Spanned<T>>) -> Option<&Range<usize>> {
+    value.as_ref().map(|s| &s.span)
+}
+
+/// Reports each of these keys that is written, with the same message.
+fn refuse_written<const N: usize>(
+    p: &mut Problems,
+    keys: [(&str, Option<&Range<usize>>); N],
+    message: &str,
+) {
+    for (key, span) in keys {
+        if let Some(span) = span {
+            p.at(span.clone(), key, message);
+        }
     }
 }
 

@@ -15,3 +15,4 @@ mod properties;
 pub mod selector;
 pub mod settings;
 pub mod toml_fields;
+mod values;

@@ -304,11 +304,24 @@ fn watch_path(path: &str, version: &str) -> String {
 }
 
 /// Which watch an event came from.
+#[derive(Clone, Copy)]
 enum Which {
     Nodes,
     Slices,
-    /// The pods of scope `.0`; its stream, to be read on.
-    Pods(usize, Option<Box<EventStream>>),
+    /// The pods of scope `.0`.
+    Pods(usize),
+}
+
+impl Known {
+    /// The version the watch `which` resumes from, kept current by its
+    /// events.
+    fn version(&mut self, which: Which) -> Option<&mut String> {
+        match which {
+            Which::Nodes => self.nodes.as_mut().map(|(_, v)| v),
+            Which::Slices => self.slices.as_mut().map(|(_, v)| v),
+            Which::Pods(scope) => self.pods.as_mut().map(|p| &mut p.versions[scope]),
+        }
+    }
 }
 
 /// The next event of one pods watch, with the stream given back: the
@@ -386,50 +399,32 @@ async fn watch(
         }
     }
     loop {
-        let (mut which, event) = tokio::select! {
+        let (which, event) = tokio::select! {
             e = next(&mut nodes) => (Which::Nodes, e),
             e = next(&mut slices) => (Which::Slices, e),
             Some((scope, stream, e)) = pod_watches.next(), if !pod_watches.is_empty() => {
-                (Which::Pods(scope, Some(Box::new(stream))), e)
+                // Read on from it, unless it ended (it is opened anew below).
+                if matches!(e, Ok(Some(_))) {
+                    pod_watches.push(pod_next(scope, stream));
+                }
+                (Which::Pods(scope), e)
             }
             () = sleep_until(until) => return Ok(Ended::Relist),
             () = relist.notified() => return Ok(Ended::Relist),
         };
         let Some(event) = event? else {
             // The server ended the watch: open it again from where it was.
+            let version = known.version(which).cloned().unwrap_or_default();
             match which {
-                Which::Nodes => {
-                    let version = known
-                        .nodes
-                        .as_ref()
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_default();
-                    nodes = Some(open_nodes(version).await?);
-                }
-                Which::Slices => {
-                    let version = known
-                        .slices
-                        .as_ref()
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_default();
-                    slices = Some(open_slices(version).await?);
-                }
-                Which::Pods(scope, _) => {
-                    let version = known
-                        .pods
-                        .as_ref()
-                        .map(|p| p.versions[scope].clone())
-                        .unwrap_or_default();
+                Which::Nodes => nodes = Some(open_nodes(version).await?),
+                Which::Slices => slices = Some(open_slices(version).await?),
+                Which::Pods(scope) => {
                     let stream = open_pods(scope, version).await?;
                     pod_watches.push(pod_next(scope, stream));
                 }
             }
             continue;
         };
-        if let Which::Pods(scope, stream) = &mut which {
-            let stream = stream.take().expect("the stream came with its event");
-            pod_watches.push(pod_next(*scope, *stream));
-        }
         if event.kind == "ERROR" {
             if event.object["code"] == 410 {
                 return Ok(Ended::Gone);
@@ -450,12 +445,7 @@ async fn watch(
             Which::Slices => apply_slice(known, &event)?,
             Which::Pods(..) => apply_pod(known, &event)?,
         };
-        let slot = match which {
-            Which::Nodes => known.nodes.as_mut().map(|(_, v)| v),
-            Which::Slices => known.slices.as_mut().map(|(_, v)| v),
-            Which::Pods(scope, _) => known.pods.as_mut().map(|p| &mut p.versions[scope]),
-        };
-        if let (Some(slot), Some(version)) = (slot, version) {
+        if let (Some(slot), Some(version)) = (known.version(which), version) {
             *slot = version;
         }
         if changed {

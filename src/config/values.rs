@@ -1,0 +1,79 @@
+//! Value rules that several sections of a cluster file share: a path
+//! relative to the file, a Kubernetes name, a port by number or name.
+
+use std::path::{Path, PathBuf};
+
+use super::cluster::PortRef;
+use super::names;
+use super::toml_fields::{Problems, Spanned, StringOrInteger};
+
+pub type Key = Option<Spanned<String>>;
+
+/// A file path, relative to the cluster file's folder `dir`.
+pub fn path_in(p: &mut Problems, dir: &Path, key: &str, value: &Key) -> Option<PathBuf> {
+    let s = value.as_ref()?;
+    if s.value.is_empty() {
+        p.at(s.span.clone(), key, "must not be empty");
+        return None;
+    }
+    Some(dir.join(&s.value))
+}
+
+/// A namespace or service name: it goes into API paths, so only a
+/// Kubernetes name passes; `default` when unset.
+pub fn kubernetes_name(p: &mut Problems, key: &str, value: &Key, default: &str) -> Option<String> {
+    match value {
+        None => Some(default.to_string()),
+        Some(s) if names::is_label(&s.value) => Some(s.value.clone()),
+        Some(s) => {
+            p.at(
+                s.span.clone(),
+                key,
+                format!(
+                    "`{}` is not a Kubernetes name (lowercase letters, digits and `-`)",
+                    s.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A port by number (1-65535) or by name (a Kubernetes port name, as
+/// Services and EndpointSlices list them); `default` when unset.
+pub fn port(
+    p: &mut Problems,
+    key: &str,
+    value: &Option<Spanned<StringOrInteger>>,
+    default: u16,
+) -> Option<PortRef> {
+    let Some(s) = value else {
+        return Some(PortRef::Number(default));
+    };
+    match &s.value {
+        StringOrInteger::Integer(n) => match u16::try_from(*n) {
+            Ok(n) if n > 0 => Some(PortRef::Number(n)),
+            _ => {
+                p.at(
+                    s.span.clone(),
+                    key,
+                    format!("{n} is not a port number (1-65535)"),
+                );
+                None
+            }
+        },
+        StringOrInteger::String(name) if names::is_label(name) => Some(PortRef::Name(name.clone())),
+        StringOrInteger::String(name) if name.is_empty() => {
+            p.at(s.span.clone(), key, "must not be empty");
+            None
+        }
+        StringOrInteger::String(name) => {
+            p.at(
+                s.span.clone(),
+                key,
+                format!("`{name}` is not a port number or a Kubernetes port name"),
+            );
+            None
+        }
+    }
+}
