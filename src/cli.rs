@@ -45,6 +45,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check everything between this host and each cluster's targets; change nothing.
+    Doctor {
+        /// Only these clusters (names or files); all when none is given.
+        clusters: Vec<String>,
+        /// Print the checks as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the Kubernetes RBAC manifests a cluster's enabled jobs need.
+    Rbac {
+        /// The namespace of promfed's service account.
+        #[arg(long, default_value = "monitoring")]
+        namespace: String,
+        /// A cluster (name or file); the defaults when none is given.
+        cluster: Option<String>,
+    },
+    /// Write a cluster file and its credentials from a kubeconfig context, then run doctor on it.
+    AddCluster {
+        /// The cluster's name: its file is CLUSTERS_DIR/NAME.toml.
+        name: String,
+        /// The kubeconfig to read.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: PathBuf,
+        /// The context to read; the kubeconfig's current context by default.
+        #[arg(long)]
+        context: Option<String>,
+        /// Replace a cluster that is already configured.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a shell completion script (used to build the packages).
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
@@ -111,10 +141,79 @@ pub fn main() -> ExitCode {
             runtime.shutdown_timeout(std::time::Duration::from_millis(100));
             return finish(code);
         }
+        Command::Doctor { clusters, json } => {
+            let findings = runtime.block_on(crate::doctor::run(&settings, &clusters));
+            crate::doctor::print(&findings, json);
+            findings.exit_code()
+        }
+        Command::Rbac { namespace, cluster } => rbac(&settings, cluster.as_deref(), &namespace),
+        Command::AddCluster {
+            name,
+            kubeconfig,
+            context,
+            force,
+        } => add_cluster(
+            &runtime,
+            &settings,
+            &crate::add_cluster::Request {
+                name: &name,
+                kubeconfig: &kubeconfig,
+                context: context.as_deref(),
+                force,
+            },
+        ),
         Command::Status { .. } => unreachable!("handled before the settings are read"),
         Command::Completions { .. } => unreachable!("handled before the settings are read"),
     };
     finish(code)
+}
+
+fn rbac(settings: &Settings, cluster: Option<&str>, namespace: &str) -> u8 {
+    if !crate::config::names::is_label(namespace) {
+        tell!("error: --namespace `{namespace}` is not a Kubernetes namespace name");
+        return 2;
+    }
+    match crate::rbac::cluster_for(settings, cluster) {
+        Ok(cluster) => {
+            say_raw!(
+                "{}",
+                crate::rbac::manifests(&cluster, settings.discovery, namespace)
+            );
+            0
+        }
+        Err(why) => {
+            tell!("error: {why}");
+            EX_CONFIG
+        }
+    }
+}
+
+fn add_cluster(
+    runtime: &tokio::runtime::Runtime,
+    settings: &Settings,
+    request: &crate::add_cluster::Request,
+) -> u8 {
+    match crate::add_cluster::write(settings, request) {
+        Ok((file, written)) => {
+            for w in &written {
+                say!("wrote {w}");
+            }
+            say!(
+                "cluster {} is in {}; the daemon picks it up. Checking it:",
+                request.name,
+                file.display()
+            );
+            let only = [request.name.to_string()];
+            let findings = runtime.block_on(crate::doctor::run(settings, &only));
+            crate::doctor::print(&findings, false);
+            findings.exit_code()
+        }
+        Err(why) => {
+            tell!("error: {why}");
+            tell!("promfed: nothing was added");
+            1
+        }
+    }
 }
 
 /// The exit code, unless what the command printed could not be written.

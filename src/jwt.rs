@@ -8,20 +8,33 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 /// The `exp` claim (seconds since the epoch) of a JWT, or `None` when the
 /// token is not a JWT or has no expiry.
 pub fn expiry(token: &str) -> Option<i64> {
+    claims(token)?.get("exp")?.as_i64()
+}
+
+/// The expiry of the token in `path`, if it is a readable JWT.
+pub fn file_expiry(path: &std::path::Path) -> Option<i64> {
+    expiry(&read(path)?)
+}
+
+/// The `sub` claim of the token in `path`: who it says it is
+/// (`system:serviceaccount:NAMESPACE:NAME`).
+pub fn file_subject(path: &std::path::Path) -> Option<String> {
+    Some(claims(&read(path)?)?.get("sub")?.as_str()?.to_string())
+}
+
+fn read(path: &std::path::Path) -> Option<String> {
+    let bytes = crate::fsutil::read_regular(path, 64 << 10).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+fn claims(token: &str) -> Option<serde_json::Value> {
     let mut parts = token.trim().split('.');
     let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
         return None;
     }
     let json = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
-    claims.get("exp")?.as_i64()
-}
-
-/// The expiry of the token in `path`, if it is a readable JWT.
-pub fn file_expiry(path: &std::path::Path) -> Option<i64> {
-    let bytes = crate::fsutil::read_regular(path, 64 << 10).ok()?;
-    expiry(std::str::from_utf8(&bytes).ok()?)
+    serde_json::from_slice(&json).ok()
 }
 
 #[cfg(test)]

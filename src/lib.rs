@@ -7,18 +7,22 @@
 mod output;
 
 mod access;
+mod add_cluster;
 mod apply;
 mod cli;
 mod config;
 mod daemon;
 mod digest;
 mod discovery;
+mod doctor;
 mod fsutil;
 mod jwt;
 mod logging;
 mod memory;
 mod metrics;
+mod permissions;
 mod programs;
+mod rbac;
 mod render;
 mod status;
 mod targets;

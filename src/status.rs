@@ -210,7 +210,7 @@ pub fn print(state_dir: &Path, json: bool) -> u8 {
 }
 
 /// What to say, and do, when Prometheus ran out of inotify instances.
-pub const WATCHES_EXHAUSTED: &str = "EXHAUSTED: Prometheus could not watch some targets files (\"Error adding file watcher\" in its log), so those jobs no longer follow node changes. Raise fs.inotify.max_user_instances (the package ships /usr/lib/sysctl.d/60-promfed.conf; `sysctl --system` applies it); promfed clears this after its next reload of Prometheus.";
+pub const WATCHES_EXHAUSTED: &str = "EXHAUSTED: Prometheus could not watch some targets files (\"Error adding file watcher\" in its log), so those jobs no longer follow node changes. Raise fs.inotify.max_user_instances (the package ships /usr/lib/sysctl.d/30-promfed.conf; `sysctl --system` applies it); promfed clears this after its next reload of Prometheus.";
 
 fn human(s: &Status) -> String {
     let mut out = format!(

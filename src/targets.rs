@@ -162,6 +162,29 @@ pub fn file_name(kind: JobKind) -> String {
 /// The `file_sd` document for one job: every target is the API server's
 /// address, told apart by the proxy path it scrapes.
 pub fn file_sd_json(cluster: &Cluster, targets: &ClusterTargets, kind: JobKind) -> Vec<u8> {
+    let mut json = serde_json::to_vec_pretty(&groups(cluster, targets, kind))
+        .expect("target groups serialise");
+    json.push(b'\n');
+    json
+}
+
+/// One target of a discovered job, as Prometheus would scrape it: its
+/// instance and the proxy path (`promfed doctor`'s sample scrape).
+pub fn first_target(
+    cluster: &Cluster,
+    targets: &ClusterTargets,
+    kind: JobKind,
+) -> Option<(String, String)> {
+    let mut group = groups(cluster, targets, kind).into_iter().next()?;
+    let path = group.labels.remove("__metrics_path__")?;
+    Some((group.labels.remove("instance").unwrap_or_default(), path))
+}
+
+fn groups<'a>(
+    cluster: &'a Cluster,
+    targets: &ClusterTargets,
+    kind: JobKind,
+) -> Vec<TargetGroup<'a>> {
     let prefix = &cluster.api_server.path_prefix;
     let address = cluster.api_server.address.as_str();
     let group = |path: String, instance: &str| TargetGroup {
@@ -189,7 +212,7 @@ pub fn file_sd_json(cluster: &Cluster, targets: &ClusterTargets, kind: JobKind) 
         }
         g
     };
-    let groups: Vec<TargetGroup> = match kind {
+    match kind {
         JobKind::Kubelet => targets
             .nodes
             .iter()
@@ -221,10 +244,7 @@ pub fn file_sd_json(cluster: &Cluster, targets: &ClusterTargets, kind: JobKind) 
             .collect(),
         JobKind::Pods => targets.pods.iter().map(pod_group).collect(),
         JobKind::Apiserver | JobKind::Federate => Vec::new(),
-    };
-    let mut json = serde_json::to_vec_pretty(&groups).expect("target groups serialise");
-    json.push(b'\n');
-    json
+    }
 }
 
 /// Writes the targets files of one cluster, each only if it changed.

@@ -9,6 +9,7 @@ mod support;
 mod bad_input;
 mod crash;
 mod daemon;
+mod doctor;
 mod e2e;
 mod fake_apiserver;
 mod federate;

@@ -4,6 +4,7 @@
 //! discovery task per cluster. The transaction itself is shared with `apply`.
 
 mod budget;
+pub use budget::max_user_instances;
 mod cluster_task;
 mod schedule;
 mod state;

@@ -86,25 +86,45 @@ impl KubeClient {
         accept: &str,
         needs: Permission,
     ) -> Result<Option<T>, DiscoveryError> {
+        let (status, body) = self.exchange("GET", path, accept, &[]).await?;
+        self.decoded(status, path, &body, needs)
+    }
+
+    /// POSTs `body` (JSON) to `path` and decodes the JSON answer (201 or
+    /// 200). `None` for a 404: the API is not served.
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        needs: Permission,
+    ) -> Result<Option<T>, DiscoveryError> {
+        let json = serde_json::to_vec(body).expect("JSON serialises");
+        let (status, answer) = self
+            .exchange("POST", path, "application/json", &json)
+            .await?;
+        let status = if status == 201 { 200 } else { status };
+        self.decoded(status, path, &answer, needs)
+    }
+
+    /// GETs `path` and returns the status and the body as they are, for a
+    /// sample scrape through a proxy path.
+    pub async fn fetch(&self, path: &str, accept: &str) -> Result<(u16, Vec<u8>), DiscoveryError> {
+        self.exchange("GET", path, accept, &[]).await
+    }
+
+    /// What an answer other than a 200 means: a 404 is `None`, the rest
+    /// are errors naming the permission `needs`.
+    fn decoded<T: DeserializeOwned>(
+        &self,
+        status: u16,
+        path: &str,
+        body: &[u8],
+        needs: Permission,
+    ) -> Result<Option<T>, DiscoveryError> {
         let url = format!("{}{path}", self.base);
-        let token = self.token()?;
-        let _permit = LISTS_AT_ONCE.acquire().await.expect("never closed");
-        let exchange = async {
-            let (head, mut body) = self
-                .open(path, accept, token.as_deref(), self.timeout)
-                .await?;
-            let text = read_capped(&mut body, &self.base, &url).await?;
-            Ok::<_, DiscoveryError>((head.status, with_location(text, &head)))
-        };
-        let (status, body) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| DiscoveryError::Unreachable {
-                url: self.base.clone(),
-                detail: format!("timed out (no whole answer within {:?})", self.timeout),
-            })??;
         match status {
             200 => {
-                serde_json::from_slice(&body)
+                serde_json::from_slice(body)
                     .map(Some)
                     .map_err(|e| DiscoveryError::BadResponse {
                         url: url.clone(),
@@ -112,8 +132,37 @@ impl KubeClient {
                     })
             }
             404 => Ok(None),
-            _ => Err(self.refusal(status, url, &body, token.as_deref(), needs)),
+            _ => {
+                let token = self.token().ok().flatten();
+                Err(self.refusal(status, url, body, token.as_deref(), needs))
+            }
         }
+    }
+
+    /// One request and its whole answer, within the request timeout.
+    async fn exchange(
+        &self,
+        method: &'static str,
+        path: &str,
+        accept: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), DiscoveryError> {
+        let url = format!("{}{path}", self.base);
+        let token = self.token()?;
+        let _permit = LISTS_AT_ONCE.acquire().await.expect("never closed");
+        let exchange = async {
+            let (head, mut answer) = self
+                .open(method, path, accept, body, token.as_deref(), self.timeout)
+                .await?;
+            let text = read_capped(&mut answer, &self.base, &url).await?;
+            Ok::<_, DiscoveryError>((head.status, with_location(text, &head)))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| DiscoveryError::Unreachable {
+                url: self.base.clone(),
+                detail: format!("timed out (no whole answer within {:?})", self.timeout),
+            })?
     }
 
     /// Starts a watch (`path` has `watch=true`); its events come from the
@@ -127,7 +176,7 @@ impl KubeClient {
         let url = format!("{}{path}", self.base);
         let token = self.token()?;
         let (head, mut body) = self
-            .open(path, accept, token.as_deref(), WATCH_SILENCE)
+            .open("GET", path, accept, &[], token.as_deref(), WATCH_SILENCE)
             .await?;
         if head.status == 200 {
             return Ok(EventStream {
@@ -148,11 +197,13 @@ impl KubeClient {
         Err(self.refusal(head.status, url, &text, token.as_deref(), needs))
     }
 
-    /// Sends the GET on a new connection and reads the answer's head.
+    /// Sends the request on a new connection and reads the answer's head.
     async fn open(
         &self,
+        method: &'static str,
         path: &str,
         accept: &str,
+        body: &[u8],
         token: Option<&str>,
         silence: Duration,
     ) -> Result<(h1::Head, h1::Body), DiscoveryError> {
@@ -162,11 +213,15 @@ impl KubeClient {
             headers.push(("Authorization", a.as_str()));
         }
         let prefix = self.url.path().trim_end_matches('/');
-        h1::get(
+        h1::send(
             self.tls.clone(),
             &self.url,
-            &format!("{prefix}{path}"),
-            &headers,
+            h1::Request {
+                method,
+                path: &format!("{prefix}{path}"),
+                headers: &headers,
+                body,
+            },
             self.connect_timeout,
             silence,
         )

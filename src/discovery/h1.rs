@@ -62,16 +62,30 @@ pub struct Body {
     silence: Duration,
 }
 
-/// Sends `GET path` to `base` (scheme https, host, port) with `headers`
-/// and reads the answer's head.
-pub async fn get(
+/// A request: its method, target and headers, and a body for a POST.
+pub struct Request<'a> {
+    pub method: &'static str,
+    pub path: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Sent as `application/json` when not empty.
+    pub body: &'a [u8],
+}
+
+/// Sends `request` to `base` (scheme https, host, port) and reads the
+/// answer's head.
+pub async fn send(
     tls: Arc<ClientConfig>,
     base: &Url,
-    path: &str,
-    headers: &[(&str, &str)],
+    request: Request<'_>,
     connect_timeout: Duration,
     silence: Duration,
 ) -> Result<(Head, Body), Failure> {
+    let Request {
+        method,
+        path,
+        headers,
+        body,
+    } = request;
     let host = base
         .host()
         .ok_or_else(|| Failure::Protocol("the URL has no host".into()))?;
@@ -96,9 +110,15 @@ pub async fn get(
         None => base.host_str().unwrap_or_default().to_string(),
     };
     let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: promfed/{}\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: promfed/{}\r\nConnection: close\r\n",
         env!("CARGO_PKG_VERSION")
     );
+    if !body.is_empty() {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
     for (name, value) in headers {
         if value.contains(['\r', '\n']) {
             return Err(Failure::Protocol(format!(
@@ -108,11 +128,13 @@ pub async fn get(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
+    let mut request = request.into_bytes();
+    request.extend_from_slice(body);
 
     let connect = async {
         let tcp = TcpStream::connect(&address).await?;
         tcp.set_nodelay(true)?;
-        LeanTls::connect(tls, server_name, tcp, request.as_bytes()).await
+        LeanTls::connect(tls, server_name, tcp, &request).await
     };
     let mut stream = tokio::time::timeout(connect_timeout, connect)
         .await

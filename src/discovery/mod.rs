@@ -13,13 +13,14 @@ mod tls;
 
 use std::time::Duration;
 
+pub use client::{KubeClient, Permission};
 pub use error::DiscoveryError;
 pub use follow::follow;
+pub use tls::observing_config;
 
 use crate::config::cluster::{Cluster, PortRef};
 use crate::config::names;
 use crate::targets::{ClusterTargets, ExporterPod};
-use client::{KubeClient, Permission};
 use objects::{EndpointSlice, Endpoints, List, Node};
 use serde::de::DeserializeOwned;
 

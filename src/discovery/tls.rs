@@ -27,10 +27,23 @@ pub fn client_config(cluster: &Cluster) -> Result<Arc<ClientConfig>, DiscoveryEr
     if let Some(config) = shared.get(&key).and_then(Weak::upgrade) {
         return Ok(config);
     }
-    let config = Arc::new(material.build(cluster)?);
+    let config = Arc::new(material.build(cluster, None)?);
     shared.retain(|_, c| c.strong_count() > 0);
     shared.insert(key, Arc::downgrade(&config));
     Ok(config)
+}
+
+/// The server certificate a handshake was offered, verified or not.
+pub type Offered = Arc<Mutex<Option<CertificateDer<'static>>>>;
+
+/// A configuration of its own (not shared) that also keeps the certificate
+/// the server offers, so that `promfed doctor` can say what it was even
+/// when it is refused.
+pub fn observing_config(cluster: &Cluster) -> Result<(ClientConfig, Offered), DiscoveryError> {
+    let offered = Offered::default();
+    let material = Material::read(cluster)?;
+    let config = material.build(cluster, Some(offered.clone()))?;
+    Ok((config, offered))
 }
 
 /// Configurations by the digest of what they were made from.
@@ -100,9 +113,13 @@ impl Material {
         out
     }
 
-    fn build(&self, cluster: &Cluster) -> Result<ClientConfig, DiscoveryError> {
+    fn build(
+        &self,
+        cluster: &Cluster,
+        observe: Option<Offered>,
+    ) -> Result<ClientConfig, DiscoveryError> {
         let provider = provider();
-        let verifier: Arc<dyn ServerCertVerifier> = match &self.ca {
+        let mut verifier: Arc<dyn ServerCertVerifier> = match &self.ca {
             None => Arc::new(AcceptAnyCertificate(provider.clone())),
             Some(pem) => {
                 let ca = cluster.tls.ca_file.as_deref().unwrap_or(Path::new(""));
@@ -127,6 +144,12 @@ impl Material {
                 }
             }
         };
+        if let Some(offered) = observe {
+            verifier = Arc::new(Observe {
+                inner: verifier,
+                offered,
+            });
+        }
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
@@ -202,6 +225,51 @@ impl ServerCertVerifier for VerifyAs {
     ) -> Result<ServerCertVerified, rustls::Error> {
         self.inner
             .verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Keeps the offered certificate, then verifies as `inner` does.
+#[derive(Debug)]
+struct Observe {
+    inner: Arc<dyn ServerCertVerifier>,
+    offered: Offered,
+}
+
+impl ServerCertVerifier for Observe {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.offered.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(end_entity.clone().into_owned());
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
     }
 
     fn verify_tls12_signature(

@@ -4,7 +4,7 @@
 //! nothing, so every answer comes from the program's own status.
 
 pub mod alertmanager;
-mod http_api;
+pub mod http_api;
 pub mod process;
 pub mod prometheus;
 

@@ -19,7 +19,7 @@ pub fn send_sighup(process: &ProcessRef) -> Result<(), String> {
         .map_err(|e| format!("cannot send SIGHUP to process {pid}: {e}"))
 }
 
-fn find_process(process: &ProcessRef) -> Result<i32, String> {
+pub fn find_process(process: &ProcessRef) -> Result<i32, String> {
     match process {
         ProcessRef::PidFile(path, names) => {
             let text = crate::fsutil::read_regular(path, 64)

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """A fake Kubernetes API server for promfed's tests and demo.
 
-It behaves like the real one wherever promfed or Prometheus can tell (see
-shared/reference/fake-kube-apiserver.md): HTTPS with a test CA, bearer tokens
-and client certificates, 401 and 403 with Status bodies that name the missing
-permission, lists of nodes/endpoints/pods/services, and the proxy paths —
-node-exporter's forwarded to a real prometheus-node-exporter.
+It behaves like the real one wherever promfed or Prometheus can tell: HTTPS
+with a test CA, bearer tokens (a JWT past its `exp` gets 401) and client
+certificates, 401 and 403 with Status bodies that name the missing
+permission, lists and watches of nodes/endpointslices/endpoints/pods/
+services, SelfSubjectReview and SelfSubjectAccessReview, and the proxy
+paths — node-exporter's forwarded to a real prometheus-node-exporter.
 
     fake_apiserver.py pki DIR              make ca.crt, server.*, client.*, other-ca.crt
     fake_apiserver.py serve --pki DIR --state STATE.json --port-file FILE [--port N]
@@ -13,13 +14,18 @@ node-exporter's forwarded to a real prometheus-node-exporter.
 The state file is re-read whenever it changes, so tests steer the cluster by
 rewriting it (atomically):
 
-    {"tokens": {"<token>": {"user": "...", "deny": ["list nodes"]}},
+    {"tokens": {"<token>": {"user": "...", "deny": ["list nodes", "get nodes/proxy", "get /metrics"]}},
      "client_users": {"<certificate CN>": {"deny": []}},
      "nodes": ["node-a", "node-b"],
+     "unreachable_nodes": ["node-b"],          # its proxy answers 503
+     "reviews": ["authentication.k8s.io/v1", "authorization.k8s.io/v1"],  # served versions
      "node_exporter": {"namespace": "monitoring", "service": "prometheus-node-exporter",
                        "port": 9100, "port_name": "http-metrics", "upstream": "127.0.0.1:9100",
                        "pods": [{"name": "ne-a", "node": "node-a", "ready": true}]},
      "fail": null | 500 | "hang"}
+
+A "deny" entry refuses that request with 403 and answers `allowed: false`
+to the SelfSubjectAccessReview that asks for it.
 
 Lists carry a resourceVersion; `?watch=true` on a list path streams
 ADDED/MODIFIED/DELETED events (and BOOKMARKs when asked) as the state file
@@ -27,9 +33,11 @@ changes, until timeoutSeconds; a resourceVersion older than the fake's
 history gets 410 Gone, as on a real server.
 
 GET /_fake/requests (no auth) answers the request counts by path kind.
+The behaviour it copies is described in the README's section on the tests.
 """
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -54,7 +62,7 @@ def make_pki(directory):
 
     for ca in ("ca", "other-ca"):
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "30", "-subj", f"/CN=fake-{ca}")
+                "-keyout", f"{ca}.key", "-out", f"{ca}.crt", "-days", "3650", "-subj", f"/CN=fake-{ca}")
     ext = os.path.join(directory, "server.ext")
     with open(ext, "w") as f:
         f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
@@ -64,7 +72,7 @@ def make_pki(directory):
         openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                 "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject)
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext")
+                "-CAcreateserial", "-out", f"{name}.crt", "-days", "365", "-extfile", f"{name}.ext")
     for name in os.listdir(directory):
         if name.endswith(".key"):
             os.chmod(os.path.join(directory, name), 0o600)
@@ -159,6 +167,19 @@ class State:
     def count(self, kind):
         with self.lock:
             self.counts[kind] = self.counts.get(kind, 0) + 1
+
+
+def jwt_expired(token):
+    """A JWT whose `exp` has passed (the signature is the fake's to trust)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    try:
+        payload = parts[1] + "=" * (-len(parts[1]) % 4)
+        exp = json.loads(base64.urlsafe_b64decode(payload)).get("exp")
+    except ValueError:
+        return False
+    return isinstance(exp, (int, float)) and exp < time.time()
 
 
 def status(code, reason, message):
@@ -315,6 +336,7 @@ PROXY_SERVICE = re.compile(r"^/api/v1/namespaces/([^/]+)/services/([^/:]+):([^/]
 ENDPOINTS_ONE = re.compile(r"^/api/v1/namespaces/([^/]+)/endpoints/([^/]+)$")
 NAMESPACED_LIST = re.compile(r"^/api/v1/namespaces/([^/]+)/(endpoints|pods|services)$")
 CLUSTER_LIST = re.compile(r"^/api/v1/(nodes|endpoints|pods|services)$")
+REVIEWS = re.compile(r"^/apis/(authentication\.k8s\.io|authorization\.k8s\.io)/(v1|v1beta1|v1alpha1)/(selfsubjectreviews|selfsubjectaccessreviews)$")
 SLICES = re.compile(r"^/apis/discovery\.k8s\.io/v1/namespaces/([^/]+)/endpointslices$")
 
 
@@ -370,7 +392,10 @@ class Handler(BaseHTTPRequestHandler):
         """The user and its denied permissions, or None (401)."""
         header = self.headers.get("Authorization", "")
         if header.startswith("Bearer "):
-            entry = state.get("tokens", {}).get(header[len("Bearer "):].strip())
+            token = header[len("Bearer "):].strip()
+            if jwt_expired(token):
+                return None  # as a real server: an expired token is no one
+            entry = state.get("tokens", {}).get(token)
             return (entry["user"], set(entry.get("deny", []))) if entry else None
         cert = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
         if cert:
@@ -379,6 +404,48 @@ class Handler(BaseHTTPRequestHandler):
             if entry is not None:
                 return (cn, set(entry.get("deny", [])))
         return None
+
+    def do_POST(self):
+        """The two reviews `promfed doctor` asks: who am I, and may I."""
+        path = urlsplit(self.path).path
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}") if length <= 1 << 20 else {}
+        state = self.server.state
+        data = state.get()
+        who = self.identity(data)
+        if who is None:
+            state.count("unauthorized")
+            return self.send(401, status(401, "Unauthorized", "Unauthorized"))
+        user, deny = who
+        m = REVIEWS.match(path)
+        if not m:
+            return self.send(404, status(404, "NotFound", "the server could not find the requested resource"))
+        group, version, kind = m.groups()
+        # "reviews": ["authentication.k8s.io/v1"]: the versions this server
+        # serves (a 1.27 server has only v1beta1 of SelfSubjectReview).
+        served = data.get("reviews", ["authentication.k8s.io/v1", "authorization.k8s.io/v1"])
+        if f"{group}/{version}" not in served:
+            return self.send(404, status(404, "NotFound", "the server could not find the requested resource"))
+        state.count(f"create_{kind}")
+        if kind == "selfsubjectreviews":
+            groups = ["system:serviceaccounts", "system:authenticated"] if user.startswith("system:serviceaccount:") else ["system:authenticated"]
+            return self.send(201, {"kind": "SelfSubjectReview", "apiVersion": f"{group}/{version}",
+                                   "status": {"userInfo": {"username": user, "groups": groups}}})
+        spec = body.get("spec", {})
+        if "nonResourceAttributes" in spec:
+            attrs = spec["nonResourceAttributes"]
+            asked = f'{attrs.get("verb")} {attrs.get("path")}'
+        else:
+            attrs = spec.get("resourceAttributes", {})
+            sub = attrs.get("subresource") or ""
+            asked = f'{attrs.get("verb")} {attrs.get("resource")}' + (f"/{sub}" if sub else "")
+        namespace = attrs.get("namespace") or ""
+        state.count(f"review {asked}" + (f" in {namespace}" if namespace else ""))
+        allowed = asked not in deny
+        answer = dict(body, status={"allowed": allowed})
+        if not allowed:
+            answer["status"]["reason"] = "no RBAC policy matched"
+        return self.send(201, answer)
 
     def do_GET(self):
         url = urlsplit(self.path)
@@ -492,6 +559,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.forbidden(user, "get", "nodes/proxy", "at the cluster scope")
             if node not in nodes:
                 return self.send(404, status(404, "NotFound", f'nodes "{node}" not found'))
+            if node in data.get("unreachable_nodes", []):
+                return self.send(503, status(503, "ServiceUnavailable",
+                                             f"error trying to reach service: dial tcp 10.0.0.{nodes.index(node) + 10}:10250: i/o timeout"))
             if rest == "/metrics":
                 return self.send(200, kubelet_metrics(node), EXPOSITION)
             if rest == "/metrics/cadvisor":

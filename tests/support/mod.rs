@@ -297,14 +297,18 @@ impl FakeCluster {
     /// How many requests of a kind (`list_nodes`, `watch_endpointslices`,
     /// …) the fake has answered.
     pub fn requests(&self, what: &str) -> u64 {
+        self.request_counts()[what].as_u64().unwrap_or(0)
+    }
+
+    /// Every kind of request the fake has answered, with its count.
+    pub fn request_counts(&self) -> Value {
         let out = Command::new("curl")
             .args(["-sf", "--cacert"])
             .arg(self.ca())
             .arg(format!("{}/_fake/requests", self.url()))
             .output()
             .unwrap();
-        let counts: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        counts[what].as_u64().unwrap_or(0)
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
     }
 
     pub fn url(&self) -> String {
@@ -337,6 +341,12 @@ impl Prometheus {
     /// Starts again on a known port, as after a restart.
     pub fn start_on(dir: &Path, config: &Path, port: u16) -> Prometheus {
         Self::launch(PROMETHEUS, dir, config, None, port)
+    }
+
+    /// Starts as Debian's package does by default: without the lifecycle
+    /// API, so `POST /-/reload` answers 403.
+    pub fn start_without_lifecycle(dir: &Path, config: &Path) -> Prometheus {
+        Self::launch_with(PROMETHEUS, dir, config, None, free_port(), false)
     }
 
     /// Starts Debian 13's Prometheus 2.53, which has Kubernetes discovery.
@@ -403,6 +413,17 @@ impl Prometheus {
         as_user: Option<&str>,
         port: u16,
     ) -> Prometheus {
+        Self::launch_with(binary, dir, config, as_user, port, true)
+    }
+
+    fn launch_with(
+        binary: &str,
+        dir: &Path,
+        config: &Path,
+        as_user: Option<&str>,
+        port: u16,
+        lifecycle: bool,
+    ) -> Prometheus {
         require(binary);
         let data = dir.join("prometheus-data");
         std::fs::create_dir_all(&data).unwrap();
@@ -430,8 +451,10 @@ impl Prometheus {
         };
         cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-lifecycle");
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        if lifecycle {
+            cmd.arg("--web.enable-lifecycle");
+        }
         let process = Process::spawn("prometheus", &mut cmd, &dir.join("prometheus.log"));
         let pid_file = dir.join("prometheus.pid");
         std::fs::write(&pid_file, process.pid().to_string()).unwrap();

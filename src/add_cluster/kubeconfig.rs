@@ -1,0 +1,271 @@
+//! Reading one context of a kubeconfig: the API server, its CA and the
+//! credentials, inline (`*-data`, `token`) or as files (relative to the
+//! kubeconfig's folder, as kubectl reads them).
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Kubeconfig {
+    #[serde(rename = "current-context", default)]
+    current_context: Option<String>,
+    #[serde(default)]
+    contexts: Vec<NamedContext>,
+    #[serde(default)]
+    clusters: Vec<NamedCluster>,
+    #[serde(default)]
+    users: Vec<NamedUser>,
+}
+
+#[derive(Deserialize)]
+struct NamedContext {
+    name: String,
+    context: ContextEntry,
+}
+
+#[derive(Deserialize)]
+struct ContextEntry {
+    cluster: String,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NamedCluster {
+    name: String,
+    cluster: ClusterEntry,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct ClusterEntry {
+    server: String,
+    #[serde(default)]
+    certificate_authority: Option<PathBuf>,
+    #[serde(default)]
+    certificate_authority_data: Option<String>,
+    #[serde(default)]
+    insecure_skip_tls_verify: bool,
+    #[serde(default)]
+    tls_server_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct NamedUser {
+    name: String,
+    #[serde(default)]
+    user: UserEntry,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct UserEntry {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default, rename = "tokenFile")]
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    client_certificate: Option<PathBuf>,
+    #[serde(default)]
+    client_certificate_data: Option<String>,
+    #[serde(default)]
+    client_key: Option<PathBuf>,
+    #[serde(default)]
+    client_key_data: Option<String>,
+    #[serde(default)]
+    exec: Option<serde_json::Value>,
+    #[serde(default)]
+    auth_provider: Option<serde_json::Value>,
+    #[serde(default)]
+    username: Option<String>,
+}
+
+/// What promfed takes from one context.
+pub struct Context {
+    pub name: String,
+    pub server: String,
+    /// `None` with `insecure-skip-tls-verify`.
+    pub ca: Option<Vec<u8>>,
+    pub tls_server_name: Option<String>,
+    pub credentials: Credentials,
+}
+
+pub enum Credentials {
+    Token(Vec<u8>),
+    ClientCertificate { cert: Vec<u8>, key: Vec<u8> },
+}
+
+/// The largest kubeconfig or credential file read.
+const MAX_FILE: u64 = 4 << 20;
+
+/// Reads `context` (or the current one) of the kubeconfig at `path`.
+pub fn read(path: &Path, context: Option<&str>) -> Result<Context, String> {
+    let shown = path.display();
+    let bytes = crate::fsutil::read_regular(path, MAX_FILE)
+        .map_err(|e| format!("cannot read the kubeconfig {shown}: {e}"))?;
+    let config: Kubeconfig = serde_norway::from_slice(&bytes)
+        .map_err(|e| format!("{shown} is not a kubeconfig: {e}"))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // Without a current context, a kubeconfig of one context means it.
+    let only = match config.contexts.as_slice() {
+        [one] => Some(one.name.clone()),
+        _ => None,
+    };
+    let wanted = context
+        .map(str::to_string)
+        .or(config.current_context.clone().filter(|c| !c.is_empty()))
+        .or(only)
+        .ok_or_else(|| {
+            format!(
+                "{shown} has no current-context: name one with --context ({})",
+                names(config.contexts.iter().map(|c| &c.name))
+            )
+        })?;
+    let ctx = config
+        .contexts
+        .iter()
+        .find(|c| c.name == wanted)
+        .ok_or_else(|| {
+            format!(
+                "{shown} has no context `{wanted}` (it has: {})",
+                names(config.contexts.iter().map(|c| &c.name))
+            )
+        })?;
+    let cluster = config
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.context.cluster)
+        .ok_or_else(|| {
+            format!(
+                "context `{wanted}` names cluster `{}`, which {shown} does not have",
+                ctx.context.cluster
+            )
+        })?;
+    let user_name = ctx.context.user.as_deref().unwrap_or_default();
+    let user = config
+        .users
+        .iter()
+        .find(|u| u.name == user_name)
+        .ok_or_else(|| {
+            format!("context `{wanted}` names user `{user_name}`, which {shown} does not have")
+        })?;
+    let c = &cluster.cluster;
+    let ca = if c.insecure_skip_tls_verify {
+        None
+    } else {
+        Some(material(
+            dir,
+            c.certificate_authority_data.as_deref(),
+            c.certificate_authority.as_deref(),
+            "certificate-authority",
+            &cluster.name,
+        )?
+        .ok_or_else(|| {
+            format!(
+                "cluster `{}` in {shown} has no certificate-authority(-data): promfed needs the CA that signed the API server's certificate",
+                cluster.name
+            )
+        })?)
+    };
+    Ok(Context {
+        name: wanted.clone(),
+        server: c.server.clone(),
+        ca,
+        tls_server_name: c.tls_server_name.clone(),
+        credentials: credentials(dir, &user.name, &user.user, shown.to_string())?,
+    })
+}
+
+fn credentials(
+    dir: &Path,
+    name: &str,
+    u: &UserEntry,
+    shown: String,
+) -> Result<Credentials, String> {
+    if u.exec.is_some() || u.auth_provider.is_some() {
+        let how = if u.exec.is_some() {
+            "an exec credential plugin"
+        } else {
+            "an auth-provider"
+        };
+        return Err(format!(
+            "user `{name}` in {shown} gets its credentials from {how} (as EKS's `aws eks get-token`, GKE's gke-gcloud-auth-plugin or kubelogin do): those tokens last minutes and are made by a program at each use, while Prometheus reads a token from a file for months. Give promfed a service account of its own instead: `promfed rbac` prints it with a long-lived token; put that token in a kubeconfig user (`token:`) and run add-cluster on that"
+        ));
+    }
+    if let Some(token) = &u.token {
+        return Ok(Credentials::Token(token.trim().as_bytes().to_vec()));
+    }
+    if let Some(file) = &u.token_file {
+        let token = crate::fsutil::read_regular(&dir.join(file), MAX_FILE).map_err(|e| {
+            format!(
+                "user `{name}`: cannot read tokenFile {}: {e}",
+                dir.join(file).display()
+            )
+        })?;
+        return Ok(Credentials::Token(token));
+    }
+    let cert = material(
+        dir,
+        u.client_certificate_data.as_deref(),
+        u.client_certificate.as_deref(),
+        "client-certificate",
+        name,
+    )?;
+    let key = material(
+        dir,
+        u.client_key_data.as_deref(),
+        u.client_key.as_deref(),
+        "client-key",
+        name,
+    )?;
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Credentials::ClientCertificate { cert, key }),
+        (Some(_), None) | (None, Some(_)) => Err(format!(
+            "user `{name}` in {shown} has a client certificate or key without the other"
+        )),
+        (None, None) if u.username.is_some() => Err(format!(
+            "user `{name}` in {shown} logs in with a username and password, which Kubernetes no longer accepts (since 1.19): use a service account's token (`promfed rbac`)"
+        )),
+        (None, None) => Err(format!(
+            "user `{name}` in {shown} has no token, tokenFile or client certificate"
+        )),
+    }
+}
+
+/// `*-data` (base64) or the file it names, relative to the kubeconfig.
+fn material(
+    dir: &Path,
+    data: Option<&str>,
+    file: Option<&Path>,
+    key: &str,
+    owner: &str,
+) -> Result<Option<Vec<u8>>, String> {
+    if let Some(data) = data {
+        let clean: String = data.split_whitespace().collect();
+        return STANDARD
+            .decode(clean)
+            .map(Some)
+            .map_err(|e| format!("`{owner}`: {key}-data is not base64: {e}"));
+    }
+    match file {
+        Some(file) => {
+            let path = dir.join(file);
+            crate::fsutil::read_regular(&path, MAX_FILE)
+                .map(Some)
+                .map_err(|e| format!("`{owner}`: cannot read {key} {}: {e}", path.display()))
+        }
+        None => Ok(None),
+    }
+}
+
+fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let all: Vec<&str> = names.map(String::as_str).collect();
+    if all.is_empty() {
+        "none".into()
+    } else {
+        all.join(", ")
+    }
+}

@@ -1,0 +1,380 @@
+//! Through the API server: who the credentials are, what they may do, and
+//! one sample scrape through each proxy path the cluster's jobs use.
+
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use super::Checks;
+use crate::config::cluster::Cluster;
+use crate::config::federate::Source;
+use crate::config::settings::Settings;
+use crate::discovery::{self, DiscoveryError, KubeClient, Permission};
+use crate::permissions::{self, Need, Object};
+use crate::targets::{self, JobKind};
+
+/// Days left under which a token is warned about.
+const TOKEN_WARN_DAYS: i64 = 7;
+
+/// The fix for every missing permission.
+fn grant(cluster: &Cluster) -> String {
+    format!(
+        "grant it: `promfed rbac {}` prints the role this cluster needs (kubectl apply -f it)",
+        cluster.source.display()
+    )
+}
+
+pub async fn check(cluster: &Cluster, settings: &Settings, checks: &mut Checks) {
+    token_expiry(cluster, checks);
+    let client = match KubeClient::new(cluster, super::STEP_TIMEOUT) {
+        Ok(c) => c,
+        Err(e) => {
+            checks.fail("identity", e.to_string(), "fix the file the message names");
+            return;
+        }
+    };
+    if !identity(cluster, &client, checks).await {
+        return;
+    }
+    for need in permissions::needed(cluster, settings.discovery) {
+        permission(cluster, &client, &need, checks).await;
+    }
+    scrapes(cluster, settings, &client, checks).await;
+}
+
+/// The token's own expiry (JWT `exp`), without asking the server.
+fn token_expiry(cluster: &Cluster, checks: &mut Checks) {
+    let Some(file) = &cluster.auth.token_file else {
+        return;
+    };
+    let shown = file.display();
+    let renew = format!(
+        "write a new token to {shown}: a long-lived one from a kubernetes.io/service-account-token Secret (`promfed rbac` makes one), or `kubectl create token SERVICEACCOUNT --duration=8760h`"
+    );
+    let Some(exp) = crate::jwt::file_expiry(file) else {
+        checks.pass(
+            "token",
+            format!("{shown} has no expiry of its own (not a JWT, or no `exp`)"),
+        );
+        return;
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let when = jiff::Timestamp::from_second(exp).map_or(exp.to_string(), |t| t.to_string());
+    let days = (exp - now).div_euclid(86_400);
+    if exp <= now {
+        checks.fail(
+            "token",
+            format!("the token in {shown} expired at {when}"),
+            renew,
+        );
+    } else if days < TOKEN_WARN_DAYS {
+        checks.warn(
+            "token",
+            format!("the token in {shown} expires in {days} days ({when})"),
+            renew,
+        );
+    } else {
+        checks.pass(
+            "token",
+            format!("the token in {shown} expires at {when} (in {days} days)"),
+        );
+    }
+}
+
+#[derive(Deserialize)]
+struct Review {
+    #[serde(default)]
+    status: ReviewStatus,
+}
+
+#[derive(Deserialize, Default)]
+struct ReviewStatus {
+    #[serde(default, rename = "userInfo")]
+    user_info: UserInfo,
+    #[serde(default)]
+    allowed: bool,
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize, Default)]
+struct UserInfo {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+const CREATE_REVIEW: Permission = Permission {
+    verb: "create",
+    resource: "selfsubjectreviews",
+};
+
+/// Who the credentials authenticate as; whether the server accepts them.
+async fn identity(cluster: &Cluster, client: &KubeClient, checks: &mut Checks) -> bool {
+    // authentication.k8s.io/v1 since Kubernetes 1.28; beta and alpha before.
+    for version in ["v1", "v1beta1", "v1alpha1"] {
+        let body = serde_json::json!({
+            "apiVersion": format!("authentication.k8s.io/{version}"),
+            "kind": "SelfSubjectReview",
+        });
+        let path = format!("/apis/authentication.k8s.io/{version}/selfsubjectreviews");
+        match client.post::<Review>(&path, &body, CREATE_REVIEW).await {
+            Ok(Some(review)) => {
+                let user = review.status.user_info;
+                checks.pass(
+                    "identity",
+                    format!(
+                        "authenticated as {} (groups: {})",
+                        user.username,
+                        user.groups.join(", ")
+                    ),
+                );
+                return true;
+            }
+            Ok(None) => continue,
+            Err(DiscoveryError::Unauthorized { .. }) => {
+                let what = match &cluster.auth.token_file {
+                    Some(t) => format!("the token in {}", t.display()),
+                    None => "the client certificate".to_string(),
+                };
+                checks.fail(
+                    "identity",
+                    format!("the API server does not accept {what} (401 Unauthorized)"),
+                    "the credentials are wrong, expired, or their service account was deleted: make new ones (`promfed rbac` and `promfed add-cluster`)",
+                );
+                return false;
+            }
+            Err(e) => {
+                checks.warn(
+                    "identity",
+                    format!("cannot ask who the credentials are: {e}"),
+                    "nothing to do if the checks below pass",
+                );
+                return true;
+            }
+        }
+    }
+    // Before 1.26 there is no SelfSubjectReview: the token's own claim.
+    let claimed = cluster
+        .auth
+        .token_file
+        .as_deref()
+        .and_then(crate::jwt::file_subject);
+    checks.warn(
+        "identity",
+        format!(
+            "this API server has no SelfSubjectReview (Kubernetes before 1.26){}",
+            claimed.map_or(String::new(), |s| format!("; the token says it is {s}"))
+        ),
+        "nothing to do: the permission checks below still ask the server",
+    );
+    true
+}
+
+/// Asks whether the credentials may do `need` (SelfSubjectAccessReview).
+async fn permission(cluster: &Cluster, client: &KubeClient, need: &Need, checks: &mut Checks) {
+    let spec = match &need.object {
+        Object::Resource {
+            group,
+            resource,
+            subresource,
+        } => serde_json::json!({"resourceAttributes": {
+            "verb": need.verb,
+            "group": group,
+            "resource": resource,
+            "subresource": subresource.unwrap_or_default(),
+            "namespace": need.namespace.as_deref().unwrap_or_default(),
+        }}),
+        Object::Path(path) => {
+            serde_json::json!({"nonResourceAttributes": {"verb": need.verb, "path": path}})
+        }
+    };
+    let body = serde_json::json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": spec,
+    });
+    let asked = client
+        .post::<Review>(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            &body,
+            Permission {
+                verb: "create",
+                resource: "selfsubjectaccessreviews",
+            },
+        )
+        .await;
+    match asked {
+        Ok(Some(review)) if review.status.allowed => {
+            checks.pass("permission", format!("may {need} ({})", need.why))
+        }
+        Ok(Some(review)) => checks.fail(
+            "permission",
+            format!(
+                "may NOT {need}, needed for {}{}",
+                need.why,
+                if review.status.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", review.status.reason)
+                }
+            ),
+            grant(cluster),
+        ),
+        Ok(None) => checks.warn(
+            "permission",
+            format!("cannot ask whether it may {need}: the server has no SelfSubjectAccessReview"),
+            "compare the identity's role with `promfed rbac`",
+        ),
+        Err(e) => checks.warn(
+            "permission",
+            format!("cannot ask whether it may {need}: {e}"),
+            "compare the identity's role with `promfed rbac`",
+        ),
+    }
+}
+
+/// Discovers the cluster as the daemon would, then scrapes one target of
+/// each job through its proxy path.
+async fn scrapes(cluster: &Cluster, settings: &Settings, client: &KubeClient, checks: &mut Checks) {
+    let found = match discovery::discover(cluster, settings.discovery_limits()).await {
+        Ok(found) => {
+            checks.pass(
+                "discovery",
+                format!(
+                    "{} nodes, {} node-exporter pods{}",
+                    found.nodes.len(),
+                    found.node_exporters.len(),
+                    if cluster.pods.is_some() {
+                        format!(", {} annotated pods", found.pods.len())
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+            Some(found)
+        }
+        Err(e) => {
+            let fix = match &e {
+                DiscoveryError::Forbidden { .. } => grant(cluster),
+                DiscoveryError::NotFound { .. } | DiscoveryError::NoSuchPort { .. } => format!(
+                    "check [node_exporter] namespace, service and port in {} against the cluster (kubectl get endpointslices -A)",
+                    cluster.source.display()
+                ),
+                _ => "see the message; `promfed status` shows the daemon's view".to_string(),
+            };
+            checks.fail("discovery", e.to_string(), fix);
+            None
+        }
+    };
+    let prefix = &cluster.api_server.path_prefix;
+    for kind in JobKind::ALL.into_iter().filter(|k| k.enabled_in(cluster)) {
+        let target = match kind {
+            JobKind::Apiserver => Some(("the API server".to_string(), format!("{prefix}/metrics"))),
+            JobKind::Federate => federate_path(cluster),
+            _ => match &found {
+                Some(found) => targets::first_target(cluster, found, kind),
+                None => continue,
+            },
+        };
+        let Some((instance, path)) = target else {
+            if kind.discovered() {
+                checks.warn(
+                    "scrape",
+                    format!("{}: no target found, nothing to sample", kind.slug()),
+                    "nothing to do if the cluster really has none",
+                );
+            }
+            continue;
+        };
+        // `path` already has the prefix; the client adds it again.
+        let relative = path.strip_prefix(prefix.as_str()).unwrap_or(&path);
+        sample(cluster, client, kind, &instance, relative, checks).await;
+    }
+}
+
+/// `[federate]` through the service proxy (a URL source is not reached
+/// through the API server, and is not sampled).
+fn federate_path(cluster: &Cluster) -> Option<(String, String)> {
+    let f = cluster.federate.as_ref()?;
+    let Source::Service {
+        namespace,
+        service,
+        port,
+    } = &f.source
+    else {
+        return None;
+    };
+    let port = match port {
+        crate::config::cluster::PortRef::Number(n) => n.to_string(),
+        crate::config::cluster::PortRef::Name(n) => n.clone(),
+    };
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(f.matchers.iter().map(|m| ("match[]", m)))
+        .finish();
+    Some((
+        format!("{namespace}/{service}"),
+        format!(
+            "{}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/federate?{query}",
+            cluster.api_server.path_prefix
+        ),
+    ))
+}
+
+async fn sample(
+    cluster: &Cluster,
+    client: &KubeClient,
+    kind: JobKind,
+    instance: &str,
+    path: &str,
+    checks: &mut Checks,
+) {
+    let job = kind.slug();
+    let started = Instant::now();
+    let shown_path = path.split('?').next().unwrap_or(path);
+    match client.fetch(path, "text/plain;version=0.0.4").await {
+        Ok((200, body)) => checks.pass(
+            "scrape",
+            format!(
+                "{job} {instance}: {:.1} KiB in {} ms through {shown_path}",
+                body.len() as f64 / 1024.0,
+                started.elapsed().as_millis()
+            ),
+        ),
+        Ok((status, body)) => {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| {
+                    String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned()
+                });
+            let message = client.redact(message.trim());
+            let fix = match (status, kind) {
+                (403, _) => grant(cluster),
+                (502..=504, JobKind::Kubelet | JobKind::Cadvisor) => format!(
+                    "the API server cannot reach the kubelet on node {instance} (port 10250): is the node Ready, and may the control plane reach it?"
+                ),
+                (502..=504, JobKind::Federate) => format!(
+                    "the service {instance} has no ready endpoint on that port: check the in-cluster Prometheus and [federate] port in {}",
+                    cluster.source.display()
+                ),
+                (502..=504, _) => format!(
+                    "the API server cannot reach pod {instance}'s port: is the pod running and listening there? (check the port in {})",
+                    cluster.source.display()
+                ),
+                _ => "see the message".to_string(),
+            };
+            checks.fail(
+                "scrape",
+                format!("{job} {instance}: {shown_path} answered {status}: {message}"),
+                fix,
+            );
+        }
+        Err(e) => checks.fail(
+            "scrape",
+            format!("{job} {instance}: {shown_path}: {e}"),
+            "see the message",
+        ),
+    }
+}

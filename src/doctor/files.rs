@@ -1,0 +1,39 @@
+//! On this host: promfed and the user Prometheus runs as can read every
+//! file the cluster names (promtool does not check `ca_file`; Prometheus
+//! would fail that job alone, at scrape time).
+
+use crate::access::Identity;
+use crate::config::cluster::Cluster;
+
+use super::Checks;
+
+pub fn check(cluster: &Cluster, prometheus: &Identity, checks: &mut Checks) {
+    for (key, path) in cluster.credential_files() {
+        let shown = path.display();
+        if let Err(e) = crate::fsutil::open_regular(path) {
+            checks.fail(
+                "files",
+                format!("{key} {shown} cannot be read by promfed: {e}"),
+                format!(
+                    "put the file there (`promfed add-cluster` writes it from a kubeconfig), or correct {key} in {}",
+                    cluster.source.display()
+                ),
+            );
+            continue;
+        }
+        match prometheus.can_read(path) {
+            Ok(()) => checks.pass(
+                "files",
+                format!("{key} {shown} is readable by `{}`", prometheus.name),
+            ),
+            Err(why) => checks.fail(
+                "files",
+                format!("{key} {shown} {why}"),
+                format!(
+                    "chgrp {0} {shown} && chmod 0640 {shown}, and let group {0} search its folder (chgrp {0} DIR && chmod 0750 DIR)",
+                    prometheus.name
+                ),
+            ),
+        }
+    }
+}

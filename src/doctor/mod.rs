@@ -1,0 +1,257 @@
+//! `promfed doctor`: a read-only check of everything between this host and
+//! each cluster's targets, one line per check, every failure with its fix.
+//! Nothing is written and nothing is reloaded.
+
+mod api;
+mod files;
+mod host;
+mod network;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::cluster::{Broken, Cluster, Parsed};
+use crate::config::diagnostic::SourceText;
+use crate::config::inventory;
+use crate::config::settings::Settings;
+
+/// How long each network step may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One check's result.
+#[derive(Debug, Serialize)]
+pub struct Check {
+    /// The cluster's name, or `host`.
+    pub scope: String,
+    pub check: &'static str,
+    pub verdict: Verdict,
+    pub detail: String,
+    /// What to do about a failure or a warning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// The checks of one scope, in order.
+pub struct Checks {
+    scope: String,
+    pub list: Vec<Check>,
+}
+
+impl Checks {
+    fn new(scope: &str) -> Checks {
+        Checks {
+            scope: scope.to_string(),
+            list: Vec::new(),
+        }
+    }
+
+    fn pass(&mut self, check: &'static str, detail: impl Into<String>) {
+        self.push(check, Verdict::Pass, detail.into(), None);
+    }
+
+    fn warn(&mut self, check: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
+        self.push(check, Verdict::Warn, detail.into(), Some(fix.into()));
+    }
+
+    fn fail(&mut self, check: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
+        self.push(check, Verdict::Fail, detail.into(), Some(fix.into()));
+    }
+
+    fn push(&mut self, check: &'static str, verdict: Verdict, detail: String, fix: Option<String>) {
+        self.list.push(Check {
+            scope: self.scope.clone(),
+            check,
+            verdict,
+            detail,
+            fix,
+        });
+    }
+}
+
+/// Every check's result, clusters first, then this host.
+#[derive(Serialize)]
+pub struct Findings {
+    pub checks: Vec<Check>,
+    pub passed: usize,
+    pub warnings: usize,
+    pub failed: usize,
+}
+
+impl Findings {
+    fn new(checks: Vec<Check>) -> Findings {
+        let count = |v| checks.iter().filter(|c| c.verdict == v).count();
+        Findings {
+            passed: count(Verdict::Pass),
+            warnings: count(Verdict::Warn),
+            failed: count(Verdict::Fail),
+            checks,
+        }
+    }
+
+    /// 0 when nothing failed (warnings included), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(self.failed > 0)
+    }
+}
+
+/// Checks the clusters named in `only` (by name or file; all when empty),
+/// then this host. A name that matches no cluster file fails.
+pub async fn run(settings: &Settings, only: &[String]) -> Findings {
+    let mut checks = Vec::new();
+    let files = match cluster_files(&settings.clusters_dir) {
+        Ok(files) => files,
+        Err(e) => {
+            let mut host = Checks::new("host");
+            host.fail(
+                "clusters",
+                format!(
+                    "cannot list the clusters folder {}: {e}",
+                    settings.clusters_dir.display()
+                ),
+                "create it, or set clusters_dir in promfed.toml",
+            );
+            return Findings::new(host.list);
+        }
+    };
+    let mut matched = vec![false; only.len()];
+    let mut clusters = Vec::new();
+    for file in &files {
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let parsed = read(file, stem);
+        let name = match &parsed {
+            Ok(c) => c.name.to_string(),
+            Err(_) => stem.to_string(),
+        };
+        let wanted = only.is_empty()
+            || only.iter().enumerate().any(|(i, o)| {
+                let hit = *o == name || *o == stem || Path::new(o) == file.as_path();
+                matched[i] |= hit;
+                hit
+            });
+        if wanted {
+            clusters.push((file.clone(), name, parsed));
+        }
+    }
+    let mut host = Checks::new("host");
+    for (o, _) in only.iter().zip(&matched).filter(|(_, m)| !**m) {
+        host.fail(
+            "clusters",
+            format!(
+                "no cluster file in {} is named `{o}`",
+                settings.clusters_dir.display()
+            ),
+            "`ls` the folder: cluster files end in .toml",
+        );
+    }
+    if files.is_empty() {
+        host.warn(
+            "clusters",
+            format!(
+                "no cluster files in {}: nothing is monitored",
+                settings.clusters_dir.display()
+            ),
+            "add one with `promfed add-cluster NAME --kubeconfig FILE`",
+        );
+    }
+    let mut in_force = Vec::new();
+    for (file, name, parsed) in clusters {
+        let mut c = Checks::new(&name);
+        match parsed {
+            Err(problems) => c.fail(
+                "file",
+                format!("{} is not valid: {}", file.display(), problems.join("; ")),
+                format!(
+                    "`promfed check` shows each problem with its line; fix {}",
+                    file.display()
+                ),
+            ),
+            Ok(cluster) => {
+                files::check(&cluster, &settings.prometheus.user, &mut c);
+                if network::check(&cluster, &mut c) {
+                    api::check(&cluster, settings, &mut c).await;
+                }
+                in_force.push(cluster);
+            }
+        }
+        checks.extend(c.list);
+    }
+    host::check(settings, &in_force, files.len(), &mut host).await;
+    checks.extend(host.list);
+    Findings::new(checks)
+}
+
+/// The cluster files in the folder, as the daemon sees them.
+fn cluster_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| inventory::is_cluster_file(p) && !p.is_dir())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// A cluster file, parsed without the credential checks (`files` makes
+/// them, one line each).
+fn read(file: &Path, stem: &str) -> Result<Cluster, Vec<String>> {
+    let bytes = crate::fsutil::read_regular(file, crate::fsutil::MAX_TOML_FILE)
+        .map_err(|e| vec![format!("cannot read: {e}")])?;
+    let text = String::from_utf8(bytes).map_err(|_| vec!["is not UTF-8 text".to_string()])?;
+    Cluster::parse(&SourceText::new(file, text), stem)
+        .map(|Parsed { cluster, .. }| cluster)
+        .map_err(|Broken { problems, .. }| problems.iter().map(|p| p.headline()).collect())
+}
+
+/// One line per check, grouped by scope, and a count.
+pub fn print(findings: &Findings, json: bool) {
+    if json {
+        say!(
+            "{}",
+            serde_json::to_string_pretty(findings).expect("findings serialise")
+        );
+        return;
+    }
+    let mut scope = "";
+    for c in &findings.checks {
+        if c.scope != scope {
+            scope = &c.scope;
+            match scope {
+                "host" => say!("this host"),
+                name => say!("cluster {name}"),
+            }
+        }
+        let mark = match c.verdict {
+            Verdict::Pass => "✔",
+            Verdict::Warn => "!",
+            Verdict::Fail => "✘",
+        };
+        say!("  {mark} {}: {}", c.check, c.detail);
+        if let Some(fix) = &c.fix {
+            say!("      fix: {fix}");
+        }
+    }
+    say!(
+        "promfed doctor: {} passed, {} {}, {} failed",
+        findings.passed,
+        findings.warnings,
+        plural(findings.warnings, "warning", "warnings"),
+        findings.failed
+    );
+}
+
+/// `1 cluster`, `2 clusters`.
+pub fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}

@@ -1,0 +1,174 @@
+//! The Kubernetes permissions a cluster file's enabled jobs need: one list,
+//! from which `promfed rbac` writes the role and `promfed doctor` asks the
+//! API server, so the two can never disagree.
+
+use crate::config::cluster::Cluster;
+use crate::config::federate::Source;
+use crate::config::settings::DiscoveryMode;
+
+/// One verb on one kind of object, cluster-wide or in one namespace.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Need {
+    pub verb: &'static str,
+    pub object: Object,
+    /// `None`: cluster-wide (a ClusterRole); else a Role in that namespace.
+    pub namespace: Option<String>,
+    /// Which job needs it, for the reader.
+    pub why: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Object {
+    /// `group` is "" for the core API.
+    Resource {
+        group: &'static str,
+        resource: &'static str,
+        subresource: Option<&'static str>,
+    },
+    /// A non-resource URL, such as the API server's `/metrics`.
+    Path(&'static str),
+}
+
+impl Object {
+    const fn core(resource: &'static str) -> Object {
+        Object::Resource {
+            group: "",
+            resource,
+            subresource: None,
+        }
+    }
+
+    const fn proxy(resource: &'static str) -> Object {
+        Object::Resource {
+            group: "",
+            resource,
+            subresource: Some("proxy"),
+        }
+    }
+
+    /// As RBAC rules name it: `nodes/proxy`, `endpointslices`, `/metrics`.
+    pub fn rbac_name(&self) -> String {
+        match self {
+            Object::Resource {
+                resource,
+                subresource: Some(sub),
+                ..
+            } => format!("{resource}/{sub}"),
+            Object::Resource { resource, .. } => resource.to_string(),
+            Object::Path(path) => path.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Need {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match &self.object {
+            Object::Resource { group: "", .. } | Object::Path(_) => self.object.rbac_name(),
+            Object::Resource { group, .. } => format!("{}.{group}", self.object.rbac_name()),
+        };
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {name} in namespace {ns}", self.verb),
+            None => write!(f, "{} {name}", self.verb),
+        }
+    }
+}
+
+/// Every permission `cluster` needs, sorted, each once.
+pub fn needed(cluster: &Cluster, mode: DiscoveryMode) -> Vec<Need> {
+    let mut needs = Vec::new();
+    let mut add = |verbs: &[&'static str], object: Object, namespace: Option<&str>, why| {
+        for verb in verbs {
+            needs.push(Need {
+                verb,
+                object: object.clone(),
+                namespace: namespace.map(str::to_string),
+                why,
+            });
+        }
+    };
+    const FOLLOW: &[&str] = &["list", "watch"];
+    if cluster.kubelet.enabled || cluster.cadvisor.component.enabled {
+        add(
+            FOLLOW,
+            Object::core("nodes"),
+            None,
+            "kubelet and cAdvisor targets",
+        );
+        add(
+            &["get"],
+            Object::proxy("nodes"),
+            None,
+            "scraping kubelet and cAdvisor",
+        );
+    }
+    if cluster.apiserver.enabled {
+        add(
+            &["get"],
+            Object::Path("/metrics"),
+            None,
+            "scraping the API server",
+        );
+    }
+    if cluster.node_exporter.component.enabled {
+        let ns = Some(cluster.node_exporter.namespace.as_str());
+        let slices = Object::Resource {
+            group: "discovery.k8s.io",
+            resource: "endpointslices",
+            subresource: None,
+        };
+        add(FOLLOW, slices, ns, "node-exporter targets");
+        if mode == DiscoveryMode::KubernetesSd {
+            // Prometheus's endpointslice role also follows the pods and
+            // services of the namespace, for their labels.
+            add(FOLLOW, Object::core("pods"), ns, "node-exporter targets");
+            add(
+                FOLLOW,
+                Object::core("services"),
+                ns,
+                "node-exporter targets",
+            );
+        }
+        add(
+            &["get"],
+            Object::proxy("pods"),
+            ns,
+            "scraping node-exporter",
+        );
+    }
+    if let Some(pods) = &cluster.pods {
+        let namespaces: Vec<Option<&str>> = match pods.namespaces.as_slice() {
+            [] => vec![None],
+            some => some.iter().map(|n| Some(n.as_str())).collect(),
+        };
+        for ns in namespaces {
+            add(FOLLOW, Object::core("pods"), ns, "annotated pods ([pods])");
+            add(
+                &["get"],
+                Object::proxy("pods"),
+                ns,
+                "scraping annotated pods ([pods])",
+            );
+        }
+    }
+    if let Some(Source::Service { namespace, .. }) = cluster.federate.as_ref().map(|f| &f.source) {
+        add(
+            &["get"],
+            Object::proxy("services"),
+            Some(namespace),
+            "federating ([federate])",
+        );
+    }
+    needs.sort();
+    // The same permission for two jobs is one rule: keep the first reason.
+    needs.dedup_by(|a, b| a.verb == b.verb && a.object == b.object && a.namespace == b.namespace);
+    // A cluster-wide grant covers the namespaced ones.
+    let wide: Vec<(&'static str, Object)> = needs
+        .iter()
+        .filter(|n| n.namespace.is_none())
+        .map(|n| (n.verb, n.object.clone()))
+        .collect();
+    needs.retain(|n| {
+        n.namespace.is_none() || !wide.iter().any(|(v, o)| *v == n.verb && *o == n.object)
+    });
+    needs
+}

@@ -1,0 +1,151 @@
+//! `promfed rbac`: the least a cluster must grant promfed's identity for
+//! the jobs a cluster file enables, as manifests to `kubectl apply`. The
+//! rules come from `permissions::needed`, the list `promfed doctor` asks.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use std::path::Path;
+
+use crate::config::cluster::Cluster;
+use crate::config::diagnostic::SourceText;
+use crate::config::settings::{DiscoveryMode, Settings};
+use crate::permissions::{self, Need, Object};
+
+/// The source of the cluster made of the defaults.
+const DEFAULTS: &str = "(the defaults)";
+
+/// The service account's name, and the roles'.
+const NAME: &str = "promfed";
+
+/// The manifests, a YAML stream with comments.
+pub fn manifests(cluster: &Cluster, mode: DiscoveryMode, namespace: &str) -> String {
+    let needs = permissions::needed(cluster, mode);
+    let mut out = String::new();
+    let jobs: Vec<&str> = crate::targets::JobKind::ALL
+        .iter()
+        .filter(|k| k.enabled_in(cluster))
+        .map(|k| k.slug())
+        .collect();
+    let about = if cluster.source.as_os_str() == DEFAULTS {
+        "the default jobs (no cluster file named)".to_string()
+    } else {
+        format!("cluster `{}` ({})", cluster.name, cluster.source.display())
+    };
+    let _ = writeln!(
+        out,
+        "# promfed rbac for {about}: the least its jobs need\n# ({}), for the service account {namespace}/{NAME}.\n#",
+        jobs.join(", ")
+    );
+    if needs.iter().any(|n| n.object.rbac_name() == "nodes/proxy") {
+        out.push_str(NODES_PROXY_WARNING);
+    }
+    let _ = write!(
+        out,
+        "# Apply it with `kubectl apply -f FILE`, then take the long-lived token and\n# the CA from the Secret below:\n#\n#   kubectl -n {namespace} get secret {NAME}-token -o jsonpath='{{.data.token}}' | base64 -d > token\n#   kubectl -n {namespace} get secret {NAME}-token -o jsonpath='{{.data.ca\\.crt}}' | base64 -d > ca.crt\n#\n# and install them as the README shows (or write a kubeconfig with them and\n# run `promfed add-cluster NAME --kubeconfig FILE`). `promfed doctor` then\n# asks the API server for each of these permissions.\n"
+    );
+    let _ = write!(
+        out,
+        "---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {NAME}\n  namespace: {namespace}\n---\napiVersion: v1\nkind: Secret\ntype: kubernetes.io/service-account-token\nmetadata:\n  name: {NAME}-token\n  namespace: {namespace}\n  annotations:\n    kubernetes.io/service-account.name: {NAME}\n"
+    );
+    let mut by_scope: BTreeMap<Option<&str>, Vec<&Need>> = BTreeMap::new();
+    for need in &needs {
+        by_scope
+            .entry(need.namespace.as_deref())
+            .or_default()
+            .push(need);
+    }
+    for (scope, needs) in by_scope {
+        let (role, binding, meta) = match scope {
+            None => (
+                "ClusterRole",
+                "ClusterRoleBinding",
+                format!("  name: {NAME}\n"),
+            ),
+            Some(ns) => (
+                "Role",
+                "RoleBinding",
+                format!("  name: {NAME}\n  namespace: {ns}\n"),
+            ),
+        };
+        let _ = write!(
+            out,
+            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: {role}\nmetadata:\n{meta}rules:\n{}",
+            rules(&needs)
+        );
+        let _ = write!(
+            out,
+            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: {binding}\nmetadata:\n{meta}roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: {role}\n  name: {NAME}\nsubjects:\n- kind: ServiceAccount\n  name: {NAME}\n  namespace: {namespace}\n"
+        );
+    }
+    out
+}
+
+const NODES_PROXY_WARNING: &str = "\
+# WARNING: `get nodes/proxy` reaches the whole kubelet API through the API
+# server, and because the kubelet authorizes a websocket's upgrade as `get`,
+# it also allows exec and attach into every pod on every node. Give this
+# identity to nothing but the monitoring host, and keep its token as you
+# would an admin's. Without it, kubelet and cAdvisor cannot be scraped (no
+# container CPU and memory, no kubelet health); disable [kubelet] and
+# [cadvisor] in the cluster file and this rule goes away.
+#
+";
+
+/// One rule per object, its verbs together, in a stable order.
+fn rules(needs: &[&Need]) -> String {
+    let mut verbs: BTreeMap<&Object, Vec<&str>> = BTreeMap::new();
+    for need in needs {
+        verbs.entry(&need.object).or_default().push(need.verb);
+    }
+    let mut out = String::new();
+    for (object, verbs) in verbs {
+        let verbs: Vec<String> = verbs.iter().map(|v| format!("\"{v}\"")).collect();
+        match object {
+            Object::Resource { group, .. } => {
+                let _ = write!(
+                    out,
+                    "- apiGroups: [\"{group}\"]\n  resources: [\"{}\"]\n  verbs: [{}]\n",
+                    object.rbac_name(),
+                    verbs.join(", ")
+                );
+            }
+            Object::Path(path) => {
+                let _ = write!(
+                    out,
+                    "- nonResourceURLs: [\"{path}\"]\n  verbs: [{}]\n",
+                    verbs.join(", ")
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The cluster `promfed rbac` writes for: a cluster file (by path or by
+/// name in the clusters folder), or one with the defaults.
+pub fn cluster_for(settings: &Settings, wanted: Option<&str>) -> Result<Cluster, String> {
+    let Some(wanted) = wanted else {
+        let text = "api_server = \"https://kubernetes.example:6443\"\ntoken_file = \"token\"\nca_file = \"ca.crt\"\n";
+        let source = SourceText::new(DEFAULTS, text);
+        return Cluster::parse(&source, "default")
+            .map(|p| p.cluster)
+            .map_err(|_| "the defaults do not parse".to_string());
+    };
+    let by_path = Path::new(wanted);
+    let file = if by_path.is_file() {
+        by_path.to_path_buf()
+    } else {
+        settings.clusters_dir.join(format!("{wanted}.toml"))
+    };
+    let bytes = crate::fsutil::read_regular(&file, crate::fsutil::MAX_TOML_FILE)
+        .map_err(|e| format!("no cluster `{wanted}`: {}: {e}", file.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8", file.display()))?;
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or(wanted);
+    Cluster::parse(&SourceText::new(&file, text), stem)
+        .map(|p| p.cluster)
+        .map_err(|broken| {
+            let problems: Vec<String> = broken.problems.iter().map(|p| p.headline()).collect();
+            problems.join("; ")
+        })
+}
