@@ -86,9 +86,19 @@ impl Identity {
     }
 }
 
-/// Secrets should not be readable by every user on the host.
+/// Secrets should not be readable by every user on the host. A file with
+/// the "other" read bit in a folder others may not search (the documented
+/// 0750 folder) is not: every folder on the way must let them through.
 pub fn world_readable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o004 != 0)
+    let readable = std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o004 != 0);
+    let Ok(absolute) = std::path::absolute(path) else {
+        return readable;
+    };
+    readable
+        && absolute
+            .ancestors()
+            .skip(1)
+            .all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 != 0))
 }
 
 fn owner_name(uid: u32) -> String {
@@ -123,6 +133,27 @@ mod tests {
             Err("does not exist".into())
         );
         assert!(!world_readable(&f));
+    }
+
+    #[test]
+    fn a_file_in_a_folder_others_cannot_search_is_not_world_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let secrets = dir.path().join("prod");
+        std::fs::create_dir(&secrets).unwrap();
+        let token = secrets.join("token");
+        std::fs::write(&token, "t").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(world_readable(&token));
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o750)).unwrap();
+        assert!(
+            !world_readable(&token),
+            "a 0750 folder keeps it from others"
+        );
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(!world_readable(&token));
     }
 
     #[test]

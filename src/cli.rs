@@ -230,7 +230,7 @@ fn finish(code: u8) -> ExitCode {
 fn transaction(runtime: &tokio::runtime::Runtime, settings: &Settings, mode: Mode) -> u8 {
     let programs = Managed::all(settings);
     let report = runtime.block_on(apply::run(settings, &programs, &Options::new(mode)));
-    print_report(&report, &programs);
+    print_report(&report, &programs, &settings.clusters_dir);
     report.exit_code()
 }
 
@@ -267,7 +267,7 @@ fn render(settings: &Settings) -> u8 {
     }
 }
 
-fn print_report(report: &Report, programs: &[Managed]) {
+fn print_report(report: &Report, programs: &[Managed], clusters_dir: &std::path::Path) {
     for notice in &report.notices {
         tell!("notice: {notice}");
     }
@@ -301,6 +301,12 @@ fn print_report(report: &Report, programs: &[Managed]) {
         say!(
             "cluster {name} ({}){definition}{discovery}",
             c.file.display()
+        );
+    }
+    if report.started && report.clusters.is_empty() {
+        say!(
+            "no cluster files in {}: nothing to monitor yet; add one with `promfed add-cluster NAME --kubeconfig FILE` (files ending in .toml are read)",
+            clusters_dir.display()
         );
     }
     for program in programs {
@@ -343,9 +349,13 @@ fn print_outcome(program: &str, target: &std::path::Path, outcome: &ConfigOutcom
         ConfigOutcome::NotRendered => {
             say!("{program}: nothing rendered, {target} left as it is")
         }
-        ConfigOutcome::Rejected(e) => {
+        ConfigOutcome::Rejected(e) if e.is_config_error() => {
             tell!("error: {e}");
             say!("{program}: candidate rejected, {target} left as it is");
+        }
+        ConfigOutcome::Rejected(e) => {
+            tell!("error: {e}");
+            say!("{program}: the candidate could not be checked, {target} left as it is");
         }
         ConfigOutcome::Passed => {
             say!("{program}: candidate passes the gate and the file checks")

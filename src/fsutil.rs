@@ -136,6 +136,18 @@ pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// For a write refused beside `target`: the one-time step that lets
+/// promfed write there (README, "Installing the package"); else nothing.
+pub fn denied_hint(target: &Path, e: &io::Error) -> String {
+    if e.kind() != io::ErrorKind::PermissionDenied {
+        return String::new();
+    }
+    let dir = parent(target).display();
+    format!(
+        " — promfed may not write in {dir}; the one-time step after installing is `chgrp promfed {dir} && chmod g+w {dir}` (README, Installing the package)"
+    )
+}
+
 /// Atomically replaces `target` with `bytes`.
 pub fn write_atomic(target: &Path, bytes: &[u8], default_mode: u32) -> io::Result<()> {
     let written = write_beside(target, bytes, default_mode)?;

@@ -13,6 +13,11 @@ pub fn failed(result: std::io::Result<()>) {
     }
 }
 
+/// `1 cluster`, `2 clusters`: the word for `n`.
+pub fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
+
 /// Flushes standard output; whether every write of this command succeeded.
 pub fn all_written() -> bool {
     use std::io::Write;

@@ -13,6 +13,7 @@ mod doctor;
 mod e2e;
 mod fake_apiserver;
 mod federate;
+mod first_contact;
 mod golden;
 mod hostile;
 mod pods;

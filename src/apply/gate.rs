@@ -38,7 +38,7 @@ pub enum GateError {
     Timeout(&'static str, Duration),
     #[error("cannot run {}: {}", .0.display(), .1)]
     Tool(PathBuf, std::io::Error),
-    #[error("cannot write the candidate beside {}: {}", .0.display(), .1)]
+    #[error("cannot write the candidate beside {}: {}{}", .0.display(), .1, crate::fsutil::denied_hint(.0, .1))]
     Stage(PathBuf, std::io::Error),
 }
 

@@ -74,8 +74,12 @@ pub fn install(checked: Checked, target: &Path, previous_copy: &Path) -> Result<
                 )
             })?;
     }
-    staged
-        .install()
-        .map_err(|e| format!("cannot install {}: {e}", target.display()))?;
+    staged.install().map_err(|e| {
+        format!(
+            "cannot install {}: {e}{}",
+            target.display(),
+            fsutil::denied_hint(target, &e)
+        )
+    })?;
     Ok(installed(previous))
 }

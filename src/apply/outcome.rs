@@ -66,7 +66,10 @@ impl ConfigOutcome {
         match self {
             ConfigOutcome::NotRendered => OutcomeKind::Invalid,
             ConfigOutcome::NotOurs(_) => OutcomeKind::Refused,
-            ConfigOutcome::Rejected(_) => OutcomeKind::Rejected,
+            // Only the gate's verdict on the configuration is a rejection;
+            // a folder promfed may not write or a missing tool is a failure.
+            ConfigOutcome::Rejected(e) if e.is_config_error() => OutcomeKind::Rejected,
+            ConfigOutcome::Rejected(_) => OutcomeKind::Failed,
             ConfigOutcome::Passed => OutcomeKind::Passed,
             ConfigOutcome::Unchanged => OutcomeKind::Unchanged,
             ConfigOutcome::Applied(_) => OutcomeKind::Applied,

@@ -292,7 +292,7 @@ impl RawCluster {
                 .map_err(|e| p.at(s.span.clone(), "name", e))
                 .ok(),
             None => ClusterName::parse(default_name)
-                .map_err(|e| p.at(0..0, "name", format!("the file name gives the cluster name: {e}; rename the file or set `name`")))
+                .map_err(|e| p.missing("name", format!("the file name gives the cluster name: {e}; rename the file or set `name`")))
                 .ok(),
         };
         let api_server = match &self.api_server {
@@ -300,8 +300,7 @@ impl RawCluster {
                 .map_err(|e| p.at(s.span.clone(), "api_server", e))
                 .ok(),
             None => {
-                p.at(
-                    0..0,
+                p.missing(
                     "api_server",
                     "missing: the API server's URL, for example \"https://203.0.113.10:6443\"",
                 );
@@ -325,27 +324,18 @@ impl RawCluster {
         };
         let written = |key| self.credentials_written.contains(&key);
         match (written("cert_file"), written("key_file")) {
-            (true, false) => p.at(
-                0..0,
-                "key_file",
-                "cert_file is set, so key_file is needed too",
-            ),
-            (false, true) => p.at(
-                0..0,
-                "cert_file",
-                "key_file is set, so cert_file is needed too",
-            ),
+            (true, false) => p.missing("key_file", "cert_file is set, so key_file is needed too"),
+            (false, true) => p.missing("cert_file", "key_file is set, so cert_file is needed too"),
             _ => {}
         }
         if !written("token_file") && !written("cert_file") && !written("key_file") {
-            p.at(
-                0..0,
+            p.missing(
                 "token_file",
                 "missing: set token_file (a service-account token) or cert_file and key_file",
             );
         }
         if !written("ca_file") && !insecure {
-            p.at(0..0, "ca_file", "missing: the CA that signed the API server's certificate (or insecure_skip_verify = true, not recommended)");
+            p.missing("ca_file", "missing: the CA that signed the API server's certificate (or insecure_skip_verify = true, not recommended)");
         }
 
         let mut labels = BTreeMap::new();
@@ -538,7 +528,7 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "/etc/promfed.d/stage.toml:1:1: key `ca_file`: missing: the CA that signed the API server's certificate (or insecure_skip_verify = true, not recommended)",
+                "/etc/promfed.d/stage.toml: key `ca_file`: missing: the CA that signed the API server's certificate (or insecure_skip_verify = true, not recommended) — add it at the top level, above the first [table]",
                 "/etc/promfed.d/stage.toml:1:14: key `api_server`: `http://10.0.0.1:6443`: the API server must be reached over https:// (tokens would travel in clear text)",
                 "/etc/promfed.d/stage.toml:3:12: key `labels.cluster`: `cluster` is set by promfed itself and cannot be overridden",
                 "/etc/promfed.d/stage.toml:3:27: key `labels.bad-name`: `bad-name` is not a valid label name: use letters, digits and `_`, not starting with a digit",

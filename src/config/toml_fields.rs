@@ -24,6 +24,12 @@ pub struct Problems<'s> {
     source: &'s SourceText,
     found: Vec<Diagnostic>,
     omitted: usize,
+    /// Unknown keys found in a table below the top level, by index in
+    /// `found`, with the key's own name: it may be a top-level key written
+    /// after a `[table]` header, which TOML puts in that table.
+    nested_unknown: Vec<(usize, String)>,
+    /// The keys the top level takes.
+    top_level: Vec<&'static str>,
 }
 
 impl<'s> Problems<'s> {
@@ -32,6 +38,8 @@ impl<'s> Problems<'s> {
             source,
             found: Vec::new(),
             omitted: 0,
+            nested_unknown: Vec::new(),
+            top_level: Vec::new(),
         }
     }
 
@@ -44,12 +52,39 @@ impl<'s> Problems<'s> {
         }
     }
 
+    /// A key of the file's top level that is not there: no line to point
+    /// at (a caret on line 1 would point at whatever is there), so the
+    /// message says where it belongs.
+    pub fn missing(&mut self, key: &str, message: impl Into<String>) {
+        if self.found.len() < MAX_PROBLEMS_PER_FILE {
+            self.found.push(Diagnostic::file(
+                &self.source.path,
+                Some(key),
+                format!(
+                    "{} — add it at the top level, above the first [table]",
+                    message.into()
+                ),
+            ));
+        } else {
+            self.omitted += 1;
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.found.is_empty()
     }
 
     /// Every problem, in file order, and a last line counting those left out.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
+        for (index, key) in std::mem::take(&mut self.nested_unknown) {
+            if self.top_level.contains(&key.as_str()) {
+                let d = &mut self.found[index];
+                d.message = format!(
+                    "`{key}` is a top-level key, but it is written after a [table] header, so TOML puts it in that table: move it above the first [table]; {}",
+                    d.message
+                );
+            }
+        }
         self.found.sort_by_key(Diagnostic::position);
         if self.omitted > 0 {
             self.found.push(Diagnostic::file(
@@ -238,13 +273,51 @@ impl<'d> Fields<'d> {
                 .unwrap_or_else(|| self.span.clone());
             let mut allowed = self.allowed.clone();
             allowed.sort_unstable();
+            let guess =
+                closest(name, &allowed).map_or(String::new(), |g| format!("; did you mean `{g}`?"));
+            if !self.prefix.is_empty() && p.found.len() < MAX_PROBLEMS_PER_FILE {
+                p.nested_unknown.push((p.found.len(), name.to_string()));
+            }
             p.at(
                 span,
                 &self.path(name),
-                format!("unknown key (allowed here: {})", allowed.join(", ")),
+                format!("unknown key{guess} (allowed here: {})", allowed.join(", ")),
             );
         }
+        if self.prefix.is_empty() {
+            p.top_level = self.allowed;
+        }
     }
+}
+
+/// The allowed key nearest to a misspelt one, when it is near enough to
+/// be what was meant: at most a third of its letters differ.
+fn closest<'a>(written: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    let written = written.to_ascii_lowercase();
+    allowed
+        .iter()
+        .map(|a| (edit_distance(&written, a), *a))
+        .filter(|(d, a)| *d <= a.len() / 3)
+        .min()
+        .map(|(_, a)| a)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// A value type `Fields::get` can read.
@@ -320,6 +393,47 @@ mod tests {
                 "c.toml:3:1: key `typo`: unknown key (allowed here: a, b, s)",
                 "c.toml:6:1: key `s.z`: unknown key (allowed here: x)",
             ]
+        );
+    }
+
+    /// A misspelt key names the one meant; a top-level key written below
+    /// a `[table]` header (appended to the end of the file) says why it
+    /// landed there.
+    #[test]
+    fn unknown_keys_say_what_was_meant_and_where_it_belongs() {
+        let src = SourceText::new(
+            "c.toml",
+            "ca_fle = \"x\"\n[prometheus]\nurl = \"u\"\nclusters_dir = \"d\"\nurll = 1\n",
+        );
+        let doc = parse(&src).unwrap();
+        let mut p = Problems::new(&src);
+        let mut root = Fields::root(&doc);
+        let _ = root.get::<String>(&mut p, "ca_file");
+        let _ = root.get::<String>(&mut p, "clusters_dir");
+        let mut t = root.table(&mut p, "prometheus").unwrap();
+        let _ = t.get::<String>(&mut p, "url");
+        t.finish(&mut p);
+        root.finish(&mut p);
+        let got: Vec<String> = p.into_sorted().iter().map(|d| d.headline()).collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[0].ends_with("key `ca_fle`: unknown key; did you mean `ca_file`? (allowed here: ca_file, clusters_dir, prometheus)"), "{}", got[0]);
+        assert!(got[1].contains("key `prometheus.clusters_dir`: `clusters_dir` is a top-level key, but it is written after a [table] header, so TOML puts it in that table: move it above the first [table]"), "{}", got[1]);
+        assert!(
+            got[2].contains("key `prometheus.urll`: unknown key; did you mean `url`?"),
+            "{}",
+            got[2]
+        );
+    }
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("ca_fle", "ca_file"), 1);
+        assert_eq!(edit_distance("token_flie", "token_file"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(closest("colour", &["labels", "name"]), None);
+        assert_eq!(
+            closest("Token_File", &["token_file", "ca_file"]),
+            Some("token_file")
         );
     }
 }

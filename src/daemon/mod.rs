@@ -85,13 +85,16 @@ impl Stop {
 
 pub async fn run(settings: Settings) -> u8 {
     let (events, mut incoming) = unbounded_channel();
-    let (Ok(mut hangup), Ok(terminate), Ok(interrupt)) = (
+    let (mut hangup, terminate, interrupt) = match (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return 1;
+    ) {
+        (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            tracing::error!("cannot install signal handlers: {e}");
+            return 1;
+        }
     };
     let mut stop = Stop {
         terminate,
@@ -172,7 +175,7 @@ impl Daemon {
                 if !self.relevant(&path) {
                     return Action::Ignore;
                 }
-                tracing::debug!(file = %path.display(), stage = "watch", ?change, "changed");
+                tracing::debug!(file = %path.display(), stage = "watch", ?change, "{} changed ({change:?})", path.display());
                 match change {
                     Change::Writing => self.writing.insert(path),
                     Change::Complete => self.writing.remove(&path),
@@ -339,7 +342,19 @@ impl Daemon {
         let retry = report.outcomes.iter().any(|(_, o)| o.worth_retrying());
         self.schedule.on(Timing::Applied { retry }, Instant::now());
         if let Some(backoff) = self.schedule.retry_in() {
-            tracing::warn!(stage = "apply", retry_in = ?backoff, "will try again");
+            let failed: Vec<String> = report
+                .outcomes
+                .iter()
+                .filter(|(_, o)| o.worth_retrying())
+                .filter_map(|(kind, o)| Some(format!("{}: {}", kind.name(), o.failure()?)))
+                .collect();
+            tracing::warn!(
+                stage = "apply",
+                retry_in = ?backoff,
+                "will try again in {:.1} s: {}",
+                backoff.as_secs_f64(),
+                failed.join("; ")
+            );
         }
         if !report.started {
             for (_, outcome) in &report.outcomes {
@@ -452,7 +467,7 @@ impl Daemon {
     /// Writes status.json and the metrics file, and tells systemd.
     fn publish(&mut self) {
         if let Err(e) = self.state.write(&self.settings) {
-            tracing::warn!(stage = "status", error = %e, "cannot write status or metrics");
+            tracing::warn!(stage = "status", error = %e, "cannot write status or metrics: {e}");
         }
         let summary = self.state.summary();
         if summary != self.told_systemd {

@@ -76,7 +76,7 @@ impl State {
             }
             match outcome.failure() {
                 Some(e) => {
-                    tracing::error!(stage = "apply", program, outcome = %outcome.kind(), "{e}");
+                    tracing::error!(stage = "apply", program, outcome = %outcome.kind(), "{program}: {e}");
                     errors.push(format!("{program}: {e}"));
                 }
                 None => tracing::info!(
@@ -182,7 +182,7 @@ impl State {
                     tracing::warn!(
                         cluster = name,
                         stage = "discovery",
-                        "the API server gave names that are not Kubernetes names{}",
+                        "cluster {name}: the API server gave names that are not Kubernetes names{}",
                         crate::cli::skipped(&found.skipped)
                     );
                 }
@@ -191,7 +191,7 @@ impl State {
                     tracing::warn!(
                         cluster = name,
                         stage = "discovery",
-                        "{matched} pods are annotated for scraping, more than [pods] max_targets = {}: only the first {} (by namespace and name) are scraped; raise max_targets or narrow [pods] namespaces",
+                        "cluster {name}: {matched} pods are annotated for scraping, more than [pods] max_targets = {}: only the first {} (by namespace and name) are scraped; raise max_targets or narrow [pods] namespaces",
                         pods.max_targets,
                         pods.max_targets
                     );
@@ -216,7 +216,9 @@ impl State {
                         stage = "discovery",
                         nodes = d.nodes,
                         node_exporters = d.node_exporters,
-                        "discovery ok"
+                        "cluster {name}: discovery ok again, {} nodes, {} node-exporter pods",
+                        d.nodes,
+                        d.node_exporters
                     );
                 }
             }
@@ -230,7 +232,7 @@ impl State {
                     cluster = name,
                     stage = "discovery",
                     reason = e.reason(),
-                    "{e}; keeping the last targets"
+                    "cluster {name}: {e}; keeping the last targets"
                 );
             }
         }
@@ -269,7 +271,11 @@ impl State {
             .filter(|(_, c)| !c.is_healthy())
             .map(|(n, _)| n.as_str())
             .collect();
-        let mut line = format!("{ok} clusters OK, {} failing", failing.len());
+        let mut line = format!(
+            "{ok} {} OK, {} failing",
+            crate::output::plural(ok, "cluster", "clusters"),
+            failing.len()
+        );
         if !failing.is_empty() {
             line.push_str(&format!(" ({})", failing.join(", ")));
         }
@@ -296,19 +302,31 @@ impl State {
     /// The metrics first, status.json last: whoever sees a new status.json
     /// finds the metrics of the same moment. A metrics folder promfed may
     /// not write does not keep status.json from being written.
-    pub fn write(&self, settings: &Settings) -> std::io::Result<()> {
+    /// Writes both; what failed names its file.
+    pub fn write(&self, settings: &Settings) -> Result<(), String> {
         let metrics = settings
             .daemon
             .metrics_file
             .as_ref()
             .map_or(Ok(()), |path| {
-                if let Some(dir) = path.parent() {
-                    crate::fsutil::create_dir(dir, 0o755)?;
-                }
-                crate::fsutil::write_if_changed(path, self.metrics.render().as_bytes(), 0o644)
+                path.parent()
+                    .map_or(Ok(()), |dir| crate::fsutil::create_dir(dir, 0o755))
+                    .and_then(|()| {
+                        crate::fsutil::write_if_changed(
+                            path,
+                            self.metrics.render().as_bytes(),
+                            0o644,
+                        )
+                    })
                     .map(|_| ())
+                    .map_err(|e| format!("{}: {e}", path.display()))
             });
-        let status = crate::status::write(settings, &self.status);
+        let status = crate::status::write(settings, &self.status).map_err(|e| {
+            format!(
+                "{}: {e}",
+                crate::status::path(&settings.state_dir).display()
+            )
+        });
         metrics.and(status)
     }
 }

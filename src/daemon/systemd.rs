@@ -47,7 +47,7 @@ fn sender() -> &'static Sender<Message> {
                         }
                     };
                     if let Err(e) = result {
-                        tracing::warn!(error = %e, "cannot notify systemd");
+                        tracing::warn!(error = %e, "cannot notify systemd: {e}");
                     }
                 }
             })

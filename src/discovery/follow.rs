@@ -142,7 +142,8 @@ pub async fn follow(
                 tracing::warn!(
                     cluster = %cluster.name,
                     stage = "discovery",
-                    "{message}: this identity may list but not watch, so the cluster is listed every {LIST_INTERVAL:?}; grant `watch` on nodes and endpointslices (README, Minimal RBAC) to get changes as they happen"
+                    "cluster {}: {message}: this identity may list but not watch, so the cluster is listed every {LIST_INTERVAL:?}; grant `watch` as `promfed rbac` prints it to get changes as they happen",
+                    cluster.name
                 );
                 may_not_watch = true;
             }

@@ -16,7 +16,7 @@ pub async fn check(settings: &Settings, clusters: &[Cluster], files: usize, chec
             "clusters",
             format!(
                 "{files} cluster {} in {}",
-                super::plural(files, "file", "files"),
+                crate::output::plural(files, "file", "files"),
                 settings.clusters_dir.display()
             ),
         );
@@ -127,7 +127,7 @@ fn inotify(clusters: &[Cluster], checks: &mut Checks) {
     };
     let detail = format!(
         "Prometheus needs about {needed} inotify {} for promfed's jobs; fs.inotify.max_user_instances is {limit} per user",
-        super::plural(needed, "instance", "instances")
+        crate::output::plural(needed, "instance", "instances")
     );
     let fix = "raise it: the package ships /usr/lib/sysctl.d/30-promfed.conf (`sysctl --system` applies it)";
     // Prometheus and the user's other programs take some too.

@@ -16,6 +16,7 @@ use crate::config::cluster::{Broken, Cluster, Parsed};
 use crate::config::diagnostic::SourceText;
 use crate::config::inventory;
 use crate::config::settings::Settings;
+use crate::output::plural;
 
 /// How long each network step may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -249,9 +250,4 @@ pub fn print(findings: &Findings, json: bool) {
         plural(findings.warnings, "warning", "warnings"),
         findings.failed
     );
-}
-
-/// `1 cluster`, `2 clusters`.
-pub fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
-    if n == 1 { one } else { many }
 }
