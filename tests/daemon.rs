@@ -36,7 +36,7 @@ fn clusters_come_and_go_while_running_and_systemd_hears_about_it() {
         m == "WATCHDOG=1\n"
     });
     assert!(
-        ready.contains("STATUS=1 clusters OK, 0 failing; last apply"),
+        ready.contains("STATUS=1 cluster OK, 0 failing; last apply"),
         "{ready}"
     );
     prometheus.wait_targets_up("promfed/stage/", 4);
