@@ -172,3 +172,63 @@ pub fn needed(cluster: &Cluster, mode: DiscoveryMode) -> Vec<Need> {
     });
     needs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::diagnostic::SourceText;
+
+    fn cluster(extra: &str) -> Cluster {
+        let text = format!(
+            "api_server = \"https://10.0.0.1:6443\"\ntoken_file = \"t\"\nca_file = \"c\"\n{extra}"
+        );
+        Cluster::parse(&SourceText::new("/etc/promfed.d/x.toml", text), "x")
+            .unwrap()
+            .cluster
+    }
+
+    fn shown(needs: &[Need]) -> Vec<String> {
+        needs.iter().map(Need::to_string).collect()
+    }
+
+    #[test]
+    fn the_default_jobs_need_nodes_their_proxy_metrics_and_node_exporter() {
+        assert_eq!(
+            shown(&needed(&cluster(""), DiscoveryMode::FileSd)),
+            [
+                "get nodes/proxy",
+                "get pods/proxy in namespace monitoring",
+                "get /metrics",
+                "list nodes",
+                "list endpointslices.discovery.k8s.io in namespace monitoring",
+                "watch nodes",
+                "watch endpointslices.discovery.k8s.io in namespace monitoring",
+            ]
+        );
+    }
+
+    /// Jobs turned off take their permissions away; a cluster-wide grant
+    /// makes the namespaced one of the same verb redundant.
+    #[test]
+    fn only_enabled_jobs_count_and_a_cluster_wide_grant_covers_a_namespace() {
+        let off = "[kubelet]\nenabled = false\n[cadvisor]\nenabled = false\n[apiserver]\nenabled = false\n";
+        let needs = shown(&needed(&cluster(off), DiscoveryMode::FileSd));
+        assert!(
+            needs
+                .iter()
+                .all(|n| !n.contains("nodes") && !n.contains("/metrics")),
+            "{needs:?}"
+        );
+        let pods_everywhere = needed(&cluster("[pods]\nenabled = true\n"), DiscoveryMode::FileSd);
+        let proxy: Vec<String> = shown(&pods_everywhere)
+            .into_iter()
+            .filter(|n| n.starts_with("get pods/proxy"))
+            .collect();
+        assert_eq!(proxy, ["get pods/proxy"], "one cluster-wide rule, not two");
+        let sd = shown(&needed(&cluster(""), DiscoveryMode::KubernetesSd));
+        assert!(
+            sd.contains(&"watch services in namespace monitoring".to_string()),
+            "{sd:?}"
+        );
+    }
+}

@@ -26,7 +26,10 @@ fn grant(cluster: &Cluster) -> String {
 
 pub async fn check(cluster: &Cluster, settings: &Settings, checks: &mut Checks) {
     token_expiry(cluster, checks);
-    let client = match KubeClient::new(cluster, super::STEP_TIMEOUT) {
+    // As long as discovery itself may take: a large cAdvisor answer
+    // through a slow API server is still a good answer.
+    let timeout = settings.discovery_limits().request_timeout;
+    let client = match KubeClient::new(cluster, timeout) {
         Ok(c) => c,
         Err(e) => {
             checks.fail("identity", e.to_string(), "fix the file the message names");

@@ -7,10 +7,13 @@ use crate::config::cluster::Cluster;
 
 use super::Checks;
 
-pub fn check(cluster: &Cluster, prometheus: &Identity, checks: &mut Checks) {
+/// Whether promfed itself can read them all (the later checks need them).
+pub fn check(cluster: &Cluster, prometheus: &Identity, checks: &mut Checks) -> bool {
+    let mut all_readable = true;
     for (key, path) in cluster.credential_files() {
         let shown = path.display();
         if let Err(e) = crate::fsutil::open_regular(path) {
+            all_readable = false;
             checks.fail(
                 "files",
                 format!("{key} {shown} cannot be read by promfed: {e}"),
@@ -36,4 +39,5 @@ pub fn check(cluster: &Cluster, prometheus: &Identity, checks: &mut Checks) {
             ),
         }
     }
+    all_readable
 }

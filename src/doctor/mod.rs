@@ -180,8 +180,10 @@ pub async fn run(settings: &Settings, only: &[String]) -> Findings {
                 ),
             ),
             Ok(cluster) => {
-                files::check(&cluster, &settings.prometheus.user, &mut c);
-                if network::check(&cluster, &mut c) {
+                // Without its files, nothing further can be tried.
+                if files::check(&cluster, &settings.prometheus.user, &mut c)
+                    && network::check(&cluster, &mut c)
+                {
                     api::check(&cluster, settings, &mut c).await;
                 }
                 in_force.push(cluster);
