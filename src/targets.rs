@@ -104,6 +104,20 @@ impl JobKind {
     }
 }
 
+/// How many inotify instances Prometheus takes for these clusters' file_sd
+/// jobs: one per cluster that has any (its jobs share one
+/// `file_sd_configs` block, see `render`).
+pub fn file_sd_watchers<'a>(clusters: impl IntoIterator<Item = &'a Cluster>) -> usize {
+    clusters
+        .into_iter()
+        .filter(|c| {
+            JobKind::ALL
+                .iter()
+                .any(|k| k.discovered() && k.enabled_in(c))
+        })
+        .count()
+}
+
 /// A ready node-exporter pod and the node it runs on.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ExporterPod {

@@ -59,13 +59,52 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-#[test]
-fn doctor_passes_a_healthy_cluster_and_names_each_planted_fault() {
+/// A fake cluster `name` with `nodes`, a real node-exporter behind it and a
+/// real Prometheus (lifecycle on) that promfed's settings point at.
+struct World {
+    setup: Setup,
+    fake: FakeCluster,
+    prometheus: Prometheus,
+    _exporter: NodeExporter,
+}
+
+fn world(name: &str, nodes: &[&str]) -> World {
     let setup = Setup::new();
     let exporter = NodeExporter::start(setup.root.path());
-    let fake = FakeCluster::start(setup.root.path(), "prod", &["node-a", "node-b"], &exporter);
+    let fake = FakeCluster::start(setup.root.path(), name, nodes, &exporter);
     let prometheus = setup.prometheus(None);
     setup.settings(&prometheus.url(), "reload = \"http\"");
+    World {
+        setup,
+        fake,
+        prometheus,
+        _exporter: exporter,
+    }
+}
+
+/// Lets `reader`, as [prometheus] user, through the test's folders.
+fn read_as(setup: &Setup, reader: &str) {
+    let settings = setup
+        .read("etc/promfed.toml")
+        .replace("user = \"root\"", &format!("user = \"{reader}\""));
+    setup.write("etc/promfed.toml", &settings);
+    for dir in [
+        setup.root.path().to_path_buf(),
+        setup.path("etc"),
+        setup.path("etc/promfed.d"),
+    ] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+#[test]
+fn doctor_passes_a_healthy_cluster_and_names_each_planted_fault() {
+    let World {
+        setup,
+        fake,
+        prometheus,
+        _exporter,
+    } = world("prod", &["node-a", "node-b"]);
     setup.add_cluster(&fake);
 
     // Healthy: every check passes, exit 0.
@@ -190,18 +229,10 @@ fn doctor_passes_a_healthy_cluster_and_names_each_planted_fault() {
 
     // A CA the Prometheus user cannot read.
     let reader = test_user("promfed-doc");
-    let settings = setup
-        .read("etc/promfed.toml")
-        .replace("user = \"root\"", &format!("user = \"{reader}\""));
-    setup.write("etc/promfed.toml", &settings);
-    for dir in [
-        setup.root.path().to_path_buf(),
-        setup.path("etc"),
-        setup.path("etc/promfed.d"),
-        setup.path("etc/promfed.d/prod"),
-    ] {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let settings = setup.read("etc/promfed.toml");
+    read_as(&setup, &reader);
+    let prod = setup.path("etc/promfed.d/prod");
+    std::fs::set_permissions(&prod, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (code, report) = doctor(&setup, &[]);
     assert_eq!(code, 1, "{report}");
@@ -211,7 +242,6 @@ fn doctor_passes_a_healthy_cluster_and_names_each_planted_fault() {
         &format!("chgrp {reader}"),
     );
     std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let settings = settings.replace(&format!("user = \"{reader}\""), "user = \"root\"");
     setup.write("etc/promfed.toml", &settings);
 
     // Prometheus without --web.enable-lifecycle while reload = "http".
@@ -237,11 +267,12 @@ fn doctor_passes_a_healthy_cluster_and_names_each_planted_fault() {
 
 #[test]
 fn doctor_falls_back_on_servers_without_self_subject_review_and_names_unknown_clusters() {
-    let setup = Setup::new();
-    let exporter = NodeExporter::start(setup.root.path());
-    let fake = FakeCluster::start(setup.root.path(), "old", &["node-a"], &exporter);
-    let prometheus = setup.prometheus(None);
-    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let World {
+        setup,
+        fake,
+        prometheus: _prometheus,
+        _exporter,
+    } = world("old", &["node-a"]);
     setup.add_cluster(&fake);
     std::fs::write(
         setup.path("etc/promfed.d/old/token"),
@@ -334,11 +365,12 @@ fn granted(manifests: &str) -> BTreeSet<String> {
 
 #[test]
 fn rbac_prints_exactly_the_permissions_doctor_asks_for() {
-    let setup = Setup::new();
-    let exporter = NodeExporter::start(setup.root.path());
-    let fake = FakeCluster::start(setup.root.path(), "mesh", &["node-a"], &exporter);
-    let prometheus = setup.prometheus(None);
-    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let World {
+        setup,
+        fake,
+        prometheus: _prometheus,
+        _exporter,
+    } = world("mesh", &["node-a"]);
     setup.add_cluster(&fake);
     setup.append(
         "etc/promfed.d/mesh.toml",
@@ -413,23 +445,14 @@ fn kubeconfigs(setup: &Setup, fake: &FakeCluster) -> (std::path::PathBuf, std::p
 
 #[test]
 fn add_cluster_writes_a_cluster_from_a_kubeconfig_and_checks_it() {
-    let setup = Setup::new();
-    let exporter = NodeExporter::start(setup.root.path());
-    let fake = FakeCluster::start(setup.root.path(), "prod", &["node-a"], &exporter);
-    let prometheus = setup.prometheus(None);
-    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let World {
+        setup,
+        fake,
+        prometheus: _prometheus,
+        _exporter,
+    } = world("prod", &["node-a"]);
     let reader = test_user("promfed-doc");
-    let settings = setup
-        .read("etc/promfed.toml")
-        .replace("user = \"root\"", &format!("user = \"{reader}\""));
-    setup.write("etc/promfed.toml", &settings);
-    for dir in [
-        setup.root.path().to_path_buf(),
-        setup.path("etc"),
-        setup.path("etc/promfed.d"),
-    ] {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    read_as(&setup, &reader);
     let (inline, files) = kubeconfigs(&setup, &fake);
     let kube = inline.to_str().unwrap();
 

@@ -25,7 +25,7 @@ use crate::config::inventory::is_cluster_file;
 use crate::config::settings::Settings;
 use crate::programs::prometheus::Prometheus;
 use crate::status::PrometheusWatches;
-use crate::targets::{ClusterTargets, JobKind, RefreshError};
+use crate::targets::{ClusterTargets, RefreshError};
 use budget::WatchBudget;
 use cluster_task::ClusterTask;
 use schedule::{Action, Event as Timing, Schedule, Trigger};
@@ -366,15 +366,7 @@ impl Daemon {
         }
 
         self.state.applied(&report);
-        self.watches_needed = report
-            .in_force
-            .iter()
-            .filter(|c| {
-                JobKind::ALL
-                    .iter()
-                    .any(|k| k.discovered() && k.enabled_in(c))
-            })
-            .count();
+        self.watches_needed = crate::targets::file_sd_watchers(&report.in_force);
         let reloaded = report
             .outcome(ProgramKind::Prometheus)
             .is_some_and(|o| o.reloads() != (0, 0));

@@ -8,7 +8,6 @@ use super::Checks;
 use crate::config::cluster::Cluster;
 use crate::config::settings::{DiscoveryMode, ReloadMethod, ServiceSettings, Settings};
 use crate::programs::http_api::HttpApi;
-use crate::targets::JobKind;
 
 pub async fn check(settings: &Settings, clusters: &[Cluster], files: usize, checks: &mut Checks) {
     if files > 0 {
@@ -109,14 +108,7 @@ async fn reload(program: &ServiceSettings, checks: &mut Checks) {
 /// (one per cluster, see `render`); past the per-user limit a job silently
 /// stops following its targets.
 fn inotify(clusters: &[Cluster], checks: &mut Checks) {
-    let needed = clusters
-        .iter()
-        .filter(|c| {
-            JobKind::ALL
-                .iter()
-                .any(|k| k.discovered() && k.enabled_in(c))
-        })
-        .count();
+    let needed = crate::targets::file_sd_watchers(clusters);
     let Some(limit) = crate::daemon::max_user_instances() else {
         checks.warn(
             "inotify",
