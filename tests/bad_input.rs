@@ -9,7 +9,7 @@ use crate::support::*;
 const GOOD_CLUSTER: &str = "api_server = \"https://127.0.0.1:6443\"\ntoken_file = \"stage/token\"\nca_file = \"stage/ca.crt\"\n";
 
 /// A setup with one valid cluster `stage` whose API server is not there.
-fn setup() -> Setup {
+pub fn setup() -> Setup {
     let s = Setup::new();
     s.settings("http://127.0.0.1:1", "reload = \"http\"");
     s.write("etc/promfed.d/stage/token", "secret-token-value\n");

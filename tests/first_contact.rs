@@ -6,23 +6,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
+use crate::bad_input::setup;
 use crate::support::*;
-
-/// A setup with one valid cluster `stage` whose API server is not there.
-fn setup() -> Setup {
-    let s = Setup::new();
-    s.settings("http://127.0.0.1:1", "reload = \"http\"");
-    s.write("etc/promfed.d/stage/token", "secret-token-value\n");
-    s.write(
-        "etc/promfed.d/stage/ca.crt",
-        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
-    );
-    s.write(
-        "etc/promfed.d/stage.toml",
-        "api_server = \"https://127.0.0.1:6443\"\ntoken_file = \"stage/token\"\nca_file = \"stage/ca.crt\"\n",
-    );
-    s
-}
 
 #[test]
 fn a_misspelt_key_names_the_key_meant_and_a_missing_one_no_false_line() {
