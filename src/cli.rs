@@ -75,6 +75,15 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print which host scrapes which cluster ([shard]), and what another member list would move.
+    ShardPlan {
+        /// Another member list to compare with, e.g. mon-a,mon-b,mon-c,mon-d.
+        #[arg(long, value_delimiter = ',')]
+        members: Option<Vec<String>>,
+        /// Print the plan as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script (used to build the packages).
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
@@ -145,6 +154,15 @@ pub fn main() -> ExitCode {
             let findings = runtime.block_on(crate::doctor::run(&settings, &clusters));
             crate::doctor::print(&findings, json);
             findings.exit_code()
+        }
+        Command::ShardPlan { members, json } => {
+            match crate::shard_plan::print(&settings, members, json) {
+                Ok(()) => 0,
+                Err(why) => {
+                    tell!("error: {why}");
+                    EX_CONFIG
+                }
+            }
         }
         Command::Rbac { namespace, cluster } => rbac(&settings, cluster.as_deref(), &namespace),
         Command::AddCluster {
@@ -303,7 +321,15 @@ fn print_report(report: &Report, programs: &[Managed], clusters_dir: &std::path:
             c.file.display()
         );
     }
-    if report.started && report.clusters.is_empty() {
+    for e in &report.elsewhere {
+        say!(
+            "cluster {} ({}): scraped by {}, not by this host",
+            e.name,
+            e.file.display(),
+            e.owners.join(" and ")
+        );
+    }
+    if report.started && report.clusters.is_empty() && report.elsewhere.is_empty() {
         say!(
             "no cluster files in {}: nothing to monitor yet; add one with `promfed add-cluster NAME --kubeconfig FILE` (files ending in .toml are read)",
             clusters_dir.display()

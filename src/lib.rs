@@ -24,6 +24,8 @@ mod permissions;
 mod programs;
 mod rbac;
 mod render;
+mod shard;
+mod shard_plan;
 mod status;
 mod targets;
 

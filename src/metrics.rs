@@ -18,6 +18,8 @@ pub struct Metrics {
     /// Prometheus's inotify budget, once known: (needed, limit, exhausted).
     pub prometheus_watches: Option<(usize, Option<u64>, bool)>,
     pub clusters: BTreeMap<String, ClusterMetrics>,
+    /// `[shard]`: (members, clusters, clusters scraped here).
+    pub shard: Option<(usize, usize, usize)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -93,6 +95,23 @@ impl Metrics {
                 "promfed_prometheus_watch_budget_exhausted {}",
                 u8::from(exhausted)
             );
+        }
+        if let Some((members, clusters, here)) = self.shard {
+            family(
+                &mut out,
+                "promfed_shard_members",
+                "gauge",
+                "Hosts sharing the clusters ([shard] members).",
+            );
+            let _ = writeln!(out, "promfed_shard_members {members}");
+            family(
+                &mut out,
+                "promfed_shard_clusters",
+                "gauge",
+                "Clusters with a valid file (scope=\"all\"), and those this host scrapes (scope=\"here\").",
+            );
+            let _ = writeln!(out, "promfed_shard_clusters{{scope=\"all\"}} {clusters}");
+            let _ = writeln!(out, "promfed_shard_clusters{{scope=\"here\"}} {here}");
         }
         family(
             &mut out,

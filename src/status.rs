@@ -34,6 +34,22 @@ pub struct Status {
     /// Prometheus's inotify budget for promfed's file_sd jobs.
     #[serde(default)]
     pub prometheus_watches: Option<PrometheusWatches>,
+    /// This host's share of the clusters (`[shard]`).
+    #[serde(default)]
+    pub shard: Option<ShardShare>,
+}
+
+/// Which of the clusters this host scrapes, among how many hosts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardShare {
+    #[serde(rename = "self")]
+    pub me: String,
+    pub members: Vec<String>,
+    pub replication: usize,
+    /// Clusters with a valid file, on every host alike.
+    pub clusters: usize,
+    /// Of those, the ones this host scrapes.
+    pub scraped_here: usize,
 }
 
 /// The inotify instances Prometheus needs for promfed's jobs (one per
@@ -247,6 +263,17 @@ fn human(s: &Status) -> String {
     }
     if let Some(why) = &s.degraded {
         out.push_str(&format!("degraded: polling: {why}\n"));
+    }
+    if let Some(share) = &s.shard {
+        out.push_str(&format!(
+            "shard: this host is {} of {} members ({}), each cluster scraped by {}: {} of {} clusters scraped here\n",
+            share.me,
+            share.members.len(),
+            share.members.join(", "),
+            share.replication,
+            share.scraped_here,
+            share.clusters
+        ));
     }
     if let Some(w) = &s.prometheus_watches {
         let limit = w.limit.map_or("?".into(), |l| l.to_string());

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::config::cluster::Cluster;
 use crate::config::diagnostic::Diagnostic;
-use crate::config::inventory::{self, Entry, Inventory};
+use crate::config::inventory::{self, Elsewhere, Entry, Inventory};
 use crate::config::last_good::LastGood;
 use crate::config::settings::{DiscoveryMode, Settings};
 use crate::discovery;
@@ -73,6 +73,8 @@ pub struct Report {
     /// Programs whose base is an adopted file: (program, base in use, the
     /// file it was adopted from).
     pub adopted: Vec<(ProgramKind, PathBuf, PathBuf)>,
+    /// Valid clusters other hosts scrape (`[shard]`).
+    pub elsewhere: Vec<Elsewhere>,
 }
 
 #[derive(Debug)]
@@ -120,6 +122,7 @@ impl Report {
             started: false,
             notices: Vec::new(),
             adopted: Vec::new(),
+            elsewhere: Vec::new(),
         }
     }
 
@@ -202,6 +205,7 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
         started: true,
         notices: Vec::new(),
         adopted: Vec::new(),
+        elsewhere: inventory.elsewhere.clone(),
     };
     let mut held_back = Vec::new();
     for program in programs {
@@ -305,8 +309,13 @@ async fn load_inventory(settings: &Settings) -> Result<Inventory, Diagnostic> {
     let dir = settings.clusters_dir.clone();
     let last_good_dir = settings.last_good_dir();
     let user = settings.prometheus.user.clone();
+    let shard = settings.shard.clone();
     tokio::task::spawn_blocking(move || {
-        inventory::load(&dir, &LastGood::new(&last_good_dir), &user)
+        let mut inventory = inventory::load(&dir, &LastGood::new(&last_good_dir), &user)?;
+        if let Some(shard) = &shard {
+            inventory.assign(shard);
+        }
+        Ok(inventory)
     })
     .await
     .unwrap_or_else(|e| {
@@ -334,8 +343,11 @@ pub fn load_and_render(
 ) -> Result<(Inventory, Result<Candidate, Vec<Diagnostic>>), CannotRender> {
     let last_good = LastGood::new(&settings.last_good_dir());
     let p = &settings.prometheus;
-    let inventory = inventory::load(&settings.clusters_dir, &last_good, &p.user)
+    let mut inventory = inventory::load(&settings.clusters_dir, &last_good, &p.user)
         .map_err(CannotRender::Unlistable)?;
+    if let Some(shard) = &settings.shard {
+        inventory.assign(shard);
+    }
     let base = ownership::choose_base(
         ProgramKind::Prometheus,
         &p.config_file,

@@ -8,7 +8,9 @@ use super::cluster::{Broken, Cluster, Parsed};
 use super::diagnostic::{Diagnostic, SourceText};
 use super::last_good::LastGood;
 use super::names::ClusterName;
+use super::shard::ShardSettings;
 use crate::access::{self, Identity};
+use crate::shard::Ring;
 
 /// Files in the clusters folder that are never read.
 const IGNORED_SUFFIXES: [&str; 9] = [
@@ -52,9 +54,43 @@ pub struct Inventory {
     pub entries: Vec<Entry>,
     pub problems: Vec<Diagnostic>,
     pub warnings: Vec<String>,
+    /// Valid clusters that other hosts scrape (`[shard]`).
+    pub elsewhere: Vec<Elsewhere>,
+}
+
+/// A valid cluster this host does not scrape, and the hosts that do.
+#[derive(Debug, Clone)]
+pub struct Elsewhere {
+    pub name: ClusterName,
+    pub file: PathBuf,
+    pub owners: Vec<String>,
 }
 
 impl Inventory {
+    /// Keeps the clusters this host scrapes; the others, valid, go to
+    /// `elsewhere` (a broken file stays, reported on every host alike).
+    pub fn assign(&mut self, shard: &ShardSettings) {
+        let ring = Ring::new(&shard.members, shard.replication);
+        let mut kept = Vec::with_capacity(self.entries.len());
+        for entry in std::mem::take(&mut self.entries) {
+            let Some(c) = entry.cluster() else {
+                kept.push(entry);
+                continue;
+            };
+            let owners = ring.owners(c.name.as_str());
+            if owners.contains(&shard.me.as_str()) {
+                kept.push(entry);
+            } else {
+                self.elsewhere.push(Elsewhere {
+                    name: c.name.clone(),
+                    file: c.source.clone(),
+                    owners: owners.iter().map(|o| o.to_string()).collect(),
+                });
+            }
+        }
+        self.entries = kept;
+    }
+
     /// The clusters to render, in name order.
     pub fn clusters(&self) -> Vec<&Cluster> {
         let mut clusters: Vec<&Cluster> = self.entries.iter().filter_map(Entry::cluster).collect();

@@ -14,5 +14,6 @@ pub mod pods;
 mod properties;
 pub mod selector;
 pub mod settings;
+pub mod shard;
 pub mod toml_fields;
 mod values;

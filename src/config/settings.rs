@@ -31,6 +31,9 @@ pub struct Settings {
     pub prometheus: ServiceSettings,
     /// Absent: Alertmanager is not managed.
     pub alertmanager: Option<ServiceSettings>,
+    /// Several hosts sharing the clusters (`[shard]`); `None`: this host
+    /// scrapes them all.
+    pub shard: Option<super::shard::ShardSettings>,
 }
 
 /// How `promfed run` paces itself.
@@ -255,6 +258,7 @@ impl Settings {
             t.finish(&mut p);
             s
         });
+        let shard = super::shard::read(&mut root, &mut p);
         root.finish(&mut p);
 
         // A missing service means its problem was reported.
@@ -272,6 +276,7 @@ impl Settings {
             daemon,
             prometheus,
             alertmanager: alertmanager.flatten(),
+            shard,
         })
     }
 

@@ -74,6 +74,11 @@ impl<'s> Problems<'s> {
         self.found.is_empty()
     }
 
+    /// How many problems were found so far.
+    pub fn len(&self) -> usize {
+        self.found.len() + self.omitted
+    }
+
     /// Every problem, in file order, and a last line counting those left out.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
         for (index, key) in std::mem::take(&mut self.nested_unknown) {

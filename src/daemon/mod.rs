@@ -366,6 +366,7 @@ impl Daemon {
         }
 
         self.state.applied(&report);
+        self.state.share(self.settings.shard.as_ref(), &report);
         self.watches_needed = crate::targets::file_sd_watchers(&report.in_force);
         let reloaded = report
             .outcome(ProgramKind::Prometheus)

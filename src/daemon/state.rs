@@ -9,9 +9,10 @@ use crate::apply::managed::ProgramKind;
 use crate::apply::{Definition, Report};
 use crate::config::cluster::Cluster;
 use crate::config::settings::Settings;
+use crate::config::shard::ShardSettings;
 use crate::metrics::Metrics;
 use crate::status::{
-    Adopted, DiscoveryState, DiscoveryStatus, LastApply, PrometheusWatches, Status,
+    Adopted, DiscoveryState, DiscoveryStatus, LastApply, PrometheusWatches, ShardShare, Status,
 };
 use crate::targets::{ClusterTargets, JobKind, RefreshError};
 
@@ -39,6 +40,28 @@ impl State {
     }
 
     /// Takes in the result of a transaction.
+    /// This host's share of the clusters, after a transaction that read them.
+    pub fn share(&mut self, shard: Option<&ShardSettings>, report: &Report) {
+        if !report.started {
+            return;
+        }
+        self.status.shard = shard.map(|s| {
+            let here = report.in_force.len();
+            ShardShare {
+                me: s.me.clone(),
+                members: s.members.clone(),
+                replication: s.replication,
+                clusters: here + report.elsewhere.len(),
+                scraped_here: here,
+            }
+        });
+        self.metrics.shard = self
+            .status
+            .shard
+            .as_ref()
+            .map(|s| (s.members.len(), s.clusters, s.scraped_here));
+    }
+
     pub fn applied(&mut self, report: &Report) {
         for p in &report.problems {
             tracing::error!(file = %p.file.display(), stage = "load", "{}", p.headline());

@@ -22,6 +22,7 @@ pub async fn check(settings: &Settings, clusters: &[Cluster], files: usize, chec
     }
     if reachable("prometheus", &settings.prometheus, checks).await {
         reload(&settings.prometheus, checks).await;
+        super::remote_write::check(settings, checks).await;
     }
     if let Some(alertmanager) = &settings.alertmanager {
         reachable("alertmanager", alertmanager, checks).await;

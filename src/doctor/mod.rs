@@ -6,6 +6,7 @@ mod api;
 mod files;
 mod host;
 mod network;
+mod remote_write;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

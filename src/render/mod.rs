@@ -237,7 +237,19 @@ pub fn prometheus_config(
     };
     base.check_job_names()?;
     let (items, generated) = memo::jobs_yaml(clusters, settings);
-    let body = splice::append_to_list(base.text(), "scrape_configs", kind, &items)
+    // Replicas of one cluster must be told apart where the samples meet
+    // (Thanos, Mimir, VictoriaMetrics): each host labels its own.
+    let text = match settings.shard.as_ref().filter(|s| s.replication >= 2) {
+        Some(shard) => splice::ensure_external_label(
+            base.text(),
+            base.shape.get("global"),
+            &shard.replica_label,
+            &shard.me,
+        )
+        .map_err(|why| vec![base.key_problem("global", &why)])?,
+        None => base.text().to_string(),
+    };
+    let body = splice::append_to_list(&text, "scrape_configs", kind, &items)
         .map_err(|why| vec![base.key_problem("scrape_configs", &why)])?;
     Ok(base.candidate(&body, &settings.clusters_dir, generated))
 }

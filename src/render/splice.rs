@@ -2,6 +2,8 @@
 //! the base's text is copied as written (comments, quoting, `1.10`, `0x1F`
 //! and all), and the generated items are appended to its top-level list.
 
+use super::shape::Shape;
+
 /// What the base holds under the list's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListKind {
@@ -83,6 +85,120 @@ pub fn append_to_list(
         }
         _ => Err(flow_list(key)),
     }
+}
+
+/// `text` with `label: value` added to `global.external_labels` (creating
+/// either), unless `global` (its shape) has it already: the operator's own
+/// value stands.
+pub fn ensure_external_label(
+    text: &str,
+    global: Option<&Shape>,
+    label: &str,
+    value: &str,
+) -> Result<String, String> {
+    if global
+        .and_then(|g| g.get("external_labels"))
+        .and_then(|l| l.get(label))
+        .is_some()
+    {
+        return Ok(text.to_string());
+    }
+    // A JSON string is a YAML double-quoted scalar.
+    let entry = format!("{label}: {}", serde_json::Value::from(value));
+    let mut out = text.to_string();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    let lines = line_spans(&out);
+    let Some(at) = lines
+        .iter()
+        .position(|&(s, e)| is_key_line(&out[s..e], "global"))
+    else {
+        out.push_str(&format!("global:\n  external_labels:\n    {entry}\n"));
+        return Ok(out);
+    };
+    let cannot = || {
+        format!(
+            "promfed adds `{entry}` to global.external_labels; write `global:` and `external_labels:` in block style, or add it yourself"
+        )
+    };
+    let (start, end) = lines[at];
+    let value_at = start + out[start..end].find(':').map_or(end - start, |c| c + 1);
+    let written = strip_comment(&out[value_at..end]).trim().to_string();
+    if !matches!(written.as_str(), "" | "{}" | "~" | "null") {
+        return Err(cannot());
+    }
+    // The region of `global:`'s children, and their indentation.
+    let region = &lines[at + 1..];
+    let region_len = region
+        .iter()
+        .position(|&(s, e)| ends_region(&out[s..e]))
+        .unwrap_or(region.len());
+    let region = &region[..region_len];
+    let content = |&&(s, e): &&(usize, usize)| {
+        let l = &out[s..e];
+        !l.trim().is_empty() && !l.trim_start().starts_with('#')
+    };
+    let child_indent = region
+        .iter()
+        .find(content)
+        .map_or(2, |&(s, e)| out[s..e].len() - out[s..e].trim_start().len());
+    let pad = " ".repeat(child_indent);
+    let labels_line = region.iter().position(|&(s, e)| {
+        let l = &out[s..e];
+        l.len() - l.trim_start().len() == child_indent
+            && is_key_line(l.trim_start(), "external_labels")
+    });
+    let Some(labels_at) = labels_line else {
+        // No external_labels: a new one, first among global's children.
+        let insert = format!("{pad}external_labels:\n{pad}  {entry}\n");
+        let cleared = clear_value(&mut out, value_at, end, &written);
+        out.insert_str(cleared + 1, &insert);
+        return Ok(out);
+    };
+    let (ls, le) = region[labels_at];
+    let value_at = ls + out[ls..le].find(':').map_or(le - ls, |c| c + 1);
+    let labels_written = strip_comment(&out[value_at..le]).trim().to_string();
+    if labels_written.starts_with('{') && labels_written.ends_with('}') && labels_written != "{}" {
+        let brace = value_at + out[value_at..le].find('{').expect("a flow map");
+        out.insert_str(brace + 1, &format!("{entry}, "));
+        return Ok(out);
+    }
+    if !matches!(labels_written.as_str(), "" | "{}" | "~" | "null") {
+        return Err(cannot());
+    }
+    let label_indent = region[labels_at + 1..]
+        .iter()
+        .take_while(|&&(s, e)| {
+            let l = &out[s..e];
+            !content(&&(s, e)) || l.len() - l.trim_start().len() > child_indent
+        })
+        .find(content)
+        .map_or(child_indent + 2, |&(s, e)| {
+            out[s..e].len() - out[s..e].trim_start().len()
+        });
+    let cleared = clear_value(&mut out, value_at, le, &labels_written);
+    out.insert_str(
+        cleared + 1,
+        &format!("{}{entry}\n", " ".repeat(label_indent)),
+    );
+    Ok(out)
+}
+
+/// Removes an empty value written after a key (`{}`, `~`, `null`), so that
+/// block children can follow; returns where the line now ends.
+fn clear_value(out: &mut String, value_at: usize, end: usize, written: &str) -> usize {
+    if written.is_empty() {
+        return end;
+    }
+    let rest = out[value_at..end].replacen(written, "", 1);
+    let rest = if rest.trim().is_empty() {
+        String::new()
+    } else {
+        rest
+    };
+    out.replace_range(value_at..end, &rest);
+    value_at + rest.len()
 }
 
 fn flow_list(key: &str) -> String {
@@ -198,6 +314,66 @@ mod tests {
                 "{base}"
             );
         }
+    }
+
+    fn with_replica(base: &str) -> Result<String, String> {
+        let shape: Shape = serde_norway::from_str(base).unwrap();
+        ensure_external_label(base, shape.get("global"), "replica", "mon-b")
+    }
+
+    /// Every way a base may hold (or lack) global.external_labels gets the
+    /// label once, as YAML that means what it says.
+    #[test]
+    fn adds_the_replica_label_wherever_global_is_written() {
+        let cases = [
+            (
+                "scrape_configs: []\n",
+                "scrape_configs: []\nglobal:\n  external_labels:\n    replica: \"mon-b\"\n",
+            ),
+            (
+                "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+                "global:\n  external_labels:\n    replica: \"mon-b\"\n  scrape_interval: 15s\nscrape_configs: []\n",
+            ),
+            (
+                "global:\n    scrape_interval: 15s # mine\n    external_labels:\n        monitor: example\n",
+                "global:\n    scrape_interval: 15s # mine\n    external_labels:\n        replica: \"mon-b\"\n        monitor: example\n",
+            ),
+            (
+                "global:\n  external_labels: {monitor: x}\n",
+                "global:\n  external_labels: {replica: \"mon-b\", monitor: x}\n",
+            ),
+            (
+                "global:\n  external_labels: {}\nrule_files: []\n",
+                "global:\n  external_labels:\n    replica: \"mon-b\"\nrule_files: []\n",
+            ),
+            (
+                "global: {}\n",
+                "global:\n  external_labels:\n    replica: \"mon-b\"\n",
+            ),
+            (
+                "global:\n",
+                "global:\n  external_labels:\n    replica: \"mon-b\"\n",
+            ),
+        ];
+        for (base, expected) in cases {
+            let out = with_replica(base).unwrap();
+            assert_eq!(out, expected, "{base}");
+            let shape: Shape = serde_norway::from_str(&out).unwrap();
+            let value = shape
+                .get("global")
+                .and_then(|g| g.get("external_labels"))
+                .and_then(|l| l.get("replica"));
+            assert_eq!(value.and_then(Shape::as_str), Some("mon-b"), "{out}");
+        }
+        // The operator's own replica label stands.
+        let own = "global:\n  external_labels:\n    replica: a\n";
+        assert_eq!(with_replica(own).unwrap(), own);
+        // A flow-style global is refused with a way out.
+        assert!(
+            with_replica("global: {scrape_interval: 15s}\n")
+                .unwrap_err()
+                .contains("block style")
+        );
     }
 
     #[test]
