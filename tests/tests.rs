@@ -17,4 +17,5 @@ mod first_contact;
 mod golden;
 mod hostile;
 mod pods;
+mod shard;
 mod shipped_defaults;

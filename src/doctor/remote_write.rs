@@ -84,7 +84,8 @@ fn parse(text: &str) -> (Option<f64>, BTreeMap<String, Queue>) {
         };
         let (name, labels) = series.split_once('{').unwrap_or((series, ""));
         if name == "prometheus_remote_storage_highest_timestamp_in_seconds" {
-            newest = Some(value);
+            // 0 until the first sample is taken.
+            newest = (value > 0.0).then_some(value);
             continue;
         }
         let Some(url) = label(labels, "url") else {

@@ -346,7 +346,23 @@ impl Prometheus {
     /// Starts as Debian's package does by default: without the lifecycle
     /// API, so `POST /-/reload` answers 403.
     pub fn start_without_lifecycle(dir: &Path, config: &Path) -> Prometheus {
-        Self::launch_with(PROMETHEUS, dir, config, None, free_port(), false)
+        Self::launch_with(PROMETHEUS, dir, config, None, free_port(), &[])
+    }
+
+    /// Starts a Prometheus that only receives samples
+    /// (`--web.enable-remote-write-receiver`), in a folder of its own.
+    pub fn start_receiver(dir: &Path) -> Prometheus {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("receiver.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 15s\n").unwrap();
+        Self::launch_with(
+            PROMETHEUS,
+            dir,
+            &config,
+            None,
+            free_port(),
+            &["--web.enable-remote-write-receiver"],
+        )
     }
 
     /// Starts Debian 13's Prometheus 2.53, which has Kubernetes discovery.
@@ -413,7 +429,14 @@ impl Prometheus {
         as_user: Option<&str>,
         port: u16,
     ) -> Prometheus {
-        Self::launch_with(binary, dir, config, as_user, port, true)
+        Self::launch_with(
+            binary,
+            dir,
+            config,
+            as_user,
+            port,
+            &["--web.enable-lifecycle"],
+        )
     }
 
     fn launch_with(
@@ -422,7 +445,7 @@ impl Prometheus {
         config: &Path,
         as_user: Option<&str>,
         port: u16,
-        lifecycle: bool,
+        flags: &[&str],
     ) -> Prometheus {
         require(binary);
         let data = dir.join("prometheus-data");
@@ -451,10 +474,8 @@ impl Prometheus {
         };
         cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"));
-        if lifecycle {
-            cmd.arg("--web.enable-lifecycle");
-        }
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags);
         let process = Process::spawn("prometheus", &mut cmd, &dir.join("prometheus.log"));
         let pid_file = dir.join("prometheus.pid");
         std::fs::write(&pid_file, process.pid().to_string()).unwrap();
@@ -504,18 +525,7 @@ impl Prometheus {
     }
 
     pub fn query(&self, promql: &str) -> Vec<Value> {
-        let out = Command::new("curl")
-            .args([
-                "-sf",
-                "-G",
-                &format!("{}/api/v1/query", self.url()),
-                "--data-urlencode",
-            ])
-            .arg(format!("query={promql}"))
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["data"]["result"].as_array().cloned().unwrap_or_default()
+        query_at(&self.url(), promql)
     }
 
     /// `prometheus_config_last_reload_success_timestamp_seconds`, to count reloads.
@@ -524,6 +534,71 @@ impl Prometheus {
             .as_str()
             .unwrap()
             .to_string()
+    }
+}
+
+/// An instant query's result vector, from any server with Prometheus's
+/// query API (Prometheus, VictoriaMetrics).
+pub fn query_at(base: &str, promql: &str) -> Vec<Value> {
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "-G",
+            &format!("{base}/api/v1/query"),
+            "--data-urlencode",
+        ])
+        .arg(format!("query={promql}"))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+pub const VICTORIA_METRICS: &str = "/usr/bin/victoria-metrics";
+
+/// Debian's single-node VictoriaMetrics on loopback, deduplicating samples
+/// of one series closer than `dedup` (as a cluster's vmstorage does).
+pub struct VictoriaMetrics {
+    pub port: u16,
+    _process: Process,
+}
+
+impl VictoriaMetrics {
+    pub fn start(dir: &Path, dedup: &str) -> VictoriaMetrics {
+        require(VICTORIA_METRICS);
+        let port = free_port();
+        let data = dir.join("victoria-metrics-data");
+        std::fs::create_dir_all(&data).unwrap();
+        let process = Process::spawn(
+            "victoria-metrics",
+            Command::new(VICTORIA_METRICS)
+                .arg(format!("-storageDataPath={}", data.display()))
+                .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+                .arg(format!("-dedup.minScrapeInterval={dedup}"))
+                .arg("-retentionPeriod=1d")
+                // Answer with the newest samples: tests wait seconds, not minutes.
+                .arg("-search.latencyOffset=1s")
+                .arg("-search.disableCache"),
+            &dir.join("victoria-metrics.log"),
+        );
+        let vm = VictoriaMetrics {
+            port,
+            _process: process,
+        };
+        wait_for(
+            "VictoriaMetrics to be ready",
+            Duration::from_secs(20),
+            || http_get(&format!("{}/health", vm.url())),
+        );
+        vm
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn query(&self, promql: &str) -> Vec<Value> {
+        query_at(&self.url(), promql)
     }
 }
 
