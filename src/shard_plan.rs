@@ -33,6 +33,8 @@ struct Change<'a> {
 struct Plan<'a> {
     #[serde(rename = "self")]
     me: Option<&'a str>,
+    /// How long the current table took to compute, for the benchmark.
+    assign_ms: f64,
     #[serde(flatten)]
     now: Table<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,7 +71,9 @@ pub fn print(settings: &Settings, with: Option<Vec<String>>, json: bool) -> Resu
     )
     .map_err(|d| d.headline())?;
     let names: Vec<&str> = inventory.names().into_iter().map(|n| n.as_str()).collect();
+    let started = std::time::Instant::now();
     let now = Ring::new(&members, replication).plan(names.iter().copied());
+    let assign_ms = started.elapsed().as_secs_f64() * 1000.0;
     let new_members = with.unwrap_or_default();
     let change = (!new_members.is_empty()).then(|| {
         let later = Ring::new(&new_members, replication).plan(names.iter().copied());
@@ -79,6 +83,7 @@ pub fn print(settings: &Settings, with: Option<Vec<String>>, json: bool) -> Resu
     if json {
         let plan = Plan {
             me,
+            assign_ms,
             now: Table {
                 members: &members,
                 replication,
