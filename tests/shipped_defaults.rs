@@ -64,7 +64,16 @@ fn shipped_settings_example_cluster_and_base_files_pass_promfed_check() {
         .replace(
             "#amtool = \"/usr/bin/amtool\"",
             &format!("amtool = \"{AMTOOL}\""),
+        )
+        .replace(
+            "#[shard]\n#members = [\"mon-a\", \"mon-b\", \"mon-c\"]\n#self = \"mon-a\"\n#replication = 2\n#replica_label = \"replica\"",
+            // mon-b: one of the two hosts that scrape `example`.
+            "[shard]\nmembers = [\"mon-a\", \"mon-b\", \"mon-c\"]\nself = \"mon-b\"\nreplication = 2\nreplica_label = \"replica\"",
         );
+    assert!(
+        settings.contains("\n[shard]\n"),
+        "the shipped [shard] example is enabled"
+    );
     assert_ne!(settings, shipped);
     s.write("etc/promfed.toml", &settings);
     // The example, enabled, with credentials in place.
@@ -95,6 +104,7 @@ fn shipped_settings_example_cluster_and_base_files_pass_promfed_check() {
         rendered.contains("job_name: prometheus\n"),
         "the base's own job is kept"
     );
+    assert!(rendered.contains("replica: \"mon-b\""), "{rendered}");
     assert!(rendered.contains("job_name: promfed/example/node-exporter"));
     assert!(
         rendered
