@@ -243,7 +243,8 @@ fn three_hosts_share_thirty_clusters_two_each_and_a_fourth_moves_what_the_plan_s
     let predicted = plan(&hosts[1], &["--members", &four.join(",")]);
     let with = &predicted["with"];
     let moved = with["moved_fraction"].as_f64().unwrap();
-    assert!(moved <= 0.25 + 0.10, "moved {moved}");
+    // The ideal is 1/4 (the new host's share); at most 10 % above it.
+    assert!(moved <= 0.25 * 1.10, "moved {moved}");
     assert!(moved > 0.0);
     assert!(
         with["gained"]

@@ -472,7 +472,7 @@ mod tests {
             errors,
             [
                 "/etc/promfed/promfed.toml:1:19: key `scrape_interval`: `30` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
-                "/etc/promfed/promfed.toml:2:1: key `wat`: unknown key (allowed here: alertmanager, clusters_dir, debounce, discovery, max_delay, max_targets, metrics_file, prometheus, resync_interval, scrape_interval, scrape_timeout, state_dir)",
+                "/etc/promfed/promfed.toml:2:1: key `wat`: unknown key (allowed here: alertmanager, clusters_dir, debounce, discovery, max_delay, max_targets, metrics_file, prometheus, resync_interval, scrape_interval, scrape_timeout, shard, state_dir)",
                 "/etc/promfed/promfed.toml:5:7: key `prometheus.url`: `ftp://x` is not an http:// or https:// URL",
                 "/etc/promfed/promfed.toml:6:10: key `prometheus.reload`: `kill` is not one of: signal, http",
             ]
