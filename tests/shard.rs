@@ -100,9 +100,14 @@ impl Host {
 
 /// `promfed shard-plan --json` on `host`, with `args`.
 fn plan(host: &Host, args: &[&str]) -> Value {
+    plan_of(&host.setup, args)
+}
+
+/// `promfed shard-plan --json` with `args`, on a setup.
+fn plan_of(setup: &Setup, args: &[&str]) -> Value {
     let mut all = vec!["shard-plan", "--json"];
     all.extend_from_slice(args);
-    let out = host.setup.promfed(&all);
+    let out = setup.promfed(&all);
     assert_exit(&out, 0);
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -353,4 +358,90 @@ fn doctor_fails_a_remote_write_queue_that_delivers_nothing() {
         "{report}"
     );
     assert!(lines[at + 1].contains("fix: is the receiver"), "{report}");
+}
+
+/// The daemon says this host's share: status.json, `promfed status` and
+/// the metrics file; and only the clusters it owns are discovered.
+#[test]
+fn the_daemon_reports_this_hosts_share_and_discovers_only_its_own() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let fake = FakeCluster::start(setup.root.path(), "fleet", &["node-a"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.append(
+        "etc/promfed.toml",
+        "\n[shard]\nmembers = [\"mon-a\", \"mon-b\"]\nself = \"mon-a\"\n",
+    );
+    setup.write("etc/promfed.d/shared/token", &format!("{}\n", fake.token));
+    std::fs::copy(fake.ca(), setup.path("etc/promfed.d/shared/ca.crt")).unwrap();
+    for c in &cluster_names()[..10] {
+        setup.write(
+            &format!("etc/promfed.d/{c}.toml"),
+            &format!(
+                "api_server = \"{}\"\ntoken_file = \"shared/token\"\nca_file = \"shared/ca.crt\"\n",
+                fake.url()
+            ),
+        );
+    }
+    // The clusters another host owns point at an API server of their own:
+    // it must hear nothing from this host.
+    let table = plan_of(&setup, &[]);
+    let other = FakeCluster::start(setup.root.path(), "elsewhere", &["node-z"], &exporter);
+    let mut mine = BTreeSet::new();
+    for (c, owners) in table["plan"].as_object().unwrap() {
+        if owners.as_array().unwrap().iter().any(|o| o == "mon-a") {
+            mine.insert(c.clone());
+        } else {
+            setup.write(
+                &format!("etc/promfed.d/{c}.toml"),
+                &format!(
+                    "api_server = \"{}\"\ntoken_file = \"shared/token\"\nca_file = \"shared/ca.crt\"\n",
+                    other.url()
+                ),
+            );
+        }
+    }
+    let here = mine.len();
+    assert!(here > 0 && here < 10, "{table}");
+    let mut daemon = setup.daemon();
+    let status = daemon.wait_status("the share", Duration::from_secs(40), |s| {
+        s["shard"]["clusters"] == 10
+            && s["clusters"]
+                .as_object()
+                .is_some_and(|c| c.values().all(|c| c["discovery"]["state"] == "ok"))
+    });
+    assert_eq!(status["shard"]["scraped_here"], here);
+    let reported: BTreeSet<String> = status["clusters"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(reported, mine, "{status}");
+    assert!(fake.requests("list_nodes") > 0);
+    let counts = other.request_counts();
+    assert!(
+        counts.as_object().unwrap().values().all(|n| n == 0),
+        "another host's clusters were asked: {counts}"
+    );
+    let said = stdout(&setup.promfed(&["status"]));
+    assert!(
+        said.contains(&format!(
+            "shard: this host is mon-a of 2 members (mon-a, mon-b), each cluster scraped by 1: {here} of 10 clusters scraped here"
+        )),
+        "{said}"
+    );
+    let metrics = setup.read("state/promfed.prom");
+    assert!(
+        metrics.contains("promfed_shard_clusters{scope=\"all\"} 10"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("promfed_shard_clusters{{scope=\"here\"}} {here}")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("promfed_shard_members 2"), "{metrics}");
+    // Replication 1: no replica label is needed, none is added.
+    assert!(!setup.read("prometheus/prometheus.yml").contains("replica:"));
 }

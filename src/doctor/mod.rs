@@ -181,6 +181,19 @@ pub async fn run(settings: &Settings, only: &[String]) -> Findings {
                 ),
             ),
             Ok(cluster) => {
+                if let Some(shard) = &settings.shard {
+                    let ring = crate::shard::Ring::new(&shard.members, shard.replication);
+                    let owners = ring.owners(cluster.name.as_str());
+                    let here = if owners.contains(&shard.me.as_str()) {
+                        "this host among them"
+                    } else {
+                        "not this host; checked all the same, for when it moves here"
+                    };
+                    c.pass(
+                        "shard",
+                        format!("scraped by {} ({here})", owners.join(" and ")),
+                    );
+                }
                 // Without its files, nothing further can be tried.
                 if files::check(&cluster, &settings.prometheus.user, &mut c)
                     && network::check(&cluster, &mut c)
