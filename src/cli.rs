@@ -305,9 +305,13 @@ fn print_report(report: &Report, programs: &[Managed], clusters_dir: &std::path:
         let discovery = match &c.discovery {
             None => String::new(),
             Some(Ok(t)) => format!(
-                ", {} nodes, {} node-exporter pods{}{}",
-                t.nodes.len(),
-                t.node_exporters.len(),
+                ", {}, {}{}{}",
+                crate::output::counted(t.nodes.len(), "node", "nodes"),
+                crate::output::counted(
+                    t.node_exporters.len(),
+                    "node-exporter pod",
+                    "node-exporter pods"
+                ),
                 annotated_pods(t),
                 skipped(&t.skipped)
             ),
@@ -350,7 +354,10 @@ fn annotated_pods(t: &crate::targets::ClusterTargets) -> String {
             ", {} annotated pods scraped of {matched} that match (more than [pods] max_targets; raise it or narrow [pods] namespaces)",
             t.pods.len()
         ),
-        None if !t.pods.is_empty() => format!(", {} annotated pods", t.pods.len()),
+        None if !t.pods.is_empty() => format!(
+            ", {}",
+            crate::output::counted(t.pods.len(), "annotated pod", "annotated pods")
+        ),
         None => String::new(),
     }
 }

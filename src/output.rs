@@ -13,6 +13,11 @@ pub fn failed(result: std::io::Result<()>) {
     }
 }
 
+/// `1 node`, `3 nodes`.
+pub fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", plural(n, one, many))
+}
+
 /// `1 cluster`, `2 clusters`: the word for `n`.
 pub fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
     if n == 1 { one } else { many }

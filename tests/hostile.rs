@@ -60,7 +60,7 @@ impl Scene {
     fn stage_applied(&self, out: &Output) {
         assert!(
             stdout(out).contains("cluster stage (")
-                && stdout(out).contains("1 nodes, 1 node-exporter pods"),
+                && stdout(out).contains("1 node, 1 node-exporter pod"),
             "{}",
             stdout(out)
         );

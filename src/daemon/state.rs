@@ -239,9 +239,13 @@ impl State {
                         stage = "discovery",
                         nodes = d.nodes,
                         node_exporters = d.node_exporters,
-                        "cluster {name}: discovery ok again, {} nodes, {} node-exporter pods",
-                        d.nodes,
-                        d.node_exporters
+                        "cluster {name}: discovery ok again, {}, {}",
+                        crate::output::counted(d.nodes, "node", "nodes"),
+                        crate::output::counted(
+                            d.node_exporters,
+                            "node-exporter pod",
+                            "node-exporter pods"
+                        )
                     );
                 }
             }

@@ -10,6 +10,7 @@ use crate::config::cluster::Cluster;
 use crate::config::federate::Source;
 use crate::config::settings::Settings;
 use crate::discovery::{self, DiscoveryError, KubeClient, Permission};
+use crate::output::counted;
 use crate::permissions::{self, Need, Object};
 use crate::targets::{self, JobKind};
 
@@ -246,11 +247,18 @@ async fn scrapes(cluster: &Cluster, settings: &Settings, client: &KubeClient, ch
             checks.pass(
                 "discovery",
                 format!(
-                    "{} nodes, {} node-exporter pods{}",
-                    found.nodes.len(),
-                    found.node_exporters.len(),
+                    "{}, {}{}",
+                    counted(found.nodes.len(), "node", "nodes"),
+                    counted(
+                        found.node_exporters.len(),
+                        "node-exporter pod",
+                        "node-exporter pods"
+                    ),
                     if cluster.pods.is_some() {
-                        format!(", {} annotated pods", found.pods.len())
+                        format!(
+                            ", {}",
+                            counted(found.pods.len(), "annotated pod", "annotated pods")
+                        )
                     } else {
                         String::new()
                     }
