@@ -106,6 +106,9 @@ pub fn main() -> ExitCode {
     } else {
         crate::logging::init_command();
     }
+    if let Command::Rbac { namespace, cluster } = &args.command {
+        return finish(rbac(&args.config, cluster.as_deref(), namespace));
+    }
     if let Command::Status { json } = args.command {
         // Needs only the state folder: it must work while the daemon runs on
         // its last good settings and promfed.toml is broken.
@@ -164,7 +167,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Rbac { namespace, cluster } => rbac(&settings, cluster.as_deref(), &namespace),
+        Command::Rbac { .. } => unreachable!("handled before the settings are read"),
         Command::AddCluster {
             name,
             kubeconfig,
@@ -186,17 +189,31 @@ pub fn main() -> ExitCode {
     finish(code)
 }
 
-fn rbac(settings: &Settings, cluster: Option<&str>, namespace: &str) -> u8 {
+/// `promfed rbac` needs from the settings only where cluster files are and
+/// the discovery mode: on a workstation without promfed.toml (where kubectl
+/// is) the defaults serve.
+fn rbac(config: &std::path::Path, cluster: Option<&str>, namespace: &str) -> u8 {
     if !crate::config::names::is_label(namespace) {
         tell!("error: --namespace `{namespace}` is not a Kubernetes namespace name");
         return 2;
     }
-    match crate::rbac::cluster_for(settings, cluster) {
-        Ok(cluster) => {
-            say_raw!(
-                "{}",
-                crate::rbac::manifests(&cluster, settings.discovery, namespace)
+    let (clusters_dir, mode) = match Settings::load(config) {
+        Ok(s) => (s.clusters_dir, s.discovery),
+        Err(problems) => {
+            tell!(
+                "warning: {} cannot be used ({} problem(s)); rbac uses the defaults: /etc/promfed.d, file_sd discovery",
+                config.display(),
+                problems.len()
             );
+            (
+                std::path::PathBuf::from("/etc/promfed.d"),
+                crate::config::settings::DiscoveryMode::FileSd,
+            )
+        }
+    };
+    match crate::rbac::cluster_for(&clusters_dir, cluster) {
+        Ok(cluster) => {
+            say_raw!("{}", crate::rbac::manifests(&cluster, mode, namespace));
             0
         }
         Err(why) => {

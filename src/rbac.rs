@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::config::cluster::Cluster;
 use crate::config::diagnostic::SourceText;
-use crate::config::settings::{DiscoveryMode, Settings};
+use crate::config::settings::DiscoveryMode;
 use crate::permissions::{self, Need, Object};
 
 /// The source of the cluster made of the defaults.
@@ -124,7 +124,7 @@ fn rules(needs: &[&Need]) -> String {
 
 /// The cluster `promfed rbac` writes for: a cluster file (by path or by
 /// name in the clusters folder), or one with the defaults.
-pub fn cluster_for(settings: &Settings, wanted: Option<&str>) -> Result<Cluster, String> {
+pub fn cluster_for(clusters_dir: &Path, wanted: Option<&str>) -> Result<Cluster, String> {
     let Some(wanted) = wanted else {
         let text = "api_server = \"https://kubernetes.example:6443\"\ntoken_file = \"token\"\nca_file = \"ca.crt\"\n";
         let source = SourceText::new(DEFAULTS, text);
@@ -136,7 +136,7 @@ pub fn cluster_for(settings: &Settings, wanted: Option<&str>) -> Result<Cluster,
     let file = if by_path.is_file() {
         by_path.to_path_buf()
     } else {
-        settings.clusters_dir.join(format!("{wanted}.toml"))
+        clusters_dir.join(format!("{wanted}.toml"))
     };
     let bytes = crate::fsutil::read_regular(&file, crate::fsutil::MAX_TOML_FILE)
         .map_err(|e| format!("no cluster `{wanted}`: {}: {e}", file.display()))?;

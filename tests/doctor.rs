@@ -407,8 +407,16 @@ fn rbac_prints_exactly_the_permissions_doctor_asks_for() {
     assert!(!rules.iter().any(|r| r.contains("nodes")), "{rules:?}");
     assert!(manifests.contains("namespace: observability"));
 
-    // The defaults, without a cluster file.
+    // The defaults, without a cluster file; and on a workstation without
+    // promfed's settings at all (where kubectl is), the same, with a warning.
     let defaults = granted(&stdout(&setup.promfed(&["rbac"])));
+    let elsewhere = std::process::Command::new(env!("CARGO_BIN_EXE_promfed"))
+        .args(["--config", "/nonexistent/promfed.toml", "rbac"])
+        .output()
+        .unwrap();
+    assert_exit(&elsewhere, 0);
+    assert_eq!(granted(&stdout(&elsewhere)), defaults);
+    assert!(stderr(&elsewhere).contains("rbac uses the defaults"));
     assert!(
         defaults.contains("get nodes/proxy")
             && defaults.contains("watch endpointslices in monitoring")
