@@ -138,14 +138,5 @@ pub fn cluster_for(clusters_dir: &Path, wanted: Option<&str>) -> Result<Cluster,
     } else {
         clusters_dir.join(format!("{wanted}.toml"))
     };
-    let bytes = crate::fsutil::read_regular(&file, crate::fsutil::MAX_TOML_FILE)
-        .map_err(|e| format!("no cluster `{wanted}`: {}: {e}", file.display()))?;
-    let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8", file.display()))?;
-    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or(wanted);
-    Cluster::parse(&SourceText::new(&file, text), stem)
-        .map(|p| p.cluster)
-        .map_err(|broken| {
-            let problems: Vec<String> = broken.problems.iter().map(|p| p.headline()).collect();
-            problems.join("; ")
-        })
+    crate::config::inventory::read_definition(&file).map_err(|problems| problems.join("; "))
 }

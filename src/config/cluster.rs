@@ -96,6 +96,16 @@ pub enum PortRef {
     Name(String),
 }
 
+/// As a proxy path or a message names it: `9100` or `http-metrics`.
+impl std::fmt::Display for PortRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(name) => f.write_str(name),
+        }
+    }
+}
+
 impl Cluster {
     /// Every credential file this cluster names, with the key that names it.
     pub fn credential_files(&self) -> Vec<(&'static str, &Path)> {

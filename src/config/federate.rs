@@ -48,6 +48,21 @@ pub enum Source {
 }
 
 impl Federate {
+    /// Through the API server's service proxy: the path after the API
+    /// server's own prefix. `None` for a `url` source.
+    pub fn service_path(&self) -> Option<String> {
+        match &self.source {
+            Source::Service {
+                namespace,
+                service,
+                port,
+            } => Some(format!(
+                "/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/federate"
+            )),
+            Source::Url { .. } => None,
+        }
+    }
+
     /// The files it names, with their keys.
     pub fn credential_files(&self) -> Vec<(&'static str, &Path)> {
         let mut files = Vec::new();

@@ -10,7 +10,6 @@ use super::last_good::LastGood;
 use super::names::ClusterName;
 use super::shard::ShardSettings;
 use crate::access::{self, Identity};
-use crate::shard::Ring;
 
 /// Files in the clusters folder that are never read.
 const IGNORED_SUFFIXES: [&str; 9] = [
@@ -70,14 +69,13 @@ impl Inventory {
     /// Keeps the clusters this host scrapes; the others, valid, go to
     /// `elsewhere` (a broken file stays, reported on every host alike).
     pub fn assign(&mut self, shard: &ShardSettings) {
-        let ring = Ring::new(&shard.members, shard.replication);
         let mut kept = Vec::with_capacity(self.entries.len());
         for entry in std::mem::take(&mut self.entries) {
             let Some(c) = entry.cluster() else {
                 kept.push(entry);
                 continue;
             };
-            let owners = ring.owners(c.name.as_str());
+            let owners = shard.owners(c.name.as_str());
             if owners.contains(&shard.me.as_str()) {
                 kept.push(entry);
             } else {
@@ -329,7 +327,7 @@ fn check_credentials(
 
 /// Every cluster file in `dir`, including the ones that cannot be read (a
 /// dangling symlink, a FIFO): those are reported, not silently dropped.
-fn list_cluster_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+pub fn list_cluster_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -340,6 +338,20 @@ fn list_cluster_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// One cluster file's definition, without the credential checks `load`
+/// makes (for `doctor`, which checks them one by one, and `rbac`). The
+/// problems are one-line headlines.
+pub fn read_definition(file: &Path) -> Result<Cluster, Vec<String>> {
+    let text = read_cluster_file(file).map_err(|e| vec![format!("{}: {e}", file.display())])?;
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    Cluster::parse(&SourceText::new(file, text), stem)
+        .map(|p| p.cluster)
+        .map_err(|broken| broken.problems.iter().map(|p| p.headline()).collect())
 }
 
 /// A cluster file's text; what is wrong with it, in words, when it cannot

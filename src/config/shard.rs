@@ -16,6 +16,18 @@ pub struct ShardSettings {
     pub replica_label: String,
 }
 
+impl ShardSettings {
+    /// The hosts that scrape `cluster`.
+    pub fn owners(&self, cluster: &str) -> Vec<&str> {
+        crate::shard::Ring::new(&self.members, self.replication).owners(cluster)
+    }
+
+    /// Whether this host scrapes `cluster`.
+    pub fn is_mine(&self, cluster: &str) -> bool {
+        self.owners(cluster).contains(&self.me.as_str())
+    }
+}
+
 mod defaults {
     pub const REPLICATION: usize = 1;
     pub const REPLICA_LABEL: &str = "replica";

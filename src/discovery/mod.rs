@@ -358,10 +358,7 @@ fn finish_pods(
         return Err(DiscoveryError::NoSuchPort {
             namespace: ne.namespace.clone(),
             service: ne.service.clone(),
-            port: match &ne.port {
-                PortRef::Number(n) => n.to_string(),
-                PortRef::Name(n) => n.clone(),
-            },
+            port: ne.port.to_string(),
             available: available.join(", "),
         });
     }

@@ -279,13 +279,18 @@ async fn scrapes(cluster: &Cluster, settings: &Settings, client: &KubeClient, ch
             None
         }
     };
+    // Paths after the API server's prefix, which the client adds.
     let prefix = &cluster.api_server.path_prefix;
     for kind in JobKind::ALL.into_iter().filter(|k| k.enabled_in(cluster)) {
         let target = match kind {
-            JobKind::Apiserver => Some(("the API server".to_string(), format!("{prefix}/metrics"))),
+            JobKind::Apiserver => Some(("the API server".to_string(), "/metrics".to_string())),
             JobKind::Federate => federate_path(cluster),
             _ => match &found {
-                Some(found) => targets::first_target(cluster, found, kind),
+                // The targets file's path is Prometheus's: prefix included.
+                Some(found) => targets::first_target(cluster, found, kind).map(|(i, p)| {
+                    let relative = p.strip_prefix(prefix.as_str()).unwrap_or(&p).to_string();
+                    (i, relative)
+                }),
                 None => continue,
             },
         };
@@ -299,37 +304,26 @@ async fn scrapes(cluster: &Cluster, settings: &Settings, client: &KubeClient, ch
             }
             continue;
         };
-        // `path` already has the prefix; the client adds it again.
-        let relative = path.strip_prefix(prefix.as_str()).unwrap_or(&path);
-        sample(cluster, client, kind, &instance, relative, checks).await;
+        sample(cluster, client, kind, &instance, &path, checks).await;
     }
 }
 
 /// `[federate]` through the service proxy (a URL source is not reached
-/// through the API server, and is not sampled).
+/// through the API server, and is not sampled), with its selectors.
 fn federate_path(cluster: &Cluster) -> Option<(String, String)> {
     let f = cluster.federate.as_ref()?;
     let Source::Service {
-        namespace,
-        service,
-        port,
+        namespace, service, ..
     } = &f.source
     else {
         return None;
-    };
-    let port = match port {
-        crate::config::cluster::PortRef::Number(n) => n.to_string(),
-        crate::config::cluster::PortRef::Name(n) => n.clone(),
     };
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(f.matchers.iter().map(|m| ("match[]", m)))
         .finish();
     Some((
         format!("{namespace}/{service}"),
-        format!(
-            "{}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/federate?{query}",
-            cluster.api_server.path_prefix
-        ),
+        format!("{}?{query}", f.service_path()?),
     ))
 }
 

@@ -14,8 +14,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::config::cluster::{Broken, Cluster, Parsed};
-use crate::config::diagnostic::SourceText;
+use crate::config::cluster::Cluster;
 use crate::config::inventory;
 use crate::config::settings::Settings;
 use crate::output::plural;
@@ -111,7 +110,7 @@ impl Findings {
 /// then this host. A name that matches no cluster file fails.
 pub async fn run(settings: &Settings, only: &[String]) -> Findings {
     let mut checks = Vec::new();
-    let files = match cluster_files(&settings.clusters_dir) {
+    let files = match inventory::list_cluster_files(&settings.clusters_dir) {
         Ok(files) => files,
         Err(e) => {
             let mut host = Checks::new("host");
@@ -133,7 +132,7 @@ pub async fn run(settings: &Settings, only: &[String]) -> Findings {
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default();
-        let parsed = read(file, stem);
+        let parsed = inventory::read_definition(file);
         let name = match &parsed {
             Ok(c) => c.name.to_string(),
             Err(_) => stem.to_string(),
@@ -169,9 +168,17 @@ pub async fn run(settings: &Settings, only: &[String]) -> Findings {
             "add one with `promfed add-cluster NAME --kubeconfig FILE`",
         );
     }
+    // Prometheus watches the targets of the clusters this host scrapes.
     let in_force: Vec<Cluster> = clusters
         .iter()
-        .filter_map(|(_, _, parsed)| parsed.as_ref().ok().cloned())
+        .filter_map(|(_, _, parsed)| parsed.as_ref().ok())
+        .filter(|c| {
+            settings
+                .shard
+                .as_ref()
+                .is_none_or(|s| s.is_mine(c.name.as_str()))
+        })
+        .cloned()
         .collect();
     // A few clusters at a time, each one's checks in order, the report in
     // file order: a thousand clusters take a minute, not ten.
@@ -217,8 +224,7 @@ async fn check_cluster(
         }
     };
     if let Some(shard) = &settings.shard {
-        let ring = crate::shard::Ring::new(&shard.members, shard.replication);
-        let owners = ring.owners(cluster.name.as_str());
+        let owners = shard.owners(cluster.name.as_str());
         let here = if owners.contains(&shard.me.as_str()) {
             "this host among them"
         } else {
@@ -243,27 +249,6 @@ async fn check_cluster(
         api::check(&cluster, settings, &mut c).await;
     }
     c
-}
-
-/// The cluster files in the folder, as the daemon sees them.
-fn cluster_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| inventory::is_cluster_file(p) && !p.is_dir())
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// A cluster file, parsed without the credential checks (`files` makes
-/// them, one line each).
-fn read(file: &Path, stem: &str) -> Result<Cluster, Vec<String>> {
-    let bytes = crate::fsutil::read_regular(file, crate::fsutil::MAX_TOML_FILE)
-        .map_err(|e| vec![format!("cannot read: {e}")])?;
-    let text = String::from_utf8(bytes).map_err(|_| vec!["is not UTF-8 text".to_string()])?;
-    Cluster::parse(&SourceText::new(file, text), stem)
-        .map(|Parsed { cluster, .. }| cluster)
-        .map_err(|Broken { problems, .. }| problems.iter().map(|p| p.headline()).collect())
 }
 
 /// One line per check, grouped by scope, and a count.

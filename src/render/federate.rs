@@ -2,7 +2,7 @@
 //! the in-cluster Prometheus's `/federate`, reached through the API
 //! server's service proxy or directly.
 
-use crate::config::cluster::{Cluster, PortRef};
+use crate::config::cluster::Cluster;
 use crate::config::federate::{Federate, Source};
 
 use super::jobs::{path_string, regex_escape};
@@ -12,19 +12,10 @@ use super::scrape_config::{Authorization, Relabel, ScrapeConfig, StaticConfig, T
 /// credentials, `honor_labels`).
 pub fn fill(job: &mut ScrapeConfig, cluster: &Cluster, f: &Federate) {
     match &f.source {
-        Source::Service {
-            namespace,
-            service,
-            port,
-        } => {
-            let port = match port {
-                PortRef::Number(n) => n.to_string(),
-                PortRef::Name(name) => name.clone(),
-            };
-            job.metrics_path = Some(format!(
-                "{}/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/federate",
-                cluster.api_server.path_prefix
-            ));
+        Source::Service { .. } => {
+            job.metrics_path = f
+                .service_path()
+                .map(|path| format!("{}{path}", cluster.api_server.path_prefix));
             job.static_configs.push(StaticConfig {
                 targets: vec![cluster.api_server.address.clone()],
             });
