@@ -133,3 +133,42 @@ fn a_folder_promfed_may_not_write_is_told_with_the_one_time_step() {
         "{said}"
     );
 }
+
+/// The journal's default output shows a message's text, not its fields:
+/// the retry says when and why, and a status file that cannot be written
+/// says which file.
+#[test]
+fn the_daemons_messages_carry_their_causes_in_their_text() {
+    let s = setup();
+    // Prometheus is not there: every apply fails and is retried.
+    // status.json cannot be written: a folder stands in its place.
+    std::fs::create_dir_all(s.path("state/status.json")).unwrap();
+    let daemon = s.daemon();
+    let status_file = s.path("state/status.json");
+    let log = wait_for("both messages", std::time::Duration::from_secs(20), || {
+        let log = daemon.log();
+        (log.contains("will try again") && log.contains("cannot write status or metrics"))
+            .then_some(log)
+    });
+    // The message itself, before the fields the journal keeps apart.
+    let message = |start: &str| {
+        log.lines()
+            .find_map(|l| {
+                l.split_once(start)
+                    .map(|(_, rest)| format!("{start}{rest}"))
+            })
+            .unwrap()
+    };
+    let retry = message("will try again");
+    assert!(
+        retry.starts_with("will try again in ")
+            && retry.contains(" s: prometheus: ")
+            && retry.contains("127.0.0.1:1"),
+        "{retry}"
+    );
+    let status = message("cannot write status or metrics");
+    assert!(
+        status.contains(&format!("{}: ", status_file.display())),
+        "{status}"
+    );
+}
