@@ -594,6 +594,21 @@ mod tests {
     }
 
     #[test]
+    fn required_keys_of_the_wrong_type_are_not_also_reported_missing() {
+        let errors = parse(
+            "api_server = 6443\ntoken_file = \"t\"\nca_file = \"c\"\n[federate]\nservice = \"prometheus\"\nmatch = \"up\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "/etc/promfed.d/stage.toml:1:14: key `api_server`: expected a string",
+                "/etc/promfed.d/stage.toml:6:9: key `federate.match`: expected a list of strings",
+            ]
+        );
+    }
+
+    #[test]
     fn spans_point_at_the_keys_for_later_stages() {
         let text =
             "name = \"prod\"\napi_server = \"https://h\"\ntoken_file = \"t\"\nca_file = \"c\"\n";

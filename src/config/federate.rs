@@ -155,7 +155,7 @@ impl RawFederate {
     pub fn validate(mut self, p: &mut Problems, dir: &Path) -> Option<Federate> {
         let matchers = match self.matchers.take() {
             None => {
-                p.at(
+                p.missing_in(
                     self.span.clone(),
                     "federate.match",
                     "missing: the match[] selectors of the series to federate, for example match = ['{job=\"kubernetes-pods\"}']",
@@ -207,6 +207,8 @@ impl RawFederate {
         };
         let source = match self.url.clone() {
             Some(url) => self.direct(p, dir, url),
+            // A `url` of the wrong type is not an absent one.
+            None if p.reported("federate.url") => None,
             None => self.through_service(p),
         };
         Some(Federate {
@@ -299,7 +301,7 @@ impl RawFederate {
                 key_file,
             }),
             (_, _, Some(c), None) => {
-                p.at(
+                p.missing_in(
                     c.span.clone(),
                     "federate.key_file",
                     "cert_file is set, so key_file is needed too",
@@ -307,7 +309,7 @@ impl RawFederate {
                 None
             }
             (_, _, None, Some(k)) => {
-                p.at(
+                p.missing_in(
                     k.span.clone(),
                     "federate.cert_file",
                     "key_file is set, so cert_file is needed too",
@@ -477,6 +479,25 @@ mod tests {
                 problems.iter().any(|p| p.contains(expected)),
                 "{text}\nexpected {expected}\ngot {problems:#?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_type_is_reported_once_not_also_taken_for_absent() {
+        let cases = [
+            (
+                "[federate]\nmatch = ['up']\nurl = 8443\nca_file = \"ca\"\n",
+                "6:7: key `federate.url`: expected a string",
+            ),
+            (
+                "[federate]\nmatch = ['up']\nurl = \"https://p.example\"\ncert_file = \"c\"\nkey_file = 1\n",
+                "8:12: key `federate.key_file`: expected a string",
+            ),
+        ];
+        for (text, expected) in cases {
+            let problems = parse(text).expect_err(text);
+            assert_eq!(problems.len(), 1, "{text}\n{problems:#?}");
+            assert!(problems[0].contains(expected), "{text}\n{problems:#?}");
         }
     }
 }

@@ -362,7 +362,7 @@ fn service_settings(
             })
             .ok(),
         None => Identity::lookup("prometheus")
-            .map_err(|_| p.at(t.span(), &t.path("user"), "the default user `prometheus` does not exist here: set `user` to the user this program runs as"))
+            .map_err(|_| p.missing_in(t.span(), &t.path("user"), "the default user `prometheus` does not exist here: set `user` to the user this program runs as"))
             .ok(),
     };
     let check_timeout =
@@ -475,6 +475,18 @@ mod tests {
                 "/etc/promfed/promfed.toml:2:1: key `wat`: unknown key (allowed here: alertmanager, clusters_dir, debounce, discovery, max_delay, max_targets, metrics_file, prometheus, resync_interval, scrape_interval, scrape_timeout, shard, state_dir)",
                 "/etc/promfed/promfed.toml:5:7: key `prometheus.url`: `ftp://x` is not an http:// or https:// URL",
                 "/etc/promfed/promfed.toml:6:10: key `prometheus.reload`: `kill` is not one of: signal, http",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_shard_key_of_the_wrong_type_is_not_also_missing() {
+        let errors = parse("[shard]\nmembers = \"mon-a,mon-b\"\nself = 2\n").unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "/etc/promfed/promfed.toml:2:11: key `shard.members`: expected a list of strings",
+                "/etc/promfed/promfed.toml:3:8: key `shard.self`: expected a string",
             ]
         );
     }

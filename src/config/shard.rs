@@ -47,7 +47,7 @@ pub fn read(root: &mut Fields, p: &mut Problems) -> Option<ShardSettings> {
 
     let mut listed: Vec<String> = Vec::new();
     match &members {
-        None => p.at(
+        None => p.missing_in(
             table.clone(),
             "shard.members",
             "missing: every host's name, the same list on every host, e.g. members = [\"mon-a\", \"mon-b\"]",
@@ -86,7 +86,7 @@ pub fn read(root: &mut Fields, p: &mut Problems) -> Option<ShardSettings> {
     }
     let me = match me {
         None => {
-            p.at(
+            p.missing_in(
                 table.clone(),
                 "shard.self",
                 "missing: this host's name, one of members",

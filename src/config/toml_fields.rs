@@ -56,6 +56,9 @@ impl<'s> Problems<'s> {
     /// at (a caret on line 1 would point at whatever is there), so the
     /// message says where it belongs.
     pub fn missing(&mut self, key: &str, message: impl Into<String>) {
+        if self.reported(key) {
+            return;
+        }
         if self.found.len() < MAX_PROBLEMS_PER_FILE {
             self.found.push(Diagnostic::file(
                 &self.source.path,
@@ -68,6 +71,20 @@ impl<'s> Problems<'s> {
         } else {
             self.omitted += 1;
         }
+    }
+
+    /// A key of a table that is not there, pointing at the table's header.
+    pub fn missing_in(&mut self, table: Range<usize>, key: &str, message: impl Into<String>) {
+        if !self.reported(key) {
+            self.at(table, key, message);
+        }
+    }
+
+    /// Whether a problem was already reported for `key`. A key that is
+    /// written with the wrong type is reported as that, not also as missing
+    /// or as if it were absent.
+    pub fn reported(&self, key: &str) -> bool {
+        self.found.iter().any(|d| d.key.as_deref() == Some(key))
     }
 
     pub fn is_empty(&self) -> bool {
