@@ -6,27 +6,24 @@ use std::process::Command;
 
 use crate::support::*;
 
-const GOOD_CLUSTER: &str = "api_server = \"https://127.0.0.1:6443\"\ntoken_file = \"stage/token\"\nca_file = \"stage/ca.crt\"\n";
+pub const GOOD_CLUSTER: &str = "api_server = \"https://127.0.0.1:6443\"\ntoken_file = \"stage/token\"\nca_file = \"stage/ca.crt\"\n";
 
 /// A setup with one valid cluster `stage` whose API server is not there.
 pub fn setup() -> Setup {
     let s = Setup::new();
     s.settings("http://127.0.0.1:1", "reload = \"http\"");
     s.write("etc/promfed.d/stage/token", "secret-token-value\n");
-    s.write(
-        "etc/promfed.d/stage/ca.crt",
-        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
-    );
+    s.write("etc/promfed.d/stage/ca.crt", TEST_CA);
     s.write("etc/promfed.d/stage.toml", GOOD_CLUSTER);
     s
 }
 
-fn installed(s: &Setup) -> Vec<u8> {
+pub fn installed(s: &Setup) -> Vec<u8> {
     std::fs::read(s.path("prometheus/prometheus.yml")).unwrap()
 }
 
 /// No candidate or temporary file is left beside the Prometheus config.
-fn assert_no_leftovers(s: &Setup) {
+pub fn assert_no_leftovers(s: &Setup) {
     let names: Vec<String> = std::fs::read_dir(s.path("prometheus"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

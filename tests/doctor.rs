@@ -451,6 +451,58 @@ fn kubeconfigs(setup: &Setup, fake: &FakeCluster) -> (std::path::PathBuf, std::p
     (inline, files)
 }
 
+/// A kubeconfig whose CA or client key Prometheus would refuse (a key
+/// pasted as the CA, a key of another certificate) is refused before
+/// anything is written, naming the kubeconfig's cluster or user.
+#[test]
+fn add_cluster_refuses_tls_data_prometheus_would_refuse_and_writes_nothing() {
+    let setup = Setup::new();
+    setup.settings("http://127.0.0.1:1", "reload = \"http\"");
+    let b64 = |text: &str| STANDARD.encode(text);
+    let kubeconfig = |ca: &str, user: &str| {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: prod\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority-data: {}\ncontexts:\n- name: c\n  context: {{cluster: prod, user: admin}}\nusers:\n- name: admin\n  user:\n{user}",
+            b64(ca)
+        )
+    };
+    let cases = [
+        (
+            kubeconfig(TEST_OTHER_KEY, "    token: abc\n"),
+            "cluster `prod` in",
+            "its certificate-authority(-data) holds no PEM certificate (it holds: PRIVATE KEY)",
+        ),
+        (
+            kubeconfig(
+                TEST_CA,
+                &format!(
+                    "    client-certificate-data: {}\n    client-key-data: {}\n",
+                    b64(TEST_CLIENT_CERT),
+                    b64(TEST_OTHER_KEY)
+                ),
+            ),
+            "user `admin` in",
+            "its client-key(-data) is not the key of the certificate in client-certificate(-data)",
+        ),
+    ];
+    for (text, whose, why) in cases {
+        setup.write("kube/config.yaml", &text);
+        let out = setup.promfed(&[
+            "add-cluster",
+            "prod",
+            "--kubeconfig",
+            setup.path("kube/config.yaml").to_str().unwrap(),
+        ]);
+        assert_exit(&out, 1);
+        let err = stderr(&out);
+        assert!(err.contains(whose) && err.contains(why), "{err}");
+        assert!(err.contains("nothing was added"), "{err}");
+        assert!(
+            !setup.path("etc/promfed.d/prod.toml").exists()
+                && !setup.path("etc/promfed.d/prod").exists()
+        );
+    }
+}
+
 #[test]
 fn add_cluster_writes_a_cluster_from_a_kubeconfig_and_checks_it() {
     let World {

@@ -83,7 +83,7 @@ fn shipped_settings_example_cluster_and_base_files_pass_promfed_check() {
         .replace("#[federate]\n#match", "[federate]\nmatch");
     s.write("etc/promfed.d/example.toml", &example);
     s.write("etc/promfed.d/example/token", "t\n");
-    s.write("etc/promfed.d/example/ca.crt", "ca\n");
+    s.write("etc/promfed.d/example/ca.crt", TEST_CA);
     std::fs::copy(repo("etc/promfed.d/README"), s.path("etc/promfed.d/README")).unwrap();
     std::fs::copy(
         repo("etc/promfed.d/example.toml.example"),

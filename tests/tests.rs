@@ -19,3 +19,4 @@ mod hostile;
 mod pods;
 mod shard;
 mod shipped_defaults;
+mod tls_files;

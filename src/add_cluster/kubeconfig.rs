@@ -8,6 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
+use crate::config::tls_files::{self, PairProblem};
+
 #[derive(Deserialize)]
 struct Kubeconfig {
     #[serde(rename = "current-context", default)]
@@ -170,6 +172,12 @@ pub fn read(path: &Path, context: Option<&str>) -> Result<Context, String> {
             )
         })?)
     };
+    if let Some(why) = ca.as_deref().and_then(tls_files::ca_problem) {
+        return Err(format!(
+            "cluster `{}` in {shown}: its certificate-authority(-data) {why}",
+            cluster.name
+        ));
+    }
     Ok(Context {
         name: wanted.clone(),
         server: c.server.clone(),
@@ -222,7 +230,16 @@ fn credentials(
         name,
     )?;
     match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Credentials::ClientCertificate { cert, key }),
+        (Some(cert), Some(key)) => match tls_files::pair_problem(&cert, &key) {
+            Some(PairProblem::Cert(why)) => Err(format!(
+                "user `{name}` in {shown}: its client-certificate(-data) {why}"
+            )),
+            Some(PairProblem::Key(why)) => Err(format!(
+                "user `{name}` in {shown}: its client-key(-data) {}",
+                why.replace("cert_file", "client-certificate(-data)")
+            )),
+            None => Ok(Credentials::ClientCertificate { cert, key }),
+        },
         (Some(_), None) | (None, Some(_)) => Err(format!(
             "user `{name}` in {shown} has a client certificate or key without the other"
         )),

@@ -257,23 +257,25 @@ fn keep_or_broken(
             file: file.to_path_buf(),
         };
     };
-    // Keeping a definition whose CA is gone would make Prometheus drop the
-    // job on reload anyway, and promtool would reject a missing token file.
-    for (key, path) in kept.credential_files() {
-        if let Err(why) = prometheus_user.can_read(path) {
-            problems.push(Diagnostic::file(
-                file,
-                Some(key),
-                format!(
-                    "the last good configuration cannot be kept either: {} {why}",
-                    path.display()
-                ),
-            ));
-            return Entry::Broken {
-                name,
-                file: file.to_path_buf(),
-            };
-        }
+    // Keeping a definition whose CA is gone or refused would make
+    // Prometheus drop the job on reload anyway, and promtool would reject a
+    // missing token file.
+    let files = kept.credential_files();
+    let unreadable = files.iter().find_map(|(key, path)| {
+        let why = prometheus_user.can_read(path).err()?;
+        Some((*key, format!("{} {why}", path.display())))
+    });
+    let refused = || super::tls_files::refused(&files).into_iter().next();
+    if let Some((key, why)) = unreadable.or_else(refused) {
+        problems.push(Diagnostic::file(
+            file,
+            Some(key),
+            format!("the last good configuration cannot be kept either: {why}"),
+        ));
+        return Entry::Broken {
+            name,
+            file: file.to_path_buf(),
+        };
     }
     Entry::KeptLastGood(kept)
 }
@@ -311,6 +313,9 @@ fn check_credentials(
             )),
             Ok(()) => {}
         }
+    }
+    for (key, why) in super::tls_files::refused(&c.credential_files()) {
+        problems.push(Diagnostic::at(source, spans.get(key), Some(key), why));
     }
     if c.tls.insecure_skip_verify {
         warnings.push(format!(

@@ -15,5 +15,6 @@ mod properties;
 pub mod selector;
 pub mod settings;
 pub mod shard;
+pub mod tls_files;
 pub mod toml_fields;
 mod values;

@@ -1,6 +1,6 @@
 //! On this host: promfed and the user Prometheus runs as can read every
-//! file the cluster names (promtool does not check `ca_file`; Prometheus
-//! would fail that job alone, at scrape time).
+//! file the cluster names, and Prometheus would take what they hold
+//! (promtool checks neither; Prometheus would drop the cluster's jobs).
 
 use crate::access::Identity;
 use crate::config::cluster::Cluster;
@@ -38,6 +38,16 @@ pub fn check(cluster: &Cluster, prometheus: &Identity, checks: &mut Checks) -> b
                 ),
             ),
         }
+    }
+    for (key, why) in crate::config::tls_files::refused(&cluster.credential_files()) {
+        checks.fail(
+            "files",
+            format!("{key} {why}"),
+            format!(
+                "put the PEM file the cluster's kubeconfig or Secret holds there (`promfed add-cluster` writes it), or correct {key} in {}",
+                cluster.source.display()
+            ),
+        );
     }
     all_readable
 }

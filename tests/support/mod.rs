@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// A real CA certificate, a client certificate it signed and that one's key,
+/// and an unrelated key: for files that only have to be what Prometheus
+/// accepts (tests/fixtures/tls/README).
+pub const TEST_CA: &str = include_str!("../fixtures/tls/ca.crt");
+pub const TEST_CLIENT_CERT: &str = include_str!("../fixtures/tls/client.crt");
+pub const TEST_CLIENT_KEY: &str = include_str!("../fixtures/tls/client.key");
+pub const TEST_OTHER_KEY: &str = include_str!("../fixtures/tls/other.key");
+
 pub const PROMETHEUS: &str = "/usr/bin/prometheus";
 pub const PROMTOOL: &str = "/usr/bin/promtool";
 pub const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
