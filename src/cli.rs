@@ -158,15 +158,7 @@ pub fn main() -> ExitCode {
             crate::doctor::print(&findings, json);
             findings.exit_code()
         }
-        Command::ShardPlan { members, json } => {
-            match crate::shard_plan::print(&settings, members, json) {
-                Ok(()) => 0,
-                Err(why) => {
-                    tell!("error: {why}");
-                    EX_CONFIG
-                }
-            }
-        }
+        Command::ShardPlan { members, json } => shard_plan(&settings, members, json),
         Command::Rbac { .. } => unreachable!("handled before the settings are read"),
         Command::AddCluster {
             name,
@@ -187,6 +179,26 @@ pub fn main() -> ExitCode {
         Command::Completions { .. } => unreachable!("handled before the settings are read"),
     };
     finish(code)
+}
+
+/// A `--members` list that breaks the rules of `[shard] members` is a usage
+/// error (2); a plan that cannot be made is the configuration's (78).
+fn shard_plan(settings: &Settings, members: Option<Vec<String>>, json: bool) -> u8 {
+    let replication = settings.shard.as_ref().map_or(1, |s| s.replication);
+    let members = match members.map(|m| crate::shard_plan::members_argument(m, replication)) {
+        Some(Err(why)) => {
+            tell!("error: {why}");
+            return 2;
+        }
+        members => members.transpose().unwrap_or_default(),
+    };
+    match crate::shard_plan::print(settings, members, json) {
+        Ok(()) => 0,
+        Err(why) => {
+            tell!("error: {why}");
+            EX_CONFIG
+        }
+    }
 }
 
 /// `promfed rbac` needs from the settings only where cluster files are and

@@ -41,7 +41,37 @@ struct Plan<'a> {
     with: Option<Change<'a>>,
 }
 
-/// Prints the plan; `with` is another member list to compare with.
+/// The list `--members` gives, held to the rules of `[shard] members`: host
+/// names, none twice, at least as many as the replication.
+pub fn members_argument(given: Vec<String>, replication: usize) -> Result<Vec<String>, String> {
+    let mut members: Vec<String> = Vec::new();
+    for name in given {
+        let name = name.trim().to_string();
+        if name.is_empty() {
+            return Err("--members: an empty name (two commas in a row, or one at an end)".into());
+        }
+        if !crate::config::shard::is_host_name(&name) {
+            return Err(format!(
+                "--members: `{name}` is not a host name: use letters, digits, `-`, `_` and `.`, with commas between names"
+            ));
+        }
+        if members.contains(&name) {
+            return Err(format!("--members: `{name}` is listed twice"));
+        }
+        members.push(name);
+    }
+    if members.len() < replication {
+        return Err(format!(
+            "--members: replication = {replication} needs at least {replication} members, and {} {} given",
+            members.len(),
+            if members.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    Ok(members)
+}
+
+/// Prints the plan; `with` is another member list (already checked by
+/// `members_argument`) to compare with.
 pub fn print(settings: &Settings, with: Option<Vec<String>>, json: bool) -> Result<(), String> {
     let (members, replication, me) = match &settings.shard {
         Some(s) => (s.members.clone(), s.replication, Some(s.me.as_str())),
@@ -55,15 +85,6 @@ pub fn print(settings: &Settings, with: Option<Vec<String>>, json: bool) -> Resu
             }
         },
     };
-    if let Some(new) = &with {
-        let mut seen = Vec::new();
-        for m in new {
-            if m.is_empty() || seen.contains(&m) {
-                return Err(format!("--members: `{m}` is empty or listed twice"));
-            }
-            seen.push(m);
-        }
-    }
     let inventory = inventory::load(
         &settings.clusters_dir,
         &LastGood::new(&settings.last_good_dir()),

@@ -324,6 +324,37 @@ fn shard_mistakes_name_the_key_and_exit_78() {
         assert_exit(&out, 78);
         assert!(stderr(&out).contains(expected), "{shard}: {}", stderr(&out));
     }
+
+    // shard-plan's --members are held to the same rules as members.
+    let s = crate::bad_input::setup();
+    s.append(
+        "etc/promfed.toml",
+        "\n[shard]\nmembers = [\"mon-a\", \"mon-b\"]\nself = \"mon-a\"\nreplication = 2\n",
+    );
+    for (members, expected) in [
+        (
+            "mon-a,mon-b mon-c",
+            "--members: `mon-b mon-c` is not a host name",
+        ),
+        ("mon-a,,mon-b", "--members: an empty name"),
+        ("mon-a,mon-a", "--members: `mon-a` is listed twice"),
+        (
+            "mon-a",
+            "--members: replication = 2 needs at least 2 members",
+        ),
+    ] {
+        let out = s.promfed(&["shard-plan", "--members", members]);
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains(expected),
+            "{members}: {}",
+            stderr(&out)
+        );
+    }
+    assert_exit(
+        &s.promfed(&["shard-plan", "--members", "mon-a, mon-b,mon-c"]),
+        0,
+    );
 }
 
 #[test]

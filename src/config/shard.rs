@@ -154,7 +154,7 @@ pub fn read(root: &mut Fields, p: &mut Problems) -> Option<ShardSettings> {
 }
 
 /// A host's name as members lists it: what a hostname or a pod name can be.
-fn is_host_name(name: &str) -> bool {
+pub fn is_host_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name
