@@ -28,5 +28,6 @@ mod shard;
 mod shard_plan;
 mod status;
 mod targets;
+mod yaml_depth;
 
 pub use cli::main;

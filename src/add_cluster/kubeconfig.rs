@@ -108,8 +108,16 @@ pub fn read(path: &Path, context: Option<&str>) -> Result<Context, String> {
     let shown = path.display();
     let bytes = crate::fsutil::read_regular(path, MAX_FILE)
         .map_err(|e| format!("cannot read the kubeconfig {shown}: {e}"))?;
-    let config: Kubeconfig = serde_norway::from_slice(&bytes)
-        .map_err(|e| format!("{shown} is not a kubeconfig: {e}"))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| format!("{shown} is not a kubeconfig: it is not UTF-8 text ({e})"))?;
+    if crate::yaml_depth::too_deep(text).is_some() {
+        return Err(format!(
+            "{shown} is not a kubeconfig: its brackets nest more than {} levels deep",
+            crate::yaml_depth::MAX_FLOW_DEPTH
+        ));
+    }
+    let config: Kubeconfig =
+        serde_norway::from_str(text).map_err(|e| format!("{shown} is not a kubeconfig: {e}"))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     // Without a current context, a kubeconfig of one context means it.
     let only = match config.contexts.as_slice() {
@@ -284,5 +292,34 @@ fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {
         "none".into()
     } else {
         all.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_of_open_brackets_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let bomb = dir.path().join("config");
+        // Four MiB, the most read: hours for the YAML scanner.
+        let mut text = b"clusters: ".to_vec();
+        text.resize(4 << 20, b'[');
+        std::fs::write(&bomb, &text).unwrap();
+        let refused = read(&bomb, None).err().unwrap();
+        assert!(
+            refused.contains("brackets nest more than 64 levels"),
+            "{refused}"
+        );
+
+        // Flow style as kubectl never writes it but YAML allows stays read.
+        std::fs::write(
+            &bomb,
+            "clusters: [{name: c, cluster: {server: 'https://h'}}]\ncontexts: []\nusers: []\n",
+        )
+        .unwrap();
+        let read_on = read(&bomb, None).err().unwrap();
+        assert!(read_on.contains("has no current-context"), "{read_on}");
     }
 }
