@@ -225,6 +225,16 @@ fn doctor_passes_a_healthy_cluster_and_names_each_planted_fault() {
         !report.contains("✔ identity"),
         "nothing is sent past a failed handshake:\n{report}"
     );
+    // A CA file without a certificate (a key pasted in its place), which
+    // promtool would pass and Prometheus refuse.
+    std::fs::write(&ca, TEST_OTHER_KEY).unwrap();
+    let (code, report) = doctor(&setup, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_fault(
+        &report,
+        "holds no PEM certificate (it holds: PRIVATE KEY)",
+        "put the PEM file the cluster's kubeconfig or Secret holds there",
+    );
     std::fs::write(&ca, &good_ca).unwrap();
 
     // A CA the Prometheus user cannot read.
