@@ -53,6 +53,9 @@ struct ClusterEntry {
     insecure_skip_tls_verify: bool,
     #[serde(default)]
     tls_server_name: Option<String>,
+    /// promfed and Prometheus connect directly; a proxy is refused.
+    #[serde(default)]
+    proxy_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +86,14 @@ struct UserEntry {
     auth_provider: Option<serde_json::Value>,
     #[serde(default)]
     username: Option<String>,
+    /// Impersonation (`as`, `as-groups`, `as-uid`): promfed would be
+    /// someone else than the user it impersonates, so it is refused.
+    #[serde(default, rename = "as")]
+    impersonate: Option<String>,
+    #[serde(default)]
+    as_groups: Option<Vec<String>>,
+    #[serde(default)]
+    as_uid: Option<String>,
 }
 
 /// What promfed takes from one context.
@@ -163,6 +174,12 @@ pub fn read(path: &Path, context: Option<&str>) -> Result<Context, String> {
             format!("context `{wanted}` names user `{user_name}`, which {shown} does not have")
         })?;
     let c = &cluster.cluster;
+    if let Some(proxy) = &c.proxy_url {
+        return Err(format!(
+            "cluster `{}` in {shown} is reached through proxy-url {proxy}: promfed and Prometheus connect to the API server directly, so this host must reach {} without it",
+            cluster.name, c.server
+        ));
+    }
     let ca = if c.insecure_skip_tls_verify {
         None
     } else {
@@ -209,6 +226,11 @@ fn credentials(
         };
         return Err(format!(
             "user `{name}` in {shown} gets its credentials from {how} (as EKS's `aws eks get-token`, GKE's gke-gcloud-auth-plugin or kubelogin do): those tokens last minutes and are made by a program at each use, while Prometheus reads a token from a file for months. Give promfed a service account of its own instead: `promfed rbac` prints it with a long-lived token; put that token in a kubeconfig user (`token:`) and run add-cluster on that"
+        ));
+    }
+    if u.impersonate.is_some() || u.as_groups.is_some() || u.as_uid.is_some() {
+        return Err(format!(
+            "user `{name}` in {shown} impersonates another user (as, as-groups or as-uid): Prometheus cannot, so its requests would carry other permissions than the ones this kubeconfig was made for. Give promfed a service account of its own: `promfed rbac` prints it"
         ));
     }
     if let Some(token) = &u.token {
@@ -300,7 +322,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_file_of_open_brackets_is_refused_at_once() {
+    fn a_file_of_open_brackets_a_proxy_and_impersonation_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let bomb = dir.path().join("config");
         // Four MiB, the most read: hours for the YAML scanner.
@@ -312,6 +334,18 @@ mod tests {
             refused.contains("brackets nest more than 64 levels"),
             "{refused}"
         );
+
+        // A proxy and impersonation are refused, with why.
+        let context = "contexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n";
+        std::fs::write(&bomb, format!("{context}clusters: [{{name: c, cluster: {{server: 'https://h', insecure-skip-tls-verify: true, proxy-url: 'http://proxy:3128'}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\n")).unwrap();
+        let refused = read(&bomb, None).err().unwrap();
+        assert!(
+            refused.contains("is reached through proxy-url http://proxy:3128"),
+            "{refused}"
+        );
+        std::fs::write(&bomb, format!("{context}clusters: [{{name: c, cluster: {{server: 'https://h', insecure-skip-tls-verify: true}}}}]\nusers: [{{name: u, user: {{token: t, as: admin}}}}]\n")).unwrap();
+        let refused = read(&bomb, None).err().unwrap();
+        assert!(refused.contains("impersonates another user"), "{refused}");
 
         // Flow style as kubectl never writes it but YAML allows stays read.
         std::fs::write(
