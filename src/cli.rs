@@ -114,9 +114,9 @@ pub fn main() -> ExitCode {
         // its last good settings and promfed.toml is broken.
         if let Err(problems) = Settings::load(&args.config) {
             tell!(
-                "warning: {} has {} problem(s) (`promfed check` shows them); the daemon keeps the settings it last read",
+                "warning: {} has {} (`promfed check` shows them); the daemon keeps the settings it last read",
                 args.config.display(),
-                problems.len()
+                crate::output::counted(problems.len(), "problem", "problems")
             );
         }
         return finish(crate::status::print(
@@ -131,8 +131,8 @@ pub fn main() -> ExitCode {
                 tell!("error: {p}");
             }
             tell!(
-                "promfed: {} problem(s) in {}; nothing was changed",
-                problems.len(),
+                "promfed: {} in {}; nothing was changed",
+                crate::output::counted(problems.len(), "problem", "problems"),
                 args.config.display()
             );
             return ExitCode::from(EX_CONFIG);
@@ -213,9 +213,9 @@ fn rbac(config: &std::path::Path, cluster: Option<&str>, namespace: &str) -> u8 
         Ok(s) => (s.clusters_dir, s.discovery),
         Err(problems) => {
             tell!(
-                "warning: {} cannot be used ({} problem(s)); rbac uses the defaults: /etc/promfed.d, file_sd discovery",
+                "warning: {} cannot be used ({}); rbac uses the defaults: /etc/promfed.d, file_sd discovery",
                 config.display(),
-                problems.len()
+                crate::output::counted(problems.len(), "problem", "problems")
             );
             (
                 std::path::PathBuf::from("/etc/promfed.d"),

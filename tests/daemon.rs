@@ -356,7 +356,11 @@ fn status_tells_the_truth_about_a_stopped_daemon_and_a_broken_settings_file() {
     let out = setup.promfed(&["status"]);
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("stage"), "{}", stdout(&out));
-    assert!(stderr(&out).contains("problem(s)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has 1 problem (`promfed check` shows them)"),
+        "{}",
+        stderr(&out)
+    );
 
     // Stopped: not "running since", and not success.
     daemon.signal("TERM");

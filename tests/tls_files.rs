@@ -110,12 +110,16 @@ fn prometheus_drops_the_jobs_whose_tls_files_promtool_passes() {
             "- job_name: {name}\n  scheme: https\n  tls_config: {tls}\n  static_configs: [{{targets: ['127.0.0.1:9']}}]\n"
         ));
     };
-    // What promfed takes: a CA among other blocks, and a pair that belongs
-    // together (a version-1 certificate, which Go takes too).
+    // What promfed takes: a CA among text, other blocks and a block that is
+    // not base64, and a pair that belongs together (a version-1
+    // certificate, which Go takes too).
     let accepted = write_files(
         dir.path(),
         "accepted",
-        &Files::Ca(format!("junk\n{TEST_OTHER_KEY}{TEST_CA}").into_bytes()),
+        &Files::Ca(
+            format!("junk\n{TEST_OTHER_KEY}-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n{TEST_CA}")
+                .into_bytes(),
+        ),
     );
     job("accepted_ca", &accepted);
     let pair = write_files(

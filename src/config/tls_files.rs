@@ -71,7 +71,8 @@ pub enum PairProblem {
 /// Why a client certificate and key are refused as a pair.
 pub fn pair_problem(cert_pem: &[u8], key_pem: &[u8]) -> Option<PairProblem> {
     const DROPPED: &str = "so Prometheus would drop the jobs that use it (\"unable to use specified client cert & key\")";
-    let Some(Ok(first)) = CertificateDer::pem_slice_iter(cert_pem).next() else {
+    // Go skips PEM blocks it cannot decode, so these iterators do too.
+    let Some(first) = CertificateDer::pem_slice_iter(cert_pem).find_map(Result::ok) else {
         return Some(PairProblem::Cert(format!(
             "holds no PEM certificate{}, {DROPPED}",
             what_it_holds(cert_pem)
@@ -82,7 +83,7 @@ pub fn pair_problem(cert_pem: &[u8], key_pem: &[u8]) -> Option<PairProblem> {
             "its first certificate is not valid X.509, {DROPPED}"
         )));
     };
-    let Ok(key) = PrivateKeyDer::from_pem_slice(key_pem) else {
+    let Some(key) = PrivateKeyDer::pem_slice_iter(key_pem).find_map(Result::ok) else {
         return Some(PairProblem::Key(format!(
             "holds no PEM private key{}, {DROPPED}",
             what_it_holds(key_pem)
@@ -105,7 +106,7 @@ pub fn pair_problem(cert_pem: &[u8], key_pem: &[u8]) -> Option<PairProblem> {
 
 fn parsed_certificates(pem: &[u8]) -> usize {
     CertificateDer::pem_slice_iter(pem)
-        .map_while(Result::ok)
+        .filter_map(Result::ok)
         .filter(|der| x509_parser::parse_x509_certificate(der).is_ok())
         .count()
 }
@@ -137,8 +138,10 @@ mod tests {
     #[test]
     fn a_ca_file_needs_one_certificate_that_parses() {
         assert_eq!(ca_problem(CA.as_bytes()), None);
-        // Go skips what it cannot use, as long as one certificate is left.
-        let mixed = format!("junk\n{OTHER_KEY}{CA}");
+        // Go skips what it cannot use, as long as one certificate is left:
+        // text, other blocks, a block that is not base64.
+        let broken = "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
+        let mixed = format!("junk\n{OTHER_KEY}{broken}{CA}");
         assert_eq!(ca_problem(mixed.as_bytes()), None);
         let refused = |pem: &str| ca_problem(pem.as_bytes()).expect(pem);
         assert!(refused("").contains("holds no PEM certificate (it is empty)"));
@@ -160,6 +163,13 @@ mod tests {
             pair_problem(CLIENT_CERT.as_bytes(), CLIENT_KEY.as_bytes()),
             None
         );
+        let broken = "-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n";
+        let cert = format!(
+            "{}{CLIENT_CERT}",
+            broken.replace("PRIVATE KEY", "CERTIFICATE")
+        );
+        let key = format!("{broken}{CLIENT_KEY}");
+        assert_eq!(pair_problem(cert.as_bytes(), key.as_bytes()), None);
         assert!(matches!(
             pair_problem(CLIENT_CERT.as_bytes(), OTHER_KEY.as_bytes()),
             Some(PairProblem::Key(why)) if why.contains("is not the key of the certificate")
