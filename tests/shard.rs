@@ -325,6 +325,31 @@ fn shard_mistakes_name_the_key_and_exit_78() {
         assert!(stderr(&out).contains(expected), "{shard}: {}", stderr(&out));
     }
 
+    // With replicas, a cluster's own `replica` label would hide which host
+    // sent a sample: refused there, with its place; the others go on.
+    let s = crate::bad_input::setup();
+    s.append(
+        "etc/promfed.toml",
+        "\n[shard]\nmembers = [\"mon-a\", \"mon-b\"]\nself = \"mon-a\"\nreplication = 2\n",
+    );
+    s.write(
+        "etc/promfed.d/prod.toml",
+        &format!(
+            "{}[labels]\nteam = \"a\"\nreplica = \"x\"\n",
+            crate::bad_input::GOOD_CLUSTER
+        ),
+    );
+    let out = s.promfed(&["apply"]);
+    assert_exit(&out, 78);
+    let expected = format!(
+        "{}:6:1: key `labels.replica`: `replica` is [shard]'s replica_label",
+        s.path("etc/promfed.d/prod.toml").display()
+    );
+    assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+    let installed = s.read("prometheus/prometheus.yml");
+    assert!(installed.contains("promfed/stage/"), "{installed}");
+    assert!(!installed.contains("promfed/prod/"), "{installed}");
+
     // shard-plan's --members are held to the same rules as members.
     let s = crate::bad_input::setup();
     s.append(

@@ -71,6 +71,7 @@ impl Inventory {
     pub fn assign(&mut self, shard: &ShardSettings) {
         let mut kept = Vec::with_capacity(self.entries.len());
         for entry in std::mem::take(&mut self.entries) {
+            let entry = self.without_replica_label(entry, shard);
             let Some(c) = entry.cluster() else {
                 kept.push(entry);
                 continue;
@@ -87,6 +88,38 @@ impl Inventory {
             }
         }
         self.entries = kept;
+    }
+
+    /// With replicas, the replica label tells which host sent a sample; a
+    /// cluster's own label of that name would win over the external label
+    /// (Prometheus keeps a series' own labels) and hide it. Such a cluster
+    /// is refused on every host alike, at the label's place.
+    fn without_replica_label(&mut self, entry: Entry, shard: &ShardSettings) -> Entry {
+        let label = shard.replica_label.as_str();
+        let sets_it = entry
+            .cluster()
+            .is_some_and(|c| c.labels.keys().any(|k| k.as_str() == label));
+        if shard.replication < 2 || !sets_it {
+            return entry;
+        }
+        let c = entry.cluster().expect("a cluster sets it");
+        let key = format!("labels.{label}");
+        let message = format!(
+            "`{label}` is [shard]'s replica_label: with replication = {}, it tells which host sent a sample, and a cluster's own `{label}` label would hide that; rename this label (or set another replica_label)",
+            shard.replication
+        );
+        self.problems.push(match &entry {
+            Entry::Current(_, text) => {
+                let source = SourceText::new(&c.source, text.clone());
+                let span = label_key_span(text, label).unwrap_or(0..0);
+                Diagnostic::at(&source, span, Some(&key), message)
+            }
+            _ => Diagnostic::file(&c.source, Some(&key), message),
+        });
+        Entry::Broken {
+            name: Some(c.name.clone()),
+            file: c.source.clone(),
+        }
     }
 
     /// The clusters to render, in name order.
@@ -280,6 +313,14 @@ fn keep_or_broken(
     Entry::KeptLastGood(kept)
 }
 
+/// Where `labels.<key>` is written in a cluster file, inline or as a table.
+fn label_key_span(text: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    let doc = toml_edit::Document::parse(text.to_string()).ok()?;
+    let labels = doc.get("labels")?.as_table_like()?;
+    let (k, _) = labels.get_key_value(key)?;
+    k.span()
+}
+
 /// Each credential file must exist and be readable by promfed and by the
 /// user Prometheus runs as. World-readable secrets are only warned about.
 fn check_credentials(
@@ -377,6 +418,17 @@ fn read_cluster_file(file: &Path) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_is_found_inline_and_in_a_table() {
+        let inline = "api_server = \"https://h\"\nlabels = { team = \"a\", replica = \"x\" }\n";
+        let span = label_key_span(inline, "replica").unwrap();
+        assert_eq!(&inline[span], "replica");
+        let table = "api_server = \"https://h\"\n[labels]\n\"replica\" = \"x\"\n";
+        let span = label_key_span(table, "replica").unwrap();
+        assert_eq!(&table[span], "\"replica\"");
+        assert_eq!(label_key_span(table, "team"), None);
+    }
 
     #[test]
     fn ignores_package_manager_and_editor_leftovers() {
