@@ -81,6 +81,21 @@ impl Mesh {
     }
 }
 
+/// Cluster labels that a pod's target also has (`namespace`, `app`,
+/// `version`), besides ones it has not.
+fn with_cluster_wide_labels(setup: &Setup) {
+    let file = setup.read("etc/promfed.d/mesh.toml");
+    let old = "labels = { env = \"test\" }";
+    assert!(file.contains(old), "{file}");
+    setup.write(
+        "etc/promfed.d/mesh.toml",
+        &file.replace(
+            old,
+            "labels = { env = \"test\", tier = \"mesh-wide\", namespace = \"all\", app = \"all\", version = \"all\" }",
+        ),
+    );
+}
+
 /// The labels and proxy path of the sidecar's target, in either mode.
 fn assert_reviews_target(targets: &[Value]) {
     let reviews = targets
@@ -94,6 +109,10 @@ fn assert_reviews_target(targets: &[Value]) {
     assert_eq!(labels["version"], "v2");
     assert_eq!(labels["cluster"], "mesh");
     assert_eq!(labels["instance"], "reviews-v2-abc:15020");
+    // The cluster's own labels fill in what the pod does not say, and never
+    // override what it does (every pod would get the same namespace).
+    assert_eq!(labels["env"], "test");
+    assert_eq!(labels["tier"], "mesh-wide");
     assert!(
         reviews["scrapeUrl"].as_str().unwrap().ends_with(
             "/api/v1/namespaces/bookinfo/pods/reviews-v2-abc:15020/proxy/stats/prometheus"
@@ -113,6 +132,7 @@ fn annotated_ready_pods_are_scraped_through_the_pod_proxy_and_churn_needs_no_rel
     setup.settings(&prometheus.url(), "reload = \"http\"");
     setup.relist_rarely();
     setup.add_cluster(&mesh.fake);
+    with_cluster_wide_labels(&setup);
     setup.append("etc/promfed.d/mesh.toml", "\n[pods]\nenabled = true\n");
     let out = setup.promfed(&["apply"]);
     assert_exit(&out, 0);
@@ -186,6 +206,7 @@ fn kubernetes_sd_mode_gives_the_same_pod_targets_on_prometheus_2_53() {
     let prometheus = Prometheus::start_trixie(root, &setup.path("prometheus/prometheus.yml"));
     setup.kubernetes_sd_settings(&prometheus.url());
     setup.add_cluster(&mesh.fake);
+    with_cluster_wide_labels(&setup);
     setup.append(
         "etc/promfed.d/mesh.toml",
         "\n[pods]\nenabled = true\nnamespaces = [\"bookinfo\", \"istio-system\"]\n",

@@ -190,8 +190,10 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, 
     }
     job.relabel_configs
         .push(Relabel::set("cluster", cluster.name.as_str()));
+    // The cluster's labels fill in; what discovery says of a target wins.
     for (name, value) in &cluster.labels {
-        job.relabel_configs.push(Relabel::set(name.as_str(), value));
+        job.relabel_configs
+            .push(Relabel::fill(name.as_str(), value));
     }
     if kind == JobKind::Pods {
         // `honor_labels` keeps a pod's own labels; `cluster` stays ours.

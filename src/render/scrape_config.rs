@@ -110,6 +110,16 @@ impl Relabel {
         }
     }
 
+    /// Sets `label` to `value` only where the target has no such label, so
+    /// a per-target label (a pod's `namespace`, `app`) is never overwritten.
+    pub fn fill(label: &str, value: &str) -> Relabel {
+        Relabel {
+            source_labels: vec![label.to_string()],
+            regex: Some(String::new()),
+            ..Relabel::set(label, value)
+        }
+    }
+
     /// Copies `source` into `label` when it matches `regex` (with `$1`…).
     pub fn copy(sources: &[&str], regex: &str, label: &str, replacement: &str) -> Relabel {
         Relabel {
