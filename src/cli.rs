@@ -185,12 +185,15 @@ pub fn main() -> ExitCode {
 /// error (2); a plan that cannot be made is the configuration's (78).
 fn shard_plan(settings: &Settings, members: Option<Vec<String>>, json: bool) -> u8 {
     let replication = settings.shard.as_ref().map_or(1, |s| s.replication);
-    let members = match members.map(|m| crate::shard_plan::members_argument(m, replication)) {
-        Some(Err(why)) => {
+    let members = match members
+        .map(|m| crate::shard_plan::members_argument(m, replication))
+        .transpose()
+    {
+        Ok(members) => members,
+        Err(why) => {
             tell!("error: {why}");
             return 2;
         }
-        members => members.transpose().unwrap_or_default(),
     };
     match crate::shard_plan::print(settings, members, json) {
         Ok(()) => 0,

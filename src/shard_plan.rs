@@ -50,13 +50,8 @@ pub fn members_argument(given: Vec<String>, replication: usize) -> Result<Vec<St
         if name.is_empty() {
             return Err("--members: an empty name (two commas in a row, or one at an end)".into());
         }
-        if !crate::config::shard::is_host_name(&name) {
-            return Err(format!(
-                "--members: `{name}` is not a host name: use letters, digits, `-`, `_` and `.`, with commas between names"
-            ));
-        }
-        if members.contains(&name) {
-            return Err(format!("--members: `{name}` is listed twice"));
+        if let Some(why) = crate::config::shard::member_problem(&name, &members) {
+            return Err(format!("--members: {why} (names go between commas)"));
         }
         members.push(name);
     }

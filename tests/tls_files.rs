@@ -14,7 +14,7 @@ use crate::support::*;
 enum Files {
     Ca(Vec<u8>),
     Pair(&'static str, &'static str),
-    FederateCa(&'static [u8]),
+    FederateCa(Vec<u8>),
 }
 
 /// Each case: its name, its files, where promfed points and what it says.
@@ -73,7 +73,7 @@ fn cases() -> Vec<(&'static str, Files, &'static str, &'static str)> {
         ),
         (
             "meshca",
-            Files::FederateCa(b"not a certificate\n"),
+            Files::FederateCa(b"not a certificate\n".to_vec()),
             "7:11: key `federate.ca_file`",
             "/ca.crt holds no PEM certificate (it is not PEM)",
         ),
@@ -91,8 +91,9 @@ fn write_files(dir: &std::path::Path, name: &str, files: &Files) -> String {
         path.display().to_string()
     };
     match files {
-        Files::Ca(bytes) => format!("{{ca_file: '{}'}}", put("ca.crt", bytes)),
-        Files::FederateCa(bytes) => format!("{{ca_file: '{}'}}", put("ca.crt", bytes)),
+        Files::Ca(bytes) | Files::FederateCa(bytes) => {
+            format!("{{ca_file: '{}'}}", put("ca.crt", bytes))
+        }
         Files::Pair(cert, key) => format!(
             "{{cert_file: '{}', key_file: '{}'}}",
             put("client.crt", cert.as_bytes()),

@@ -96,13 +96,12 @@ impl Inventory {
     /// is refused on every host alike, at the label's place.
     fn without_replica_label(&mut self, entry: Entry, shard: &ShardSettings) -> Entry {
         let label = shard.replica_label.as_str();
-        let sets_it = entry
+        let Some(c) = entry
             .cluster()
-            .is_some_and(|c| c.labels.keys().any(|k| k.as_str() == label));
-        if shard.replication < 2 || !sets_it {
+            .filter(|c| shard.replication >= 2 && c.labels.keys().any(|k| k.as_str() == label))
+        else {
             return entry;
-        }
-        let c = entry.cluster().expect("a cluster sets it");
+        };
         let key = format!("labels.{label}");
         let message = format!(
             "`{label}` is [shard]'s replica_label: with replication = {}, it tells which host sent a sample, and a cluster's own `{label}` label would hide that; rename this label (or set another replica_label)",
@@ -331,7 +330,8 @@ fn check_credentials(
 ) -> Result<(), Vec<Diagnostic>> {
     let Parsed { cluster: c, spans } = parsed;
     let mut problems = Vec::new();
-    for (key, path) in c.credential_files() {
+    let files = c.credential_files();
+    for &(key, path) in &files {
         let readable = crate::fsutil::open_regular(path)
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => "does not exist".to_string(),
@@ -355,7 +355,7 @@ fn check_credentials(
             Ok(()) => {}
         }
     }
-    for (key, why) in super::tls_files::refused(&c.credential_files()) {
+    for (key, why) in super::tls_files::refused(&files) {
         problems.push(Diagnostic::at(source, spans.get(key), Some(key), why));
     }
     if c.tls.insecure_skip_verify {

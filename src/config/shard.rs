@@ -59,25 +59,8 @@ pub fn read(root: &mut Fields, p: &mut Problems) -> Option<ShardSettings> {
         ),
         Some(list) => {
             for (i, m) in list.value.iter().enumerate() {
-                let key = format!("shard.members[{i}]");
-                if !is_host_name(&m.value) {
-                    p.at(
-                        m.span.clone(),
-                        &key,
-                        format!(
-                            "`{}` is not a host name: use letters, digits, `-`, `_` and `.`",
-                            m.value
-                        ),
-                    );
-                } else if listed.contains(&m.value) {
-                    p.at(
-                        m.span.clone(),
-                        &key,
-                        format!(
-                            "`{}` is listed twice: each host once, or the assignment would differ between hosts",
-                            m.value
-                        ),
-                    );
+                if let Some(why) = member_problem(&m.value, &listed) {
+                    p.at(m.span.clone(), &format!("shard.members[{i}]"), why);
                 } else {
                     listed.push(m.value.clone());
                 }
@@ -153,8 +136,23 @@ pub fn read(root: &mut Fields, p: &mut Problems) -> Option<ShardSettings> {
     })
 }
 
+/// What is wrong with `name` as the next of `members` after `listed`
+/// (shared with `shard-plan --members`).
+pub fn member_problem(name: &str, listed: &[String]) -> Option<String> {
+    if !is_host_name(name) {
+        return Some(format!(
+            "`{name}` is not a host name: use letters, digits, `-`, `_` and `.`"
+        ));
+    }
+    listed.iter().any(|m| m == name).then(|| {
+        format!(
+            "`{name}` is listed twice: each host once, or the assignment would differ between hosts"
+        )
+    })
+}
+
 /// A host's name as members lists it: what a hostname or a pod name can be.
-pub fn is_host_name(name: &str) -> bool {
+fn is_host_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name

@@ -52,7 +52,7 @@ pub fn refused(files: &[(&'static str, &Path)]) -> Vec<(&'static str, String)> {
 /// Why a CA file's content is refused: Go keeps every PEM `CERTIFICATE`
 /// block that parses as X.509, and refuses the file when none does.
 pub fn ca_problem(pem: &[u8]) -> Option<String> {
-    if parsed_certificates(pem) > 0 {
+    if !certificates(pem).is_empty() {
         return None;
     }
     Some(format!(
@@ -104,11 +104,14 @@ pub fn pair_problem(cert_pem: &[u8], key_pem: &[u8]) -> Option<PairProblem> {
     })
 }
 
-fn parsed_certificates(pem: &[u8]) -> usize {
+/// The certificates of a PEM file as Go takes them: `CERTIFICATE` blocks
+/// that decode and parse as X.509, the others skipped. Discovery trusts and
+/// presents the same ones Prometheus would.
+pub fn certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
     CertificateDer::pem_slice_iter(pem)
         .filter_map(Result::ok)
         .filter(|der| x509_parser::parse_x509_certificate(der).is_ok())
-        .count()
+        .collect()
 }
 
 /// What a refused file holds instead, when that helps: the PEM labels of

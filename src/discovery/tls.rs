@@ -124,10 +124,13 @@ impl Material {
             Some(pem) => {
                 let ca = cluster.tls.ca_file.as_deref().unwrap_or(Path::new(""));
                 let mut roots = RootCertStore::empty();
-                for cert in certs("ca_file", ca, pem)? {
-                    roots.add(cert).map_err(|e| {
-                        material("ca_file", ca, format!("not a usable CA certificate: {e}"))
-                    })?;
+                let (usable, _) = roots.add_parsable_certificates(certs("ca_file", ca, pem)?);
+                if usable == 0 {
+                    return Err(material(
+                        "ca_file",
+                        ca,
+                        "holds no usable CA certificate".into(),
+                    ));
                 }
                 let webpki =
                     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -179,14 +182,13 @@ impl Material {
     }
 }
 
+/// The certificates of a PEM file, skipping what Prometheus skips too.
 fn certs(
     key: &'static str,
     path: &Path,
     pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, DiscoveryError> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| material(key, path, format!("not a PEM certificate file: {e}")))?;
+    let certs = crate::config::tls_files::certificates(pem);
     if certs.is_empty() {
         return Err(material(key, path, "holds no PEM certificate".into()));
     }
@@ -360,6 +362,24 @@ mod tests {
         }
         let source = SourceText::new(format!("/etc/promfed.d/{name}.toml"), text);
         Cluster::parse(&source, name).unwrap().cluster
+    }
+
+    /// Discovery trusts what Prometheus trusts: a CA among text and a block
+    /// that is not base64 (Go skips both); none at all is refused.
+    #[test]
+    fn a_ca_file_is_read_as_prometheus_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = include_str!("../../tests/fixtures/tls/ca.crt");
+        let file = dir.path().join("ca.crt");
+        let broken = "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
+        std::fs::write(&file, format!("junk\n{broken}{ca}")).unwrap();
+        assert!(client_config(&cluster("mixed", &file, None)).is_ok());
+        std::fs::write(&file, broken).unwrap();
+        let refused = client_config(&cluster("none", &file, None)).err().unwrap();
+        assert!(
+            refused.to_string().contains("holds no PEM certificate"),
+            "{refused}"
+        );
     }
 
     /// A thousand clusters behind one CA hold one configuration; another
