@@ -59,7 +59,7 @@ impl ClusterTask {
         let handle = tokio::spawn(async move {
             let name = cluster.name.to_string();
             let written = cluster.clone();
-            discovery::follow(cluster, limits, resync, relist, move |found| {
+            discovery::follow(cluster, limits, resync, relist, None, move |found| {
                 let result = found
                     .map_err(RefreshError::from)
                     .and_then(|found| write_targets(&targets_dir, &written, found));

@@ -1,29 +1,52 @@
-//! GET requests to one API server with the cluster's credentials, and their
-//! failures turned into `DiscoveryError`s.
+//! Requests to one API server with the cluster's credentials, and their
+//! failures turned into `DiscoveryError`s. The bytes go through
+//! `transport`; this is what they mean.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::Instant;
 
 use super::DiscoveryError;
-use super::h1;
+use super::decode;
 use super::objects::Status;
 use super::redact::redact;
 use super::tls;
+use super::transport::{self, Failure, Times};
+use crate::config::cluster::Cluster;
 use crate::fsutil;
 
 /// The largest answer read from an API server (a page of 500 full Node
 /// objects is a few MiB); a larger one fails that cluster alone.
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// The largest watch event: one object (an EndpointSlice of 1000
+/// endpoints is about 300 KiB).
+pub const MAX_EVENT_BYTES: usize = 16 << 20;
 /// The largest token file read.
 const MAX_TOKEN_BYTES: u64 = 64 << 10;
-use crate::config::cluster::Cluster;
+/// The longest a watch may stay silent: servers send bookmarks well within.
+pub const WATCH_SILENCE: Duration = Duration::from_secs(330);
+/// A watch that sends more than this in `FLOOD_WINDOW` is given up on: no
+/// cluster changes that fast, and decoding it would take a core from
+/// every other cluster.
+const FLOOD_EVENTS: u32 = 5_000;
+const FLOOD_BYTES: usize = 256 << 20;
+const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 
-/// Every request, a list's or a watch's, goes on a connection of its own
-/// (see `h1`): lists are rare and a kept connection would hold its buffers
-/// for nothing.
+/// How many requests run at once, across all clusters: a thousand at
+/// start-up would otherwise open a thousand connections together. A
+/// request waits for its turn before its own timeout starts.
+static REQUESTS_AT_ONCE: Semaphore = Semaphore::const_new(64);
+/// Answers held in memory at once, across all clusters, in KiB: a list's
+/// body is held whole until it is decoded, and 64 requests of 64 MiB each
+/// must not hold 4 GiB. An answer waits for room within its own timeout.
+static ANSWER_KIB: Semaphore = Semaphore::const_new(256 << 10);
+
+/// A client for one cluster; every request goes on a connection of its
+/// own (see `transport`).
 pub struct KubeClient {
     /// Shared with every cluster that trusts and presents the same (see
     /// `tls::client_config`).
@@ -37,17 +60,19 @@ pub struct KubeClient {
     token_file: Option<PathBuf>,
 }
 
-/// How many list requests run at once, across all clusters. A thousand at
-/// start-up would hold a thousand answers in memory together, and leave the
-/// allocator holding that peak; this bounds it to a few MiB. A request
-/// waits for its turn before its own timeout starts.
-static LISTS_AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(64);
-
 /// What a request needs permission for, to name it in a 403 message.
 #[derive(Debug, Clone, Copy)]
 pub struct Permission {
     pub verb: &'static str,
     pub resource: &'static str,
+}
+
+/// A whole answer, and the room it holds in `ANSWER_KIB` until dropped.
+struct Whole {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+    _room: Option<SemaphorePermit<'static>>,
 }
 
 impl KubeClient {
@@ -86,8 +111,8 @@ impl KubeClient {
         accept: &str,
         needs: Permission,
     ) -> Result<Option<T>, DiscoveryError> {
-        let (status, body) = self.exchange("GET", path, accept, &[]).await?;
-        self.decoded(status, path, &body, needs)
+        let whole = self.exchange("GET", path, accept, Vec::new()).await?;
+        self.decoded(whole, path, needs)
     }
 
     /// POSTs `body` (JSON) to `path` and decodes the JSON answer (201 or
@@ -98,44 +123,41 @@ impl KubeClient {
         body: &serde_json::Value,
         needs: Permission,
     ) -> Result<Option<T>, DiscoveryError> {
-        let json = serde_json::to_vec(body).expect("JSON serialises");
-        let (status, answer) = self
-            .exchange("POST", path, "application/json", &json)
+        let json = body.to_string().into_bytes();
+        let mut whole = self
+            .exchange("POST", path, "application/json", json)
             .await?;
-        let status = if status == 201 { 200 } else { status };
-        self.decoded(status, path, &answer, needs)
+        if whole.status == 201 {
+            whole.status = 200;
+        }
+        self.decoded(whole, path, needs)
     }
 
     /// GETs `path` and returns the status and the body as they are, for a
     /// sample scrape through a proxy path.
     pub async fn fetch(&self, path: &str, accept: &str) -> Result<(u16, Vec<u8>), DiscoveryError> {
-        self.exchange("GET", path, accept, &[]).await
+        let whole = self.exchange("GET", path, accept, Vec::new()).await?;
+        Ok((whole.status, whole.body))
     }
 
     /// What an answer other than a 200 means: a 404 is `None`, the rest
     /// are errors naming the permission `needs`.
     fn decoded<T: DeserializeOwned>(
         &self,
-        status: u16,
+        whole: Whole,
         path: &str,
-        body: &[u8],
         needs: Permission,
     ) -> Result<Option<T>, DiscoveryError> {
         let url = format!("{}{path}", self.base);
-        match status {
-            200 => {
-                serde_json::from_slice(body)
-                    .map(Some)
-                    .map_err(|e| DiscoveryError::BadResponse {
-                        url: url.clone(),
-                        detail: format!("not the JSON expected: {e}"),
-                    })
-            }
+        match whole.status {
+            200 => decode::from_slice(&whole.body).map(Some).map_err(|detail| {
+                DiscoveryError::BadResponse {
+                    url,
+                    detail: format!("not the JSON expected: {}", self.redact(&detail)),
+                }
+            }),
             404 => Ok(None),
-            _ => {
-                let token = self.token().ok().flatten();
-                Err(self.refusal(status, url, body, token.as_deref(), needs))
-            }
+            _ => Err(self.refusal(&whole, url, needs)),
         }
     }
 
@@ -145,23 +167,32 @@ impl KubeClient {
         method: &'static str,
         path: &str,
         accept: &str,
-        body: &[u8],
-    ) -> Result<(u16, Vec<u8>), DiscoveryError> {
+        body: Vec<u8>,
+    ) -> Result<Whole, DiscoveryError> {
         let url = format!("{}{path}", self.base);
         let token = self.token()?;
-        let _permit = LISTS_AT_ONCE.acquire().await.expect("never closed");
+        let _turn = REQUESTS_AT_ONCE.acquire().await.ok();
+        let deadline = Instant::now() + self.timeout;
         let exchange = async {
-            let (head, mut answer) = self
+            let mut answer = self
                 .open(method, path, accept, body, token.as_deref(), self.timeout)
                 .await?;
-            let text = read_capped(&mut answer, &self.base, &url).await?;
-            Ok::<_, DiscoveryError>((head.status, with_location(text, &head)))
+            let (body, room) = read_whole(&mut answer.body, MAX_RESPONSE_BYTES)
+                .await
+                .map_err(|f| self.failure(f, &url))?;
+            Ok::<_, DiscoveryError>(Whole {
+                status: answer.status,
+                retry_after: answer.retry_after,
+                body: with_location(body, answer.location.as_deref()),
+                _room: room,
+            })
         };
-        tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout_at(deadline, exchange)
             .await
-            .map_err(|_| DiscoveryError::Unreachable {
+            .map_err(|_| DiscoveryError::Timeout {
                 url: self.base.clone(),
-                detail: format!("timed out (no whole answer within {:?})", self.timeout),
+                what: "a whole answer",
+                limit: self.timeout,
             })?
     }
 
@@ -175,26 +206,31 @@ impl KubeClient {
     ) -> Result<EventStream, DiscoveryError> {
         let url = format!("{}{path}", self.base);
         let token = self.token()?;
-        let (head, mut body) = self
-            .open("GET", path, accept, &[], token.as_deref(), WATCH_SILENCE)
+        let mut answer = self
+            .open(
+                "GET",
+                path,
+                accept,
+                Vec::new(),
+                token.as_deref(),
+                WATCH_SILENCE,
+            )
             .await?;
-        if head.status == 200 {
-            return Ok(EventStream {
-                body,
-                base: self.base.clone(),
-                buffer: Vec::new(),
-            });
+        if answer.status == 200 {
+            return Ok(EventStream::new(answer.body, self.base.clone()));
         }
         // A refusal's body: a Status, small; a redirect's: where it points.
-        let mut text = Vec::new();
-        while let Some(piece) = body.next().await.map_err(|f| h1_error(&self.base, f))? {
-            text.extend_from_slice(&piece);
-            if text.len() > 1 << 20 {
-                break;
-            }
-        }
-        text = with_location(text, &head);
-        Err(self.refusal(head.status, url, &text, token.as_deref(), needs))
+        let (text, _) = tokio::time::timeout(self.timeout, read_whole(&mut answer.body, 1 << 20))
+            .await
+            .unwrap_or(Ok((Vec::new(), None)))
+            .unwrap_or_default();
+        let whole = Whole {
+            status: answer.status,
+            retry_after: answer.retry_after,
+            body: with_location(text, answer.location.as_deref()),
+            _room: None,
+        };
+        Err(self.refusal(&whole, url, needs))
     }
 
     /// Sends the request on a new connection and reads the answer's head.
@@ -203,30 +239,31 @@ impl KubeClient {
         method: &'static str,
         path: &str,
         accept: &str,
-        body: &[u8],
+        body: Vec<u8>,
         token: Option<&str>,
         silence: Duration,
-    ) -> Result<(h1::Head, h1::Body), DiscoveryError> {
+    ) -> Result<transport::Answer, DiscoveryError> {
         let authorization = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("Accept", accept)];
         if let Some(a) = &authorization {
             headers.push(("Authorization", a.as_str()));
         }
         let prefix = self.url.path().trim_end_matches('/');
-        h1::send(
-            self.tls.clone(),
-            &self.url,
-            h1::Request {
-                method,
-                path: &format!("{prefix}{path}"),
-                headers: &headers,
-                body,
-            },
-            self.connect_timeout,
+        let target = format!("{prefix}{path}");
+        let times = Times {
+            connect: self.connect_timeout,
+            head: self.timeout,
             silence,
-        )
-        .await
-        .map_err(|f| h1_error(&self.base, f))
+        };
+        let request = transport::Request {
+            method,
+            target: &target,
+            headers: &headers,
+            body,
+        };
+        transport::send(self.tls.clone(), &self.url, request, times)
+            .await
+            .map_err(|f| self.failure(f, &self.base))
     }
 
     /// The token, read now: a rotated one is used at once.
@@ -235,65 +272,98 @@ impl KubeClient {
     }
 
     /// The error for an answer other than 200 (or 404 to a GET).
-    fn refusal(
-        &self,
-        status: u16,
-        url: String,
-        body: &[u8],
-        token: Option<&str>,
-        needs: Permission,
-    ) -> DiscoveryError {
-        match status {
+    fn refusal(&self, whole: &Whole, url: String, needs: Permission) -> DiscoveryError {
+        let token = self.token().ok().flatten();
+        let message = || status_message(&whole.body, token.as_deref());
+        match whole.status {
             401 => DiscoveryError::Unauthorized {
                 url: self.base.clone(),
             },
             403 => DiscoveryError::Forbidden {
-                message: status_message(body, token),
+                message: message(),
                 verb: needs.verb,
                 resource: needs.resource,
             },
             410 => DiscoveryError::Gone { url },
+            429 => DiscoveryError::Throttled {
+                url,
+                retry_after: whole.retry_after,
+            },
             code @ 300..=399 => DiscoveryError::Redirect {
                 url,
                 status: code,
-                location: status_message(body, token),
+                location: message(),
             },
             code => DiscoveryError::Http {
                 url,
                 status: code,
-                body: status_message(body, token),
+                body: message(),
             },
         }
     }
+
+    /// A transport failure as the error an operator reads.
+    fn failure(&self, failure: Failure, url: &str) -> DiscoveryError {
+        transport_error(url, failure)
+    }
 }
 
-/// The longest a watch may stay silent: servers send bookmarks well within.
-const WATCH_SILENCE: Duration = Duration::from_secs(330);
+/// A transport failure, told in discovery's terms.
+fn transport_error(url: &str, failure: Failure) -> DiscoveryError {
+    let url = url.to_string();
+    match failure {
+        Failure::Io(e) => match transport::find_rustls_error(&e) {
+            Some(tls) => DiscoveryError::Tls {
+                url,
+                detail: tls.to_string(),
+            },
+            None => DiscoveryError::Unreachable {
+                url,
+                detail: e.to_string(),
+            },
+        },
+        Failure::Timeout(what, limit) => DiscoveryError::Timeout { url, what, limit },
+        Failure::Limit(limit) => DiscoveryError::TooMuch {
+            what: "an answer larger than promfed reads",
+            url,
+            limit,
+        },
+        Failure::Protocol(detail) => DiscoveryError::Protocol { url, detail },
+    }
+}
 
-/// A response body, read in chunks up to `MAX_RESPONSE_BYTES`.
-async fn read_capped(
-    body: &mut h1::Body,
-    base: &str,
-    url: &str,
-) -> Result<Vec<u8>, DiscoveryError> {
+/// A whole body, at most `cap` bytes, with the room it takes held in
+/// `ANSWER_KIB`.
+async fn read_whole(
+    body: &mut transport::Body,
+    cap: usize,
+) -> Result<(Vec<u8>, Option<SemaphorePermit<'static>>), Failure> {
     let mut text = Vec::new();
-    while let Some(chunk) = body.next().await.map_err(|f| h1_error(base, f))? {
-        if text.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(DiscoveryError::TooMuch {
-                what: "an answer larger than promfed reads",
-                url: url.to_string(),
-                limit: format!("more than {} MiB", MAX_RESPONSE_BYTES >> 20),
-            });
+    let mut room: Option<SemaphorePermit<'static>> = None;
+    while let Some(chunk) = body.next().await? {
+        if text.len() + chunk.len() > cap {
+            return Err(Failure::Limit(format!("more than {} MiB", cap >> 20)));
+        }
+        let held = room.as_ref().map_or(0, |r| r.num_permits());
+        let needed = (text.len() + chunk.len()).div_ceil(1024);
+        if needed > held {
+            let more = u32::try_from(needed - held).unwrap_or(u32::MAX);
+            if let Ok(permit) = ANSWER_KIB.acquire_many(more).await {
+                match room.as_mut() {
+                    Some(r) => r.merge(permit),
+                    None => room = Some(permit),
+                }
+            }
         }
         text.extend_from_slice(&chunk);
     }
-    Ok(text)
+    Ok((text, room))
 }
 
 /// A redirect's body is empty: say where it pointed instead (redacted: a
 /// Location may carry credentials).
-fn with_location(body: Vec<u8>, head: &h1::Head) -> Vec<u8> {
-    match &head.location {
+fn with_location(body: Vec<u8>, location: Option<&str>) -> Vec<u8> {
+    match location {
         Some(location) if body.is_empty() => pointing_to(&redact(location, None)),
         _ => body,
     }
@@ -319,44 +389,139 @@ pub struct RawEvent {
 
 /// The events of one watch, one JSON object per line.
 pub struct EventStream {
-    body: h1::Body,
+    body: transport::Body,
     base: String,
-    buffer: Vec<u8>,
+    lines: Lines,
+    pace: Flood,
 }
 
 impl EventStream {
-    /// The next event; `None` when the server ended the watch.
+    fn new(body: transport::Body, base: String) -> EventStream {
+        EventStream {
+            body,
+            base,
+            lines: Lines::default(),
+            pace: Flood::new(Instant::now()),
+        }
+    }
+
+    /// The next event; `None` when the server ended the watch. Cancel-safe
+    /// (nothing read is lost if the future is dropped between reads).
     pub async fn next(&mut self) -> Result<Option<RawEvent>, DiscoveryError> {
         loop {
-            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                if self.buffer.is_empty() {
-                    // Keep no room between events (see `h1`).
-                    self.buffer = Vec::new();
-                }
+            if let Some(line) = self.lines.next_line() {
+                // An event costs decoding: give the other clusters their
+                // turn when this task has used its share.
+                tokio::task::consume_budget().await;
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                return serde_json::from_slice(&line).map(Some).map_err(|e| {
+                if let Some(limit) = self.pace.event(Instant::now(), line.len()) {
+                    return Err(self.too_much("a watch flooding promfed", limit));
+                }
+                return decode::from_slice(&line).map(Some).map_err(|detail| {
                     DiscoveryError::BadResponse {
                         url: self.base.clone(),
-                        detail: format!("a watch event that is not JSON: {e}"),
+                        detail: format!("a watch event that is not JSON: {detail}"),
                     }
                 });
             }
-            if self.buffer.len() > MAX_RESPONSE_BYTES {
-                return Err(DiscoveryError::TooMuch {
-                    what: "a watch event larger than promfed reads",
-                    url: self.base.clone(),
-                    limit: format!("more than {} MiB", MAX_RESPONSE_BYTES >> 20),
-                });
+            if self.lines.pending() > MAX_EVENT_BYTES {
+                return Err(self.too_much(
+                    "a watch event larger than promfed reads",
+                    format!("more than {} MiB", MAX_EVENT_BYTES >> 20),
+                ));
             }
             match self.body.next().await {
-                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Ok(Some(chunk)) => self.lines.push(&chunk),
                 Ok(None) => return Ok(None),
-                Err(f) => return Err(h1_error(&self.base, f)),
+                Err(f) => return Err(transport_error(&self.base, f)),
             }
         }
+    }
+
+    fn too_much(&self, what: &'static str, limit: String) -> DiscoveryError {
+        DiscoveryError::TooMuch {
+            what,
+            url: self.base.clone(),
+            limit,
+        }
+    }
+}
+
+/// Bytes split into lines as they arrive; each byte is searched once and
+/// moved at most once more.
+#[derive(Default)]
+struct Lines {
+    buffer: Vec<u8>,
+    /// Where the next line starts.
+    start: usize,
+    /// How far `buffer` is known to hold no newline.
+    searched: usize,
+}
+
+impl Lines {
+    fn push(&mut self, chunk: &[u8]) {
+        self.buffer.extend_from_slice(chunk);
+    }
+
+    /// Bytes held that are not yet a whole line.
+    fn pending(&self) -> usize {
+        self.buffer.len() - self.start
+    }
+
+    fn next_line(&mut self) -> Option<Vec<u8>> {
+        let from = self.searched.max(self.start);
+        let found = self.buffer.get(from..)?.iter().position(|b| *b == b'\n');
+        let Some(at) = found else {
+            // Keep only the unfinished line, moved to the front once.
+            self.buffer.drain(..self.start);
+            self.start = 0;
+            self.searched = self.buffer.len();
+            if self.buffer.is_empty() {
+                // No room kept between events: a thousand clusters wait
+                // with two watches each.
+                self.buffer = Vec::new();
+            }
+            return None;
+        };
+        let end = from + at;
+        let line = self.buffer.get(self.start..end)?.to_vec();
+        self.start = end + 1;
+        self.searched = self.start;
+        Some(line)
+    }
+}
+
+/// Counts one watch's events and bytes per `FLOOD_WINDOW`.
+struct Flood {
+    since: Instant,
+    events: u32,
+    bytes: usize,
+}
+
+impl Flood {
+    fn new(now: Instant) -> Flood {
+        Flood {
+            since: now,
+            events: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Takes in one event; the limit it broke, if any.
+    fn event(&mut self, now: Instant, bytes: usize) -> Option<String> {
+        if now.duration_since(self.since) >= FLOOD_WINDOW {
+            *self = Flood::new(now);
+        }
+        self.events += 1;
+        self.bytes += bytes;
+        (self.events > FLOOD_EVENTS || self.bytes > FLOOD_BYTES).then(|| {
+            format!(
+                "more than {FLOOD_EVENTS} events or {} MiB within {FLOOD_WINDOW:?}",
+                FLOOD_BYTES >> 20
+            )
+        })
     }
 }
 
@@ -391,38 +556,4 @@ fn status_message(body: &[u8], token: Option<&str>) -> String {
         .and_then(|s| s.message)
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned());
     redact(&text, token)
-}
-
-/// A watch connection's failure, told as the same errors as a list's.
-fn h1_error(url: &str, failure: h1::Failure) -> DiscoveryError {
-    match failure {
-        h1::Failure::Io(e) => match find_rustls_error(&e) {
-            Some(tls) => DiscoveryError::Tls {
-                url: url.to_string(),
-                detail: tls.to_string(),
-            },
-            None => DiscoveryError::Unreachable {
-                url: url.to_string(),
-                detail: e.to_string(),
-            },
-        },
-        h1::Failure::Silent(after) => DiscoveryError::Unreachable {
-            url: url.to_string(),
-            detail: format!("timed out (nothing for {after:?})"),
-        },
-        h1::Failure::Protocol(detail) => DiscoveryError::BadResponse {
-            url: url.to_string(),
-            detail,
-        },
-    }
-}
-
-/// io::Error hides its payload from `source()`, and may wrap io::Errors in
-/// io::Errors: look inside each layer.
-fn find_rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-        return Some(tls);
-    }
-    let payload = err.downcast_ref::<std::io::Error>()?.get_ref()?;
-    find_rustls_error(payload)
 }

@@ -1,6 +1,7 @@
 //! Why discovery of a cluster failed, in the terms an operator acts on.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
@@ -36,6 +37,19 @@ pub enum DiscoveryError {
     },
     #[error("unexpected answer from {url}: {detail}")]
     BadResponse { url: String, detail: String },
+    #[error("{url} does not speak HTTP/1.1 as promfed reads it: {detail}")]
+    Protocol { url: String, detail: String },
+    #[error("API server {url} timed out: no {what} within {limit:?}")]
+    Timeout {
+        url: String,
+        what: &'static str,
+        limit: Duration,
+    },
+    #[error("{url} answered 429 Too Many Requests{}: promfed backs off", retry_after.map(|d| format!(" (retry after {d:?})")).unwrap_or_default())]
+    Throttled {
+        url: String,
+        retry_after: Option<Duration>,
+    },
     #[error(
         "{url} answered {status} redirecting to {location}: promfed does not follow redirects from an API server (the token would travel with them); set api_server to the address that answers"
     )]
@@ -74,8 +88,21 @@ impl DiscoveryError {
             DiscoveryError::Http { .. } => "http",
             DiscoveryError::BadResponse { .. } => "bad_response",
             DiscoveryError::Redirect { .. } => "redirect",
-            DiscoveryError::TooMuch { .. } => "too_much",
+            DiscoveryError::TooMuch { .. } => "limit",
+            DiscoveryError::Protocol { .. } => "protocol",
+            DiscoveryError::Timeout { .. } => "timeout",
+            DiscoveryError::Throttled { .. } => "throttled",
             DiscoveryError::Gone { .. } => "gone",
+        }
+    }
+}
+
+impl DiscoveryError {
+    /// How long the server asked promfed to wait before asking again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            DiscoveryError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }

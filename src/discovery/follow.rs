@@ -7,12 +7,15 @@
 //!   the slow resync (`resync_interval`, the safety net) and a poke (the
 //!   cluster's credentials may have rotated).
 //! - A watch the server ends (its `timeoutSeconds`) is opened again from
-//!   the last version seen; a failure backs off and relists.
+//!   the last version seen; one that ends before any event counts as a
+//!   failure and waits its backoff; a failure backs off and relists.
+//! - However the server behaves, each resource is asked at most `CEILING`
+//!   times a minute (`pace`), and the resync runs while a watch opens.
 //! - A server without `discovery.k8s.io/v1` is listed again at every
 //!   resync instead (its Endpoints are not watched).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::pending;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +26,9 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
 use super::client::{EventStream, KubeClient, Permission, RawEvent};
+use super::decode;
 use super::objects::{EndpointSlice, Node};
+use super::pace::{Backoff, Ceilings};
 use super::pods;
 use super::{
     DiscoveryError, JSON, Limits, Listed, NODES_AS_METADATA, encode, endpoints_pods, list_all,
@@ -32,7 +37,6 @@ use super::{
 use crate::config::cluster::Cluster;
 use crate::targets::ClusterTargets;
 
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// How often a cluster whose identity may list but not watch is listed.
 const LIST_INTERVAL: Duration = Duration::from_secs(30);
 /// How long the server is asked to keep one watch open: 30 to 60 minutes,
@@ -49,7 +53,7 @@ const NODE_AS_METADATA: &str =
     "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
 
 /// What is known of the cluster between two lists.
-struct Known {
+pub struct Known {
     /// `None`: kubelet and cAdvisor are off.
     nodes: Option<(BTreeSet<Box<str>>, String)>,
     /// The service's slices by name, and the version to watch from; `None`:
@@ -70,42 +74,41 @@ struct KnownPods {
 }
 
 /// Runs until the task is aborted: every new set of targets (or failure)
-/// goes to `report`. `relist` asks for a relist now.
+/// goes to `report`. `relist` asks for a relist now. `first` is a list
+/// already made (the daemon's start-up transaction): watched from at once.
 pub async fn follow(
     cluster: Arc<Cluster>,
     limits: Limits,
     resync: Duration,
     relist: Arc<Notify>,
+    mut first: Option<Known>,
     mut report: impl FnMut(Result<ClusterTargets, DiscoveryError>),
 ) {
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new(resync, super::pace::seed(cluster.name.as_str()));
+    let ceilings = Ceilings::default();
     // Set when the identity may list but not watch (RBAC without `watch`):
     // the cluster is then listed every 30 s instead.
     let mut may_not_watch = false;
     loop {
         let listed = match KubeClient::new(&cluster, limits.request_timeout) {
-            Ok(client) => tokio::time::timeout(limits.deadline, Box::pin(list(&client, &cluster)))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(DiscoveryError::TooMuch {
-                        what: "discovery took too long",
-                        url: cluster.api_server.url.to_string(),
-                        limit: format!("more than {:?} in all", limits.deadline),
-                    })
-                })
-                .map(|known| (client, known)),
+            Ok(client) => match first.take() {
+                Some(known) => Ok((client, known)),
+                None => list_within(&client, &cluster, limits, &ceilings)
+                    .await
+                    .map(|known| (client, known)),
+            },
             Err(e) => Err(e),
         };
         let (client, mut known) = match listed {
             Ok(listed) => listed,
             Err(e) => {
+                let delay = backoff.failure(e.retry_after());
                 report(Err(e));
-                wait(backoff, &relist).await;
-                backoff = (backoff * 2).min(resync.max(FIRST_BACKOFF));
+                wait(delay, &relist).await;
                 continue;
             }
         };
-        backoff = FIRST_BACKOFF;
+        backoff.reset();
         let listed_targets = known.targets(&cluster, limits);
         let mut last = seen(&listed_targets);
         report(listed_targets);
@@ -114,17 +117,21 @@ pub async fn follow(
             wait(LIST_INTERVAL.min(resync), &relist).await;
             Ok(Ended::Relist)
         } else if known.watchable() {
-            Box::pin(watch(
-                &client,
-                &cluster,
-                &mut known,
-                started + resync,
-                &relist,
+            let mut watching = Watching {
+                client: &client,
+                cluster: &cluster,
+                ceilings: &ceilings,
                 limits,
-                &mut last,
-                &mut report,
-            ))
-            .await
+            };
+            watching
+                .run(
+                    &mut known,
+                    started + resync,
+                    &relist,
+                    &mut last,
+                    &mut report,
+                )
+                .await
         } else {
             wait(resync, &relist).await;
             Ok(Ended::Relist)
@@ -134,8 +141,7 @@ pub async fn follow(
             // Gone right after a fresh list: the server is not well; do not
             // relist in a tight loop.
             Ok(Ended::Gone) if started.elapsed() < Duration::from_secs(1) => {
-                wait(backoff, &relist).await;
-                backoff = (backoff * 2).min(resync.max(FIRST_BACKOFF));
+                wait(backoff.failure(None), &relist).await;
             }
             Ok(Ended::Gone) => {}
             Err(DiscoveryError::Forbidden { message, .. }) => {
@@ -148,12 +154,30 @@ pub async fn follow(
                 may_not_watch = true;
             }
             Err(e) => {
+                let delay = backoff.failure(e.retry_after());
                 report(Err(e));
-                wait(backoff, &relist).await;
-                backoff = (backoff * 2).min(resync.max(FIRST_BACKOFF));
+                wait(delay, &relist).await;
             }
         }
     }
+}
+
+/// The cluster's lists, within the discovery deadline.
+async fn list_within(
+    client: &KubeClient,
+    cluster: &Cluster,
+    limits: Limits,
+    ceilings: &Ceilings<Which>,
+) -> Result<Known, DiscoveryError> {
+    tokio::time::timeout(limits.deadline, Box::pin(list(client, cluster, ceilings)))
+        .await
+        .unwrap_or_else(|_| {
+            Err(DiscoveryError::Timeout {
+                url: cluster.api_server.url.to_string(),
+                what: "whole discovery",
+                limit: limits.deadline,
+            })
+        })
 }
 
 /// Sleeps, unless a relist is asked for first.
@@ -186,7 +210,11 @@ fn slices_path(cluster: &Cluster) -> String {
     )
 }
 
-async fn list(client: &KubeClient, cluster: &Cluster) -> Result<Known, DiscoveryError> {
+async fn list(
+    client: &KubeClient,
+    cluster: &Cluster,
+    ceilings: &Ceilings<Which>,
+) -> Result<Known, DiscoveryError> {
     let mut known = Known {
         nodes: None,
         slices: None,
@@ -195,6 +223,7 @@ async fn list(client: &KubeClient, cluster: &Cluster) -> Result<Known, Discovery
         pods: None,
     };
     if cluster.kubelet.enabled || cluster.cadvisor.component.enabled {
+        ceilings.admit(Which::Nodes).await;
         let listed: Listed<Node> = list_all(
             client,
             nodes_path(),
@@ -215,6 +244,7 @@ async fn list(client: &KubeClient, cluster: &Cluster) -> Result<Known, Discovery
         known.nodes = Some((names, listed.version));
     }
     if cluster.node_exporter.component.enabled {
+        ceilings.admit(Which::Slices).await;
         let listed: Option<Listed<EndpointSlice>> = list_all(
             client,
             &slices_path(cluster),
@@ -238,7 +268,10 @@ async fn list(client: &KubeClient, cluster: &Cluster) -> Result<Known, Discovery
             }
         }
     }
-    if cluster.pods.is_some() {
+    if let Some(wanted) = &cluster.pods {
+        for scope in 0..pods::scopes(wanted).len() {
+            ceilings.admit(Which::Pods(scope)).await;
+        }
         let (found, versions) = pods::list(client, cluster).await?;
         known.pods = Some(KnownPods { found, versions });
     }
@@ -287,14 +320,6 @@ impl Known {
     }
 }
 
-/// A stream's next event, or never when there is no stream.
-async fn next(stream: &mut Option<EventStream>) -> Result<Option<RawEvent>, DiscoveryError> {
-    match stream {
-        Some(s) => s.next().await,
-        None => pending().await,
-    }
-}
-
 fn watch_path(path: &str, version: &str) -> String {
     let separator = if path.contains('?') { '&' } else { '?' };
     format!(
@@ -304,9 +329,9 @@ fn watch_path(path: &str, version: &str) -> String {
     )
 }
 
-/// Which watch an event came from.
-#[derive(Clone, Copy)]
-enum Which {
+/// Which watch an event came from; also the resource a ceiling counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Which {
     Nodes,
     Slices,
     /// The pods of scope `.0`.
@@ -320,121 +345,197 @@ impl Known {
         match which {
             Which::Nodes => self.nodes.as_mut().map(|(_, v)| v),
             Which::Slices => self.slices.as_mut().map(|(_, v)| v),
-            Which::Pods(scope) => self.pods.as_mut().map(|p| &mut p.versions[scope]),
+            Which::Pods(scope) => self.pods.as_mut().and_then(|p| p.versions.get_mut(scope)),
         }
+    }
+
+    /// The watches this cluster holds.
+    fn watches(&self) -> Vec<Which> {
+        let mut all = Vec::new();
+        if self.nodes.is_some() {
+            all.push(Which::Nodes);
+        }
+        if self.slices.is_some() {
+            all.push(Which::Slices);
+        }
+        if let Some(pods) = &self.pods {
+            all.extend((0..pods.versions.len()).map(Which::Pods));
+        }
+        all
     }
 }
 
-/// The next event of one pods watch, with the stream given back: the
-/// watches of several namespaces are read together, and a future that
-/// owns its stream keeps it whichever watch speaks first.
-type PodNext<'a> = std::pin::Pin<
-    Box<
-        dyn Future<Output = (usize, EventStream, Result<Option<RawEvent>, DiscoveryError>)>
-            + Send
-            + 'a,
-    >,
->;
+/// One watch's next step: opened (if need be) and read up to its next
+/// event. Each watch is its own future, with its own silence timer, and
+/// gives its stream back whichever watch speaks first.
+type Step<'a> = Pin<Box<dyn Future<Output = Stepped> + Send + 'a>>;
 
-fn pod_next<'a>(scope: usize, mut stream: EventStream) -> PodNext<'a> {
+struct Stepped {
+    which: Which,
+    stream: Option<EventStream>,
+    event: Result<Option<RawEvent>, DiscoveryError>,
+}
+
+fn read_on<'a>(which: Which, mut stream: EventStream) -> Step<'a> {
     Box::pin(async move {
         let event = stream.next().await;
-        (scope, stream, event)
+        Stepped {
+            which,
+            stream: Some(stream),
+            event,
+        }
     })
 }
 
 /// Why a watch ended without failing: both lead to a relist.
-enum Ended {
+pub enum Ended {
     /// The resync time, or a relist asked for.
     Relist,
     /// A `410 Gone`: the server forgot the version.
     Gone,
 }
 
-/// Watches until `until`, a relist request or a 410, or a failure (`Err`).
-#[allow(clippy::too_many_arguments)]
-async fn watch(
-    client: &KubeClient,
-    cluster: &Cluster,
-    known: &mut Known,
-    until: Instant,
-    relist: &Notify,
+/// What the watches of one cluster share.
+struct Watching<'a> {
+    client: &'a KubeClient,
+    cluster: &'a Cluster,
+    ceilings: &'a Ceilings<Which>,
     limits: Limits,
-    last: &mut Seen,
-    report: &mut impl FnMut(Result<ClusterTargets, DiscoveryError>),
-) -> Result<Ended, DiscoveryError> {
-    // Boxed: opening a watch (a TLS handshake) is a large future, and the
-    // long wait for events should not carry its room.
-    let open_nodes = |version: String| {
+}
+
+/// One watch's bookkeeping: events since it was opened, and the backoff
+/// of a watch that keeps ending before its first event.
+struct Life {
+    events: u64,
+    backoff: Backoff,
+}
+
+impl<'a> Watching<'a> {
+    /// Opens `which` from `version` after `delay` (and its ceiling), then
+    /// reads its first event.
+    fn open(&self, which: Which, version: String, delay: Duration) -> Step<'a> {
+        let (client, ceilings) = (self.client, self.ceilings.clone());
+        let (path, accept, needs) = self.target(which);
         Box::pin(async move {
-            client
-                .watch(&watch_path(nodes_path(), &version), NODE_AS_METADATA, NODES)
+            sleep(delay).await;
+            ceilings.admit(which).await;
+            match client
+                .watch(&watch_path(&path, &version), accept, needs)
                 .await
+            {
+                Ok(mut stream) => {
+                    let event = stream.next().await;
+                    Stepped {
+                        which,
+                        stream: Some(stream),
+                        event,
+                    }
+                }
+                Err(e) => Stepped {
+                    which,
+                    stream: None,
+                    event: Err(e),
+                },
+            }
         })
-    };
-    let open_slices = |version: String| {
-        Box::pin(async move {
-            client
-                .watch(&watch_path(&slices_path(cluster), &version), JSON, SLICES)
-                .await
-        })
-    };
-    let mut nodes = match &known.nodes {
-        Some((_, version)) => Some(open_nodes(version.clone()).await?),
-        None => None,
-    };
-    let mut slices = match &known.slices {
-        Some((_, version)) => Some(open_slices(version.clone()).await?),
-        None => None,
-    };
-    let scopes = cluster.pods.as_ref().map(pods::scopes).unwrap_or_default();
-    let open_pods = |scope: usize, version: String| {
-        let path = watch_path(&pods::path(&scopes[scope]), &version);
-        Box::pin(async move { client.watch(&path, JSON, pods::WATCH).await })
-    };
-    let mut pod_watches = FuturesUnordered::new();
-    if let Some(known_pods) = &known.pods {
-        for (scope, version) in known_pods.versions.iter().enumerate() {
-            let stream = open_pods(scope, version.clone()).await?;
-            pod_watches.push(pod_next(scope, stream));
+    }
+
+    fn target(&self, which: Which) -> (String, &'static str, Permission) {
+        match which {
+            Which::Nodes => (nodes_path().to_string(), NODE_AS_METADATA, NODES),
+            Which::Slices => (slices_path(self.cluster), JSON, SLICES),
+            Which::Pods(scope) => {
+                let scopes = self
+                    .cluster
+                    .pods
+                    .as_ref()
+                    .map(pods::scopes)
+                    .unwrap_or_default();
+                let scope = scopes.get(scope).cloned().flatten();
+                (pods::path(&scope), JSON, pods::WATCH)
+            }
         }
     }
-    loop {
-        let (which, event) = tokio::select! {
-            e = next(&mut nodes) => (Which::Nodes, e),
-            e = next(&mut slices) => (Which::Slices, e),
-            Some((scope, stream, e)) = pod_watches.next(), if !pod_watches.is_empty() => {
-                // Read on from it, unless it ended (it is opened anew below).
-                if matches!(e, Ok(Some(_))) {
-                    pod_watches.push(pod_next(scope, stream));
-                }
-                (Which::Pods(scope), e)
-            }
-            () = sleep_until(until) => return Ok(Ended::Relist),
-            () = relist.notified() => return Ok(Ended::Relist),
-        };
-        let Some(event) = event? else {
-            // The server ended the watch: open it again from where it was.
+
+    /// Watches until `until`, a relist request or a 410, or a failure
+    /// (`Err`). The timer and the relist request are heard while watches
+    /// open, too.
+    async fn run(
+        &mut self,
+        known: &mut Known,
+        until: Instant,
+        relist: &Notify,
+        last: &mut Seen,
+        report: &mut impl FnMut(Result<ClusterTargets, DiscoveryError>),
+    ) -> Result<Ended, DiscoveryError> {
+        let seed = super::pace::seed(self.cluster.name.as_str());
+        let mut lives: BTreeMap<Which, Life> = BTreeMap::new();
+        let mut steps = FuturesUnordered::new();
+        for which in known.watches() {
             let version = known.version(which).cloned().unwrap_or_default();
-            match which {
-                Which::Nodes => nodes = Some(open_nodes(version).await?),
-                Which::Slices => slices = Some(open_slices(version).await?),
-                Which::Pods(scope) => {
-                    let stream = open_pods(scope, version).await?;
-                    pod_watches.push(pod_next(scope, stream));
-                }
+            steps.push(self.open(which, version, Duration::ZERO));
+            let backoff = Backoff::new(super::pace::MAX_BACKOFF, seed ^ lives.len() as u64);
+            lives.insert(which, Life { events: 0, backoff });
+        }
+        loop {
+            let Stepped {
+                which,
+                stream,
+                event,
+            } = tokio::select! {
+                Some(stepped) = steps.next() => stepped,
+                () = sleep_until(until) => return Ok(Ended::Relist),
+                () = relist.notified() => return Ok(Ended::Relist),
+            };
+            let Some(life) = lives.get_mut(&which) else {
+                continue;
+            };
+            let Some(event) = event? else {
+                // The server ended the watch: open it again from where it
+                // was; at once if it had spoken, after a backoff if not.
+                let delay = match life.events {
+                    0 => life.backoff.failure(None),
+                    _ => {
+                        life.backoff.reset();
+                        Duration::ZERO
+                    }
+                };
+                life.events = 0;
+                let version = known.version(which).cloned().unwrap_or_default();
+                steps.push(self.open(which, version, delay));
+                continue;
+            };
+            life.events += 1;
+            if let Some(stream) = stream {
+                steps.push(read_on(which, stream));
             }
-            continue;
-        };
+            if let Some(ended) = self.take_in(known, which, &event, last, report)? {
+                return Ok(ended);
+            }
+        }
+    }
+
+    /// Takes in one event: the targets reported if they changed; `Some`
+    /// when the watches must end.
+    fn take_in(
+        &self,
+        known: &mut Known,
+        which: Which,
+        event: &RawEvent,
+        last: &mut Seen,
+        report: &mut impl FnMut(Result<ClusterTargets, DiscoveryError>),
+    ) -> Result<Option<Ended>, DiscoveryError> {
+        let url = self.client.base();
         if event.kind == "ERROR" {
             if event.object["code"] == 410 {
-                return Ok(Ended::Gone);
+                return Ok(Some(Ended::Gone));
             }
             return Err(DiscoveryError::BadResponse {
-                url: client.base().to_string(),
+                url: url.to_string(),
                 detail: format!(
                     "the watch ended with an error: {}",
-                    client.redact(event.object["message"].as_str().unwrap_or_default())
+                    self.client
+                        .redact(event.object["message"].as_str().unwrap_or_default())
                 ),
             });
         }
@@ -442,40 +543,41 @@ async fn watch(
             .as_str()
             .map(str::to_string);
         let changed = match which {
-            Which::Nodes => apply_node(known, &event)?,
-            Which::Slices => apply_slice(known, &event)?,
-            Which::Pods(..) => apply_pod(known, &event)?,
-        };
+            Which::Nodes => apply_node(known, event),
+            Which::Slices => apply_slice(known, event),
+            Which::Pods(..) => apply_pod(known, event),
+        }
+        .map_err(|detail| DiscoveryError::BadResponse {
+            url: url.to_string(),
+            detail: format!(
+                "a watch event that is not the object expected: {}",
+                self.client.redact(&detail)
+            ),
+        })?;
         if let (Some(slot), Some(version)) = (known.version(which), version) {
             *slot = version;
         }
         if changed {
-            let now = known.targets(cluster, limits);
+            let now = known.targets(self.cluster, self.limits);
             let digest = seen(&now);
             if digest != *last {
                 *last = digest;
                 report(now);
             }
         }
-    }
-}
-
-fn undecodable(e: serde_json::Error) -> DiscoveryError {
-    DiscoveryError::BadResponse {
-        url: String::new(),
-        detail: format!("a watch event that is not the object expected: {e}"),
+        Ok(None)
     }
 }
 
 /// Takes in a node event; whether the set of nodes changed.
-fn apply_node(known: &mut Known, event: &RawEvent) -> Result<bool, DiscoveryError> {
+fn apply_node(known: &mut Known, event: &RawEvent) -> Result<bool, String> {
     let Some((names, _)) = known.nodes.as_mut() else {
         return Ok(false);
     };
     if !matches!(event.kind.as_str(), "ADDED" | "MODIFIED" | "DELETED") {
         return Ok(false);
     }
-    let node: Node = serde_json::from_value(event.object.clone()).map_err(undecodable)?;
+    let node: Node = decode::from_value(&event.object)?;
     Ok(match event.kind.as_str() {
         "DELETED" => names.remove(node.metadata.name.as_str()),
         _ => names.insert(node.metadata.name.into_boxed_str()),
@@ -483,14 +585,14 @@ fn apply_node(known: &mut Known, event: &RawEvent) -> Result<bool, DiscoveryErro
 }
 
 /// Takes in a slice event; whether any slice changed.
-fn apply_slice(known: &mut Known, event: &RawEvent) -> Result<bool, DiscoveryError> {
+fn apply_slice(known: &mut Known, event: &RawEvent) -> Result<bool, String> {
     let Some((slices, _)) = known.slices.as_mut() else {
         return Ok(false);
     };
     if !matches!(event.kind.as_str(), "ADDED" | "MODIFIED" | "DELETED") {
         return Ok(false);
     }
-    let slice: EndpointSlice = serde_json::from_value(event.object.clone()).map_err(undecodable)?;
+    let slice: EndpointSlice = decode::from_value(&event.object)?;
     let name = slice.metadata.name.clone();
     Ok(match event.kind.as_str() {
         "DELETED" => slices.remove(&name).is_some(),
@@ -502,14 +604,14 @@ fn apply_slice(known: &mut Known, event: &RawEvent) -> Result<bool, DiscoveryErr
 }
 
 /// Takes in a pod event; whether the pods to scrape changed.
-fn apply_pod(known: &mut Known, event: &RawEvent) -> Result<bool, DiscoveryError> {
+fn apply_pod(known: &mut Known, event: &RawEvent) -> Result<bool, String> {
     let Some(known_pods) = known.pods.as_mut() else {
         return Ok(false);
     };
     if !matches!(event.kind.as_str(), "ADDED" | "MODIFIED" | "DELETED") {
         return Ok(false);
     }
-    let pod: pods::Pod = serde_json::from_value(event.object.clone()).map_err(undecodable)?;
+    let pod: pods::Pod = decode::from_value(&event.object)?;
     let key = pod.key();
     let target = match event.kind.as_str() {
         "DELETED" => None,

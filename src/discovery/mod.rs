@@ -2,14 +2,15 @@
 //! server.
 
 mod client;
+mod decode;
 mod error;
 mod follow;
-mod h1;
-mod lean_tls;
 mod objects;
+mod pace;
 mod pods;
 mod redact;
 mod tls;
+mod transport;
 
 use std::time::Duration;
 
@@ -46,15 +47,14 @@ pub struct Limits {
 /// its limits; the caller keeps the last targets.
 pub async fn discover(cluster: &Cluster, limits: Limits) -> Result<ClusterTargets, DiscoveryError> {
     let url = cluster.api_server.url.to_string();
-    tokio::time::timeout(limits.deadline, discover_within(cluster, limits))
-        .await
-        .unwrap_or_else(|_| {
-            Err(DiscoveryError::TooMuch {
-                what: "discovery took too long",
-                url,
-                limit: format!("more than {:?} in all", limits.deadline),
-            })
-        })
+    match tokio::time::timeout(limits.deadline, discover_within(cluster, limits)).await {
+        Ok(discovered) => discovered,
+        Err(_) => Err(DiscoveryError::Timeout {
+            url,
+            what: "whole discovery",
+            limit: limits.deadline,
+        }),
+    }
 }
 
 async fn discover_within(

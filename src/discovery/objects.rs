@@ -4,11 +4,14 @@
 
 use serde::Deserialize;
 
+use super::decode::null_as_empty;
+
 #[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct List<T> {
-    #[serde(default = "Vec::new")]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub items: Vec<T>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub metadata: ListMeta,
 }
 
@@ -33,16 +36,16 @@ pub struct ObjectMeta {
 
 #[derive(Debug, Deserialize)]
 pub struct Endpoints {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub subsets: Vec<Subset>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct Subset {
     /// Ready addresses only; `notReadyAddresses` is deliberately not read.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub addresses: Vec<Address>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub ports: Vec<EndpointPort>,
 }
 
@@ -78,9 +81,9 @@ pub struct EndpointPort {
 #[derive(Debug, Deserialize)]
 pub struct EndpointSlice {
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub endpoints: Vec<SliceEndpoint>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub ports: Vec<SlicePort>,
 }
 
@@ -97,7 +100,7 @@ impl EndpointSlice {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SliceEndpoint {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub conditions: Conditions,
     pub node_name: Option<Box<str>>,
     pub target_ref: Option<ObjectRef>,

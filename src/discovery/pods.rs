@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::client::{KubeClient, Permission};
+use super::decode::null_as_empty;
 use super::{DiscoveryError, JSON, Listed, list_all};
 use crate::config::cluster::Cluster;
 use crate::config::names;
@@ -21,32 +22,32 @@ use crate::targets::ScrapePod;
 #[derive(Debug, Deserialize)]
 pub struct Pod {
     metadata: PodMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     spec: PodSpec,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     status: PodStatus,
 }
 
 #[derive(Debug, Deserialize)]
 struct PodMeta {
     name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     namespace: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     annotations: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct PodSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     containers: Vec<Container>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Container {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     ports: Vec<ContainerPort>,
 }
 
@@ -58,9 +59,9 @@ struct ContainerPort {
 
 #[derive(Debug, Default, Deserialize)]
 struct PodStatus {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     phase: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     conditions: Vec<PodCondition>,
 }
 

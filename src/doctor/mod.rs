@@ -235,16 +235,9 @@ async fn check_cluster(
             format!("scraped by {} ({here})", owners.join(" and ")),
         );
     }
-    // The files and the handshake block (std sockets): off the runtime's
-    // thread, so other clusters' checks go on meanwhile.
-    let user = settings.prometheus.user.clone();
-    let (reachable, mut c, cluster) = tokio::task::spawn_blocking(move || {
-        // Without its files, nothing further can be tried.
-        let reachable = files::check(&cluster, &user, &mut c) && network::check(&cluster, &mut c);
-        (reachable, c, cluster)
-    })
-    .await
-    .expect("the checks do not panic");
+    // Without its files, nothing further can be tried.
+    let reachable = files::check(&cluster, &settings.prometheus.user, &mut c)
+        && network::check(&cluster, &mut c).await;
     if reachable {
         api::check(&cluster, settings, &mut c).await;
     }

@@ -1,9 +1,11 @@
 //! Network and TLS: the API server's name resolves, its port answers, and
 //! its certificate is signed by the cluster's CA and valid for its name.
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::net::TcpStream;
 
 use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
@@ -17,17 +19,25 @@ use crate::config::cluster::Cluster;
 const CERTIFICATE_WARN_DAYS: i64 = 30;
 
 /// Runs the checks in order; whether the API server can be talked to.
-pub fn check(cluster: &Cluster, checks: &mut Checks) -> bool {
+pub async fn check(cluster: &Cluster, checks: &mut Checks) -> bool {
     let url = &cluster.api_server.url;
     let Some(host) = url.host() else {
         return false;
     };
     let port = url.port_or_known_default().unwrap_or(443);
-    let Some(address) = resolve(&host, port, cluster, checks) else {
+    let Some(address) = resolve(&host, port, cluster, checks).await else {
         return false;
     };
     let started = Instant::now();
-    let tcp = match TcpStream::connect_timeout(&address, STEP_TIMEOUT) {
+    let connected = tokio::time::timeout(STEP_TIMEOUT, TcpStream::connect(address))
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {STEP_TIMEOUT:?}"),
+            ))
+        });
+    let tcp = match connected {
         Ok(tcp) => {
             checks.pass(
                 "tcp",
@@ -46,10 +56,10 @@ pub fn check(cluster: &Cluster, checks: &mut Checks) -> bool {
             return false;
         }
     };
-    handshake(cluster, &host, tcp, checks)
+    handshake(cluster, &host, tcp, checks).await
 }
 
-fn resolve(
+async fn resolve(
     host: &Host<&str>,
     port: u16,
     cluster: &Cluster,
@@ -67,7 +77,15 @@ fn resolve(
         }
     };
     let started = Instant::now();
-    match (name, port).to_socket_addrs() {
+    let looked_up = tokio::time::timeout(STEP_TIMEOUT, tokio::net::lookup_host((name, port)))
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {STEP_TIMEOUT:?}"),
+            ))
+        });
+    match looked_up {
         Ok(found) => {
             let found: Vec<SocketAddr> = found.collect();
             let shown: Vec<String> = found.iter().map(|a| a.ip().to_string()).collect();
@@ -95,10 +113,10 @@ fn resolve(
     }
 }
 
-fn handshake(
+async fn handshake(
     cluster: &Cluster,
     host: &Host<&str>,
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     checks: &mut Checks,
 ) -> bool {
     let source = cluster.source.display();
@@ -124,22 +142,15 @@ fn handshake(
     let Some(server_name) = server_name else {
         return false;
     };
-    let _ = tcp.set_read_timeout(Some(STEP_TIMEOUT));
-    let _ = tcp.set_write_timeout(Some(STEP_TIMEOUT));
-    let result =
-        rustls::ClientConnection::new(Arc::new(config), server_name).and_then(|mut tls| {
-            while tls.is_handshaking() {
-                tls.complete_io(&mut tcp)
-                    .map_err(|e| match e.into_inner() {
-                        Some(inner) => match inner.downcast::<rustls::Error>() {
-                            Ok(tls) => *tls,
-                            Err(other) => rustls::Error::General(other.to_string()),
-                        },
-                        None => rustls::Error::General("the connection closed".into()),
-                    })?;
-            }
-            Ok(())
-        });
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let result = match tokio::time::timeout(STEP_TIMEOUT, connector.connect(server_name, tcp)).await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(tls_error_of(e)),
+        Err(_) => Err(rustls::Error::General(format!(
+            "no handshake within {STEP_TIMEOUT:?}"
+        ))),
+    };
     let offered = offered.lock().unwrap_or_else(|e| e.into_inner()).take();
     let seen = offered.as_deref().and_then(Certificate::read);
     match (result, seen) {
@@ -186,6 +197,17 @@ fn handshake(
             checks.fail("tls", format!("{detail}{offered}"), fix);
             false
         }
+    }
+}
+
+/// The TLS error inside an I/O error, or the I/O error told as one.
+fn tls_error_of(e: std::io::Error) -> rustls::Error {
+    match e.into_inner() {
+        Some(inner) => match inner.downcast::<rustls::Error>() {
+            Ok(tls) => *tls,
+            Err(other) => rustls::Error::General(other.to_string()),
+        },
+        None => rustls::Error::General("the connection closed".into()),
     }
 }
 
