@@ -345,7 +345,7 @@ fn print_report(report: &Report, programs: &[Managed], clusters_dir: &std::path:
                     "node-exporter pods"
                 ),
                 annotated_pods(t),
-                skipped(&t.skipped)
+                crate::output::skipped(&t.skipped)
             ),
             Some(Err(e)) => format!(
                 ", discovery failed ({}): {e}; its last targets stay in place",
@@ -392,20 +392,6 @@ fn annotated_pods(t: &crate::targets::ClusterTargets) -> String {
         ),
         None => String::new(),
     }
-}
-
-/// Names discovery left out, a few of them shown.
-pub fn skipped(names: &[String]) -> String {
-    if names.is_empty() {
-        return String::new();
-    }
-    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
-    format!(
-        "; {} names left out, not being Kubernetes names: {}{}",
-        names.len(),
-        shown.join(", "),
-        if names.len() > 5 { ", …" } else { "" }
-    )
 }
 
 fn print_outcome(program: &str, target: &std::path::Path, outcome: &ConfigOutcome) {

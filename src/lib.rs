@@ -16,6 +16,7 @@ mod digest;
 mod discovery;
 mod doctor;
 mod fsutil;
+mod inotify;
 mod jwt;
 mod logging;
 mod memory;

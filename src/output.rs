@@ -23,6 +23,21 @@ pub fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
     if n == 1 { one } else { many }
 }
 
+/// Names discovery left out, a few of them shown: for `promfed check` and
+/// the daemon's log alike.
+pub fn skipped(names: &[String]) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    format!(
+        "; {} names left out, not being Kubernetes names: {}{}",
+        names.len(),
+        shown.join(", "),
+        if names.len() > 5 { ", …" } else { "" }
+    )
+}
+
 /// Flushes standard output; whether every write of this command succeeded.
 pub fn all_written() -> bool {
     use std::io::Write;

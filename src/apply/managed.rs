@@ -16,23 +16,8 @@ use crate::config::diagnostic::Diagnostic;
 use crate::config::settings::{ServiceSettings, Settings};
 use crate::programs::alertmanager::Alertmanager;
 use crate::programs::prometheus::Prometheus;
-use crate::programs::{LastLoad, Program, Reloaded, VerifyError};
+use crate::programs::{LastLoad, Program, ProgramKind, Reloaded, VerifyError};
 use crate::render::{self, Base, Candidate};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ProgramKind {
-    Prometheus,
-    Alertmanager,
-}
-
-impl ProgramKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ProgramKind::Prometheus => "prometheus",
-            ProgramKind::Alertmanager => "alertmanager",
-        }
-    }
-}
 
 /// The API of either program, behind one type so that both can sit in one
 /// list.

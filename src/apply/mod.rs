@@ -24,9 +24,10 @@ use crate::config::inventory::{self, Elsewhere, Entry, Inventory};
 use crate::config::last_good::LastGood;
 use crate::config::settings::{DiscoveryMode, Settings};
 use crate::discovery;
+use crate::programs::ProgramKind;
 use crate::render::{self, Base, Candidate};
 use crate::targets::{self, ClusterTargets, RefreshError};
-use managed::{Managed, ProgramKind};
+use managed::Managed;
 use outcome::ConfigOutcome;
 use serde::{Deserialize, Serialize};
 

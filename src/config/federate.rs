@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 
 use url::Url;
 
-use super::cluster::{ClientCert, PortRef};
 use super::duration::PromDuration;
 use super::names;
 use super::selector;
 use super::toml_fields::{Fields, Problems, Spanned, StringOrInteger};
-use super::values::{self, Key};
+use super::values::{self, ClientCert, Key, PortRef};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Federate {
@@ -356,148 +355,6 @@ fn refuse_written<const N: usize>(
     for (key, span) in keys {
         if let Some(span) = span {
             p.at(span.clone(), key, message);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::config::cluster::Cluster;
-    use crate::config::diagnostic::SourceText;
-
-    use super::*;
-
-    const HEAD: &str =
-        "api_server = \"https://10.0.0.1:6443\"\ntoken_file = \"t\"\nca_file = \"ca.crt\"\n";
-
-    fn parse(federate: &str) -> Result<Option<Federate>, Vec<String>> {
-        let text = format!("{HEAD}{federate}");
-        Cluster::parse(&SourceText::new("/etc/promfed.d/mesh.toml", text), "mesh")
-            .map(|p| p.cluster.federate)
-            .map_err(|b| b.problems.iter().map(|d| d.headline()).collect())
-    }
-
-    #[test]
-    fn through_the_api_server_by_default_with_istios_addon() {
-        let f = parse("[federate]\nmatch = ['{job=\"kubernetes-pods\"}']\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            f.source,
-            Source::Service {
-                namespace: "istio-system".into(),
-                service: "prometheus".into(),
-                port: PortRef::Number(9090),
-            }
-        );
-        assert_eq!(f.matchers, ["{job=\"kubernetes-pods\"}"]);
-        assert_eq!(f.replica_labels, ["prometheus_replica", "replica"]);
-        assert!(!f.keep_source_cluster);
-        assert_eq!(parse("").unwrap(), None);
-    }
-
-    #[test]
-    fn directly_with_mutual_tls_paths_relative_to_the_file() {
-        let f = parse("[federate]\nurl = \"https://prom.mesh.example:8443/p/\"\nmatch = ['up']\nca_file = \"mesh/ca.crt\"\ncert_file = \"mesh/c.crt\"\nkey_file = \"/k/c.key\"\ntls_server_name = \"prom.mesh\"\n")
-            .unwrap()
-            .unwrap();
-        let Source::Url {
-            url,
-            ca_file,
-            client_cert,
-            server_name,
-            token_file,
-        } = f.source
-        else {
-            panic!("url mode");
-        };
-        assert_eq!(url.as_str(), "https://prom.mesh.example:8443/p/");
-        assert_eq!(ca_file.unwrap(), Path::new("/etc/promfed.d/mesh/ca.crt"));
-        let cert = client_cert.unwrap();
-        assert_eq!(cert.cert_file, Path::new("/etc/promfed.d/mesh/c.crt"));
-        assert_eq!(cert.key_file, Path::new("/k/c.key"));
-        assert_eq!(server_name.as_deref(), Some("prom.mesh"));
-        assert_eq!(token_file, None);
-    }
-
-    /// Each mistake is named with its line, column and key.
-    #[test]
-    fn every_mistake_names_line_column_and_key() {
-        let cases = [
-            (
-                "[federate]\nmatch = []\n",
-                "5:9: key `federate.match`: must hold at least one selector",
-            ),
-            (
-                "[federate]\nservice = \"prometheus\"\n",
-                "4:1: key `federate.match`: missing",
-            ),
-            (
-                "[federate]\nmatch = ['{job=~\".*\"}']\n",
-                "5:10: key `federate.match[0]`: `{job=~\".*\"}` is not a series selector: at least one matcher",
-            ),
-            (
-                "[federate]\nmatch = ['up', '{job=\"a\"']\n",
-                "5:16: key `federate.match[1]`",
-            ),
-            (
-                "[federate]\nmatch = ['up']\nurl = \"https://p.example\"\nservice = \"prometheus\"\n",
-                "7:11: key `federate.service`: give either `url`",
-            ),
-            (
-                "[federate]\nmatch = ['up']\nca_file = \"ca\"\n",
-                "6:11: key `federate.ca_file`: applies to `url` only",
-            ),
-            (
-                "[federate]\nmatch = ['up']\nurl = \"http://p.example\"\ntoken_file = \"t\"\n",
-                "7:14: key `federate.token_file`: `http://p.example` is plain http://",
-            ),
-            (
-                "[federate]\nmatch = ['up']\nurl = \"https://p.example\"\ncert_file = \"c\"\n",
-                "7:13: key `federate.key_file`: cert_file is set",
-            ),
-            (
-                "[federate]\nmatch = ['up']\nport = 0\n",
-                "6:8: key `federate.port`: 0 is not a port number",
-            ),
-            (
-                "[federate]\nmatch = ['up']\nmatchers = ['up']\n",
-                "6:1: key `federate.matchers`: unknown key",
-            ),
-            (
-                "[federate]\nmatch = 'up'\n",
-                "5:9: key `federate.match`: expected a list of strings",
-            ),
-            (
-                "[federate]\nmatch = ['up']\nurl = \"ftp://p.example\"\n",
-                "6:7: key `federate.url`: `ftp://p.example`: an http:// or https:// URL",
-            ),
-        ];
-        for (text, expected) in cases {
-            let problems = parse(text).expect_err(text);
-            assert!(
-                problems.iter().any(|p| p.contains(expected)),
-                "{text}\nexpected {expected}\ngot {problems:#?}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_key_of_the_wrong_type_is_reported_once_not_also_taken_for_absent() {
-        let cases = [
-            (
-                "[federate]\nmatch = ['up']\nurl = 8443\nca_file = \"ca\"\n",
-                "6:7: key `federate.url`: expected a string",
-            ),
-            (
-                "[federate]\nmatch = ['up']\nurl = \"https://p.example\"\ncert_file = \"c\"\nkey_file = 1\n",
-                "8:12: key `federate.key_file`: expected a string",
-            ),
-        ];
-        for (text, expected) in cases {
-            let problems = parse(text).expect_err(text);
-            assert_eq!(problems.len(), 1, "{text}\n{problems:#?}");
-            assert!(problems[0].contains(expected), "{text}\n{problems:#?}");
         }
     }
 }

@@ -1,13 +1,37 @@
 //! Value rules that several sections of a cluster file share: a path
-//! relative to the file, a Kubernetes name, a port by number or name.
+//! relative to the file, a Kubernetes name, a port by number or name; and
+//! the value types they share (`PortRef`, `ClientCert`), here so that the
+//! sections depend on this module and not on each other.
 
 use std::path::{Path, PathBuf};
 
-use super::cluster::PortRef;
 use super::names;
 use super::toml_fields::{Problems, Spanned, StringOrInteger};
 
 pub type Key = Option<Spanned<String>>;
+
+/// An endpoints port, by number or by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+/// As a proxy path or a message names it: `9100` or `http-metrics`.
+impl std::fmt::Display for PortRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientCert {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
 
 /// A file path, relative to the cluster file's folder `dir`.
 pub fn path_in(p: &mut Problems, dir: &Path, key: &str, value: &Key) -> Option<PathBuf> {

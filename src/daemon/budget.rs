@@ -46,15 +46,6 @@ impl WatchBudget {
     }
 }
 
-/// `fs.inotify.max_user_instances`, when readable.
-pub fn max_user_instances() -> Option<u64> {
-    std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

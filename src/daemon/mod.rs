@@ -4,7 +4,6 @@
 //! discovery task per cluster. The transaction itself is shared with `apply`.
 
 mod budget;
-pub use budget::max_user_instances;
 mod cluster_task;
 mod schedule;
 mod state;
@@ -19,10 +18,11 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::time::{MissedTickBehavior, interval, sleep_until};
 
-use crate::apply::managed::{Managed, ProgramKind};
+use crate::apply::managed::Managed;
 use crate::apply::{self, Mode, Options};
 use crate::config::inventory::is_cluster_file;
 use crate::config::settings::Settings;
+use crate::programs::ProgramKind;
 use crate::programs::prometheus::Prometheus;
 use crate::status::PrometheusWatches;
 use crate::targets::{ClusterTargets, RefreshError};
@@ -260,7 +260,7 @@ impl Daemon {
         let changed = self.budget.sample(errors);
         let watches = PrometheusWatches {
             needed: self.watches_needed,
-            limit: budget::max_user_instances(),
+            limit: crate::inotify::max_user_instances(),
             exhausted: self.budget.exhausted(),
         };
         if changed && watches.exhausted {

@@ -5,12 +5,12 @@ use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 
-use crate::apply::managed::ProgramKind;
 use crate::apply::{Definition, Report};
 use crate::config::cluster::Cluster;
 use crate::config::settings::Settings;
 use crate::config::shard::ShardSettings;
 use crate::metrics::Metrics;
+use crate::programs::ProgramKind;
 use crate::status::{
     Adopted, DiscoveryState, DiscoveryStatus, LastApply, PrometheusWatches, ShardShare, Status,
 };
@@ -206,7 +206,7 @@ impl State {
                         cluster = name,
                         stage = "discovery",
                         "cluster {name}: the API server gave names that are not Kubernetes names{}",
-                        crate::cli::skipped(&found.skipped)
+                        crate::output::skipped(&found.skipped)
                     );
                 }
                 d.node_exporters = found.node_exporters.len();

@@ -110,7 +110,7 @@ async fn reload(program: &ServiceSettings, checks: &mut Checks) {
 /// stops following its targets.
 fn inotify(clusters: &[Cluster], checks: &mut Checks) {
     let needed = crate::targets::file_sd_watchers(clusters);
-    let Some(limit) = crate::daemon::max_user_instances() else {
+    let Some(limit) = crate::inotify::max_user_instances() else {
         checks.warn(
             "inotify",
             "cannot read fs.inotify.max_user_instances",

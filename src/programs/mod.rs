@@ -12,6 +12,23 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
+/// Which managed program. Here, not in `apply`, so that every stage of the
+/// transaction (and the daemon) can name it without depending on another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProgramKind {
+    Prometheus,
+    Alertmanager,
+}
+
+impl ProgramKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProgramKind::Prometheus => "prometheus",
+            ProgramKind::Alertmanager => "alertmanager",
+        }
+    }
+}
+
 /// Why a reload could not be shown to have taken.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {

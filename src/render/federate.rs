@@ -5,8 +5,9 @@
 use crate::config::cluster::Cluster;
 use crate::config::federate::{Federate, Source};
 
-use super::jobs::{path_string, regex_escape};
-use super::scrape_config::{Authorization, Relabel, ScrapeConfig, StaticConfig, TlsConfig};
+use super::scrape_config::{
+    Authorization, Relabel, ScrapeConfig, StaticConfig, TlsConfig, path_string, regex_escape,
+};
 
 /// Completes the job `jobs` began (name, interval, the cluster's
 /// credentials, `honor_labels`).

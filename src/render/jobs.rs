@@ -1,7 +1,5 @@
 //! The scrape jobs of one cluster, all going through its API server.
 
-use std::path::Path;
-
 use crate::config::cluster::{Cluster, PortRef};
 use crate::config::settings::{DiscoveryMode, Settings};
 use crate::render::files::NamedFile;
@@ -379,22 +377,6 @@ fn pods_relabels(prefix: &str, address: &str) -> Vec<Relabel> {
         ),
         Relabel::set("__address__", address),
     ]
-}
-
-pub(super) fn regex_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let special = "\\.+*?()|[]{}^$".contains(c);
-            special
-                .then_some('\\')
-                .into_iter()
-                .chain(std::iter::once(c))
-        })
-        .collect()
-}
-
-pub(super) fn path_string(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
 }
 
 /// kube-prometheus drops for the kubelet: deprecated families and the

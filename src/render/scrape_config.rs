@@ -2,6 +2,7 @@
 //! structs so the YAML is produced by serde in a fixed field order.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -164,4 +165,22 @@ impl Relabel {
     pub fn drop_names(regex: &str) -> Relabel {
         Relabel::drop(&["__name__"], regex)
     }
+}
+
+/// `s` matched literally in a relabel `regex`.
+pub(super) fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+/// A path as a file field of the configuration holds it.
+pub(super) fn path_string(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
 }
