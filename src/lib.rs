@@ -14,6 +14,7 @@ mod config;
 mod daemon;
 mod digest;
 mod discovery;
+mod discovery_error;
 mod doctor;
 mod fsutil;
 mod inotify;

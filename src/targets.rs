@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::config::cluster::Cluster;
 use crate::config::names::ClusterName;
-use crate::discovery::DiscoveryError;
+use crate::discovery_error::DiscoveryError;
 use crate::fsutil;
 
 /// Why a cluster's targets could not be refreshed: the API server's side,

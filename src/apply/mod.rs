@@ -14,6 +14,7 @@ pub mod rollback;
 mod staged;
 mod verify;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use tokio::task::JoinSet;
@@ -76,6 +77,9 @@ pub struct Report {
     pub adopted: Vec<(ProgramKind, PathBuf, PathBuf)>,
     /// Valid clusters other hosts scrape (`[shard]`).
     pub elsewhere: Vec<Elsewhere>,
+    /// The lists this transaction made, by cluster: the daemon's tasks
+    /// watch on from them instead of listing again.
+    pub resumes: BTreeMap<String, discovery::Resume>,
 }
 
 #[derive(Debug)]
@@ -124,6 +128,7 @@ impl Report {
             notices: Vec::new(),
             adopted: Vec::new(),
             elsewhere: Vec::new(),
+            resumes: BTreeMap::new(),
         }
     }
 
@@ -182,6 +187,7 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
     let apply_file_sd = options.mode == Mode::Apply && settings.discovery == DiscoveryMode::FileSd;
     let mut warnings = inventory.warnings.clone();
     let mut discovered = Vec::new();
+    let mut resumes = BTreeMap::new();
     if apply_file_sd {
         let clusters = inventory.clusters();
         let wanted: Vec<&Cluster> = clusters
@@ -189,7 +195,7 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
             .copied()
             .filter(|c| (options.discover)(c))
             .collect();
-        discovered = discover_all(settings, &wanted).await;
+        (discovered, resumes) = discover_all(settings, &wanted).await;
         // Every rendered job needs its targets file, even before discovery.
         for c in &clusters {
             if let Err(e) = targets::ensure_files(&settings.targets_dir(), c) {
@@ -207,6 +213,7 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
         notices: Vec::new(),
         adopted: Vec::new(),
         elsewhere: inventory.elsewhere.clone(),
+        resumes,
     };
     let mut held_back = Vec::new();
     for program in programs {
@@ -363,12 +370,15 @@ pub fn load_and_render(
     Ok((inventory, candidate))
 }
 
+/// What each cluster's discovery gave, and the lists to watch on from.
+type DiscoveredAll = (
+    Vec<(String, Result<ClusterTargets, RefreshError>)>,
+    BTreeMap<String, discovery::Resume>,
+);
+
 /// Discovers clusters concurrently and writes their targets; a failed
 /// cluster keeps the targets it had.
-async fn discover_all(
-    settings: &Settings,
-    clusters: &[&Cluster],
-) -> Vec<(String, Result<ClusterTargets, RefreshError>)> {
+async fn discover_all(settings: &Settings, clusters: &[&Cluster]) -> DiscoveredAll {
     let mut tasks = JoinSet::new();
     let limits = settings.discovery_limits();
     for cluster in clusters {
@@ -380,14 +390,17 @@ async fn discover_all(
     }
     let targets_dir = settings.targets_dir();
     let mut results = Vec::new();
+    let mut resumes = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
         let (cluster, result) = joined.expect("discovery tasks do not panic");
-        let result = result
-            .map_err(RefreshError::from)
-            .and_then(|targets| write_targets(&targets_dir, &cluster, targets));
-        results.push((cluster.name.to_string(), result));
+        let name = cluster.name.to_string();
+        let result = result.map_err(RefreshError::from).and_then(|found| {
+            resumes.insert(name.clone(), found.resume);
+            write_targets(&targets_dir, &cluster, found.targets)
+        });
+        results.push((name, result));
     }
-    results
+    (results, resumes)
 }
 
 /// Writes one cluster's targets files (only those that changed).

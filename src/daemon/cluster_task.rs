@@ -44,9 +44,11 @@ fn credential_stamps(cluster: &Cluster) -> Vec<Option<FileStamp>> {
 }
 
 impl ClusterTask {
-    /// Starts following the cluster; `resync` is the safety-net relist.
+    /// Starts following the cluster, watching on from `listed` when the
+    /// transaction just listed it; `resync` is the safety-net relist.
     pub fn start(
         definition: Cluster,
+        listed: Option<discovery::Resume>,
         targets_dir: std::path::PathBuf,
         resync: Duration,
         limits: Limits,
@@ -59,7 +61,7 @@ impl ClusterTask {
         let handle = tokio::spawn(async move {
             let name = cluster.name.to_string();
             let written = cluster.clone();
-            discovery::follow(cluster, limits, resync, relist, None, move |found| {
+            discovery::follow(cluster, limits, resync, relist, listed, move |found| {
                 let result = found
                     .map_err(RefreshError::from)
                     .and_then(|found| write_targets(&targets_dir, &written, found));

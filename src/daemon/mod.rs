@@ -337,7 +337,7 @@ impl Daemon {
             discover: &is_new,
         };
         let programs = Managed::all(&self.settings);
-        let report = apply::run(&self.settings, &programs, &options).await;
+        let mut report = apply::run(&self.settings, &programs, &options).await;
 
         let retry = report.outcomes.iter().any(|(_, o)| o.worth_retrying());
         self.schedule.on(Timing::Applied { retry }, Instant::now());
@@ -376,14 +376,20 @@ impl Daemon {
             // Prometheus makes its watchers as the reload returns.
             self.sample_watchers(Duration::from_secs(2));
         }
-        self.update_tasks(&report, trigger);
+        let resumes = std::mem::take(&mut report.resumes);
+        self.update_tasks(&report, resumes, trigger);
         self.update_watch();
         self.publish();
     }
 
     /// One discovery task per cluster in force; a changed definition gets a
     /// new task, a removed cluster loses its task.
-    fn update_tasks(&mut self, report: &apply::Report, trigger: Trigger) {
+    fn update_tasks(
+        &mut self,
+        report: &apply::Report,
+        mut resumes: BTreeMap<String, crate::discovery::Resume>,
+        trigger: Trigger,
+    ) {
         let wanted: BTreeSet<String> = report.in_force.iter().map(|c| c.name.to_string()).collect();
         self.tasks.retain(|name, _| wanted.contains(name));
         if self.settings.discovery != crate::config::settings::DiscoveryMode::FileSd {
@@ -406,6 +412,7 @@ impl Daemon {
             }
             let task = ClusterTask::start(
                 cluster.clone(),
+                resumes.remove(&name),
                 self.settings.targets_dir(),
                 self.settings.daemon.resync_interval,
                 self.settings.discovery_limits(),

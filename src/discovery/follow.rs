@@ -81,9 +81,10 @@ pub async fn follow(
     limits: Limits,
     resync: Duration,
     relist: Arc<Notify>,
-    mut first: Option<Known>,
+    first: Option<super::Resume>,
     mut report: impl FnMut(Result<ClusterTargets, DiscoveryError>),
 ) {
+    let mut first = first.map(|r| r.0);
     let mut backoff = Backoff::new(resync, super::pace::seed(cluster.name.as_str()));
     let ceilings = Ceilings::default();
     // Set when the identity may list but not watch (RBAC without `watch`):
@@ -122,15 +123,10 @@ pub async fn follow(
                 cluster: &cluster,
                 ceilings: &ceilings,
                 limits,
+                resync,
             };
             watching
-                .run(
-                    &mut known,
-                    started + resync,
-                    &relist,
-                    &mut last,
-                    &mut report,
-                )
+                .run(&mut known, &relist, &mut last, &mut report)
                 .await
         } else {
             wait(resync, &relist).await;
@@ -163,7 +159,7 @@ pub async fn follow(
 }
 
 /// The cluster's lists, within the discovery deadline.
-async fn list_within(
+pub(super) async fn list_within(
     client: &KubeClient,
     cluster: &Cluster,
     limits: Limits,
@@ -293,7 +289,11 @@ impl Known {
         !self.from_endpoints
     }
 
-    fn targets(&self, cluster: &Cluster, limits: Limits) -> Result<ClusterTargets, DiscoveryError> {
+    pub(super) fn targets(
+        &self,
+        cluster: &Cluster,
+        limits: Limits,
+    ) -> Result<ClusterTargets, DiscoveryError> {
         let nodes = self
             .nodes
             .as_ref()
@@ -349,6 +349,18 @@ impl Known {
         }
     }
 
+    /// Takes in a relist made while the watches went on: what was listed
+    /// replaces what was known, and a watch that reopens starts from the
+    /// list. False when the lists no longer match the watches (the server
+    /// stopped serving EndpointSlices): then everything starts again.
+    fn relisted(&mut self, new: Known) -> bool {
+        if new.watches() != self.watches() || new.from_endpoints != self.from_endpoints {
+            return false;
+        }
+        *self = new;
+        true
+    }
+
     /// The watches this cluster holds.
     fn watches(&self) -> Vec<Which> {
         let mut all = Vec::new();
@@ -401,7 +413,12 @@ struct Watching<'a> {
     cluster: &'a Cluster,
     ceilings: &'a Ceilings<Which>,
     limits: Limits,
+    /// How often the cluster is listed again while its watches go on.
+    resync: Duration,
 }
+
+/// A relist made while the watches go on (the resync).
+type Relisting<'a> = Pin<Box<dyn Future<Output = Result<Known, DiscoveryError>> + Send + 'a>>;
 
 /// One watch's bookkeeping: events since it was opened, and the backoff
 /// of a watch that keeps ending before its first event.
@@ -457,13 +474,14 @@ impl<'a> Watching<'a> {
         }
     }
 
-    /// Watches until `until`, a relist request or a 410, or a failure
-    /// (`Err`). The timer and the relist request are heard while watches
-    /// open, too.
+    /// Watches until a relist request or a 410, or a failure (`Err`).
+    /// Every `resync` the cluster is listed again (the safety net) while
+    /// the watches go on: a resync costs one list per resource, and no
+    /// event waits for it. The timer and the relist request are heard
+    /// while watches open, too.
     async fn run(
         &mut self,
         known: &mut Known,
-        until: Instant,
         relist: &Notify,
         last: &mut Seen,
         report: &mut impl FnMut(Result<ClusterTargets, DiscoveryError>),
@@ -477,6 +495,8 @@ impl<'a> Watching<'a> {
             let backoff = Backoff::new(super::pace::MAX_BACKOFF, seed ^ lives.len() as u64);
             lives.insert(which, Life { events: 0, backoff });
         }
+        let mut until = Instant::now() + self.resync;
+        let mut relisting: Option<Relisting<'a>> = None;
         loop {
             let Stepped {
                 which,
@@ -484,7 +504,23 @@ impl<'a> Watching<'a> {
                 event,
             } = tokio::select! {
                 Some(stepped) = steps.next() => stepped,
-                () = sleep_until(until) => return Ok(Ended::Relist),
+                () = sleep_until(until), if relisting.is_none() => {
+                    let (client, cluster, limits, ceilings) =
+                        (self.client, self.cluster, self.limits, self.ceilings.clone());
+                    relisting = Some(Box::pin(async move {
+                        list_within(client, cluster, limits, &ceilings).await
+                    }));
+                    continue;
+                }
+                Some(listed) = maybe(&mut relisting) => {
+                    relisting = None;
+                    until = Instant::now() + self.resync;
+                    if !known.relisted(listed?) {
+                        return Ok(Ended::Relist);
+                    }
+                    self.report_if_new(known, last, report);
+                    continue;
+                }
                 () = relist.notified() => return Ok(Ended::Relist),
             };
             let Some(life) = lives.get_mut(&which) else {
@@ -558,14 +594,32 @@ impl<'a> Watching<'a> {
             *slot = version;
         }
         if changed {
-            let now = known.targets(self.cluster, self.limits);
-            let digest = seen(&now);
-            if digest != *last {
-                *last = digest;
-                report(now);
-            }
+            self.report_if_new(known, last, report);
         }
         Ok(None)
+    }
+
+    /// Reports the targets when they differ from the last report.
+    fn report_if_new(
+        &self,
+        known: &Known,
+        last: &mut Seen,
+        report: &mut impl FnMut(Result<ClusterTargets, DiscoveryError>),
+    ) {
+        let now = known.targets(self.cluster, self.limits);
+        let digest = seen(&now);
+        if digest != *last {
+            *last = digest;
+            report(now);
+        }
+    }
+}
+
+/// The relist's result once it is done; never while there is none.
+async fn maybe(relisting: &mut Option<Relisting<'_>>) -> Option<Result<Known, DiscoveryError>> {
+    match relisting {
+        Some(listing) => Some(listing.await),
+        None => std::future::pending().await,
     }
 }
 

@@ -3,7 +3,6 @@
 
 mod client;
 mod decode;
-mod error;
 mod follow;
 mod objects;
 mod pace;
@@ -14,15 +13,15 @@ mod transport;
 
 use std::time::Duration;
 
+pub use crate::discovery_error::DiscoveryError;
 pub use client::{KubeClient, Permission};
-pub use error::DiscoveryError;
 pub use follow::follow;
 pub use tls::observing_config;
 
 use crate::config::cluster::{Cluster, PortRef};
 use crate::config::names;
 use crate::targets::{ClusterTargets, ExporterPod};
-use objects::{EndpointSlice, Endpoints, List, Node};
+use objects::{EndpointSlice, Endpoints, List};
 use serde::de::DeserializeOwned;
 
 /// Page size for lists: the API server's default chunking.
@@ -42,40 +41,34 @@ pub struct Limits {
     pub max_targets: usize,
 }
 
-/// Discovers one cluster: the nodes (for kubelet and cAdvisor) and the ready
-/// node-exporter pods behind the configured service. Fails alone, within
-/// its limits; the caller keeps the last targets.
-pub async fn discover(cluster: &Cluster, limits: Limits) -> Result<ClusterTargets, DiscoveryError> {
-    let url = cluster.api_server.url.to_string();
-    match tokio::time::timeout(limits.deadline, discover_within(cluster, limits)).await {
-        Ok(discovered) => discovered,
-        Err(_) => Err(DiscoveryError::Timeout {
-            url,
-            what: "whole discovery",
-            limit: limits.deadline,
-        }),
-    }
+/// Discovers one cluster: the nodes (for kubelet and cAdvisor), the ready
+/// node-exporter pods behind the configured service, and the annotated
+/// pods. Fails alone, within its limits; the caller keeps the last
+/// targets. The lists are the ones `follow` makes, and are handed to it
+/// (`Resume`) so that a new cluster is listed once, not twice.
+pub async fn discover(cluster: &Cluster, limits: Limits) -> Result<Discovered, DiscoveryError> {
+    let client = KubeClient::new(cluster, limits.request_timeout)?;
+    let known = follow::list_within(&client, cluster, limits, &Default::default()).await?;
+    let targets = known.targets(cluster, limits)?;
+    Ok(Discovered {
+        targets,
+        resume: Resume(known),
+    })
 }
 
-async fn discover_within(
-    cluster: &Cluster,
-    limits: Limits,
-) -> Result<ClusterTargets, DiscoveryError> {
-    let client = KubeClient::new(cluster, limits.request_timeout)?;
-    let mut nodes = Vec::new();
-    if cluster.kubelet.enabled || cluster.cadvisor.component.enabled {
-        nodes = list_nodes(&client).await?;
+/// What one discovery found, and the lists to watch on from.
+pub struct Discovered {
+    pub targets: ClusterTargets,
+    pub resume: Resume,
+}
+
+/// A cluster's lists with their resource versions, for `follow`.
+pub struct Resume(follow::Known);
+
+impl std::fmt::Debug for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resume")
     }
-    let mut pods = Vec::new();
-    if cluster.node_exporter.component.enabled {
-        pods = node_exporter_pods(&client, cluster).await?;
-    }
-    let mut targets = targets_of(cluster, nodes, pods, limits)?;
-    if let Some(wanted) = &cluster.pods {
-        let (found, _) = pods::list(&client, cluster).await?;
-        (targets.pods, targets.pods_capped) = pods::capped(&found, wanted);
-    }
-    Ok(targets)
 }
 
 /// The targets for these nodes and pods: names Kubernetes itself would not
@@ -118,28 +111,6 @@ fn targets_of(
         });
     }
     Ok(targets)
-}
-
-async fn list_nodes(client: &KubeClient) -> Result<Vec<String>, DiscoveryError> {
-    let nodes: Listed<Node> = list_all(
-        client,
-        "/api/v1/nodes",
-        NODES_AS_METADATA,
-        Permission {
-            verb: "list",
-            resource: "nodes",
-        },
-        "endless pagination of nodes",
-    )
-    .await?
-    .ok_or_else(|| DiscoveryError::NotFound {
-        what: "the nodes API".into(),
-        url: "/api/v1/nodes".into(),
-    })?;
-    let mut names: Vec<String> = nodes.items.into_iter().map(|n| n.metadata.name).collect();
-    names.sort();
-    names.dedup();
-    Ok(names)
 }
 
 /// A whole list, and the resource version a watch of it starts from.
@@ -195,43 +166,6 @@ async fn list_all<T: DeserializeOwned>(
 
 fn encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
-}
-
-/// The ready node-exporter pods of the configured service: from its
-/// EndpointSlices (`discovery.k8s.io/v1`), or from its Endpoints on a server
-/// that does not serve that group (Endpoints are deprecated since 1.33).
-async fn node_exporter_pods(
-    client: &KubeClient,
-    cluster: &Cluster,
-) -> Result<Vec<ExporterPod>, DiscoveryError> {
-    let ne = &cluster.node_exporter;
-    let path = format!(
-        "/apis/discovery.k8s.io/v1/namespaces/{}/endpointslices?labelSelector={}",
-        ne.namespace,
-        encode(&format!("kubernetes.io/service-name={}", ne.service))
-    );
-    let slices: Option<Listed<EndpointSlice>> = list_all(
-        client,
-        &path,
-        JSON,
-        Permission {
-            verb: "list",
-            resource: "endpointslices",
-        },
-        "endless pagination of EndpointSlices",
-    )
-    .await?;
-    match slices.map(|l| l.items) {
-        Some(slices) if slices.is_empty() => Err(DiscoveryError::NotFound {
-            what: format!(
-                "service {}/{} (no EndpointSlice is labelled kubernetes.io/service-name={})",
-                ne.namespace, ne.service, ne.service
-            ),
-            url: path,
-        }),
-        Some(slices) => pods_of_slices(cluster, &slices),
-        None => endpoints_pods(client, cluster).await,
-    }
 }
 
 fn pods_of_slices<'a>(

@@ -244,10 +244,20 @@ async fn permission(cluster: &Cluster, client: &KubeClient, need: &Need, checks:
 async fn scrapes(cluster: &Cluster, settings: &Settings, client: &KubeClient, checks: &mut Checks) {
     let found = match discovery::discover(cluster, settings.discovery_limits()).await {
         Ok(found) => {
+            let found = found.targets;
+            let ne = &cluster.node_exporter;
+            let none_ready = if ne.component.enabled && found.node_exporters.is_empty() {
+                format!(
+                    " (0 ready endpoints behind {}/{})",
+                    ne.namespace, ne.service
+                )
+            } else {
+                String::new()
+            };
             checks.pass(
                 "discovery",
                 format!(
-                    "{}, {}{}",
+                    "{}, {}{none_ready}{}",
                     counted(found.nodes.len(), "node", "nodes"),
                     counted(
                         found.node_exporters.len(),

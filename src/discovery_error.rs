@@ -1,4 +1,6 @@
-//! Why discovery of a cluster failed, in the terms an operator acts on.
+//! Why discovery of a cluster failed, in the terms an operator acts on. Its
+//! own module: `targets` carries it and `discovery` makes it, and neither
+//! should depend on the other both ways.
 
 use std::path::PathBuf;
 use std::time::Duration;
