@@ -3,98 +3,12 @@
 //! well-behaved cluster beside the hostile one: the hostile one fails alone,
 //! within bounds, and says why; nothing secret leaks.
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::support::*;
-
-/// A setup with a good cluster `stage` and a hostile cluster `evil`, and a
-/// real Prometheus.
-struct Scene {
-    setup: Setup,
-    evil: FakeCluster,
-    _stage: FakeCluster,
-    _exporter: NodeExporter,
-    prometheus: Prometheus,
-}
-
-fn scene() -> Scene {
-    let setup = Setup::new();
-    let exporter = NodeExporter::start(setup.root.path());
-    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
-    let evil = FakeCluster::start(setup.root.path(), "evil", &["e-1"], &exporter);
-    let prometheus = setup.prometheus(None);
-    setup.settings(&prometheus.url(), "reload = \"http\"");
-    setup.add_cluster(&stage);
-    setup.add_cluster(&evil);
-    Scene {
-        setup,
-        evil,
-        _stage: stage,
-        _exporter: exporter,
-        prometheus,
-    }
-}
-
-impl Scene {
-    fn fault(&self, faults: serde_json::Value) {
-        let mut state = self.evil.current_state();
-        state["faults"] = faults;
-        self.evil.set_state(state);
-    }
-
-    /// `promfed apply`, killed and failed if it runs past `limit`.
-    fn apply_within(&self, limit: Duration) -> Output {
-        run_within(
-            Command::new(env!("CARGO_BIN_EXE_promfed"))
-                .arg("--config")
-                .arg(self.setup.path("etc/promfed.toml"))
-                .arg("apply"),
-            limit,
-        )
-    }
-
-    /// The good cluster was applied beside the hostile one.
-    fn stage_applied(&self, out: &Output) {
-        assert!(
-            stdout(out).contains("cluster stage (")
-                && stdout(out).contains("1 node, 1 node-exporter pod"),
-            "{}",
-            stdout(out)
-        );
-        assert!(
-            stdout(out).contains("installed, reloaded and verified")
-                || stdout(out).contains("is up to date, no reload needed"),
-            "{}",
-            stdout(out)
-        );
-        self.prometheus.wait_targets_up("promfed/stage/", 4);
-    }
-}
-
-fn run_within(command: &mut Command, limit: Duration) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "still running after {limit:?}:\n{}{}",
-                stdout(&out),
-                stderr(&out)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
 
 #[test]
 fn a_token_echoed_by_the_api_server_never_shows() {

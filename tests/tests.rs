@@ -11,6 +11,7 @@ mod crash;
 mod daemon;
 mod doctor;
 mod e2e;
+mod edge;
 mod fake_apiserver;
 mod federate;
 mod first_contact;

@@ -32,6 +32,49 @@ ADDED/MODIFIED/DELETED events (and BOOKMARKs when asked) as the state file
 changes, until timeoutSeconds; a resourceVersion older than the fake's
 history gets 410 Gone, as on a real server.
 
+Byte-level faults, `"raw": {"case": NAME, "on": "list" | "watch",
+"resource": "nodes"}` (resource defaults to nodes): the resource's list
+(`on: list`, no watch=true) or its watch (`on: watch`) is answered, after
+the usual auth check (a wrong token still gets 401), by raw bytes written
+to the TLS socket instead of BaseHTTPRequestHandler's helpers. Open normal
+watches of that resource end when an `on: watch` fault appears, so that
+clients reopen them into the fault. Every case stops by itself (at most
+120 s a connection) and returns when the client closes the socket; each
+is counted as `raw_<case>` in /_fake/requests.
+
+    status_non_ascii    `HTTP/1.1 abc xxx…éé…`: a two-byte UTF-8 character
+                        straddles byte 100 of the status line; then close
+    status_overlong     a status line of 100 KiB, then close
+    endless_trailers    a chunked 200 NodeList, the last chunk `0`, then
+                        `X-T: aaaa` trailer lines for ever (the 120 s cap),
+                        never the empty line that ends them
+    huge_trailers       the same with 20,000 trailer lines, then the end
+    giant_line          (watch) a chunked 200 whose body is one 100 MB line
+                        without a line break, in 64 KiB chunks
+    flood               (watch) valid MODIFIED events of node e-1 (whole
+                        objects, growing resourceVersions), as fast as the
+                        fake can, for 60 s
+    drip_head           the head of a chunked 200 one byte every 0.5 s,
+                        then the normal body (list or watch)
+    immediate_end       `200` with `Content-Length: 0`, then close: a watch
+                        that ends at once
+    continue_1xx        `100 Continue` and `103 Early Hints`, then the
+                        normal answer (a client must skip 1xx responses)
+    no_content_204      `204 No Content`, then silence on the open
+    not_modified_304    connection for 60 s (resp. 304): no body follows
+    conflicting_length  a list with `Content-Length: 10` and
+                        `Content-Length: <real length>`
+    te_substring        `Transfer-Encoding: notchunked` and a
+                        Content-Length body (`chunked` is only a substring)
+    echo_string         a list (or a watch event) whose node `metadata` is
+                        the request's Authorization header, a string
+    echo_array          … whose `metadata.name` is `["Bearer <token>"]`
+    echo_object         … whose `metadata.name` is `{"x": "Bearer <token>"}`
+    echo_number         … whose `metadata` is `{"name": 12345, "labels":
+                        "Bearer <token>"}`
+                        (each a wrong type carrying the token, that a JSON
+                        decoder's error message would quote)
+
 GET /_fake/requests (no auth) answers the request counts by path kind.
 The behaviour it copies is described in the README's section on the tests.
 """
@@ -339,6 +382,21 @@ CLUSTER_LIST = re.compile(r"^/api/v1/(nodes|endpoints|pods|services)$")
 REVIEWS = re.compile(r"^/apis/(authentication\.k8s\.io|authorization\.k8s\.io)/(v1|v1beta1|v1alpha1)/(selfsubjectreviews|selfsubjectaccessreviews)$")
 SLICES = re.compile(r"^/apis/discovery\.k8s\.io/v1/namespaces/([^/]+)/endpointslices$")
 
+RAW_CAP = 120  # seconds a raw answer may last, at most
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def raw_fault(data, resource, watching):
+    """Whether the state's byte-level fault applies to this list or watch."""
+    raw = data.get("raw")
+    if not isinstance(raw, dict) or not raw.get("case"):
+        return False
+    return raw.get("resource", "nodes") == resource and (raw.get("on", "list") == "watch") == watching
+
+
+def chunked(data):
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -386,6 +444,171 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(tail)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client stopped reading, as it should
+
+    # -- byte-level faults (state "raw"), written past the helpers ----------
+    def raw(self, case, resource, query, watching):
+        """Answers with the raw bytes of `case` (see the module's doc)."""
+        state = self.server.state
+        state.count(f"raw_{case}")
+        self.close_connection = True
+        self.raw_deadline = time.time() + RAW_CAP
+        handler = getattr(self, "raw_" + case, None)
+        if handler is None:
+            return self.send(500, status(500, "InternalError", f"the fake has no raw case {case!r}"))
+        try:
+            handler(resource, query, watching)
+        except (OSError, ValueError):  # BrokenPipe, ConnectionReset, ssl errors, a closed file
+            state.count("raw_gone")  # the client went away
+
+    def put(self, data):
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def token_header(self):
+        return self.headers.get("Authorization", "")
+
+    def list_bytes(self, resource):
+        return json.dumps(self.list_of(resource, self.server.state.get(), None)).encode()
+
+    def normal_body(self, resource, query, watching):
+        """The correct body after a chunked 200 head: a list, or the watch."""
+        if watching:
+            return self.watch(resource, query, head=False)
+        self.put(chunked(self.list_bytes(resource)) + b"0\r\n\r\n")
+
+    def hold(self, seconds):
+        """Keeps the connection open and silent for `seconds` (within the
+        cap), reading and dropping what the client sends; returns when it
+        closes."""
+        end = min(time.time() + seconds, self.raw_deadline)
+        self.connection.settimeout(0.5)
+        while time.time() < end:
+            try:
+                if not self.connection.recv(65536):
+                    return
+            except (socket.timeout, ssl.SSLWantReadError):
+                continue
+            except (OSError, ValueError):
+                return
+
+    def raw_status_non_ascii(self, resource, query, watching):
+        # "HTTP/1.1 abc " is 13 bytes: with 86 x's an "é" takes bytes 99 and 100.
+        line = b"HTTP/1.1 abc " + b"x" * 86 + "é".encode() * 20
+        self.put(line + b"\r\n\r\n")
+
+    def raw_status_overlong(self, resource, query, watching):
+        self.put(b"HTTP/1.1 200 ")
+        for _ in range(100):
+            self.put(b"x" * 1024)
+        self.put(b"\r\n\r\n")
+
+    def trailers_after_list(self, resource, lines):
+        """A chunked 200 list, its last chunk, then `lines` trailer lines
+        (None: for ever, within the cap), and the empty line only after a
+        bounded number."""
+        self.put(CHUNKED_HEAD + chunked(self.list_bytes(resource)) + b"0\r\n")
+        batch = b"X-T: aaaa\r\n" * 1000
+        sent = 0
+        while lines is None or sent < lines:
+            if time.time() > self.raw_deadline:
+                return  # the cap: close, never having ended the trailers
+            n = 1000 if lines is None else min(1000, lines - sent)
+            self.put(batch if n == 1000 else b"X-T: aaaa\r\n" * n)
+            sent += n
+        self.put(b"\r\n")
+
+    def raw_endless_trailers(self, resource, query, watching):
+        self.trailers_after_list(resource, None)
+
+    def raw_huge_trailers(self, resource, query, watching):
+        self.trailers_after_list(resource, 20000)
+
+    def raw_giant_line(self, resource, query, watching):
+        self.put(CHUNKED_HEAD)
+        piece = chunked(b"x" * (64 << 10))
+        for _ in range((100 * 1000 * 1000) // (64 << 10) + 1):
+            if time.time() > self.raw_deadline:
+                return
+            self.wfile.write(piece)
+        self.put(b"0\r\n\r\n")
+
+    def raw_flood(self, resource, query, watching):
+        self.put(CHUNKED_HEAD)
+        node = node_object("e-1")
+        node["metadata"]["resourceVersion"] = "@RV@"
+        template = json.dumps({"type": "MODIFIED", "object": node}).encode() + b"\n"
+        before, after = template.split(b"@RV@")
+        version = self.server.state.current_version() + 1
+        end = min(time.time() + 60, self.raw_deadline)
+        while time.time() < end:
+            batch = b"".join(before + str(version + i).encode() + after for i in range(50))
+            version += 50
+            self.put(chunked(batch))
+        self.put(b"0\r\n\r\n")
+
+    def raw_drip_head(self, resource, query, watching):
+        for i in range(len(CHUNKED_HEAD)):
+            if time.time() > self.raw_deadline:
+                return
+            self.put(CHUNKED_HEAD[i:i + 1])
+            time.sleep(0.5)
+        self.normal_body(resource, query, watching)
+
+    def raw_immediate_end(self, resource, query, watching):
+        self.put(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n")
+
+    def raw_continue_1xx(self, resource, query, watching):
+        self.put(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
+        self.put(CHUNKED_HEAD)
+        self.normal_body(resource, query, watching)
+
+    def raw_no_content_204(self, resource, query, watching):
+        self.put(b"HTTP/1.1 204 No Content\r\n\r\n")
+        self.hold(60)
+
+    def raw_not_modified_304(self, resource, query, watching):
+        self.put(b"HTTP/1.1 304 Not Modified\r\n\r\n")
+        self.hold(60)
+
+    def raw_conflicting_length(self, resource, query, watching):
+        body = self.list_bytes(resource)
+        self.put(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    def raw_te_substring(self, resource, query, watching):
+        body = self.list_bytes(resource)
+        self.put(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: notchunked\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    def echo_as(self, resource, watching, metadata):
+        """A correct-looking list, or watch event, whose node metadata is
+        `metadata(real)`: a wrong type that carries the token."""
+        state = self.server.state
+        if not watching:
+            listed = self.list_of(resource, state.get(), None)
+            for item in listed["items"]:
+                item["metadata"] = metadata(item["metadata"])
+            body = json.dumps(listed).encode()
+            return self.put(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                            % (len(body), body))
+        node = node_object("e-1")
+        node["metadata"]["resourceVersion"] = str(state.current_version() + 1)
+        node["metadata"] = metadata(node["metadata"])
+        self.put(CHUNKED_HEAD + chunked(json.dumps({"type": "MODIFIED", "object": node}).encode() + b"\n"))
+        self.hold(60)
+        self.put(b"0\r\n\r\n")
+
+    def raw_echo_string(self, resource, query, watching):
+        self.echo_as(resource, watching, lambda m: self.token_header())
+
+    def raw_echo_array(self, resource, query, watching):
+        self.echo_as(resource, watching, lambda m: dict(m, name=[self.token_header()]))
+
+    def raw_echo_object(self, resource, query, watching):
+        self.echo_as(resource, watching, lambda m: dict(m, name={"x": self.token_header()}))
+
+    def raw_echo_number(self, resource, query, watching):
+        self.echo_as(resource, watching, lambda m: dict(m, name=12345, labels=self.token_header()))
 
     # -- auth -----------------------------------------------------------
     def identity(self, state):
@@ -498,6 +721,8 @@ class Handler(BaseHTTPRequestHandler):
             state.count(f"{verb}_{resource}")
             if f"{verb} {resource}" in deny:
                 return self.forbidden(user, verb, resource, "at the cluster scope")
+            if raw_fault(data, resource, watching):
+                return self.raw(data["raw"]["case"], resource, query, watching)
             if watching:
                 return self.watch(resource, query)
             faults = data.get("faults", {})
@@ -627,10 +852,11 @@ class Handler(BaseHTTPRequestHandler):
         version = str(self.server.state.current_version())
         return {"kind": kinds[resource], "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": items}
 
-    def watch(self, resource, query, namespace=None):
+    def watch(self, resource, query, namespace=None, head=True):
         """A chunked stream of events until timeoutSeconds; 410 for a
         resourceVersion older than the history. `namespace` limits it to
-        that namespace's objects."""
+        that namespace's objects. `head=False`: the head was sent already
+        (a raw fault's)."""
         def ours(obj):
             return namespace is None or obj["metadata"].get("namespace") == namespace
         state = self.server.state
@@ -640,12 +866,13 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(400, status(400, "BadRequest", "invalid resourceVersion"))
         timeout = min(int(query.get("timeoutSeconds", ["300"])[0]), 3600)
         bookmarks = query.get("allowWatchBookmarks", [""])[0] == "true"
-        if state.since(resource, version) is None:
+        if state.since(resource, version) is None and head:
             return self.send(410, status(410, "Expired", f"too old resource version: {version}"))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+        if head:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
         if state.get().get("faults", {}).get("expire_watches"):
             # What a real server says when its watch cache has moved on.
             state.count("watch_expired")
@@ -667,6 +894,8 @@ class Handler(BaseHTTPRequestHandler):
                     obj["metadata"]["resourceVersion"] = str(version)
                     self.chunk(json.dumps({"type": "ADDED", "object": obj}) + "\n")
             while time.time() < deadline:
+                if head and raw_fault(state.get(), resource, True) and namespace is None:
+                    break  # ended, so that the client reopens it into the fault
                 if state.get().get("faults", {}).get("fail_watches"):
                     self.chunk(json.dumps({"type": "ERROR", "object": status(500, "InternalError", "watch failed" + self.echo())}) + "\n")
                     break

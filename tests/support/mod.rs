@@ -1048,3 +1048,97 @@ impl Drop for InotifyHog {
         let _ = self.process.wait();
     }
 }
+
+/// A setup with a good cluster `stage` and a hostile cluster `evil`, and a
+/// real Prometheus.
+pub struct Scene {
+    pub setup: Setup,
+    pub evil: FakeCluster,
+    _stage: FakeCluster,
+    _exporter: NodeExporter,
+    pub prometheus: Prometheus,
+}
+
+pub fn scene() -> Scene {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let evil = FakeCluster::start(setup.root.path(), "evil", &["e-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    setup.add_cluster(&evil);
+    Scene {
+        setup,
+        evil,
+        _stage: stage,
+        _exporter: exporter,
+        prometheus,
+    }
+}
+
+impl Scene {
+    pub fn fault(&self, faults: serde_json::Value) {
+        let mut state = self.evil.current_state();
+        state["faults"] = faults;
+        self.evil.set_state(state);
+    }
+
+    /// A byte-level fault of the fake (its state's `raw`): `case` answers
+    /// the nodes list (`on` = "list") or the nodes watch ("watch").
+    pub fn raw(&self, case: &str, on: &str) {
+        let mut state = self.evil.current_state();
+        state["raw"] = json!({"case": case, "on": on});
+        self.evil.set_state(state);
+    }
+
+    /// `promfed apply`, killed and failed if it runs past `limit`.
+    pub fn apply_within(&self, limit: Duration) -> Output {
+        run_within(
+            Command::new(env!("CARGO_BIN_EXE_promfed"))
+                .arg("--config")
+                .arg(self.setup.path("etc/promfed.toml"))
+                .arg("apply"),
+            limit,
+        )
+    }
+
+    /// The good cluster was applied beside the hostile one.
+    pub fn stage_applied(&self, out: &Output) {
+        assert!(
+            stdout(out).contains("cluster stage (")
+                && stdout(out).contains("1 node, 1 node-exporter pod"),
+            "{}",
+            stdout(out)
+        );
+        assert!(
+            stdout(out).contains("installed, reloaded and verified")
+                || stdout(out).contains("is up to date, no reload needed"),
+            "{}",
+            stdout(out)
+        );
+        self.prometheus.wait_targets_up("promfed/stage/", 4);
+    }
+}
+
+pub fn run_within(command: &mut Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "still running after {limit:?}:\n{}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
