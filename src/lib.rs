@@ -33,3 +33,6 @@ mod targets;
 mod yaml_depth;
 
 pub use cli::main;
+/// For the fuzzers in `fuzz/`: the decoders of what API servers send.
+#[doc(hidden)]
+pub use discovery::fuzzing;

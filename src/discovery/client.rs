@@ -289,7 +289,8 @@ impl KubeClient {
                 url,
                 retry_after: whole.retry_after,
             },
-            code @ 300..=399 => DiscoveryError::Redirect {
+            // 304 Not Modified points nowhere: an odd answer, not a redirect.
+            code @ (300..=303 | 305..=399) => DiscoveryError::Redirect {
                 url,
                 status: code,
                 location: message(),
@@ -452,7 +453,7 @@ impl EventStream {
 /// Bytes split into lines as they arrive; each byte is searched once and
 /// moved at most once more.
 #[derive(Default)]
-struct Lines {
+pub(super) struct Lines {
     buffer: Vec<u8>,
     /// Where the next line starts.
     start: usize,
@@ -461,7 +462,7 @@ struct Lines {
 }
 
 impl Lines {
-    fn push(&mut self, chunk: &[u8]) {
+    pub(super) fn push(&mut self, chunk: &[u8]) {
         self.buffer.extend_from_slice(chunk);
     }
 
@@ -470,7 +471,7 @@ impl Lines {
         self.buffer.len() - self.start
     }
 
-    fn next_line(&mut self) -> Option<Vec<u8>> {
+    pub(super) fn next_line(&mut self) -> Option<Vec<u8>> {
         let from = self.searched.max(self.start);
         let found = self.buffer.get(from..)?.iter().position(|b| *b == b'\n');
         let Some(at) = found else {

@@ -9,8 +9,9 @@
 //! - A watch the server ends (its `timeoutSeconds`) is opened again from
 //!   the last version seen; one that ends before any event counts as a
 //!   failure and waits its backoff; a failure backs off and relists.
-//! - However the server behaves, each resource is asked at most `CEILING`
-//!   times a minute (`pace`), and the resync runs while a watch opens.
+//! - However the server behaves, each resource is asked at most 12 times
+//!   a minute after a burst of 3 (`pace`), and the resync runs while a
+//!   watch opens.
 //! - A server without `discovery.k8s.io/v1` is listed again at every
 //!   resync instead (its Endpoints are not watched).
 

@@ -4,6 +4,8 @@
 mod client;
 mod decode;
 mod follow;
+#[doc(hidden)]
+pub mod fuzzing;
 mod objects;
 mod pace;
 mod pods;

@@ -12,10 +12,12 @@ use tokio::time::Instant;
 /// The first wait after a failure; it doubles up to `MAX_BACKOFF`.
 pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// At most this many requests per resource of one cluster within
-/// `CEILING_WINDOW`, lists and watches together.
-pub const CEILING: usize = 12;
-pub const CEILING_WINDOW: Duration = Duration::from_secs(60);
+/// At most one request per resource of one cluster every `CEILING_STEP`
+/// (12 a minute), lists and watches together, after a burst of
+/// `CEILING_BURST`: a token bucket, so that a resource that used its burst
+/// waits one step, not a whole minute.
+pub const CEILING_STEP: Duration = Duration::from_secs(5);
+pub const CEILING_BURST: u32 = 3;
 /// A `Retry-After` is honoured up to this long.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
@@ -74,25 +76,27 @@ pub fn seed(name: &str) -> u64 {
     crate::digest::keyed(&name) ^ u64::from(nanos)
 }
 
-/// The moments of the last `CEILING` requests of one resource.
+/// One resource's token bucket, as the moment its tokens were all spent
+/// (`None`: full).
 #[derive(Debug, Default)]
 pub struct Ceiling {
-    granted: VecDeque<Instant>,
+    /// The bucket is full again `CEILING_BURST` steps after this.
+    empty_at: Option<Instant>,
 }
 
 impl Ceiling {
-    /// When the next request may go (`now`, or once the oldest of the last
-    /// `CEILING` is `CEILING_WINDOW` old), taken as granted.
+    /// When the next request may go (`now`, or once a token is back),
+    /// taken as granted.
     pub fn reserve(&mut self, now: Instant) -> Instant {
-        let at = match self.granted.front() {
-            Some(oldest) if self.granted.len() >= CEILING => now.max(*oldest + CEILING_WINDOW),
-            _ => now,
-        };
-        self.granted.push_back(at);
-        while self.granted.len() > CEILING {
-            self.granted.pop_front();
-        }
-        at
+        let full_span = CEILING_STEP * CEILING_BURST;
+        // The moment the bucket would be empty if it were full at `now`.
+        let floor = now.checked_sub(full_span).unwrap_or(now);
+        let empty_at = self.empty_at.map_or(floor, |e| e.max(floor));
+        // Each request moves the empty moment one step on; it may go once
+        // that moment is not in the future.
+        let next = empty_at + CEILING_STEP;
+        self.empty_at = Some(next);
+        next.max(now)
     }
 }
 
@@ -175,15 +179,18 @@ mod tests {
             ceilings.admit("nodes").await;
             times.push(Instant::now() - start);
         }
+        let minute = Duration::from_secs(60);
         for window_start in &times {
             let within = times
                 .iter()
-                .filter(|t| **t >= *window_start && **t < *window_start + CEILING_WINDOW)
+                .filter(|t| **t >= *window_start && **t < *window_start + minute)
                 .count();
-            assert!(within <= CEILING, "{within} requests in a minute");
+            assert!(within <= 12 + CEILING_BURST as usize, "{within} requests in a minute");
         }
-        // 40 requests at 12 a minute: the last after three whole minutes.
-        assert!(times[39] >= CEILING_WINDOW * 3, "{:?}", times[39]);
+        // The burst at once, then one a step.
+        assert_eq!(times[CEILING_BURST as usize - 1], Duration::ZERO);
+        assert_eq!(times[CEILING_BURST as usize], CEILING_STEP);
+        assert_eq!(times[39], CEILING_STEP * (40 - CEILING_BURST));
         // Another resource has its own ceiling.
         let before = Instant::now();
         ceilings.admit("endpointslices").await;
@@ -197,7 +204,7 @@ mod tests {
             let before = Instant::now();
             ceilings.admit(1).await;
             assert_eq!(Instant::now(), before);
-            tokio::time::sleep(Duration::from_secs(6)).await;
+            tokio::time::sleep(CEILING_STEP).await;
         }
     }
 }
