@@ -18,6 +18,7 @@ mod first_contact;
 mod golden;
 mod hostile;
 mod pods;
+mod shapes;
 mod shard;
 mod shipped_defaults;
 mod tls_files;

@@ -18,11 +18,13 @@ rewriting it (atomically):
      "client_users": {"<certificate CN>": {"deny": []}},
      "nodes": ["node-a", "node-b"],
      "unreachable_nodes": ["node-b"],          # its proxy answers 503
+     "bare_nodes": ["node-b"],                 # just registered: no addresses or conditions
      "reviews": ["authentication.k8s.io/v1", "authorization.k8s.io/v1"],  # served versions
      "node_exporter": {"namespace": "monitoring", "service": "prometheus-node-exporter",
                        "port": 9100, "port_name": "http-metrics", "upstream": "127.0.0.1:9100",
                        "pods": [{"name": "ne-a", "node": "node-a", "ready": true}]},
-     "fail": null | 500 | "hang"}
+     "fail": null | 500 | "hang",
+     "shape": null | "null" | "omit"}         # how empty fields are sent, below
 
 A "deny" entry refuses that request with 403 and answers `allowed: false`
 to the SelfSubjectAccessReview that asks for it.
@@ -75,7 +77,22 @@ is counted as `raw_<case>` in /_fake/requests.
                         (each a wrong type carrying the token, that a JSON
                         decoder's error message would quote)
 
-GET /_fake/requests (no auth) answers the request counts by path kind.
+
+Real API servers send Go-marshalled objects: a list or map field without
+`omitempty` arrives as `null` when it is empty, and an optional one may be
+absent. "shape" copies that for every object served (lists, single GETs and
+watch events): "null" sends every empty list and map as null (list `items`
+included), and first fills the optional fields a real server may send as
+null (metadata.labels/annotations, a node's status.addresses/conditions, a
+pod's status.conditions/containerStatuses, Endpoints subsets and their
+addresses/notReadyAddresses/ports, an EndpointSlice's endpoints/ports and an
+endpoint's addresses, a Service's spec.ports); "omit" leaves every empty list
+and map out. Absent: as the fake always did. A service whose node-exporter
+pods are all gone keeps one placeholder EndpointSlice, as the EndpointSlice
+controller does (`"endpoints": null, "ports": null` on a real server).
+
+GET /_fake/requests (no auth) answers the request counts by path kind:
+`list_<resource>` and `watch_<resource>` apart (a watch is not a list).
 The behaviour it copies is described in the README's section on the tests.
 """
 
@@ -230,15 +247,19 @@ def status(code, reason, message):
             "message": message, "reason": reason, "code": code}
 
 
-def node_object(name):
+def node_object(name, data=None):
+    """A node; one of the state's "bare_nodes" has just registered: no
+    addresses and no conditions yet."""
+    bare = name in (data or {}).get("bare_nodes", [])
     return {
         "kind": "Node", "apiVersion": "v1",
         "metadata": {"name": name, "resourceVersion": "1", "labels": {"kubernetes.io/hostname": name}},
         "status": {
-            "addresses": [{"type": "InternalIP", "address": "10.0.0.%d" % (sum(map(ord, name)) % 250 + 1)},
-                          {"type": "Hostname", "address": name}],
+            "addresses": [] if bare else [
+                {"type": "InternalIP", "address": "10.0.0.%d" % (sum(map(ord, name)) % 250 + 1)},
+                {"type": "Hostname", "address": name}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "conditions": [{"type": "Ready", "status": "True"}],
+            "conditions": [] if bare else [{"type": "Ready", "status": "True"}],
         },
     }
 
@@ -267,7 +288,9 @@ def endpoints_object(ne):
 
 def endpoint_slices(ne):
     """The service's EndpointSlices, as the EndpointSlice controller writes
-    them: at most two pods per slice here, so that a service has several."""
+    them: at most two pods per slice here, so that a service has several.
+    Without pods, one placeholder slice with no endpoints and no ports (the
+    controller keeps it; `shape` makes them null or absent)."""
     pods = ne.get("pods", [])
     slices = []
     for i in range(0, max(len(pods), 1), 2):
@@ -281,7 +304,8 @@ def endpoint_slices(ne):
                            "nodeName": p["node"],
                            "targetRef": {"kind": "Pod", "name": p["name"], "namespace": ne["namespace"]}}
                           for p in chunk],
-            "ports": [{"name": ne.get("port_name", "http-metrics"), "port": ne.get("port", 9100), "protocol": "TCP"}],
+            "ports": [{"name": ne.get("port_name", "http-metrics"), "port": ne.get("port", 9100), "protocol": "TCP"}]
+            if chunk else [],
         })
     return slices
 
@@ -313,17 +337,81 @@ def app_pod_object(p):
 def objects_of(data):
     """Every object of the state, by resource and name (pods by namespace/name)."""
     ne = data.get("node_exporter") or {}
-    objs = {"nodes": {n: node_object(n) for n in data.get("nodes", [])}, "endpoints": {}, "pods": {}, "services": {},
+    objs = {"nodes": {n: node_object(n, data) for n in data.get("nodes", [])}, "endpoints": {}, "pods": {}, "services": {},
             "endpointslices": {}}
     if ne:
         objs["endpoints"][ne["service"]] = endpoints_object(ne)
-        if ne.get("pods"):
-            objs["endpointslices"] = {sl["metadata"]["name"]: sl for sl in endpoint_slices(ne)}
+        objs["endpointslices"] = {sl["metadata"]["name"]: sl for sl in endpoint_slices(ne)}
         objs["pods"] = {f'{ne["namespace"]}/{p["name"]}': pod_object(ne, p) for p in ne.get("pods", [])}
         objs["services"][ne["service"]] = service_object(ne)
     for p in data.get("pods", []):
         objs["pods"][f'{p["namespace"]}/{p["name"]}'] = app_pod_object(p)
     return objs
+
+
+# Fields a real server may send as null (Go slices and maps without
+# `omitempty`, or optional ones), by kind: "null" fills them when the fake
+# leaves them out, so that they arrive as null. Paths: "a.b" is a key
+# inside a key, "a[].b" a key of every element of list a.
+NULLABLE = {
+    "*": ["metadata.labels", "metadata.annotations"],
+    "Node": ["status.addresses", "status.conditions"],
+    "Pod": ["status.conditions", "status.containerStatuses"],
+    "Endpoints": ["subsets", "subsets[].addresses", "subsets[].notReadyAddresses", "subsets[].ports"],
+    "EndpointSlice": ["endpoints", "ports", "endpoints[].addresses"],
+    "Service": ["spec.ports"],
+}
+
+
+def fill(obj, path):
+    """Puts an empty value at `path` of `obj` where there is none."""
+    head, _, rest = path.partition(".")
+    if head.endswith("[]"):
+        for item in obj.get(head[:-2]) or []:
+            if isinstance(item, dict) and rest:
+                fill(item, rest)
+        return
+    if not rest:
+        leaf = head.split(".")[-1]
+        obj.setdefault(leaf, {} if leaf in ("labels", "annotations") else [])
+        return
+    inner = obj.get(head)
+    if isinstance(inner, dict):
+        fill(inner, rest)
+
+
+def emptied(value, mode):
+    """`value` with every empty list and map, at any depth, made null
+    ("null") or left out ("omit")."""
+    if isinstance(value, dict):
+        out = {}
+        for key, v in value.items():
+            v = emptied(v, mode)
+            if isinstance(v, (list, dict)) and not v:
+                if mode == "null":
+                    out[key] = None
+                continue  # "omit"
+            out[key] = v
+        return out
+    if isinstance(value, list):
+        return [emptied(v, mode) for v in value]
+    return value
+
+
+def shaped(obj, data):
+    """`obj` as a Go-marshalling server sends it, in the state's "shape"
+    mode; itself when there is none. One transform for every object served."""
+    mode = data.get("shape")
+    if mode not in ("null", "omit"):
+        return obj
+    obj = json.loads(json.dumps(obj))
+    objects = obj["items"] if isinstance(obj.get("items"), list) else [obj]
+    if mode == "null":
+        for o in objects:
+            if isinstance(o, dict):
+                for path in NULLABLE["*"] + NULLABLE.get(o.get("kind", ""), []):
+                    fill(o, path)
+    return emptied(obj, mode)
 
 
 def strip_version(obj):
@@ -731,7 +819,7 @@ class Handler(BaseHTTPRequestHandler):
             listed = self.list_of(resource, data, None)
             if faults.get("endless_continue"):
                 listed["metadata"]["continue"] = "more-" + str(state.counts.get(f"{verb}_{resource}", 0))
-            return self.send(200, listed)
+            return self.send(200, shaped(listed, data))
 
         m = NAMESPACED_LIST.match(path)
         if m:
@@ -742,15 +830,16 @@ class Handler(BaseHTTPRequestHandler):
                 return self.forbidden(user, verb, resource, f'in the namespace "{namespace}"')
             if verb == "watch":
                 return self.watch(resource, query, namespace)
-            return self.send(200, self.list_of(resource, data, namespace))
+            return self.send(200, shaped(self.list_of(resource, data, namespace), data))
 
         m = SLICES.match(path)
         if m:
             namespace = m.group(1)
-            state.count("list_endpointslices")
             if data.get("no_endpointslices"):  # a server without discovery.k8s.io/v1
+                state.count("list_endpointslices")
                 return self.send(404, status(404, "NotFound", "the server could not find the requested resource"))
             if "list endpointslices" in deny:
+                state.count("list_endpointslices")
                 return self.forbidden(user, "list", "endpointslices", f'in the namespace "{namespace}"')
             wanted = query.get("labelSelector", [""])[0]
             # No selector lists every slice of the namespace (Prometheus's
@@ -762,9 +851,11 @@ class Handler(BaseHTTPRequestHandler):
                 if "watch endpointslices" in deny:
                     return self.forbidden(user, "watch", "endpointslices", f'in the namespace "{namespace}"')
                 return self.watch("endpointslices", query, namespace)
-            items = list(state.objects.get("endpointslices", {}).values()) if ours and ne.get("pods") else []
-            return self.send(200, {"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
-                                   "metadata": {"resourceVersion": str(state.current_version())}, "items": items})
+            state.count("list_endpointslices")
+            items = list(state.objects.get("endpointslices", {}).values()) if ours else []
+            return self.send(200, shaped({"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
+                                          "metadata": {"resourceVersion": str(state.current_version())}, "items": items},
+                                         data))
 
         m = ENDPOINTS_ONE.match(path)
         if m:
@@ -773,7 +864,7 @@ class Handler(BaseHTTPRequestHandler):
             if "get endpoints" in deny:
                 return self.forbidden(user, "get", "endpoints", f'in the namespace "{namespace}"')
             if ne and ne.get("namespace") == namespace and ne.get("service") == name:
-                return self.send(200, endpoints_object(ne))
+                return self.send(200, shaped(endpoints_object(ne), data))
             return self.send(404, status(404, "NotFound", f'endpoints "{name}" not found'))
 
         m = PROXY_NODE.match(path)
@@ -841,7 +932,7 @@ class Handler(BaseHTTPRequestHandler):
         items = []
         in_namespace = namespace in (None, ne.get("namespace"))
         if resource == "nodes":
-            items = [node_object(n) for n in data.get("nodes", [])]
+            items = [node_object(n, data) for n in data.get("nodes", [])]
         elif ne and in_namespace and resource == "endpoints":
             items = [endpoints_object(ne)]
         elif resource == "pods":
@@ -892,7 +983,7 @@ class Handler(BaseHTTPRequestHandler):
                     if not ours(obj):
                         continue
                     obj["metadata"]["resourceVersion"] = str(version)
-                    self.chunk(json.dumps({"type": "ADDED", "object": obj}) + "\n")
+                    self.chunk(json.dumps({"type": "ADDED", "object": shaped(obj, state.get())}) + "\n")
             while time.time() < deadline:
                 if head and raw_fault(state.get(), resource, True) and namespace is None:
                     break  # ended, so that the client reopens it into the fault
@@ -907,7 +998,7 @@ class Handler(BaseHTTPRequestHandler):
                 events = state.since(resource, version) or []
                 for v, kind, obj in events:
                     if ours(obj):
-                        self.chunk(json.dumps({"type": kind, "object": obj}) + "\n")
+                        self.chunk(json.dumps({"type": kind, "object": shaped(obj, state.get())}) + "\n")
                     version = v
                 if bookmarks and time.time() - last_bookmark >= bookmark_every:
                     version = max(version, state.current_version())

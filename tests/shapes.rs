@@ -1,0 +1,330 @@
+//! Objects as a real API server marshals them: Go sends an empty list or
+//! map without `omitempty` as `null`, and leaves optional fields out. The
+//! fake's `"shape"` (`null`, `omit`) serves every object so; discovery,
+//! the daemon and `doctor` must read them all. The EndpointSlice controller
+//! keeps a placeholder slice (`"endpoints": null, "ports": null`) for a
+//! service whose pods are all gone: that is zero targets, not an error.
+//! Also: a daemon start lists each cluster once, then watches.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const LONG: Duration = Duration::from_secs(40);
+/// How long a pod's coming or going may take to reach the targets files.
+const CHURN: Duration = Duration::from_secs(10);
+const CLUSTER: &str = "stage";
+
+/// A fake cluster in `shape` with two nodes and their node-exporter pods,
+/// one annotated application pod, one unannotated pod without labels and
+/// ports, and a real Prometheus that promfed's settings point at.
+struct World {
+    setup: Setup,
+    fake: FakeCluster,
+    prometheus: Prometheus,
+    exporter: NodeExporter,
+    app: TextExporter,
+}
+
+fn app_pods(upstream: u16) -> Value {
+    json!([
+        {"namespace": "shop", "name": "cart-1", "labels": {"app": "cart"},
+         "annotations": {"prometheus.io/scrape": "true"},
+         "ports": [8080], "upstream": format!("127.0.0.1:{upstream}")},
+        // Nothing to say: no annotations, no labels, no ports (all empty).
+        {"namespace": "shop", "name": "quiet-1", "upstream": format!("127.0.0.1:{upstream}")},
+    ])
+}
+
+/// The fake's state for `nodes` (one node-exporter pod on each), in `shape`.
+fn state_of(world: &World, shape: &str, nodes: &[&str]) -> Value {
+    let mut state = world.fake.state(nodes, world.exporter.port);
+    state["shape"] = json!(shape);
+    state["pods"] = app_pods(world.app.port);
+    state
+}
+
+/// With `[pods]` on or off: off, only nodes and EndpointSlices are read.
+fn world(shape: &str, nodes: &[&str], pods: bool) -> World {
+    let setup = Setup::new();
+    let root = setup.root.path();
+    let exporter = NodeExporter::start(root);
+    let app = TextExporter::start(root, "app-exporter", "# TYPE app_up gauge\napp_up 1\n");
+    let fake = FakeCluster::start(root, CLUSTER, nodes, &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&fake);
+    if pods {
+        setup.append(
+            &format!("etc/promfed.d/{CLUSTER}.toml"),
+            "\n[pods]\nenabled = true\n",
+        );
+    }
+    let world = World {
+        setup,
+        fake,
+        prometheus,
+        exporter,
+        app,
+    };
+    world.fake.set_state(state_of(&world, shape, nodes));
+    world
+}
+
+/// The targets in promfed's targets file of `job`; a file that is not
+/// there (a job without targets) has none.
+fn file_targets(setup: &Setup, job: &str) -> usize {
+    std::fs::read_to_string(setup.path(&format!("state/targets/{CLUSTER}/{job}.json")))
+        .map(|t| t.matches("\"targets\"").count())
+        .unwrap_or(0)
+}
+
+fn discovery_state(daemon: &Daemon) -> Value {
+    daemon.status()["clusters"][CLUSTER]["discovery"]["state"].clone()
+}
+
+// (a) ------------------------------------------------------------------
+
+/// `promfed apply` reads nodes, EndpointSlices and pods in `shape`, and
+/// Prometheus scrapes every target.
+fn apply_reads(shape: &str) {
+    let w = world(shape, &["n-1", "n-2"], true);
+    let out = w.setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("2 nodes, 2 node-exporter pods, 1 annotated pod"),
+        "{}",
+        stdout(&out)
+    );
+    // apiserver, 2 kubelets, 2 cAdvisors, 2 node-exporters, 1 pod.
+    w.prometheus
+        .wait_targets_up(&format!("promfed/{CLUSTER}/"), 8);
+    let pod = w
+        .prometheus
+        .wait_targets_up(&format!("promfed/{CLUSTER}/pods"), 1);
+    assert_eq!(pod[0]["labels"]["pod"], "cart-1", "{pod:?}");
+    assert_eq!(file_targets(&w.setup, "node-exporter"), 2);
+}
+
+#[test]
+fn apply_reads_objects_whose_empty_fields_are_null() {
+    apply_reads("null");
+}
+
+#[test]
+fn apply_reads_objects_whose_empty_fields_are_left_out() {
+    apply_reads("omit");
+}
+
+// (b) ------------------------------------------------------------------
+
+/// The daemon follows a cluster in `shape`: a node joins (just registered:
+/// no addresses, no conditions yet), a node-exporter pod goes.
+fn daemon_follows(shape: &str) {
+    let w = world(shape, &["n-1", "n-2"], true);
+    w.setup.relist_rarely();
+    let mut daemon = w.setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    daemon.wait_status("discovery ok", LONG, |s| {
+        s["clusters"][CLUSTER]["discovery"]["state"] == "ok"
+    });
+    w.prometheus
+        .wait_targets_up(&format!("promfed/{CLUSTER}/"), 8);
+
+    let mut state = state_of(&w, shape, &["n-1", "n-2", "n-3"]);
+    state["bare_nodes"] = json!(["n-3"]);
+    w.fake.set_state(state.clone());
+    w.prometheus
+        .wait_targets_up(&format!("promfed/{CLUSTER}/kubelet"), 3);
+    w.prometheus
+        .wait_targets_up(&format!("promfed/{CLUSTER}/node-exporter"), 3);
+
+    let pods = state["node_exporter"]["pods"].as_array_mut().unwrap();
+    pods.retain(|p| p["node"] != "n-1");
+    w.fake.set_state(state);
+    w.prometheus
+        .wait_targets_up(&format!("promfed/{CLUSTER}/node-exporter"), 2);
+    w.prometheus
+        .wait_targets_up(&format!("promfed/{CLUSTER}/kubelet"), 3);
+    assert_eq!(file_targets(&w.setup, "node-exporter"), 2);
+    assert_ne!(discovery_state(&daemon), "failing", "{}", daemon.status());
+}
+
+#[test]
+fn the_daemon_follows_a_cluster_whose_empty_fields_are_null() {
+    daemon_follows("null");
+}
+
+#[test]
+fn the_daemon_follows_a_cluster_whose_empty_fields_are_left_out() {
+    daemon_follows("omit");
+}
+
+// (c) ------------------------------------------------------------------
+
+/// The last node-exporter pod goes: the placeholder slice the controller
+/// keeps means no node-exporter targets, a fact and not a failure; no
+/// relisting; `doctor` says so; the pod comes back and so does its target.
+/// Without `[pods]`: the slices alone are what is tested.
+fn placeholder_slice(shape: &str) {
+    let w = world(shape, &["n-1"], false);
+    w.setup.relist_rarely();
+    let mut daemon = w.setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    w.prometheus
+        .wait_targets_up(&format!("promfed/{CLUSTER}/node-exporter"), 1);
+    daemon.wait_status("discovery ok", LONG, |s| {
+        s["clusters"][CLUSTER]["discovery"]["state"] == "ok"
+    });
+    wait_for("the watch of EndpointSlices", LONG, || {
+        (w.fake.requests("watch_endpointslices") >= 1).then_some(())
+    });
+
+    let with_pod = state_of(&w, shape, &["n-1"]);
+    let mut without = with_pod.clone();
+    without["node_exporter"]["pods"] = json!([]);
+    let lists = w.fake.requests("list_endpointslices");
+    w.fake.set_state(without);
+    // (Through wait_status, whose failure shows the status and the log.)
+    daemon.wait_status("no node-exporter target", CHURN, |_| {
+        file_targets(&w.setup, "node-exporter") == 0
+    });
+    // The node itself is still there.
+    assert_eq!(file_targets(&w.setup, "kubelet"), 1);
+
+    // Ten seconds of it: never failing, no relist loop.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        daemon.drain();
+        assert_ne!(
+            discovery_state(&daemon),
+            "failing",
+            "zero endpoints is not a failure: {}\n--- log\n{}",
+            daemon.status(),
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let relists = w.fake.requests("list_endpointslices") - lists;
+    assert!(
+        relists <= 1,
+        "{relists} lists of EndpointSlices in 10 s: {}\n--- log\n{}",
+        w.fake.request_counts(),
+        daemon.log()
+    );
+    assert_eq!(file_targets(&w.setup, "node-exporter"), 0);
+    let log = daemon.log();
+    assert!(
+        !log.contains("invalid type: null") && !log.contains("unexpected answer from : "),
+        "{log}"
+    );
+
+    // doctor: a fact, not an error.
+    let out = w.setup.promfed(&["doctor", CLUSTER]);
+    let report = stdout(&out);
+    assert!(report.contains("0 ready endpoints"), "{report}");
+    assert!(!report.contains("invalid type"), "{report}");
+    let failed: Vec<&str> = report
+        .lines()
+        .filter(|l| l.trim_start().starts_with('✘'))
+        .collect();
+    assert!(failed.is_empty(), "{report}");
+    assert_exit(&out, 0);
+
+    // The pod is back: so is its target.
+    w.fake.set_state(with_pod);
+    daemon.wait_status("the node-exporter target back", CHURN, |_| {
+        file_targets(&w.setup, "node-exporter") == 1
+    });
+    w.prometheus
+        .wait_targets_up(&format!("promfed/{CLUSTER}/node-exporter"), 1);
+    assert_ne!(discovery_state(&daemon), "failing", "{}", daemon.status());
+}
+
+#[test]
+fn the_placeholder_slice_of_a_service_without_pods_is_zero_targets_when_null() {
+    placeholder_slice("null");
+}
+
+#[test]
+fn the_placeholder_slice_of_a_service_without_pods_is_zero_targets_when_left_out() {
+    placeholder_slice("omit");
+}
+
+// (d) ------------------------------------------------------------------
+
+/// Three clusters: a daemon start lists each one once (nodes and
+/// EndpointSlices) and then watches, no more.
+fn startup_lists_once(shape: &str) {
+    let setup = Setup::new();
+    let root = setup.root.path();
+    let exporter = NodeExporter::start(root);
+    let names = ["east", "west", "north"];
+    let fakes: Vec<FakeCluster> = names
+        .iter()
+        .map(|name| {
+            let fake = FakeCluster::start(root, name, &["n-1", "n-2"], &exporter);
+            let mut state = fake.current_state();
+            state["shape"] = json!(shape);
+            fake.set_state(state);
+            fake
+        })
+        .collect();
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.relist_rarely();
+    for fake in &fakes {
+        setup.add_cluster(fake);
+    }
+    let mut daemon = setup.daemon();
+    daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
+    daemon.wait_status("every cluster ok", LONG, |s| {
+        names
+            .iter()
+            .all(|n| s["clusters"][n]["discovery"]["state"] == "ok")
+    });
+    for fake in &fakes {
+        wait_for(&format!("{}'s watches", fake.name), LONG, || {
+            (fake.requests("watch_nodes") >= 1 && fake.requests("watch_endpointslices") >= 1)
+                .then_some(())
+        });
+    }
+    // Anything late would come now.
+    std::thread::sleep(Duration::from_secs(2));
+    for fake in &fakes {
+        let counts = fake.request_counts();
+        let seen: Vec<(&str, u64)> = [
+            "list_nodes",
+            "list_endpointslices",
+            "watch_nodes",
+            "watch_endpointslices",
+        ]
+        .into_iter()
+        .map(|k| (k, counts[k].as_u64().unwrap_or(0)))
+        .collect();
+        assert_eq!(
+            seen,
+            [
+                ("list_nodes", 1),
+                ("list_endpointslices", 1),
+                ("watch_nodes", 1),
+                ("watch_endpointslices", 1)
+            ],
+            "cluster {}: {counts}\n--- log\n{}",
+            fake.name,
+            daemon.log()
+        );
+    }
+}
+
+#[test]
+fn a_daemon_start_lists_each_cluster_once_when_empty_fields_are_null() {
+    startup_lists_once("null");
+}
+
+#[test]
+fn a_daemon_start_lists_each_cluster_once_when_empty_fields_are_left_out() {
+    startup_lists_once("omit");
+}
