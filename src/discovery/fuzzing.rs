@@ -163,7 +163,8 @@ mod tests {
 
     #[test]
     fn lines_come_out_whole_whatever_the_pieces() {
-        let wire = b"{\"type\":\"ADDED\",\"object\":{}}\n\n{\"type\":\"DELETED\",\"object\":{}}\n{\"ty";
+        let wire =
+            b"{\"type\":\"ADDED\",\"object\":{}}\n\n{\"type\":\"DELETED\",\"object\":{}}\n{\"ty";
         for step in 1..wire.len() {
             let cuts: Vec<usize> = (step..wire.len()).step_by(step).collect();
             assert_eq!(watch_lines(wire, &cuts), 2, "step {step}");
@@ -190,20 +191,30 @@ mod tests {
             );
         }
         // Two different lengths are refused.
-        assert!(ok("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 12\r\n\r\nabc").is_err());
+        assert!(
+            ok("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 12\r\n\r\nabc").is_err()
+        );
         // Transfer-Encoding is a list: chunked must be its last member.
         assert_eq!(
             ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
             Ok((200, 3))
         );
-        let not_chunked = ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: notchunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
-        assert_ne!(not_chunked, Ok((200, 3)), "read as chunked: {not_chunked:?}");
+        let not_chunked =
+            ok("HTTP/1.1 200 OK\r\nTransfer-Encoding: notchunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+        assert_ne!(
+            not_chunked,
+            Ok((200, 3)),
+            "read as chunked: {not_chunked:?}"
+        );
         // A status line with a character across byte 100 is an error (the
         // old framing's panic).
         let line = format!("HTTP/1.1 abc {}éé\r\n\r\n", "x".repeat(86));
         assert!(ok(&line).is_err());
         // Trailers are bounded.
-        let endless = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n{}", "X-T: a\r\n".repeat(10_000));
+        let endless = format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n{}",
+            "X-T: a\r\n".repeat(10_000)
+        );
         let e = ok(&endless).unwrap_err();
         assert!(e.contains("Limit") || e.contains("Protocol"), "{e}");
     }

@@ -185,7 +185,10 @@ mod tests {
                 .iter()
                 .filter(|t| **t >= *window_start && **t < *window_start + minute)
                 .count();
-            assert!(within <= 12 + CEILING_BURST as usize, "{within} requests in a minute");
+            assert!(
+                within <= 12 + CEILING_BURST as usize,
+                "{within} requests in a minute"
+            );
         }
         // The burst at once, then one a step.
         assert_eq!(times[CEILING_BURST as usize - 1], Duration::ZERO);
