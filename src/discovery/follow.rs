@@ -141,7 +141,13 @@ pub async fn follow(
                 wait(backoff.failure(None), &relist).await;
             }
             Ok(Ended::Gone) => {}
-            Err(DiscoveryError::Forbidden { message, .. }) => {
+            // Only a refused watch: a list refused during the resync is
+            // an ordinary failure.
+            Err(DiscoveryError::Forbidden {
+                message,
+                verb: "watch",
+                ..
+            }) => {
                 tracing::warn!(
                     cluster = %cluster.name,
                     stage = "discovery",
@@ -225,7 +231,7 @@ async fn list(
             client,
             nodes_path(),
             NODES_AS_METADATA,
-            NODES,
+            LIST_NODES,
             "endless pagination of nodes",
         )
         .await?
@@ -246,7 +252,7 @@ async fn list(
             client,
             &slices_path(cluster),
             JSON,
-            SLICES,
+            LIST_SLICES,
             "endless pagination of EndpointSlices",
         )
         .await?;
@@ -275,11 +281,21 @@ async fn list(
     Ok(known)
 }
 
-const NODES: Permission = Permission {
+/// What each request needs, to name it in a 403: a refused list says
+/// `list`, a refused watch `watch`.
+const LIST_NODES: Permission = Permission {
+    verb: "list",
+    resource: "nodes",
+};
+const WATCH_NODES: Permission = Permission {
     verb: "watch",
     resource: "nodes",
 };
-const SLICES: Permission = Permission {
+const LIST_SLICES: Permission = Permission {
+    verb: "list",
+    resource: "endpointslices",
+};
+const WATCH_SLICES: Permission = Permission {
     verb: "watch",
     resource: "endpointslices",
 };
@@ -460,8 +476,8 @@ impl<'a> Watching<'a> {
 
     fn target(&self, which: Which) -> (String, &'static str, Permission) {
         match which {
-            Which::Nodes => (nodes_path().to_string(), NODE_AS_METADATA, NODES),
-            Which::Slices => (slices_path(self.cluster), JSON, SLICES),
+            Which::Nodes => (nodes_path().to_string(), NODE_AS_METADATA, WATCH_NODES),
+            Which::Slices => (slices_path(self.cluster), JSON, WATCH_SLICES),
             Which::Pods(scope) => {
                 let scopes = self
                     .cluster

@@ -3,7 +3,7 @@
 //! server does (a watch it ends at once, a 410 after every list, …). Pure
 //! rules over `tokio::time::Instant`, so paused time tests them.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

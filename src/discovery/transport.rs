@@ -301,3 +301,100 @@ pub fn find_rustls_error<'a>(
     let payload = err.downcast_ref::<std::io::Error>()?.get_ref()?;
     find_rustls_error(payload)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    /// A server on a pipe: reads the request's head, then sends `head` and
+    /// one chunk every `every` (never, when `None`).
+    fn server(head: &'static str, every: Option<Duration>) -> DuplexStream {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 512];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match theirs.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = theirs.write_all(head.as_bytes()).await;
+            loop {
+                match every {
+                    Some(every) => {
+                        tokio::time::sleep(every).await;
+                        if theirs.write_all(b"2\r\n{}\r\n").await.is_err() {
+                            return;
+                        }
+                    }
+                    None => tokio::time::sleep(Duration::from_secs(86_400)).await,
+                }
+            }
+        });
+        ours
+    }
+
+    const TIMES: Times = Times {
+        connect: Duration::from_secs(5),
+        head: Duration::from_secs(10),
+        silence: Duration::from_secs(330),
+    };
+
+    fn get() -> Request<'static> {
+        Request {
+            method: "GET",
+            target: "/api/v1/nodes?watch=true",
+            headers: &[],
+            body: Vec::new(),
+        }
+    }
+
+    const CHUNKED: &str = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+    /// Each answer has its own silence timer: a busy watch beside it does
+    /// not keep a silent one alive, and the silent one fails at its limit.
+    #[tokio::test(start_paused = true)]
+    async fn each_watch_has_its_own_silence_timer() {
+        let busy = server(CHUNKED, Some(Duration::from_secs(60)));
+        let silent = server(CHUNKED, None);
+        let mut busy = exchange(busy, "a", get(), TIMES).await.unwrap().body;
+        let mut silent = exchange(silent, "b", get(), TIMES).await.unwrap().body;
+        let start = tokio::time::Instant::now();
+        let silent_ends = async {
+            let failure = silent.next().await.unwrap_err();
+            (failure, start.elapsed())
+        };
+        let busy_goes_on = async {
+            for _ in 0..10 {
+                assert!(busy.next().await.unwrap().is_some());
+            }
+        };
+        let ((failure, after), ()) = tokio::join!(silent_ends, busy_goes_on);
+        assert!(matches!(failure, Failure::Timeout(_, d) if d == TIMES.silence), "{failure:?}");
+        assert_eq!(after, TIMES.silence);
+    }
+
+    /// A head that never completes fails at the head's limit, not the
+    /// silence's.
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_never_ends_fails_at_its_limit() {
+        let dripping = server("HTTP/1.1 200 OK\r\nX-A: ", None);
+        let start = tokio::time::Instant::now();
+        let failure = exchange(dripping, "a", get(), TIMES).await.err().unwrap();
+        assert!(matches!(failure, Failure::Timeout(_, d) if d == TIMES.head), "{failure:?}");
+        assert_eq!(start.elapsed(), TIMES.head);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_read_from_a_429() {
+        let throttled = server(
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n",
+            None,
+        );
+        let answer = exchange(throttled, "a", get(), TIMES).await.ok().unwrap();
+        assert_eq!(answer.status, 429);
+        assert_eq!(answer.retry_after, Some(Duration::from_secs(7)));
+    }
+}
