@@ -130,6 +130,12 @@ fn list_echo(case: &str) {
         !shown.contains(&s.evil.token),
         "{case}: the token leaked:\n{shown}"
     );
+    for (file, text) in files_below(&s.setup.path("state")) {
+        assert!(
+            !text.contains(&s.evil.token),
+            "{case}: the token leaked into {file}"
+        );
+    }
     assert_eq!(
         failed_reason(&evil_line(&out)).as_deref(),
         Some("bad_response"),
@@ -292,18 +298,7 @@ fn informational_answers_before_a_watch_are_skipped() {
 fn watch_echo(case: &str) {
     let (s, mut daemon) = watch_scene(case, false);
     let (reason, _) = evil_fails(&mut daemon, LONG);
-    let status_json = s.setup.read("state/status.json");
-    let status_out = s.setup.promfed(&["status"]);
-    for (what, text) in [
-        ("status.json", status_json),
-        ("promfed status", stdout(&status_out)),
-        ("the log", daemon.log()),
-    ] {
-        assert!(
-            !text.contains(&s.evil.token),
-            "{case}: the token leaked into {what}:\n{text}"
-        );
-    }
+    s.assert_token_nowhere(&daemon, case);
     assert_eq!(reason, "bad_response", "{case}: {}", daemon.status());
     stage_still_ok(&daemon);
 }

@@ -15,7 +15,7 @@ use super::decode;
 use super::objects::Status;
 use super::redact::redact;
 use super::tls;
-use super::transport::{self, Failure, Times};
+use super::transport::{self, Failure, Reading, Times};
 use crate::config::cluster::Cluster;
 use crate::fsutil;
 
@@ -175,7 +175,7 @@ impl KubeClient {
         let deadline = Instant::now() + self.timeout;
         let exchange = async {
             let mut answer = self
-                .open(method, path, accept, body, token.as_deref(), self.timeout)
+                .open(method, path, accept, body, token.as_deref(), Reading::Bulk)
                 .await?;
             let (body, room) = read_whole(&mut answer.body, MAX_RESPONSE_BYTES)
                 .await
@@ -206,6 +206,10 @@ impl KubeClient {
     ) -> Result<EventStream, DiscoveryError> {
         let url = format!("{}{path}", self.base);
         let token = self.token()?;
+        // Opening takes a turn like any request (a thousand handshakes at
+        // once would peak the heap, and what stays of each watch would then
+        // pin it); the turn ends with the head.
+        let turn = REQUESTS_AT_ONCE.acquire().await.ok();
         let mut answer = self
             .open(
                 "GET",
@@ -213,9 +217,10 @@ impl KubeClient {
                 accept,
                 Vec::new(),
                 token.as_deref(),
-                WATCH_SILENCE,
+                Reading::Lean,
             )
             .await?;
+        drop(turn);
         if answer.status == 200 {
             return Ok(EventStream::new(answer.body, self.base.clone()));
         }
@@ -241,7 +246,7 @@ impl KubeClient {
         accept: &str,
         body: Vec<u8>,
         token: Option<&str>,
-        silence: Duration,
+        reading: Reading,
     ) -> Result<transport::Answer, DiscoveryError> {
         let authorization = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("Accept", accept)];
@@ -250,6 +255,12 @@ impl KubeClient {
         }
         let prefix = self.url.path().trim_end_matches('/');
         let target = format!("{prefix}{path}");
+        // A watch waits for hours between events; a list's pieces come
+        // within its whole timeout.
+        let silence = match reading {
+            Reading::Lean => WATCH_SILENCE,
+            Reading::Bulk => self.timeout,
+        };
         let times = Times {
             connect: self.connect_timeout,
             head: self.timeout,
@@ -260,6 +271,7 @@ impl KubeClient {
             target: &target,
             headers: &headers,
             body,
+            reading,
         };
         transport::send(self.tls.clone(), &self.url, request, times)
             .await

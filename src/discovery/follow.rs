@@ -394,24 +394,38 @@ impl Known {
     }
 }
 
-/// One watch's next step: opened (if need be) and read up to its next
-/// event. Each watch is its own future, with its own silence timer, and
-/// gives its stream back whichever watch speaks first.
+/// One watch's next step: opened, or read up to its next event. Each
+/// watch is its own future, with its own silence timer, and gives its
+/// stream back whichever watch speaks first. Opening is a step of its own:
+/// its future (a TLS handshake) is large, and a quiet watch waits for its
+/// first event for up to an hour.
 type Step<'a> = Pin<Box<dyn Future<Output = Stepped> + Send + 'a>>;
 
 struct Stepped {
     which: Which,
     stream: Option<EventStream>,
-    event: Result<Option<RawEvent>, DiscoveryError>,
+    got: Result<Got, DiscoveryError>,
+}
+
+/// What one step of a watch brought.
+enum Got {
+    Opened,
+    Event(RawEvent),
+    /// The server ended the watch.
+    Ended,
 }
 
 fn read_on<'a>(which: Which, mut stream: EventStream) -> Step<'a> {
     Box::pin(async move {
-        let event = stream.next().await;
+        let got = match stream.next().await {
+            Ok(Some(event)) => Ok(Got::Event(event)),
+            Ok(None) => Ok(Got::Ended),
+            Err(e) => Err(e),
+        };
         Stepped {
             which,
             stream: Some(stream),
-            event,
+            got,
         }
     })
 }
@@ -445,30 +459,26 @@ struct Life {
 }
 
 impl<'a> Watching<'a> {
-    /// Opens `which` from `version` after `delay` (and its ceiling), then
-    /// reads its first event.
+    /// Opens `which` from `version` after `delay` (and its ceiling).
     fn open(&self, which: Which, version: String, delay: Duration) -> Step<'a> {
         let (client, ceilings) = (self.client, self.ceilings.clone());
         let (path, accept, needs) = self.target(which);
         Box::pin(async move {
             sleep(delay).await;
             ceilings.admit(which).await;
-            match client
+            let opened = client
                 .watch(&watch_path(&path, &version), accept, needs)
-                .await
-            {
-                Ok(mut stream) => {
-                    let event = stream.next().await;
-                    Stepped {
-                        which,
-                        stream: Some(stream),
-                        event,
-                    }
-                }
+                .await;
+            match opened {
+                Ok(stream) => Stepped {
+                    which,
+                    stream: Some(stream),
+                    got: Ok(Got::Opened),
+                },
                 Err(e) => Stepped {
                     which,
                     stream: None,
-                    event: Err(e),
+                    got: Err(e),
                 },
             }
         })
@@ -515,11 +525,7 @@ impl<'a> Watching<'a> {
         let mut until = Instant::now() + self.resync;
         let mut relisting: Option<Relisting<'a>> = None;
         loop {
-            let Stepped {
-                which,
-                stream,
-                event,
-            } = tokio::select! {
+            let Stepped { which, stream, got } = tokio::select! {
                 Some(stepped) = steps.next() => stepped,
                 () = sleep_until(until), if relisting.is_none() => {
                     let (client, cluster, limits, ceilings) =
@@ -543,25 +549,30 @@ impl<'a> Watching<'a> {
             let Some(life) = lives.get_mut(&which) else {
                 continue;
             };
-            let Some(event) = event? else {
-                // The server ended the watch: open it again from where it
-                // was; at once if it had spoken, after a backoff if not.
-                let delay = match life.events {
-                    0 => life.backoff.failure(None),
-                    _ => {
-                        life.backoff.reset();
-                        Duration::ZERO
-                    }
-                };
-                life.events = 0;
-                let version = known.version(which).cloned().unwrap_or_default();
-                steps.push(self.open(which, version, delay));
-                continue;
+            let event = match got? {
+                Got::Event(event) => event,
+                Got::Opened => {
+                    steps.extend(stream.map(|s| read_on(which, s)));
+                    continue;
+                }
+                Got::Ended => {
+                    // Open it again from where it was: at once if it had
+                    // spoken, after a backoff if not.
+                    let delay = match life.events {
+                        0 => life.backoff.failure(None),
+                        _ => {
+                            life.backoff.reset();
+                            Duration::ZERO
+                        }
+                    };
+                    life.events = 0;
+                    let version = known.version(which).cloned().unwrap_or_default();
+                    steps.push(self.open(which, version, delay));
+                    continue;
+                }
             };
             life.events += 1;
-            if let Some(stream) = stream {
-                steps.push(read_on(which, stream));
-            }
+            steps.extend(stream.map(|s| read_on(which, s)));
             if let Some(ended) = self.take_in(known, which, &event, last, report)? {
                 return Ok(ended);
             }

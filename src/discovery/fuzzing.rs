@@ -46,6 +46,7 @@ pub fn answer(server: &[u8]) -> Result<(u16, usize), String> {
             target: "/api/v1/nodes?limit=500",
             headers: &[("Accept", "application/json")],
             body: Vec::new(),
+            reading: transport::Reading::Bulk,
         };
         let times = Times {
             connect: Duration::from_secs(5),

@@ -302,3 +302,65 @@ fn finish_pods(
     pods.dedup();
     Ok(pods)
 }
+
+/// The view alone: decoded objects to targets, no socket.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::diagnostic::SourceText;
+
+    fn cluster() -> Cluster {
+        let text = "api_server = \"https://10.0.0.1:6443\"\ntoken_file = \"/t\"\nca_file = \"/ca\"\n[node_exporter]\nport = \"metrics\"\n";
+        Cluster::parse(&SourceText::new("/etc/promfed.d/c.toml", text), "c")
+            .map(|p| p.cluster)
+            .map_err(|_| "invalid")
+            .unwrap()
+    }
+
+    fn slice(json: &str) -> EndpointSlice {
+        decode::from_slice(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_placeholder_slice_is_zero_pods_not_an_error() {
+        let c = cluster();
+        for placeholder in [
+            r#"{"metadata":{"name":"ne-abc"},"endpoints":null,"ports":null}"#,
+            r#"{"metadata":{"name":"ne-abc"}}"#,
+        ] {
+            assert_eq!(pods_of_slices(&c, [&slice(placeholder)]).unwrap(), vec![]);
+        }
+    }
+
+    #[test]
+    fn ready_pod_endpoints_on_the_named_port_are_targets() {
+        let c = cluster();
+        let s = slice(
+            r#"{"metadata":{"name":"ne-1","labels":null},
+                "ports":[{"name":"metrics","port":9100}],
+                "endpoints":[
+                  {"conditions":{"ready":true},"nodeName":"n1","targetRef":{"kind":"Pod","name":"ne-a","namespace":"monitoring"}},
+                  {"conditions":null,"addresses":null,"nodeName":"n2","targetRef":{"kind":"Pod","name":"ne-b"}},
+                  {"conditions":{"ready":false},"nodeName":"n3","targetRef":{"kind":"Pod","name":"ne-c"}},
+                  {"nodeName":"n4","targetRef":{"kind":"Node","name":"n4"}}]}"#,
+        );
+        let pods = pods_of_slices(&c, [&s]).unwrap();
+        let names: Vec<(&str, &str)> = pods
+            .iter()
+            .map(|p| (p.node.as_str(), p.pod.as_str()))
+            .collect();
+        assert_eq!(names, [("n1", "ne-a"), ("n2", "ne-b")]);
+        assert!(pods.iter().all(|p| p.port == 9100));
+    }
+
+    #[test]
+    fn a_wrong_port_name_says_which_ports_there_are() {
+        let c = cluster();
+        let s = slice(
+            r#"{"metadata":{"name":"ne-1"},"ports":[{"name":"http","port":8080}],
+                "endpoints":[{"nodeName":"n1","targetRef":{"kind":"Pod","name":"ne-a"}}]}"#,
+        );
+        let e = pods_of_slices(&c, [&s]).unwrap_err();
+        assert!(e.to_string().contains("http=8080"), "{e}");
+    }
+}

@@ -67,7 +67,25 @@ pub struct Request<'a> {
     pub headers: &'a [(&'static str, &'a str)],
     /// Sent as `application/json` when not empty.
     pub body: Vec<u8>,
+    /// How the answer is read: `Lean` for a watch, which waits for hours
+    /// with its buffer held.
+    pub reading: Reading,
 }
+
+/// hyper's read buffer for the answer: it is held while the connection
+/// waits, so a thousand clusters' watches hold a thousand of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Grows with the answer, up to `MAX_HEAD` (a list's pages).
+    Bulk,
+    /// Always `LEAN_BUFFER` (a watch's events arrive a few at a time); the
+    /// head then may be at most that long too.
+    Lean,
+}
+
+/// A watch's read buffer, and so the longest head it may have: a
+/// Kubernetes watch answer's head is about 300 bytes.
+pub const LEAN_BUFFER: usize = 4 << 10;
 
 /// The status, the few headers promfed reads, and the body to read on.
 pub struct Answer {
@@ -132,11 +150,15 @@ pub async fn exchange<S>(
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let reading = request.reading;
     let request = build(authority, request)?;
+    let mut builder = hyper::client::conn::http1::Builder::new();
+    match reading {
+        Reading::Bulk => builder.max_buf_size(MAX_HEAD).max_header_size(MAX_HEAD),
+        Reading::Lean => builder.read_buf_exact_size(Some(LEAN_BUFFER)),
+    };
     let answer = async {
-        let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
-            .max_buf_size(MAX_HEAD)
-            .max_header_size(MAX_HEAD)
+        let (mut sender, connection) = builder
             .handshake(TokioIo::new(stream))
             .await
             .map_err(hyper_failure)?;
@@ -348,6 +370,7 @@ mod tests {
             target: "/api/v1/nodes?watch=true",
             headers: &[],
             body: Vec::new(),
+            reading: Reading::Lean,
         }
     }
 
@@ -372,7 +395,10 @@ mod tests {
             }
         };
         let ((failure, after), ()) = tokio::join!(silent_ends, busy_goes_on);
-        assert!(matches!(failure, Failure::Timeout(_, d) if d == TIMES.silence), "{failure:?}");
+        assert!(
+            matches!(failure, Failure::Timeout(_, d) if d == TIMES.silence),
+            "{failure:?}"
+        );
         assert_eq!(after, TIMES.silence);
     }
 
@@ -383,7 +409,10 @@ mod tests {
         let dripping = server("HTTP/1.1 200 OK\r\nX-A: ", None);
         let start = tokio::time::Instant::now();
         let failure = exchange(dripping, "a", get(), TIMES).await.err().unwrap();
-        assert!(matches!(failure, Failure::Timeout(_, d) if d == TIMES.head), "{failure:?}");
+        assert!(
+            matches!(failure, Failure::Timeout(_, d) if d == TIMES.head),
+            "{failure:?}"
+        );
         assert_eq!(start.elapsed(), TIMES.head);
     }
 

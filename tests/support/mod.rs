@@ -1078,6 +1078,27 @@ pub fn scene() -> Scene {
 }
 
 impl Scene {
+    /// evil's token is in none of what the daemon shows or keeps:
+    /// `promfed status`, its log, and every file of the state folder
+    /// (status.json, targets, last good definitions, metrics).
+    pub fn assert_token_nowhere(&self, daemon: &Daemon, case: &str) {
+        let status = self.setup.promfed(&["status"]);
+        let mut shown = vec![
+            (
+                "promfed status".to_string(),
+                stdout(&status) + &stderr(&status),
+            ),
+            ("the log".to_string(), daemon.log()),
+        ];
+        shown.extend(files_below(&self.setup.path("state")));
+        for (what, text) in shown {
+            assert!(
+                !text.contains(&self.evil.token),
+                "{case}: the token leaked into {what}:\n{text}"
+            );
+        }
+    }
+
     pub fn fault(&self, faults: serde_json::Value) {
         let mut state = self.evil.current_state();
         state["faults"] = faults;
@@ -1141,4 +1162,28 @@ pub fn run_within(command: &mut Command, limit: Duration) -> Output {
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().unwrap()
+}
+
+/// Every regular file below `dir`, as (path, text), at most 1,000 files.
+pub fn files_below(dir: &Path) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten().take(1000) {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => folders.push(path),
+                Ok(t) if t.is_file() => {
+                    let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default())
+                        .into_owned();
+                    found.push((path.display().to_string(), text));
+                }
+                _ => {}
+            }
+        }
+    }
+    found
 }
