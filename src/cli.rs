@@ -244,9 +244,9 @@ fn add_cluster(
     request: &crate::add_cluster::Request,
 ) -> u8 {
     match crate::add_cluster::write(settings, request) {
-        Ok((file, written)) => {
-            for w in &written {
-                say!("wrote {w}");
+        Ok((file, done)) => {
+            for line in &done {
+                say!("{line}");
             }
             say!(
                 "cluster {} is in {}; the daemon picks it up. Checking it:",

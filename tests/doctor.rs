@@ -609,12 +609,14 @@ fn add_cluster_writes_a_cluster_from_a_kubeconfig_and_checks_it() {
     ]);
     assert_exit(&forced, 0);
     let toml = setup.read("etc/promfed.d/prod.toml");
+    // The new credentials in a folder the old cluster file never named.
     assert!(
-        toml.contains("cert_file = \"prod/client.crt\"")
-            && toml.contains("key_file = \"prod/client.key\""),
+        toml.contains("cert_file = \"prod@2/client.crt\"")
+            && toml.contains("key_file = \"prod@2/client.key\""),
         "{toml}"
     );
     assert!(!toml.contains("token_file"));
+    assert!(!setup.path("etc/promfed.d/prod").exists());
     assert!(
         stdout(&forced).contains("✔ identity: authenticated as promfed-client"),
         "{}",

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod add_cluster;
 mod bad_input;
 mod crash;
 mod daemon;

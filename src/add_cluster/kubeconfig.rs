@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
+use super::shown::{self, visible};
 use crate::config::tls_files::{self, PairProblem};
 
 #[derive(Deserialize)]
@@ -116,7 +117,51 @@ const MAX_FILE: u64 = 4 << 20;
 
 /// Reads `context` (or the current one) of the kubeconfig at `path`.
 pub fn read(path: &Path, context: Option<&str>) -> Result<Context, String> {
-    let shown = path.display();
+    let shown = visible(&path.display().to_string());
+    let config = parse(path, &shown)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let ctx = chosen_context(&config, context, &shown)?;
+    let wanted = ctx.name.as_str();
+    plain(&shown, "context name", wanted)?;
+    let cluster = config
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.context.cluster)
+        .ok_or_else(|| {
+            format!(
+                "context `{}` names cluster `{}`, which {shown} does not have",
+                visible(wanted),
+                visible(&ctx.context.cluster)
+            )
+        })?;
+    plain(&shown, "cluster name", &cluster.name)?;
+    let user_name = ctx.context.user.as_deref().unwrap_or_default();
+    let user = config
+        .users
+        .iter()
+        .find(|u| u.name == user_name)
+        .ok_or_else(|| {
+            format!(
+                "context `{}` names user `{}`, which {shown} does not have",
+                visible(wanted),
+                visible(user_name)
+            )
+        })?;
+    plain(&shown, "user name", &user.name)?;
+    let c = &cluster.cluster;
+    server(&cluster.name, c, &shown)?;
+    let ca = certificate_authority(dir, &cluster.name, c, &shown)?;
+    Ok(Context {
+        name: wanted.to_string(),
+        server: c.server.clone(),
+        ca,
+        tls_server_name: c.tls_server_name.clone(),
+        credentials: credentials(dir, &user.name, &user.user, shown)?,
+    })
+}
+
+/// The kubeconfig, parsed; no error quotes its values.
+fn parse(path: &Path, shown: &str) -> Result<Kubeconfig, String> {
     let bytes = crate::fsutil::read_regular(path, MAX_FILE)
         .map_err(|e| format!("cannot read the kubeconfig {shown}: {e}"))?;
     let text = std::str::from_utf8(&bytes)
@@ -127,10 +172,20 @@ pub fn read(path: &Path, context: Option<&str>) -> Result<Context, String> {
             crate::yaml_depth::MAX_FLOW_DEPTH
         ));
     }
-    let config: Kubeconfig =
-        serde_norway::from_str(text).map_err(|e| format!("{shown} is not a kubeconfig: {e}"))?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    // Without a current context, a kubeconfig of one context means it.
+    serde_norway::from_str(text).map_err(|e| {
+        format!(
+            "{shown} is not a kubeconfig: {}",
+            shown::yaml_error(&e.to_string())
+        )
+    })
+}
+
+/// `context`, else the current context, else the only one.
+fn chosen_context<'a>(
+    config: &'a Kubeconfig,
+    context: Option<&str>,
+    shown: &str,
+) -> Result<&'a NamedContext, String> {
     let only = match config.contexts.as_slice() {
         [one] => Some(one.name.clone()),
         _ => None,
@@ -145,71 +200,85 @@ pub fn read(path: &Path, context: Option<&str>) -> Result<Context, String> {
                 names(config.contexts.iter().map(|c| &c.name))
             )
         })?;
-    let ctx = config
+    config
         .contexts
         .iter()
         .find(|c| c.name == wanted)
         .ok_or_else(|| {
             format!(
-                "{shown} has no context `{wanted}` (it has: {})",
+                "{shown} has no context `{}` (it has: {})",
+                visible(&wanted),
                 names(config.contexts.iter().map(|c| &c.name))
             )
-        })?;
-    let cluster = config
-        .clusters
-        .iter()
-        .find(|c| c.name == ctx.context.cluster)
-        .ok_or_else(|| {
-            format!(
-                "context `{wanted}` names cluster `{}`, which {shown} does not have",
-                ctx.context.cluster
-            )
-        })?;
-    let user_name = ctx.context.user.as_deref().unwrap_or_default();
-    let user = config
-        .users
-        .iter()
-        .find(|u| u.name == user_name)
-        .ok_or_else(|| {
-            format!("context `{wanted}` names user `{user_name}`, which {shown} does not have")
-        })?;
-    let c = &cluster.cluster;
+        })
+}
+
+/// Refuses a kubeconfig text that holds a control character: whatever of
+/// it reaches the cluster file, a message or a path stays on its own line.
+fn plain(shown: &str, what: &str, value: &str) -> Result<(), String> {
+    if shown::has_invisible(value) {
+        return Err(format!(
+            "{shown}: the {what} `{}` holds a control character (a line break, NUL or escape): promfed refuses it, so that nothing from a kubeconfig can add a line to the cluster file or the terminal; rename it in the kubeconfig",
+            visible(value)
+        ));
+    }
+    Ok(())
+}
+
+/// The API server's URL, which goes into the cluster file: plain text,
+/// direct, and without a password.
+fn server(name: &str, c: &ClusterEntry, shown: &str) -> Result<(), String> {
+    let whose = format!("cluster `{}`", visible(name));
     if let Some(proxy) = &c.proxy_url {
         return Err(format!(
-            "cluster `{}` in {shown} is reached through proxy-url {proxy}: promfed and Prometheus connect to the API server directly, so this host must reach {} without it",
-            cluster.name, c.server
+            "{whose} in {shown} is reached through proxy-url {}: promfed and Prometheus connect to the API server directly, so this host must reach {} without it",
+            shown::url(proxy),
+            shown::url(&c.server)
         ));
     }
-    let ca = if c.insecure_skip_tls_verify {
-        None
-    } else {
-        Some(material(
-            dir,
-            c.certificate_authority_data.as_deref(),
-            c.certificate_authority.as_deref(),
-            "certificate-authority",
-            &cluster.name,
-        )?
-        .ok_or_else(|| {
-            format!(
-                "cluster `{}` in {shown} has no certificate-authority(-data): promfed needs the CA that signed the API server's certificate",
-                cluster.name
-            )
-        })?)
-    };
-    if let Some(why) = ca.as_deref().and_then(tls_files::ca_problem) {
+    plain(shown, &format!("server of {whose}"), &c.server)?;
+    if shown::has_userinfo(&c.server) {
         return Err(format!(
-            "cluster `{}` in {shown}: its certificate-authority(-data) {why}",
-            cluster.name
+            "{whose} in {shown}: its server {} carries a user name or password: promfed authenticates with the user's token or client certificate and never writes a password into a cluster file; remove it from the URL",
+            shown::url(&c.server)
         ));
     }
-    Ok(Context {
-        name: wanted.clone(),
-        server: c.server.clone(),
-        ca,
-        tls_server_name: c.tls_server_name.clone(),
-        credentials: credentials(dir, &user.name, &user.user, shown.to_string())?,
-    })
+    if let Some(server_name) = &c.tls_server_name {
+        plain(shown, &format!("tls-server-name of {whose}"), server_name)?;
+    }
+    Ok(())
+}
+
+/// The CA, checked as Prometheus would; `None` with
+/// `insecure-skip-tls-verify`.
+fn certificate_authority(
+    dir: &Path,
+    name: &str,
+    c: &ClusterEntry,
+    shown: &str,
+) -> Result<Option<Vec<u8>>, String> {
+    if c.insecure_skip_tls_verify {
+        return Ok(None);
+    }
+    let whose = format!("cluster `{}`", visible(name));
+    let ca = material(
+        dir,
+        c.certificate_authority_data.as_deref(),
+        c.certificate_authority.as_deref(),
+        "certificate-authority",
+        name,
+    )?
+    .ok_or_else(|| {
+        format!(
+            "{whose} in {shown} has no certificate-authority(-data): promfed needs the CA that signed the API server's certificate"
+        )
+    })?;
+    if let Some(why) = tls_files::ca_problem(&ca) {
+        return Err(format!(
+            "{whose} in {shown}: its certificate-authority(-data) {why}"
+        ));
+    }
+    Ok(Some(ca))
 }
 
 fn credentials(
@@ -218,6 +287,7 @@ fn credentials(
     u: &UserEntry,
     shown: String,
 ) -> Result<Credentials, String> {
+    let whose = format!("user `{}`", visible(name));
     if u.exec.is_some() || u.auth_provider.is_some() {
         let how = if u.exec.is_some() {
             "an exec credential plugin"
@@ -225,26 +295,49 @@ fn credentials(
             "an auth-provider"
         };
         return Err(format!(
-            "user `{name}` in {shown} gets its credentials from {how} (as EKS's `aws eks get-token`, GKE's gke-gcloud-auth-plugin or kubelogin do): those tokens last minutes and are made by a program at each use, while Prometheus reads a token from a file for months. Give promfed a service account of its own instead: `promfed rbac` prints it with a long-lived token; put that token in a kubeconfig user (`token:`) and run add-cluster on that"
+            "{whose} in {shown} gets its credentials from {how} (as EKS's `aws eks get-token`, GKE's gke-gcloud-auth-plugin or kubelogin do): those tokens last minutes and are made by a program at each use, while Prometheus reads a token from a file for months. Give promfed a service account of its own instead: `promfed rbac` prints it with a long-lived token; put that token in a kubeconfig user (`token:`) and run add-cluster on that"
         ));
     }
     if u.impersonate.is_some() || u.as_groups.is_some() || u.as_uid.is_some() {
         return Err(format!(
-            "user `{name}` in {shown} impersonates another user (as, as-groups or as-uid): Prometheus cannot, so its requests would carry other permissions than the ones this kubeconfig was made for. Give promfed a service account of its own: `promfed rbac` prints it"
+            "{whose} in {shown} impersonates another user (as, as-groups or as-uid): Prometheus cannot, so its requests would carry other permissions than the ones this kubeconfig was made for. Give promfed a service account of its own: `promfed rbac` prints it"
         ));
     }
     if let Some(token) = &u.token {
-        return Ok(Credentials::Token(token.trim().as_bytes().to_vec()));
+        // Never quoted: the reason says what is wrong, not what it holds.
+        return match crate::discovery::token_problem(token) {
+            Some(why) => Err(format!("{whose} in {shown}: its token {why}")),
+            None => Ok(Credentials::Token(token.trim().as_bytes().to_vec())),
+        };
     }
     if let Some(file) = &u.token_file {
-        let token = crate::fsutil::read_regular(&dir.join(file), MAX_FILE).map_err(|e| {
-            format!(
-                "user `{name}`: cannot read tokenFile {}: {e}",
-                dir.join(file).display()
-            )
-        })?;
-        return Ok(Credentials::Token(token));
+        let path = dir.join(file);
+        plain(
+            &shown,
+            &format!("tokenFile of {whose}"),
+            &path.display().to_string(),
+        )?;
+        let bytes = crate::fsutil::read_regular(&path, MAX_FILE)
+            .map_err(|e| format!("{whose}: cannot read tokenFile {}: {e}", path.display()))?;
+        let why = match std::str::from_utf8(&bytes) {
+            Ok(text) => crate::discovery::token_problem(text),
+            Err(_) => Some("is not UTF-8 text"),
+        };
+        // Never quoted: the file may be anything (a shadow file, a key).
+        if let Some(why) = why {
+            return Err(format!(
+                "{whose} in {shown}: its tokenFile {} {why}",
+                path.display()
+            ));
+        }
+        return Ok(Credentials::Token(bytes.trim_ascii().to_vec()));
     }
+    certificate(dir, name, u, &shown)
+}
+
+/// The client certificate and its key, checked as Prometheus would.
+fn certificate(dir: &Path, name: &str, u: &UserEntry, shown: &str) -> Result<Credentials, String> {
+    let whose = format!("user `{}`", visible(name));
     let cert = material(
         dir,
         u.client_certificate_data.as_deref(),
@@ -262,22 +355,22 @@ fn credentials(
     match (cert, key) {
         (Some(cert), Some(key)) => match tls_files::pair_problem(&cert, &key) {
             Some(PairProblem::Cert(why)) => Err(format!(
-                "user `{name}` in {shown}: its client-certificate(-data) {why}"
+                "{whose} in {shown}: its client-certificate(-data) {why}"
             )),
             Some(PairProblem::Key(why)) => Err(format!(
-                "user `{name}` in {shown}: its client-key(-data) {}",
+                "{whose} in {shown}: its client-key(-data) {}",
                 why.replace("cert_file", "client-certificate(-data)")
             )),
             None => Ok(Credentials::ClientCertificate { cert, key }),
         },
         (Some(_), None) | (None, Some(_)) => Err(format!(
-            "user `{name}` in {shown} has a client certificate or key without the other"
+            "{whose} in {shown} has a client certificate or key without the other"
         )),
         (None, None) if u.username.is_some() => Err(format!(
-            "user `{name}` in {shown} logs in with a username and password, which Kubernetes no longer accepts (since 1.19): use a service account's token (`promfed rbac`)"
+            "{whose} in {shown} logs in with a username and password, which Kubernetes no longer accepts (since 1.19): use a service account's token (`promfed rbac`)"
         )),
         (None, None) => Err(format!(
-            "user `{name}` in {shown} has no token, tokenFile or client certificate"
+            "{whose} in {shown} has no token, tokenFile or client certificate"
         )),
     }
 }
@@ -290,6 +383,7 @@ fn material(
     key: &str,
     owner: &str,
 ) -> Result<Option<Vec<u8>>, String> {
+    let owner = visible(owner);
     if let Some(data) = data {
         let clean: String = data.split_whitespace().collect();
         return STANDARD
@@ -300,16 +394,18 @@ fn material(
     match file {
         Some(file) => {
             let path = dir.join(file);
+            let shown = path.display().to_string();
+            plain(&format!("`{owner}`"), key, &shown)?;
             crate::fsutil::read_regular(&path, MAX_FILE)
                 .map(Some)
-                .map_err(|e| format!("`{owner}`: cannot read {key} {}: {e}", path.display()))
+                .map_err(|e| format!("`{owner}`: cannot read {key} {shown}: {e}"))
         }
         None => Ok(None),
     }
 }
 
 fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {
-    let all: Vec<&str> = names.map(String::as_str).collect();
+    let all: Vec<String> = names.map(|n| visible(n)).collect();
     if all.is_empty() {
         "none".into()
     } else {

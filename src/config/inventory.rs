@@ -386,6 +386,26 @@ pub fn list_cluster_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// One cluster file as `load` (and so `promfed check`) judges it: parsed,
+/// and every credential file readable by promfed and by `prometheus_user`
+/// and of a content Prometheus takes. The problems are one-line headlines;
+/// warnings are left out (`add-cluster`, which stages a file, refuses only
+/// what `check` would refuse).
+pub fn read_checked(file: &Path, prometheus_user: &Identity) -> Result<Cluster, Vec<String>> {
+    let headlines = |problems: Vec<Diagnostic>| -> Vec<String> {
+        problems.iter().map(|p| p.headline()).collect()
+    };
+    let text = read_cluster_file(file).map_err(|e| vec![format!("{}: {e}", file.display())])?;
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    let source = SourceText::new(file, text);
+    let parsed = Cluster::parse(&source, stem).map_err(|broken| headlines(broken.problems))?;
+    check_credentials(&parsed, prometheus_user, &source, &mut Vec::new()).map_err(headlines)?;
+    Ok(parsed.cluster)
+}
+
 /// One cluster file's definition, without the credential checks `load`
 /// makes (for `doctor`, which checks them one by one, and `rbac`). The
 /// problems are one-line headlines.

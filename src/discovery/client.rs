@@ -538,27 +538,43 @@ impl Flood {
     }
 }
 
-/// The token file's one line. Only a regular file of bounded size is read
-/// (a FIFO would block), and a token with a line break or control character
-/// inside is told as such, not as an unparsable HTTP header.
+/// The token file's one line, as `token_in` reads it.
 fn read_token(file: &std::path::Path) -> Result<String, DiscoveryError> {
-    let failed = |detail: String| DiscoveryError::Credentials {
+    token_in(file).map_err(|detail| DiscoveryError::Credentials {
         key: "token_file",
         path: file.to_path_buf(),
         detail,
-    };
-    let bytes = fsutil::read_regular(file, MAX_TOKEN_BYTES).map_err(|e| failed(e.to_string()))?;
-    let text = String::from_utf8(bytes).map_err(|_| failed("is not UTF-8 text".into()))?;
+    })
+}
+
+/// A token file's one line. Only a regular file of bounded size is read
+/// (a FIFO would block), and a token with a line break or control character
+/// inside is told as such, not as an unparsable HTTP header. `add-cluster`
+/// holds a kubeconfig's token to the same rule, so what it writes is what
+/// discovery sends. The reason never quotes the file.
+pub fn token_in(file: &std::path::Path) -> Result<String, String> {
+    let bytes = fsutil::read_regular(file, MAX_TOKEN_BYTES).map_err(|e| e.to_string())?;
+    let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())?;
+    match token_problem(&text) {
+        Some(why) => Err(why.to_string()),
+        None => Ok(text.trim().to_string()),
+    }
+}
+
+/// Why `text` (a file's or a kubeconfig's) is not one bearer token.
+pub fn token_problem(text: &str) -> Option<&'static str> {
     let token = text.trim();
     if token.is_empty() {
-        return Err(failed("is empty".into()));
+        Some("is empty")
+    } else if token.len() as u64 > MAX_TOKEN_BYTES {
+        Some("is larger than a token (64 KiB)")
+    } else if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Some(
+            "holds a line break, space or control character inside the token: it must hold the token alone, on one line",
+        )
+    } else {
+        None
     }
-    if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(failed(
-            "holds a line break, space or control character inside the token: it must hold the token alone, on one line".into(),
-        ));
-    }
-    Ok(token.to_string())
 }
 
 /// The `message` of a Kubernetes `Status` body (or the start of the body),

@@ -16,7 +16,7 @@ mod transport;
 use std::time::Duration;
 
 pub use crate::discovery_error::DiscoveryError;
-pub use client::{KubeClient, Permission};
+pub use client::{KubeClient, Permission, token_in, token_problem};
 pub use follow::follow;
 pub use tls::observing_config;
 
