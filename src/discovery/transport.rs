@@ -372,7 +372,10 @@ mod tests {
             }
         };
         let ((failure, after), ()) = tokio::join!(silent_ends, busy_goes_on);
-        assert!(matches!(failure, Failure::Timeout(_, d) if d == TIMES.silence), "{failure:?}");
+        assert!(
+            matches!(failure, Failure::Timeout(_, d) if d == TIMES.silence),
+            "{failure:?}"
+        );
         assert_eq!(after, TIMES.silence);
     }
 
@@ -383,7 +386,10 @@ mod tests {
         let dripping = server("HTTP/1.1 200 OK\r\nX-A: ", None);
         let start = tokio::time::Instant::now();
         let failure = exchange(dripping, "a", get(), TIMES).await.err().unwrap();
-        assert!(matches!(failure, Failure::Timeout(_, d) if d == TIMES.head), "{failure:?}");
+        assert!(
+            matches!(failure, Failure::Timeout(_, d) if d == TIMES.head),
+            "{failure:?}"
+        );
         assert_eq!(start.elapsed(), TIMES.head);
     }
 
