@@ -19,6 +19,7 @@ mod first_contact;
 mod golden;
 mod hostile;
 mod pods;
+mod secrets_and_files;
 mod shapes;
 mod shard;
 mod shipped_defaults;

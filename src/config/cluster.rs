@@ -285,9 +285,11 @@ impl RawCluster {
                 .ok(),
         };
         let api_server = match &self.api_server {
-            Some(s) => parse_api_server(&s.value)
-                .map_err(|e| p.at(s.span.clone(), "api_server", e))
-                .ok(),
+            Some(s) => values::url(p, "api_server", s, API_SERVER_CREDENTIALS).and_then(|url| {
+                api_server(url, &s.value)
+                    .map_err(|e| p.at(s.span.clone(), "api_server", e))
+                    .ok()
+            }),
             None => {
                 p.missing(
                     "api_server",
@@ -449,19 +451,24 @@ impl RawComponent {
     }
 }
 
-fn parse_api_server(text: &str) -> Result<ApiServer, String> {
-    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL: {e}"))?;
+/// Where an `api_server` with a password is told to put credentials.
+const API_SERVER_CREDENTIALS: &str = "authenticate with token_file (a service-account token) or cert_file and key_file, files beside the cluster file";
+
+/// An `api_server` URL (already refused if it holds credentials) split the
+/// way scrape configs need it.
+fn api_server(url: Url, text: &str) -> Result<ApiServer, String> {
+    let shown = values::shown_url(text);
     if url.scheme() != "https" {
         return Err(format!(
-            "`{text}`: the API server must be reached over https:// (tokens would travel in clear text)"
+            "{shown}: the API server must be reached over https:// (tokens would travel in clear text)"
         ));
     }
     let host = url
         .host_str()
-        .ok_or_else(|| format!("`{text}` has no host"))?;
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        .ok_or_else(|| format!("{shown} has no host"))?;
+    if url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
-            "`{text}`: give only scheme, host, port and an optional path prefix"
+            "{shown}: give only scheme, host, port and an optional path prefix"
         ));
     }
     let port = url.port_or_known_default().unwrap_or(443);
@@ -526,6 +533,32 @@ mod tests {
                 "/etc/promfed.d/stage.toml:8:19: key `cadvisor.scrape_interval`: `10` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
             ]
         );
+    }
+
+    /// With a user, without one, without a scheme, with a space: refused
+    /// at the value, and the password never repeated.
+    #[test]
+    fn a_password_in_the_api_server_url_is_refused_and_never_repeated() {
+        for url in [
+            "https://u:SECRET@h:6443",
+            "https://:SECRET@h",
+            "u:SECRET@h:6443",
+            "https://u:SE CRET@h",
+            "https://u:SE/CRET@h",
+        ] {
+            let errors = parse(&format!(
+                "api_server = \"{url}\"\ntoken_file = \"t\"\nca_file = \"c\"\n"
+            ))
+            .unwrap_err();
+            assert_eq!(errors.len(), 1, "{url}: {errors:?}");
+            let e = &errors[0];
+            assert!(
+                e.starts_with("/etc/promfed.d/stage.toml:1:14: key `api_server`: ")
+                    && !e.contains("SECRET")
+                    && !e.contains("CRET"),
+                "{url}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -257,39 +257,8 @@ impl RawFederate {
             ],
             "give either `url` (the Prometheus reached directly) or namespace, service and port (reached through the API server), not both",
         );
-        let parsed = match Url::parse(&url.value) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
-                if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
-                    p.at(
-                        url.span.clone(),
-                        "federate.url",
-                        format!(
-                            "`{}`: give only scheme, host, port and an optional path prefix",
-                            url.value
-                        ),
-                    );
-                    None
-                } else {
-                    Some(u)
-                }
-            }
-            Ok(_) => {
-                p.at(
-                    url.span.clone(),
-                    "federate.url",
-                    format!("`{}`: an http:// or https:// URL with a host", url.value),
-                );
-                None
-            }
-            Err(e) => {
-                p.at(
-                    url.span.clone(),
-                    "federate.url",
-                    format!("`{}` is not a valid URL: {e}", url.value),
-                );
-                None
-            }
-        };
+        let parsed = values::url(p, "federate.url", &url, FEDERATE_CREDENTIALS)
+            .and_then(|u| direct_url(p, &url, u));
         let ca_file = values::path_in(p, dir, "federate.ca_file", &self.ca_file);
         let cert_file = values::path_in(p, dir, "federate.cert_file", &self.cert_file);
         let key_file = values::path_in(p, dir, "federate.key_file", &self.key_file);
@@ -327,8 +296,8 @@ impl RawFederate {
                     ("federate.ca_file", span(&self.ca_file)),
                 ],
                 &format!(
-                    "`{}` is plain http://: credentials and TLS settings need https:// (a token would travel in clear text)",
-                    url.value
+                    "{} is plain http://: credentials and TLS settings need https:// (a token would travel in clear text)",
+                    values::shown_url(&url.value)
                 ),
             );
         }
@@ -340,6 +309,25 @@ impl RawFederate {
             token_file,
         })
     }
+}
+
+/// Where a `[federate] url` with a password is told to put credentials.
+const FEDERATE_CREDENTIALS: &str =
+    "put a bearer token in token_file, or a client certificate in cert_file and key_file";
+
+/// A `[federate] url` (already refused if it holds credentials): http or
+/// https, with a host, and nothing but a path after it.
+fn direct_url(p: &mut Problems, written: &Spanned<String>, url: Url) -> Option<Url> {
+    let shown = values::shown_url(&written.value);
+    let problem = if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        format!("{shown}: an http:// or https:// URL with a host")
+    } else if url.query().is_some() || url.fragment().is_some() {
+        format!("{shown}: give only scheme, host, port and an optional path prefix")
+    } else {
+        return Some(url);
+    };
+    p.at(written.span.clone(), "federate.url", problem);
+    None
 }
 
 fn span<T>(value: &Option<Spanned<T>>) -> Option<&Range<usize>> {

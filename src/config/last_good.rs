@@ -66,8 +66,13 @@ impl LastGood {
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .unwrap_or_default();
+            // A kept definition this version no longer accepts (one an
+            // older version kept with a password in a URL, say) could
+            // never be used again: it goes, and what it holds with it.
             let wanted = applied.iter().any(|(c, _)| c.name.as_str() == stem)
-                || keep.iter().any(|n| n.as_str() == stem);
+                || keep
+                    .iter()
+                    .any(|n| n.as_str() == stem && self.load(n).is_some());
             if !wanted {
                 std::fs::remove_file(&path)?;
             }

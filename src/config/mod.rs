@@ -12,6 +12,7 @@ pub mod names;
 pub mod pods;
 #[cfg(test)]
 mod properties;
+pub mod quoting;
 pub mod selector;
 pub mod settings;
 pub mod shard;

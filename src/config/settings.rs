@@ -312,7 +312,7 @@ fn service_settings(
     let base_file = path_or(t, p, "base_file", base_dir, d.base_file);
     let check_tool = path_or(t, p, d.tool_key, base_dir, d.tool);
     let url = match t.get::<String>(p, "url") {
-        Some(s) => parse_http_url(p, &t.path("url"), s),
+        Some(s) => parse_http_url(p, &t.path("url"), s, d.url),
         None => None,
     }
     .unwrap_or_else(|| Url::parse(d.url).expect("valid default"));
@@ -421,26 +421,25 @@ fn duration(t: &mut Fields, p: &mut Problems, key: &'static str) -> Option<PromD
         .ok()
 }
 
-fn parse_http_url(p: &mut Problems, key: &str, s: Spanned<String>) -> Option<Url> {
-    match Url::parse(&s.value) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-        Ok(_) => {
-            p.at(
-                s.span,
-                key,
-                format!("`{}` is not an http:// or https:// URL", s.value),
-            );
-            None
-        }
-        Err(e) => {
-            p.at(
-                s.span,
-                key,
-                format!("`{}` is not a valid URL: {e}", s.value),
-            );
-            None
-        }
+/// `[prometheus] url` or `[alertmanager] url`: http or https, with a host.
+/// `default` is the program's own address, which the hint offers.
+fn parse_http_url(p: &mut Problems, key: &str, s: Spanned<String>, default: &str) -> Option<Url> {
+    let hint = format!(
+        "promfed sends no credentials to this API: give an address that needs none, such as the loopback one ({default})"
+    );
+    let u = super::values::url(p, key, &s, &hint)?;
+    if matches!(u.scheme(), "http" | "https") && u.host().is_some() {
+        return Some(u);
     }
+    p.at(
+        s.span,
+        key,
+        format!(
+            "{} is not an http:// or https:// URL",
+            super::values::shown_url(&s.value)
+        ),
+    );
+    None
 }
 
 #[cfg(test)]
@@ -477,6 +476,27 @@ mod tests {
                 "/etc/promfed/promfed.toml:6:10: key `prometheus.reload`: `kill` is not one of: signal, http",
             ]
         );
+    }
+
+    #[test]
+    fn a_password_in_a_program_url_is_refused_and_never_repeated() {
+        let errors = parse(
+            "[prometheus]\nuser = \"root\"\nurl = \"http://admin:SECRET@127.0.0.1:9090\"\n[alertmanager]\nuser = \"root\"\nurl = \"http://:SECRET@127.0.0.1:9093\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        for (e, at) in errors
+            .iter()
+            .zip(["3:7: key `prometheus.url`", "6:7: key `alertmanager.url`"])
+        {
+            assert!(
+                e.contains(at)
+                    && e.contains("holds a user name or password")
+                    && !e.contains("SECRET")
+                    && !e.contains("admin"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -124,7 +124,14 @@ impl<'s> Problems<'s> {
 
 /// Parses a whole file into a document whose items remember their spans.
 pub fn parse(source: &SourceText) -> Result<toml_edit::Document<String>, Diagnostic> {
-    toml_edit::Document::parse(source.text.clone()).map_err(|e| {
+    let parsed = toml_edit::Document::parse(source.text.clone());
+    source.parsed(
+        parsed
+            .as_ref()
+            .err()
+            .map(|e| e.span().map_or(0, |s| s.start)),
+    );
+    parsed.map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         let message = e.message().trim().to_string();
         Diagnostic::at(source, span, None, format!("invalid TOML: {message}"))

@@ -1,11 +1,16 @@
-//! Value rules that several sections of a cluster file share: a path
-//! relative to the file, a Kubernetes name, a port by number or name; and
+//! Value rules that several sections of a cluster file (and promfed.toml)
+//! share: a URL, a path relative to the file, a Kubernetes name, a port by
+//! number or name; and
 //! the value types they share (`PortRef`, `ClientCert`), here so that the
 //! sections depend on this module and not on each other.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
+use url::Url;
+
 use super::names;
+use super::quoting;
 use super::toml_fields::{Problems, Spanned, StringOrInteger};
 
 pub type Key = Option<Spanned<String>>;
@@ -31,6 +36,67 @@ impl std::fmt::Display for PortRef {
 pub struct ClientCert {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+}
+
+/// The value of any URL key (`api_server`, `[federate] url`, `[prometheus]
+/// url`, `[alertmanager] url`), parsed; each key then checks its scheme and
+/// parts. A user name or password is refused here, for every key alike:
+/// in a URL it would be copied into messages, the journal, status.json,
+/// the last good definitions and the generated configuration, none of
+/// which is kept like a credential. `hint` says where this key's
+/// credentials go instead.
+pub fn url(p: &mut Problems, key: &str, value: &Spanned<String>, hint: &str) -> Option<Url> {
+    let refuse = |p: &mut Problems| {
+        p.at(
+            value.span.clone(),
+            key,
+            format!(
+                "{} holds a user name or password: promfed takes no credentials in a URL (they would be copied into messages, logs and generated files); {hint}",
+                shown_url(&value.value)
+            ),
+        );
+    };
+    if writes_userinfo(&value.value) {
+        refuse(p);
+        return None;
+    }
+    match Url::parse(&value.value) {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            refuse(p);
+            None
+        }
+        Ok(u) => Some(u),
+        Err(e) => {
+            p.at(
+                value.span.clone(),
+                key,
+                format!("{} is not a valid URL: {e}", shown_url(&value.value)),
+            );
+            None
+        }
+    }
+}
+
+/// Whether the text, as written, has an `@` before its path: a user name
+/// or password, whatever a URL parser makes of the rest (`user:pw@host`
+/// without a scheme parses as the scheme `user`).
+fn writes_userinfo(text: &str) -> bool {
+    let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
+    after_scheme
+        .split(['/', '?', '#', '\\'])
+        .next()
+        .is_some_and(|authority| authority.contains('@'))
+}
+
+/// A URL as messages quote it: in backquotes, with any user name and
+/// password masked (`https://***@host`); only "the URL" when masking
+/// cannot be sure to hide them.
+pub fn shown_url(text: &str) -> String {
+    match quoting::mask_userinfo(text) {
+        Some(Cow::Owned(masked)) => format!("`{masked}`"),
+        Some(Cow::Borrowed(plain)) if !plain.contains('@') => format!("`{plain}`"),
+        _ => "the URL".to_string(),
+    }
 }
 
 /// A file path, relative to the cluster file's folder `dir`.

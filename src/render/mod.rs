@@ -62,6 +62,7 @@ impl Base {
     }
 
     pub fn parse(source: SourceText) -> Result<Base, Diagnostic> {
+        let source = source.yaml();
         if let Some(at) = crate::yaml_depth::too_deep(&source.text) {
             return Err(Diagnostic::at(
                 &source,
@@ -75,6 +76,7 @@ impl Base {
         }
         let shape: Shape = serde_norway::from_str(&source.text).map_err(|e| {
             let at = e.location().map_or(0, |l| l.index());
+            source.parsed(Some(at));
             Diagnostic::at(&source, at..at + 1, None, format!("invalid YAML: {e}"))
         })?;
         if !matches!(shape, Shape::Map(_) | Shape::Null) {
