@@ -30,14 +30,19 @@ use budget::WatchBudget;
 use cluster_task::ClusterTask;
 use schedule::{Action, Event as Timing, Schedule, Trigger};
 use state::State;
-use watch::{Change, FolderWatch};
+use watch::{Change, FileEvent, FolderWatch};
 
 /// How often Prometheus's count of failed file watchers is read besides
 /// after each reload (a restarted Prometheus reloads nothing of promfed's).
 const BUDGET_INTERVAL: Duration = Duration::from_secs(60);
 
 pub enum Event {
-    FileChanged(PathBuf, watch::Change),
+    FileChanged(FileEvent),
+    /// Something may have changed that no event told: a watch was set up
+    /// after its folder was read, or (`rearm`) the kernel lost events.
+    Rescan {
+        rearm: bool,
+    },
     Discovered {
         cluster: String,
         result: Result<ClusterTargets, RefreshError>,
@@ -171,21 +176,16 @@ pub async fn run(settings: Settings) -> u8 {
 impl Daemon {
     fn handle(&mut self, event: Event) -> Action {
         match event {
-            Event::FileChanged(path, change) => {
-                if !self.relevant(&path) {
-                    return Action::Ignore;
+            Event::FileChanged(event) => self.file_changed(event),
+            Event::Rescan { rearm } => {
+                if rearm {
+                    tracing::warn!(
+                        stage = "watch",
+                        "the kernel lost file events: watching every folder again"
+                    );
+                    self.watch.rearm();
                 }
-                tracing::debug!(file = %path.display(), stage = "watch", ?change, "{} changed ({change:?})", path.display());
-                match change {
-                    Change::Writing => self.writing.insert(path),
-                    Change::Complete => self.writing.remove(&path),
-                };
-                let timing = if self.writing.is_empty() {
-                    Timing::Written
-                } else {
-                    Timing::Writing
-                };
-                self.schedule.on(timing, Instant::now())
+                self.schedule.on(self.settled(), Instant::now())
             }
             Event::Discovered { cluster, result } => {
                 self.trim_due = true;
@@ -207,6 +207,37 @@ impl Daemon {
         }
     }
 
+    fn file_changed(&mut self, event: FileEvent) -> Action {
+        let FileEvent {
+            path,
+            change,
+            relinked,
+        } = event;
+        // A watched folder replaced, moved or removed is watched again at
+        // once, and is news even where its name alone is not (a credential
+        // folder removed): its files may have changed unseen meanwhile.
+        let rewatched = relinked && self.watch.relinked(&path);
+        if !rewatched && !self.relevant(&path) {
+            return Action::Ignore;
+        }
+        tracing::debug!(file = %path.display(), stage = "watch", ?change, "{} changed ({change:?})", path.display());
+        match change {
+            Change::Writing => self.writing.insert(path),
+            Change::Complete => self.writing.remove(&path),
+        };
+        self.schedule.on(self.settled(), Instant::now())
+    }
+
+    /// A change is complete, unless an input is still being written: then
+    /// no transaction reads it half-written.
+    fn settled(&self) -> Timing {
+        if self.writing.is_empty() {
+            Timing::Written
+        } else {
+            Timing::Writing
+        }
+    }
+
     /// The periodic check of the watched folders (replaced folders, polling
     /// when degraded); a change found there counts as a file event.
     fn check_folders(&mut self) -> Action {
@@ -215,7 +246,7 @@ impl Daemon {
             self.publish();
         }
         if changed {
-            self.schedule.on(Timing::Written, Instant::now())
+            self.schedule.on(self.settled(), Instant::now())
         } else {
             Action::Ignore
         }
@@ -453,8 +484,14 @@ impl Daemon {
                 }
             }
         }
-        for problem in self.watch.set(folders) {
+        let armed = self.watch.set(folders);
+        for problem in &armed.failed {
             tracing::warn!(stage = "watch", "{problem}");
+        }
+        if armed.any {
+            // This transaction read those folders before they were watched
+            // (again): a change in between would never be seen.
+            let _ = self.events.send(Event::Rescan { rearm: false });
         }
         self.state.set_watch(self.watch.degraded());
     }
