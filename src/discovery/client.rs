@@ -179,7 +179,7 @@ impl KubeClient {
                 .await?;
             let (body, room) = read_whole(&mut answer.body, MAX_RESPONSE_BYTES)
                 .await
-                .map_err(|f| self.failure(f, &url))?;
+                .map_err(|f| transport_error(&url, f))?;
             Ok::<_, DiscoveryError>(Whole {
                 status: answer.status,
                 retry_after: answer.retry_after,
@@ -275,7 +275,7 @@ impl KubeClient {
         };
         transport::send(self.tls.clone(), &self.url, request, times)
             .await
-            .map_err(|f| self.failure(f, &self.base))
+            .map_err(|f| transport_error(&self.base, f))
     }
 
     /// The token, read now: a rotated one is used at once.
@@ -313,11 +313,6 @@ impl KubeClient {
                 body: message(),
             },
         }
-    }
-
-    /// A transport failure as the error an operator reads.
-    fn failure(&self, failure: Failure, url: &str) -> DiscoveryError {
-        transport_error(url, failure)
     }
 }
 
