@@ -15,8 +15,29 @@ use super::pods::Pod;
 use super::transport::{self, Times};
 
 /// Sends a GET over a pipe whose other end answers `server` and closes,
-/// then reads the answer as a list would: the status, or the failure.
+/// then reads the answer as a list would (hyper): the status and the body's
+/// length, or the failure.
 pub fn answer(server: &[u8]) -> Result<(u16, usize), String> {
+    read_over_pipe(server, transport::Reading::Bulk).map(|(status, body)| (status, body.len()))
+}
+
+/// The same, read as a watch would (promfed's own framing).
+pub fn lean_answer(server: &[u8]) -> Result<(u16, usize), String> {
+    read_over_pipe(server, transport::Reading::Lean).map(|(status, body)| (status, body.len()))
+}
+
+/// Where both framings read `server` whole, they read the same status and
+/// body: hyper is the reference for promfed's own framing.
+pub fn framings_agree(server: &[u8]) -> Result<(), String> {
+    let hyper = read_over_pipe(server, transport::Reading::Bulk);
+    let lean = read_over_pipe(server, transport::Reading::Lean);
+    match (hyper, lean) {
+        (Ok(h), Ok(l)) if h != l => Err(format!("hyper read {h:?}, promfed's framing {l:?}")),
+        _ => Ok(()),
+    }
+}
+
+fn read_over_pipe(server: &[u8], reading: transport::Reading) -> Result<(u16, Vec<u8>), String> {
     // Real time: the pipe's end is an EOF, so no timer is ever waited on.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -46,7 +67,7 @@ pub fn answer(server: &[u8]) -> Result<(u16, usize), String> {
             target: "/api/v1/nodes?limit=500",
             headers: &[("Accept", "application/json")],
             body: Vec::new(),
-            reading: transport::Reading::Bulk,
+            reading,
         };
         let times = Times {
             connect: Duration::from_secs(5),
@@ -56,9 +77,9 @@ pub fn answer(server: &[u8]) -> Result<(u16, usize), String> {
         let mut answer = transport::exchange(ours, "127.0.0.1:6443", request, times)
             .await
             .map_err(|f| format!("{f:?}"))?;
-        let mut read = 0;
+        let mut read = Vec::new();
         while let Some(piece) = answer.body.next().await.map_err(|f| format!("{f:?}"))? {
-            read += piece.len();
+            read.extend_from_slice(&piece);
         }
         Ok((answer.status, read))
     })
@@ -145,7 +166,7 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..1024),
             http_answer(),
         ]) {
-            let _ = answer(&wire);
+            prop_assert_eq!(framings_agree(&wire), Ok(()));
         }
 
         #[test]
@@ -174,7 +195,12 @@ mod tests {
 
     #[test]
     fn framing_follows_rfc_9112() {
-        let ok = |wire: &str| answer(wire.as_bytes());
+        framing_follows_rfc_9112_in(answer);
+        framing_follows_rfc_9112_in(lean_answer);
+    }
+
+    fn framing_follows_rfc_9112_in(read: fn(&[u8]) -> Result<(u16, usize), String>) {
+        let ok = |wire: &str| read(wire.as_bytes());
         let body = "{\"items\":[]}";
         // 1xx are skipped; the final answer counts.
         assert_eq!(

@@ -4,8 +4,10 @@
 mod client;
 mod decode;
 mod follow;
+mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
+mod lean;
 mod objects;
 mod pace;
 mod pods;

@@ -1,9 +1,11 @@
 //! One HTTP/1.1 exchange with an API server, on a connection of its own:
-//! TCP (with keepalive), TLS (rustls through tokio-rustls) and hyper's
-//! client connection for the framing (1xx skipped, 204/304 bodiless,
-//! conflicting lengths refused, trailers bounded). promfed's own part is
-//! the bounds: every step has a time, and every answer a size, past which
-//! the exchange fails with a reason, never waits.
+//! TCP (with keepalive), TLS (rustls through tokio-rustls) and the framing
+//! (1xx skipped, 204/304 bodiless, conflicting lengths refused, trailers
+//! bounded): hyper's client connection for lists, promfed's own framing
+//! (`lean.rs`, `framing.rs`) for watches, which wait for hours and would
+//! hold hyper's buffers all that time. promfed's part either way is the
+//! bounds: every step has a time, and every answer a size, past which the
+//! exchange fails with a reason, never waits.
 //!
 //! A connection per request: lists are rare, and a watch holds its
 //! connection for its whole life anyway; a pool would keep idle sockets
@@ -22,6 +24,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use url::{Host, Url};
+
+use super::lean::{self, LeanBody};
 
 /// The largest response head (status line and headers) read; hyper's read
 /// buffer never grows past it either. A Kubernetes answer's head is well
@@ -72,20 +76,17 @@ pub struct Request<'a> {
     pub reading: Reading,
 }
 
-/// hyper's read buffer for the answer: it is held while the connection
-/// waits, so a thousand clusters' watches hold a thousand of them.
+/// How the answer is framed and buffered: what it holds while it waits is
+/// held by a thousand clusters' watches at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reading {
-    /// Grows with the answer, up to `MAX_HEAD` (a list's pages).
+    /// hyper, whose read buffer grows with the answer up to `MAX_HEAD`
+    /// (a list's pages).
     Bulk,
-    /// Always `LEAN_BUFFER` (a watch's events arrive a few at a time); the
-    /// head then may be at most that long too.
+    /// promfed's framing, with no buffer between reads (a watch); the head
+    /// may be at most `framing::MAX_HEAD_BYTES`.
     Lean,
 }
-
-/// A watch's read buffer, and so the longest head it may have: a
-/// Kubernetes watch answer's head is about 300 bytes.
-pub const LEAN_BUFFER: usize = 4 << 10;
 
 /// The status, the few headers promfed reads, and the body to read on.
 pub struct Answer {
@@ -97,12 +98,17 @@ pub struct Answer {
 }
 
 /// An answer's body, read as it comes: data only (trailers are read and
-/// bounded by hyper, then dropped).
-pub struct Body {
-    incoming: Incoming,
-    silence: Duration,
-    /// Drives the connection; stopped when the body is dropped.
-    _driver: Driver,
+/// bounded, then dropped).
+pub struct Body(Framed);
+
+enum Framed {
+    Hyper {
+        incoming: Incoming,
+        silence: Duration,
+        /// Drives the connection; stopped when the body is dropped.
+        _driver: Driver,
+    },
+    Lean(LeanBody),
 }
 
 /// The task that moves a connection's bytes; aborted with the body so a
@@ -150,13 +156,18 @@ pub async fn exchange<S>(
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let reading = request.reading;
+    if request.reading == Reading::Lean {
+        let (head, body) = lean::exchange(stream, authority, request, times).await?;
+        return Ok(Answer {
+            status: head.status,
+            location: head.location,
+            retry_after: head.retry_after,
+            body: Body(Framed::Lean(body)),
+        });
+    }
     let request = build(authority, request)?;
     let mut builder = hyper::client::conn::http1::Builder::new();
-    match reading {
-        Reading::Bulk => builder.max_buf_size(MAX_HEAD).max_header_size(MAX_HEAD),
-        Reading::Lean => builder.read_buf_exact_size(Some(LEAN_BUFFER)),
-    };
+    builder.max_buf_size(MAX_HEAD).max_header_size(MAX_HEAD);
     let answer = async {
         let (mut sender, connection) = builder
             .handshake(TokioIo::new(stream))
@@ -187,28 +198,38 @@ where
         status: response.status().as_u16(),
         location,
         retry_after,
-        body: Body {
+        body: Body(Framed::Hyper {
             incoming: response.into_body(),
             silence: times.silence,
             _driver: driver,
-        },
+        }),
     })
 }
 
 impl Body {
     /// The next piece of the body; `None` at its end. Cancel-safe.
     pub async fn next(&mut self) -> Result<Option<Bytes>, Failure> {
-        loop {
-            let frame = tokio::time::timeout(self.silence, self.incoming.frame())
-                .await
-                .map_err(|_| Failure::Timeout("the next piece of the answer", self.silence))?;
-            match frame {
-                None => return Ok(None),
-                Some(Err(e)) => return Err(hyper_failure(e)),
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        return Ok(Some(data));
-                    }
+        match &mut self.0 {
+            Framed::Hyper {
+                incoming, silence, ..
+            } => next_frame(incoming, *silence).await,
+            Framed::Lean(body) => body.next().await,
+        }
+    }
+}
+
+/// The next data frame of hyper's body (trailers are skipped).
+async fn next_frame(incoming: &mut Incoming, silence: Duration) -> Result<Option<Bytes>, Failure> {
+    loop {
+        let frame = tokio::time::timeout(silence, incoming.frame())
+            .await
+            .map_err(|_| Failure::Timeout("the next piece of the answer", silence))?;
+        match frame {
+            None => return Ok(None),
+            Some(Err(e)) => return Err(hyper_failure(e)),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
                 }
             }
         }
