@@ -391,7 +391,10 @@ mod tests {
         assert_eq!(body_of(same).unwrap(), b"{}");
         for bad in ["2\r\nContent-Length: 3", "+2", "0x2", "2 2", ""] {
             let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {bad}\r\n\r\n{{}}");
-            assert!(matches!(body_of(&answer), Err(Failure::Protocol(_))), "{bad}");
+            assert!(
+                matches!(body_of(&answer), Err(Failure::Protocol(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -430,7 +433,10 @@ mod tests {
 
     #[test]
     fn too_many_headers_are_a_limit_and_garbage_is_not_http() {
-        let many = format!("HTTP/1.1 200 OK\r\n{}\r\n", "X-A: 1\r\n".repeat(MAX_HEADERS + 1));
+        let many = format!(
+            "HTTP/1.1 200 OK\r\n{}\r\n",
+            "X-A: 1\r\n".repeat(MAX_HEADERS + 1)
+        );
         assert!(matches!(body_of(&many), Err(Failure::Limit(_))));
         let garbage = "HTTP/1.1 abc xxx\u{e9}\u{e9}\r\n\r\n";
         assert!(matches!(body_of(garbage), Err(Failure::Protocol(_))));
@@ -447,7 +453,10 @@ mod tests {
     fn an_idle_body_holds_no_buffer() {
         let mut received = b"2\r\n{}\r\n".to_vec();
         let mut body = Body::new(BodyFraming::Chunked);
-        assert_eq!(body.step(&mut received).unwrap(), Piece::Data(Bytes::from_static(b"{}")));
+        assert_eq!(
+            body.step(&mut received).unwrap(),
+            Piece::Data(Bytes::from_static(b"{}"))
+        );
         assert_eq!(body.step(&mut received).unwrap(), Piece::More);
         assert_eq!(received.capacity(), 0);
     }

@@ -199,7 +199,10 @@ mod tests {
         framing_follows_rfc_9112_in(lean_answer);
     }
 
-    fn framing_follows_rfc_9112_in(read: fn(&[u8]) -> Result<(u16, usize), String>) {
+    /// One of the two readers: `answer` (hyper) or `lean_answer`.
+    type Reader = fn(&[u8]) -> Result<(u16, usize), String>;
+
+    fn framing_follows_rfc_9112_in(read: Reader) {
         let ok = |wire: &str| read(wire.as_bytes());
         let body = "{\"items\":[]}";
         // 1xx are skipped; the final answer counts.
