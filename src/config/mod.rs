@@ -4,6 +4,8 @@
 
 pub mod cluster;
 pub mod defaults;
+#[cfg(test)]
+mod defaults_tests;
 pub mod diagnostic;
 pub mod duration;
 pub mod federate;
