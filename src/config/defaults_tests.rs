@@ -36,7 +36,11 @@ fn inherited_values_fill_in_and_the_cluster_file_overrides_key_by_key() {
     let d = defaults(
         "[defaults]\nlabels = { env = \"prod\", team = \"sre\" }\nreceiver = \"sre\"\n[defaults.node_exporter]\nnamespace = \"kube-mon\"\nport = \"metrics\"\n",
     );
-    let c = cluster(&d, "labels = { team = \"web\" }\n[node_exporter]\nnamespace = \"mon\"\n").unwrap();
+    let c = cluster(
+        &d,
+        "labels = { team = \"web\" }\n[node_exporter]\nnamespace = \"mon\"\n",
+    )
+    .unwrap();
     assert_eq!(c.node_exporter.namespace, "mon");
     assert_eq!(c.node_exporter.port, PortRef::Name("metrics".into()));
     assert_eq!(c.receiver.as_deref(), Some("sre"));
@@ -84,7 +88,11 @@ fn a_bad_default_names_promfed_toml_and_the_defaults_key() {
     )
     .unwrap_err();
     assert_eq!(errors.len(), 3, "{errors:#?}");
-    assert!(errors[0].starts_with("/etc/promfed/promfed.toml:5:1: key `defaults.colour`: unknown key"), "{}", errors[0]);
+    assert!(
+        errors[0].starts_with("/etc/promfed/promfed.toml:5:1: key `defaults.colour`: unknown key"),
+        "{}",
+        errors[0]
+    );
     assert_eq!(
         errors[1],
         "/etc/promfed/promfed.toml:7:8: key `defaults.node_exporter.port`: 70000 is not a port number (1-65535)"
@@ -101,7 +109,8 @@ fn a_section_of_the_defaults_must_be_complete_on_its_own() {
     let errors = settings("[defaults.federate]\nnamespace = \"istio-system\"\n").unwrap_err();
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert!(
-        errors[0].starts_with("/etc/promfed/promfed.toml:4:1: key `defaults.federate.match`: missing"),
+        errors[0]
+            .starts_with("/etc/promfed/promfed.toml:4:1: key `defaults.federate.match`: missing"),
         "{}",
         errors[0]
     );
@@ -109,10 +118,15 @@ fn a_section_of_the_defaults_must_be_complete_on_its_own() {
 
 #[test]
 fn keys_of_one_cluster_are_refused_as_defaults() {
-    let errors = settings("[defaults]\napi_server = \"https://h\"\ntoken_file = \"t\"\n").unwrap_err();
+    let errors =
+        settings("[defaults]\napi_server = \"https://h\"\ntoken_file = \"t\"\n").unwrap_err();
     assert_eq!(errors.len(), 2, "{errors:#?}");
     assert!(errors[0].contains("5:1: key `defaults.api_server`: `api_server` is the cluster's API server: it cannot be a default"), "{}", errors[0]);
-    assert!(errors[1].contains("6:1: key `defaults.token_file`"), "{}", errors[1]);
+    assert!(
+        errors[1].contains("6:1: key `defaults.token_file`"),
+        "{}",
+        errors[1]
+    );
 }
 
 /// One cluster whose file clashes with a default: that cluster's problem,
@@ -122,9 +136,17 @@ fn keys_of_one_cluster_are_refused_as_defaults() {
 fn a_clash_with_one_cluster_is_that_clusters_problem() {
     let d = defaults("[defaults.federate]\nservice = \"prometheus\"\nmatch = ['up']\n");
     assert!(cluster(&d, "").is_ok());
-    let errors = cluster(&d, "[federate]\nurl = \"https://p.example\"\n[kubelet]\nscrape_interval = \"x\"\n").unwrap_err();
+    let errors = cluster(
+        &d,
+        "[federate]\nurl = \"https://p.example\"\n[kubelet]\nscrape_interval = \"x\"\n",
+    )
+    .unwrap_err();
     assert_eq!(errors.len(), 2, "{errors:#?}");
-    assert!(errors[0].starts_with("/etc/promfed.d/a.toml:7:19: key `kubelet.scrape_interval`"), "{}", errors[0]);
+    assert!(
+        errors[0].starts_with("/etc/promfed.d/a.toml:7:19: key `kubelet.scrape_interval`"),
+        "{}",
+        errors[0]
+    );
     assert!(
         errors[1].starts_with("/etc/promfed/promfed.toml:5:11: key `defaults.federate.service`: give either `url`")
             && errors[1].ends_with("(inherited from [defaults] by /etc/promfed.d/a.toml: set the key there to override it, or change the default)"),
@@ -141,9 +163,7 @@ fn the_last_good_definition_keeps_the_defaults_it_was_applied_with() {
     let last_good = LastGood::new(state.path());
     let old = defaults("[defaults.node_exporter]\nport = 9101\n");
     let applied = cluster(&old, "").unwrap();
-    last_good
-        .record(&[(&applied, CLUSTER)], &old, &[])
-        .unwrap();
+    last_good.record(&[(&applied, CLUSTER)], &old, &[]).unwrap();
     let kept = last_good.load(&applied.name).unwrap();
     assert_eq!(kept, applied);
     assert_eq!(kept.node_exporter.port, PortRef::Number(9101));
