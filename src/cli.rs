@@ -34,7 +34,11 @@ enum Command {
     /// Validate the settings and every cluster file, render and gate with promtool; change nothing.
     Check,
     /// Print the Prometheus configuration that would be installed; change nothing.
-    Render,
+    /// With clusters: print each one's definition, [defaults] merged in, and where each value comes from.
+    Render {
+        /// Only show these clusters' definitions (names or files).
+        clusters: Vec<String>,
+    },
     /// Run one transaction now: discover, render, gate, install, reload, verify.
     Apply,
     /// The daemon: keep Prometheus (and Alertmanager) in step with the cluster files.
@@ -143,7 +147,8 @@ pub fn main() -> ExitCode {
         .build()
         .expect("a tokio runtime starts");
     let code = match args.command {
-        Command::Render => render(&settings),
+        Command::Render { clusters } if clusters.is_empty() => render(&settings),
+        Command::Render { clusters } => crate::render_cluster::print(&settings, &clusters),
         Command::Check => transaction(&runtime, &settings, Mode::Check),
         Command::Apply => transaction(&runtime, &settings, Mode::Apply),
         Command::Run => {
@@ -212,8 +217,8 @@ fn rbac(config: &std::path::Path, cluster: Option<&str>, namespace: &str) -> u8 
         tell!("error: --namespace `{namespace}` is not a Kubernetes namespace name");
         return 2;
     }
-    let (clusters_dir, mode) = match Settings::load(config) {
-        Ok(s) => (s.clusters_dir, s.discovery),
+    let (clusters_dir, mode, defaults) = match Settings::load(config) {
+        Ok(s) => (s.clusters_dir, s.discovery, s.defaults),
         Err(problems) => {
             tell!(
                 "warning: {} cannot be used ({}); rbac uses the defaults: /etc/promfed.d, file_sd discovery",
@@ -223,10 +228,11 @@ fn rbac(config: &std::path::Path, cluster: Option<&str>, namespace: &str) -> u8 
             (
                 std::path::PathBuf::from("/etc/promfed.d"),
                 crate::config::settings::DiscoveryMode::FileSd,
+                crate::config::defaults::Defaults::none(),
             )
         }
     };
-    match crate::rbac::cluster_for(&clusters_dir, cluster) {
+    match crate::rbac::cluster_for(&clusters_dir, cluster, &defaults) {
         Ok(cluster) => {
             say_raw!("{}", crate::rbac::manifests(&cluster, mode, namespace));
             0

@@ -26,6 +26,7 @@ mod permissions;
 mod programs;
 mod rbac;
 mod render;
+mod render_cluster;
 mod shard;
 mod shard_plan;
 mod status;

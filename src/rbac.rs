@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::config::cluster::Cluster;
+use crate::config::defaults::Defaults;
 use crate::config::diagnostic::SourceText;
 use crate::config::settings::DiscoveryMode;
 use crate::permissions::{self, Need, Object};
@@ -123,14 +124,25 @@ fn rules(needs: &[&Need]) -> String {
 }
 
 /// The cluster `promfed rbac` writes for: a cluster file (by path or by
-/// name in the clusters folder), or one with the defaults.
-pub fn cluster_for(clusters_dir: &Path, wanted: Option<&str>) -> Result<Cluster, String> {
+/// name in the clusters folder), or one with the defaults (promfed.toml's
+/// `[defaults]` over the built-in ones), each with `defaults` under it.
+pub fn cluster_for(
+    clusters_dir: &Path,
+    wanted: Option<&str>,
+    defaults: &Defaults,
+) -> Result<Cluster, String> {
     let Some(wanted) = wanted else {
         let text = "api_server = \"https://kubernetes.example:6443\"\ntoken_file = \"token\"\nca_file = \"ca.crt\"\n";
         let source = SourceText::new(DEFAULTS, text);
-        return Cluster::parse(&source, "default")
+        return Cluster::parse_with(&source, "default", defaults)
             .map(|p| p.cluster)
-            .map_err(|_| "the defaults do not parse".to_string());
+            .map_err(|b| {
+                let problems: Vec<String> = b.problems.iter().map(|p| p.headline()).collect();
+                format!(
+                    "the defaults do not make a cluster: {}",
+                    problems.join("; ")
+                )
+            });
     };
     let by_path = Path::new(wanted);
     let file = if by_path.is_file() {
@@ -138,5 +150,6 @@ pub fn cluster_for(clusters_dir: &Path, wanted: Option<&str>) -> Result<Cluster,
     } else {
         clusters_dir.join(format!("{wanted}.toml"))
     };
-    crate::config::inventory::read_definition(&file).map_err(|problems| problems.join("; "))
+    crate::config::inventory::read_definition(&file, defaults)
+        .map_err(|problems| problems.join("; "))
 }

@@ -82,6 +82,7 @@ pub fn print(settings: &Settings, with: Option<Vec<String>>, json: bool) -> Resu
     };
     let inventory = inventory::load(
         &settings.clusters_dir,
+        &settings.defaults,
         &LastGood::new(&settings.last_good_dir()),
         &settings.prometheus.user,
     )

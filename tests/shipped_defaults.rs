@@ -74,6 +74,15 @@ fn shipped_settings_example_cluster_and_base_files_pass_promfed_check() {
         settings.contains("\n[shard]\n"),
         "the shipped [shard] example is enabled"
     );
+    // The [defaults] example, enabled: every line of it, to the end.
+    let at = settings
+        .find("#[defaults]\n")
+        .expect("a [defaults] example");
+    let defaults: String = settings[at..]
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix('#').unwrap_or(l)))
+        .collect();
+    let settings = format!("{}{defaults}", &settings[..at]);
     assert_ne!(settings, shipped);
     s.write("etc/promfed.toml", &settings);
     // The example, enabled, with credentials in place.
@@ -110,6 +119,15 @@ fn shipped_settings_example_cluster_and_base_files_pass_promfed_check() {
         rendered
             .contains("/api/v1/namespaces/istio-system/services/prometheus:9090/proxy/federate"),
         "the example's [federate], enabled"
+    );
+    assert!(
+        rendered.contains("target_label: team\n      replacement: platform"),
+        "the [defaults] example's label: {rendered}"
+    );
+    let shown = stdout(&s.promfed(&["render", "example"]));
+    assert!(
+        shown.contains("labels.team = \"platform\"") && shown.contains(", [defaults]"),
+        "{shown}"
     );
     assert!(
         stdout(&out).contains("alertmanager: candidate passes the gate"),

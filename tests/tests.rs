@@ -16,6 +16,7 @@ mod edge;
 mod fake_apiserver;
 mod federate;
 mod first_contact;
+mod fleet_defaults;
 mod folder_watch;
 mod golden;
 mod hostile;

@@ -64,7 +64,7 @@ pub fn write(settings: &Settings, request: &Request) -> Result<(PathBuf, Vec<Str
     let group = prometheus_group(settings)?;
     let folder = free_folder(dir, &name)?;
     let old = if replacing {
-        own_folders_of(dir, &name, &file)
+        own_folders_of(dir, &name, &file, &settings.defaults)
     } else {
         Vec::new()
     };
@@ -158,8 +158,13 @@ fn symlink_refused(path: &Path, dir: &Path) -> String {
 
 /// The credentials folders of add-cluster's (`NAME`, `NAME@N`, real
 /// folders in the clusters folder) that the current cluster file names.
-fn own_folders_of(dir: &Path, name: &ClusterName, file: &Path) -> Vec<PathBuf> {
-    let Ok(cluster) = inventory::read_definition(file) else {
+fn own_folders_of(
+    dir: &Path,
+    name: &ClusterName,
+    file: &Path,
+    defaults: &crate::config::defaults::Defaults,
+) -> Vec<PathBuf> {
+    let Ok(cluster) = inventory::read_definition(file, defaults) else {
         return Vec::new();
     };
     let is_own = |folder: &str| {
@@ -317,13 +322,13 @@ fn says_exactly(text: &str, fields: &[(&str, toml_edit::Value)]) -> bool {
 /// takes it), and its token as discovery will send it.
 fn check_staged(staging: &Staging, file_name: &str, settings: &Settings) -> Result<(), String> {
     let staged = staging.root().join(file_name);
-    let cluster =
-        inventory::read_checked(&staged, &settings.prometheus.user).map_err(|problems| {
-            format!(
-                "the context does not make a valid cluster file: {}",
-                problems.join("; ")
-            )
-        })?;
+    let cluster = inventory::read_checked(&staged, &settings.defaults, &settings.prometheus.user)
+        .map_err(|problems| {
+        format!(
+            "the context does not make a valid cluster file: {}",
+            problems.join("; ")
+        )
+    })?;
     if let Some(token) = &cluster.auth.token_file {
         crate::discovery::token_in(token)
             .map_err(|why| format!("token_file {} {why}", token.display()))?;

@@ -301,7 +301,7 @@ fn record_success(
         .collect();
     let names = inventory.names();
     let cleanup = last_good
-        .record(&applied, &names)
+        .record(&applied, &settings.defaults, &names)
         .and_then(|()| targets::remove_others(&settings.targets_dir(), &names));
     if let Err(e) = cleanup {
         warnings.push(format!(
@@ -318,8 +318,10 @@ async fn load_inventory(settings: &Settings) -> Result<Inventory, Diagnostic> {
     let last_good_dir = settings.last_good_dir();
     let user = settings.prometheus.user.clone();
     let shard = settings.shard.clone();
+    let defaults = settings.defaults.clone();
     tokio::task::spawn_blocking(move || {
-        let mut inventory = inventory::load(&dir, &LastGood::new(&last_good_dir), &user)?;
+        let last_good = LastGood::new(&last_good_dir);
+        let mut inventory = inventory::load(&dir, &defaults, &last_good, &user)?;
         if let Some(shard) = &shard {
             inventory.assign(shard);
         }
@@ -351,8 +353,13 @@ pub fn load_and_render(
 ) -> Result<(Inventory, Result<Candidate, Vec<Diagnostic>>), CannotRender> {
     let last_good = LastGood::new(&settings.last_good_dir());
     let p = &settings.prometheus;
-    let mut inventory = inventory::load(&settings.clusters_dir, &last_good, &p.user)
-        .map_err(CannotRender::Unlistable)?;
+    let mut inventory = inventory::load(
+        &settings.clusters_dir,
+        &settings.defaults,
+        &last_good,
+        &p.user,
+    )
+    .map_err(CannotRender::Unlistable)?;
     if let Some(shard) = &settings.shard {
         inventory.assign(shard);
     }

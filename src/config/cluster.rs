@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use url::Url;
 
+use super::defaults::Defaults;
 use super::diagnostic::{Diagnostic, SourceText};
 use super::duration::PromDuration;
 use super::federate::{Federate, RawFederate};
@@ -107,13 +108,27 @@ impl Cluster {
 
     /// Parses one cluster file. `default_name` is the file's stem. A broken
     /// file still tells the name it gives, when it can be read that far.
+    /// Without `[defaults]`: the tests' shorthand.
+    #[cfg(test)]
     pub fn parse(source: &SourceText, default_name: &str) -> Result<Parsed, Broken> {
-        let doc = toml_fields::parse(source).map_err(|d| Broken {
+        Self::parse_with(source, default_name, &Defaults::none())
+    }
+
+    /// Parses one cluster file with promfed.toml's `[defaults]` merged
+    /// under it (as TOML, before anything is read).
+    pub fn parse_with(
+        source: &SourceText,
+        default_name: &str,
+        defaults: &Defaults,
+    ) -> Result<Parsed, Broken> {
+        let broken = |d| Broken {
             name: ClusterName::parse(default_name).ok(),
             problems: vec![d],
-        })?;
-        let mut p = Problems::new(source);
-        let raw = RawCluster::read(&doc, &mut p);
+        };
+        let doc = toml_fields::parse(source).map_err(broken)?;
+        let layered = defaults.under(doc, source).map_err(broken)?;
+        let mut p = layered.problems();
+        let raw = RawCluster::read(&layered.table, &mut p);
         let spans = raw.spans();
         let name_given = raw.name.as_ref().map(|n| n.value.clone());
         match raw.validate(&mut p, source, default_name) {
@@ -206,7 +221,7 @@ struct RawComponent {
 }
 
 impl RawCluster {
-    fn read(doc: &toml_edit::Document<String>, p: &mut Problems) -> RawCluster {
+    fn read(doc: &toml_edit::Table, p: &mut Problems) -> RawCluster {
         let mut root = Fields::root(doc);
         let mut raw = RawCluster {
             name: root.get(p, "name"),

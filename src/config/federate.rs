@@ -114,9 +114,13 @@ pub struct RawFederate {
 }
 
 impl RawFederate {
-    /// `None` when the file has no `[federate]`.
+    /// `None` when the file has no `[federate]`, or turns it off with
+    /// `enabled = false` (as a cluster does with a federation it inherits
+    /// from `[defaults]`): then its keys are read, for their types and
+    /// names, but not judged.
     pub fn read(root: &mut Fields, p: &mut Problems) -> Option<RawFederate> {
         let mut t = root.table(p, "federate")?;
+        let enabled: Option<Spanned<bool>> = t.get(p, "enabled");
         let raw = RawFederate {
             span: t.span(),
             namespace: t.get(p, "namespace"),
@@ -134,7 +138,7 @@ impl RawFederate {
             replica_labels: t.string_list(p, "replica_labels"),
         };
         t.finish(p);
-        Some(raw)
+        enabled.is_none_or(|e| e.value).then_some(raw)
     }
 
     /// Where its credential keys are written, for later messages.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::cluster::{Broken, Cluster, Parsed};
+use super::defaults::Defaults;
 use super::diagnostic::{Diagnostic, SourceText};
 use super::last_good::LastGood;
 use super::names::ClusterName;
@@ -189,10 +190,12 @@ pub fn is_cluster_file(path: &Path) -> bool {
         && !IGNORED_SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
-/// Reads every cluster file in `dir`. `prometheus_user` is who must be able
-/// to read the credentials. A folder that cannot be listed is an error.
+/// Reads every cluster file in `dir`, each with `defaults` under it.
+/// `prometheus_user` is who must be able to read the credentials. A folder
+/// that cannot be listed is an error.
 pub fn load(
     dir: &Path,
+    defaults: &Defaults,
     last_good: &LastGood,
     prometheus_user: &Identity,
 ) -> Result<Inventory, Diagnostic> {
@@ -229,15 +232,21 @@ pub fn load(
             }
         };
         let source = SourceText::new(&file, text);
-        let parsed = Cluster::parse(&source, &stem).and_then(|parsed| {
-            match check_credentials(&parsed, prometheus_user, &source, &mut inv.warnings) {
-                Ok(()) => Ok(parsed),
-                Err(problems) => Err(Broken {
-                    name: Some(parsed.cluster.name),
-                    problems,
-                }),
-            }
-        });
+        let parsed =
+            Cluster::parse_with(&source, &stem, defaults).and_then(
+                |parsed| match check_credentials(
+                    &parsed,
+                    prometheus_user,
+                    &source,
+                    &mut inv.warnings,
+                ) {
+                    Ok(()) => Ok(parsed),
+                    Err(problems) => Err(Broken {
+                        name: Some(parsed.cluster.name),
+                        problems,
+                    }),
+                },
+            );
         match parsed {
             Ok(Parsed { cluster: c, spans }) => {
                 if let Some(first) = owners.get(&c.name) {
@@ -391,7 +400,11 @@ pub fn list_cluster_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// and of a content Prometheus takes. The problems are one-line headlines;
 /// warnings are left out (`add-cluster`, which stages a file, refuses only
 /// what `check` would refuse).
-pub fn read_checked(file: &Path, prometheus_user: &Identity) -> Result<Cluster, Vec<String>> {
+pub fn read_checked(
+    file: &Path,
+    defaults: &Defaults,
+    prometheus_user: &Identity,
+) -> Result<Cluster, Vec<String>> {
     let headlines = |problems: Vec<Diagnostic>| -> Vec<String> {
         problems.iter().map(|p| p.headline()).collect()
     };
@@ -401,7 +414,8 @@ pub fn read_checked(file: &Path, prometheus_user: &Identity) -> Result<Cluster, 
         .and_then(|s| s.to_str())
         .unwrap_or_default();
     let source = SourceText::new(file, text);
-    let parsed = Cluster::parse(&source, stem).map_err(|broken| headlines(broken.problems))?;
+    let parsed = Cluster::parse_with(&source, stem, defaults)
+        .map_err(|broken| headlines(broken.problems))?;
     check_credentials(&parsed, prometheus_user, &source, &mut Vec::new()).map_err(headlines)?;
     Ok(parsed.cluster)
 }
@@ -409,20 +423,20 @@ pub fn read_checked(file: &Path, prometheus_user: &Identity) -> Result<Cluster, 
 /// One cluster file's definition, without the credential checks `load`
 /// makes (for `doctor`, which checks them one by one, and `rbac`). The
 /// problems are one-line headlines.
-pub fn read_definition(file: &Path) -> Result<Cluster, Vec<String>> {
+pub fn read_definition(file: &Path, defaults: &Defaults) -> Result<Cluster, Vec<String>> {
     let text = read_cluster_file(file).map_err(|e| vec![format!("{}: {e}", file.display())])?;
     let stem = file
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default();
-    Cluster::parse(&SourceText::new(file, text), stem)
+    Cluster::parse_with(&SourceText::new(file, text), stem, defaults)
         .map(|p| p.cluster)
         .map_err(|broken| broken.problems.iter().map(|p| p.headline()).collect())
 }
 
 /// A cluster file's text; what is wrong with it, in words, when it cannot
 /// be read. Only regular files are opened (a FIFO would block).
-fn read_cluster_file(file: &Path) -> Result<String, String> {
+pub fn read_cluster_file(file: &Path) -> Result<String, String> {
     std::fs::metadata(file).map_err(|e| match std::fs::read_link(file) {
         Ok(target) => format!(
             "is a symlink to {}, which cannot be read: {e}",

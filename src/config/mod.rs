@@ -3,12 +3,17 @@
 //! uses (`Settings`, `Cluster`). Only validation builds those types.
 
 pub mod cluster;
+pub mod defaults;
+#[cfg(test)]
+mod defaults_tests;
 pub mod diagnostic;
 pub mod duration;
 pub mod federate;
 pub mod inventory;
 pub mod last_good;
+pub mod merge;
 pub mod names;
+pub mod origins;
 pub mod pods;
 #[cfg(test)]
 mod properties;

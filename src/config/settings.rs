@@ -7,6 +7,8 @@ use url::Url;
 
 use crate::access::Identity;
 
+use crate::config::cluster::Cluster;
+use crate::config::defaults::Defaults;
 use crate::config::diagnostic::{Diagnostic, SourceText};
 use crate::config::duration::PromDuration;
 use crate::config::toml_fields::{self, Fields, Problems, Spanned};
@@ -34,6 +36,8 @@ pub struct Settings {
     /// Several hosts sharing the clusters (`[shard]`); `None`: this host
     /// scrapes them all.
     pub shard: Option<super::shard::ShardSettings>,
+    /// `[defaults]`: what every cluster file inherits.
+    pub defaults: Defaults,
 }
 
 /// How `promfed run` paces itself.
@@ -259,6 +263,12 @@ impl Settings {
             s
         });
         let shard = super::shard::read(&mut root, &mut p);
+        // Allowed here; its keys are the cluster reader's to judge.
+        let _ = root.table(&mut p, "defaults");
+        let defaults = read_defaults(source, &doc, &mut p);
+        if let Some(shard) = &shard {
+            replica_label_not_inherited(&doc, shard, &mut p);
+        }
         root.finish(&mut p);
 
         // A missing service means its problem was reported.
@@ -277,6 +287,7 @@ impl Settings {
             prometheus,
             alertmanager: alertmanager.flatten(),
             shard,
+            defaults,
         })
     }
 
@@ -381,6 +392,60 @@ fn service_settings(
     })
 }
 
+/// `[defaults]`, checked as a cluster file holding only them would be:
+/// what is wrong there is promfed.toml's problem, whichever cluster
+/// inherits it, so a broken default is handled as any broken setting (the
+/// daemon keeps the settings in force). What only clashes with one
+/// cluster's file is that cluster's problem, found when it is read.
+fn read_defaults(
+    source: &SourceText,
+    doc: &toml_edit::Document<String>,
+    p: &mut Problems,
+) -> Defaults {
+    let before = p.len();
+    let defaults = Defaults::read(source, doc, p);
+    if defaults.is_empty() || p.len() > before {
+        return defaults;
+    }
+    let probe = SourceText::new(source.path.with_file_name("[defaults]"), "");
+    if let Err(broken) = Cluster::parse_with(&probe, "defaults", &defaults.alone()) {
+        // The probe's own problems (no api_server, no credentials) are not
+        // the defaults'.
+        for d in broken
+            .problems
+            .into_iter()
+            .filter(|d| d.file == source.path)
+        {
+            p.take(d);
+        }
+    }
+    defaults
+}
+
+/// With replicas, no cluster may have the replica label (see
+/// `Inventory::assign`): a default that gives it to every cluster is
+/// refused here, once, rather than in every cluster.
+fn replica_label_not_inherited(
+    doc: &toml_edit::Document<String>,
+    shard: &super::shard::ShardSettings,
+    p: &mut Problems,
+) {
+    let label = shard.replica_label.as_str();
+    let key = doc
+        .get("defaults")
+        .and_then(|d| d.get("labels"))
+        .and_then(|l| l.as_table_like())
+        .and_then(|l| l.get_key_value(label))
+        .and_then(|(k, _)| k.span());
+    if let (Some(span), true) = (key, shard.replication >= 2) {
+        p.at(
+            span,
+            &format!("defaults.labels.{label}"),
+            format!("`{label}` is [shard]'s replica_label: with replication = {}, it tells which host sent a sample, and a cluster label of that name would hide it", shard.replication),
+        );
+    }
+}
+
 /// Removes `.` and `..` lexically, so generated paths read cleanly.
 fn normalize(path: &Path) -> PathBuf {
     use std::path::Component;
@@ -471,7 +536,7 @@ mod tests {
             errors,
             [
                 "/etc/promfed/promfed.toml:1:19: key `scrape_interval`: `30` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
-                "/etc/promfed/promfed.toml:2:1: key `wat`: unknown key (allowed here: alertmanager, clusters_dir, debounce, discovery, max_delay, max_targets, metrics_file, prometheus, resync_interval, scrape_interval, scrape_timeout, shard, state_dir)",
+                "/etc/promfed/promfed.toml:2:1: key `wat`: unknown key (allowed here: alertmanager, clusters_dir, debounce, defaults, discovery, max_delay, max_targets, metrics_file, prometheus, resync_interval, scrape_interval, scrape_timeout, shard, state_dir)",
                 "/etc/promfed/promfed.toml:5:7: key `prometheus.url`: `ftp://x` is not an http:// or https:// URL",
                 "/etc/promfed/promfed.toml:6:10: key `prometheus.reload`: `kill` is not one of: signal, http",
             ]

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use toml_edit::{Item, TableLike, Value};
+use toml_edit::{Item, Table, TableLike, Value};
 
 use crate::config::diagnostic::{Diagnostic, SourceText};
 
@@ -22,7 +22,13 @@ pub const MAX_PROBLEMS_PER_FILE: usize = 50;
 /// Collects the problems of one file.
 pub struct Problems<'s> {
     source: &'s SourceText,
+    /// promfed.toml's `[defaults]`, when they were merged under the file:
+    /// a span at or past its offset is one of theirs.
+    layer: Option<Layer<'s>>,
     found: Vec<Diagnostic>,
+    /// The key of each problem found, as the reading code names it (without
+    /// the `defaults.` a problem of `[defaults]` is shown with).
+    keys: Vec<String>,
     omitted: usize,
     /// Unknown keys found in a table below the top level, by index in
     /// `found`, with the key's own name: it may be a top-level key written
@@ -36,17 +42,45 @@ impl<'s> Problems<'s> {
     pub fn new(source: &'s SourceText) -> Self {
         Self {
             source,
+            layer: None,
             found: Vec::new(),
+            keys: Vec::new(),
             omitted: 0,
             nested_unknown: Vec::new(),
             top_level: Vec::new(),
         }
     }
 
+    /// Problems of a file read with `[defaults]` merged under it: each one
+    /// names the file its value came from.
+    pub fn layered(source: &'s SourceText, layer: Layer<'s>) -> Self {
+        Self {
+            layer: Some(layer),
+            ..Self::new(source)
+        }
+    }
+
     pub fn at(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        let d = match &self.layer {
+            Some(layer) if span.start >= layer.offset => {
+                layer.diagnostic(span, key, message.into())
+            }
+            _ => Diagnostic::at(self.source, span, Some(key), message.into()),
+        };
+        self.push(key, d);
+    }
+
+    /// A problem another reading of this file found (`[defaults]`, read
+    /// as a cluster file).
+    pub fn take(&mut self, d: Diagnostic) {
+        let key = d.key.clone().unwrap_or_default();
+        self.push(&key, d);
+    }
+
+    fn push(&mut self, key: &str, d: Diagnostic) {
         if self.found.len() < MAX_PROBLEMS_PER_FILE {
-            self.found
-                .push(Diagnostic::at(self.source, span, Some(key), message.into()));
+            self.found.push(d);
+            self.keys.push(key.to_string());
         } else {
             self.omitted += 1;
         }
@@ -59,18 +93,15 @@ impl<'s> Problems<'s> {
         if self.reported(key) {
             return;
         }
-        if self.found.len() < MAX_PROBLEMS_PER_FILE {
-            self.found.push(Diagnostic::file(
-                &self.source.path,
-                Some(key),
-                format!(
-                    "{} — add it at the top level, above the first [table]",
-                    message.into()
-                ),
-            ));
-        } else {
-            self.omitted += 1;
-        }
+        let d = Diagnostic::file(
+            &self.source.path,
+            Some(key),
+            format!(
+                "{} — add it at the top level, above the first [table]",
+                message.into()
+            ),
+        );
+        self.push(key, d);
     }
 
     /// A key of a table that is not there, pointing at the table's header.
@@ -84,7 +115,7 @@ impl<'s> Problems<'s> {
     /// written with the wrong type is reported as that, not also as missing
     /// or as if it were absent.
     pub fn reported(&self, key: &str) -> bool {
-        self.found.iter().any(|d| d.key.as_deref() == Some(key))
+        self.keys.iter().any(|k| k == key)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -107,7 +138,9 @@ impl<'s> Problems<'s> {
                 );
             }
         }
-        self.found.sort_by_key(Diagnostic::position);
+        // This file's problems first, then those of the defaults under it.
+        let own = self.source.path.clone();
+        self.found.sort_by_key(|d| (d.file != own, d.position()));
         if self.omitted > 0 {
             self.found.push(Diagnostic::file(
                 &self.source.path,
@@ -119,6 +152,31 @@ impl<'s> Problems<'s> {
             ));
         }
         self.found
+    }
+}
+
+/// The file a merged table's high spans belong to: `[defaults]` of
+/// promfed.toml, parsed so that each of its spans is `offset` past its
+/// place in `source`.
+pub struct Layer<'s> {
+    pub source: &'s SourceText,
+    pub offset: usize,
+    /// The cluster file that inherits them, told in each message; `None`
+    /// when `[defaults]` are read on their own.
+    pub inherited_by: Option<&'s std::path::Path>,
+}
+
+impl Layer<'_> {
+    fn diagnostic(&self, span: Range<usize>, key: &str, message: String) -> Diagnostic {
+        let span = span.start - self.offset..span.end.saturating_sub(self.offset);
+        let message = match self.inherited_by {
+            Some(file) => format!(
+                "{message} (inherited from [defaults] by {}: set the key there to override it, or change the default)",
+                file.display()
+            ),
+            None => message,
+        };
+        Diagnostic::at(self.source, span, Some(&format!("defaults.{key}")), message)
     }
 }
 
@@ -150,9 +208,10 @@ pub struct Fields<'d> {
 }
 
 impl<'d> Fields<'d> {
-    pub fn root(doc: &'d toml_edit::Document<String>) -> Self {
+    /// The top level of a document (a `Document` derefs to its table).
+    pub fn root(table: &'d Table) -> Self {
         Self {
-            table: doc.as_table(),
+            table,
             span: 0..0,
             prefix: String::new(),
             allowed: Vec::new(),

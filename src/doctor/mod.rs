@@ -132,7 +132,7 @@ pub async fn run(settings: &Settings, only: &[String]) -> Findings {
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default();
-        let parsed = inventory::read_definition(file);
+        let parsed = inventory::read_definition(file, &settings.defaults);
         let name = match &parsed {
             Ok(c) => c.name.to_string(),
             Err(_) => stem.to_string(),
@@ -235,6 +235,7 @@ async fn check_cluster(
             format!("scraped by {} ({here})", owners.join(" and ")),
         );
     }
+    inherited(settings, &file, &mut c);
     // Without its files, nothing further can be tried.
     let reachable = files::check(&cluster, &settings.prometheus.user, &mut c)
         && network::check(&cluster, &mut c).await;
@@ -242,6 +243,24 @@ async fn check_cluster(
         api::check(&cluster, settings, &mut c).await;
     }
     c
+}
+
+/// With `[defaults]`: which values the cluster takes from them, with their
+/// lines in promfed.toml, and which it overrides.
+fn inherited(settings: &Settings, file: &Path, c: &mut Checks) {
+    if settings.defaults.is_empty() {
+        return;
+    }
+    let origins = inventory::read_cluster_file(file).ok().and_then(|text| {
+        let source = crate::config::diagnostic::SourceText::new(file, text);
+        crate::config::origins::of(&source, &settings.defaults).ok()
+    });
+    if let Some(o) = origins {
+        c.pass(
+            "defaults",
+            format!("{} ({})", o.summary(), settings.source.display()),
+        );
+    }
 }
 
 /// One line per check, grouped by scope, and a count.
