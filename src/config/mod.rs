@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod diagnostic;
+pub mod dialect;
 pub mod duration;
 pub mod federate;
 pub mod inventory;

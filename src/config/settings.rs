@@ -8,6 +8,7 @@ use url::Url;
 use crate::access::Identity;
 
 use crate::config::diagnostic::{Diagnostic, SourceText};
+use crate::config::dialect::Dialect;
 use crate::config::duration::PromDuration;
 use crate::config::toml_fields::{self, Fields, Problems, Spanned};
 
@@ -34,6 +35,8 @@ pub struct Settings {
     /// Several hosts sharing the clusters (`[shard]`); `None`: this host
     /// scrapes them all.
     pub shard: Option<super::shard::ShardSettings>,
+    /// Asked of promtool on first use (`Settings::dialect`).
+    dialect: std::sync::OnceLock<Dialect>,
 }
 
 /// How `promfed run` paces itself.
@@ -277,6 +280,7 @@ impl Settings {
             prometheus,
             alertmanager: alertmanager.flatten(),
             shard,
+            dialect: std::sync::OnceLock::new(),
         })
     }
 
@@ -288,6 +292,13 @@ impl Settings {
             deadline: Duration::from_secs(60),
             max_targets: self.max_targets,
         }
+    }
+
+    /// Which Prometheus the generated file is for, as its promtool says.
+    pub fn dialect(&self) -> Dialect {
+        *self
+            .dialect
+            .get_or_init(|| Dialect::of(&self.prometheus.check_tool, &self.state_dir))
     }
 
     /// Where discovered targets of one cluster are written.
