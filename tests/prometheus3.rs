@@ -299,10 +299,42 @@ fn kubernetes_sd_mode_on_prometheus_3_5_with_the_labels_of_file_sd_mode() {
     );
     assert_eq!(prometheus.last_reload(), reloaded);
     // 3.5's client-go lists by streaming (`sendInitialEvents`), not by LIST.
+    let streamed = fake.requests("watch_list_nodes");
+    assert!(streamed >= 1, "{}", fake.request_counts());
+    assert_eq!(fake.requests("list_nodes"), 0, "{}", fake.request_counts());
+
+    // Reloaded by SIGHUP (verified through runtimeinfo) for a new label:
+    // Prometheus 3 keeps the discoveries whose configuration is unchanged.
+    let settings = setup.read("etc/promfed.toml").replace(
+        "reload = \"http\"",
+        &format!("pid_file = \"{}\"", prometheus.pid_file.display()),
+    );
+    setup.write("etc/promfed.toml", &settings);
+    let cluster = setup
+        .read("etc/promfed.d/stage.toml")
+        .replace("env = \"test\"", "env = \"test\", team = \"x\"");
+    setup.write("etc/promfed.d/stage.toml", &cluster);
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
     assert!(
-        fake.requests("watch_list_nodes") >= 1,
+        stdout(&out).contains("installed, reloaded and verified"),
         "{}",
+        stdout(&out)
+    );
+    assert_ne!(prometheus.last_reload(), reloaded);
+    wait_for(
+        "the new label on every target",
+        Duration::from_secs(20),
+        || {
+            let targets = prometheus.active_targets();
+            (targets.len() == 10 && targets.iter().all(|t| t["labels"]["team"] == "x"))
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        fake.requests("watch_list_nodes"),
+        streamed,
+        "no new discovery: {}",
         fake.request_counts()
     );
-    assert_eq!(fake.requests("list_nodes"), 0, "{}", fake.request_counts());
 }
