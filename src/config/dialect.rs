@@ -46,14 +46,13 @@ impl Dialect {
         {
             return known;
         }
-        let dialect = ask(promtool).map_or(Dialect::Prometheus2, from_major);
+        // No answer is not kept: the next transaction asks again.
+        let Some(major) = ask(promtool) else {
+            return Dialect::Prometheus2;
+        };
         // A state folder not made yet, or not ours to write: ask next time.
-        let _ = crate::fsutil::write_atomic(
-            &cache,
-            format!("{key}\n{}\n", major_of(dialect)).as_bytes(),
-            0o644,
-        );
-        dialect
+        let _ = crate::fsutil::write_atomic(&cache, format!("{key}\n{major}\n").as_bytes(), 0o644);
+        from_major(major)
     }
 }
 
@@ -82,13 +81,6 @@ fn from_major(major: u32) -> Dialect {
         Dialect::Prometheus3
     } else {
         Dialect::Prometheus2
-    }
-}
-
-fn major_of(dialect: Dialect) -> u32 {
-    match dialect {
-        Dialect::Prometheus2 => 2,
-        Dialect::Prometheus3 => 3,
     }
 }
 
@@ -135,20 +127,25 @@ mod tests {
         assert_eq!(from_major(4), Dialect::Prometheus3);
     }
 
-    /// A fake promtool that counts its runs and says it is `version`.
+    /// A fake promtool that counts its runs and says it is `version`,
+    /// installed as a new file (renamed into place, as an upgrade does).
+    /// Written by a shell: a file this process held open for writing could
+    /// leak into another test's fork and make exec fail with ETXTBSY.
     fn fake_promtool(dir: &Path, version: &str) -> std::path::PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        let path = dir.join("promtool");
         let script = format!(
             "#!/bin/sh\necho run >> {}/runs\necho 'promtool, version {version} (branch: x)'\n",
             dir.display()
         );
-        // A new file, as an upgrade installs one (a rename: a new inode).
-        let written = dir.join("promtool.new");
-        std::fs::write(&written, script).unwrap();
-        std::fs::set_permissions(&written, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::rename(&written, &path).unwrap();
-        path
+        let made = Command::new("sh")
+            .arg("-c")
+            .arg("printf '%s' \"$1\" > \"$2.new\" && chmod 755 \"$2.new\" && mv \"$2.new\" \"$2\"")
+            .arg("sh")
+            .arg(script)
+            .arg(dir.join("promtool"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        dir.join("promtool")
     }
 
     fn runs(dir: &Path) -> usize {
@@ -190,5 +187,14 @@ mod tests {
             2,
             "nowhere to keep the answer: asked again"
         );
+
+        // A promtool that does not say its version: 2, and not kept.
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let promtool = fake_promtool(dir.path(), "unknown");
+        assert_eq!(Dialect::of(&promtool, &state), Dialect::Prometheus2);
+        assert_eq!(Dialect::of(&promtool, &state), Dialect::Prometheus2);
+        assert_eq!(runs(dir.path()), 4);
+        assert!(!state.join(CACHE).exists());
     }
 }
