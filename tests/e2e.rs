@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::support::*;
 
 /// Checks the labels of every target Prometheus scrapes for `cluster`.
-fn assert_cluster_targets(
+pub(crate) fn assert_cluster_targets(
     targets: &[serde_json::Value],
     cluster: &str,
     nodes: &[&str],

@@ -23,7 +23,7 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-fn cases() -> Vec<PathBuf> {
+pub(crate) fn cases() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let mut cases: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -36,8 +36,19 @@ fn cases() -> Vec<PathBuf> {
 }
 
 fn render(case: &Path) -> (String, tempfile::TempDir) {
+    render_with(case, |settings| settings.to_string())
+}
+
+/// The same, after `edit` rewrote the case's promfed.toml.
+pub(crate) fn render_with(
+    case: &Path,
+    edit: impl Fn(&str) -> String,
+) -> (String, tempfile::TempDir) {
     let root = tempfile::tempdir().unwrap();
     copy_tree(&case.join("etc"), &root.path().join("etc"));
+    let settings = root.path().join("etc/promfed.toml");
+    let edited = edit(&std::fs::read_to_string(&settings).unwrap());
+    std::fs::write(&settings, edited).unwrap();
     std::fs::create_dir_all(root.path().join("prometheus")).unwrap();
     let run = || {
         let out = Command::new(env!("CARGO_BIN_EXE_promfed"))

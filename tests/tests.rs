@@ -21,6 +21,7 @@ mod folder_watch;
 mod golden;
 mod hostile;
 mod pods;
+mod prometheus3;
 mod secrets_and_files;
 mod shapes;
 mod shard;

@@ -7,6 +7,7 @@ pub mod defaults;
 #[cfg(test)]
 mod defaults_tests;
 pub mod diagnostic;
+pub mod dialect;
 pub mod duration;
 pub mod federate;
 pub mod inventory;

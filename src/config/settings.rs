@@ -10,6 +10,7 @@ use crate::access::Identity;
 use crate::config::cluster::Cluster;
 use crate::config::defaults::Defaults;
 use crate::config::diagnostic::{Diagnostic, SourceText};
+use crate::config::dialect::Dialect;
 use crate::config::duration::PromDuration;
 use crate::config::toml_fields::{self, Fields, Problems, Spanned};
 
@@ -38,6 +39,8 @@ pub struct Settings {
     pub shard: Option<super::shard::ShardSettings>,
     /// `[defaults]`: what every cluster file inherits.
     pub defaults: Defaults,
+    /// Asked of promtool on first use (`Settings::dialect`).
+    dialect: std::sync::OnceLock<Dialect>,
 }
 
 /// How `promfed run` paces itself.
@@ -288,6 +291,7 @@ impl Settings {
             alertmanager: alertmanager.flatten(),
             shard,
             defaults,
+            dialect: std::sync::OnceLock::new(),
         })
     }
 
@@ -299,6 +303,13 @@ impl Settings {
             deadline: Duration::from_secs(60),
             max_targets: self.max_targets,
         }
+    }
+
+    /// Which Prometheus the generated file is for, as its promtool says.
+    pub fn dialect(&self) -> Dialect {
+        *self
+            .dialect
+            .get_or_init(|| Dialect::of(&self.prometheus.check_tool, &self.state_dir))
     }
 
     /// Where discovered targets of one cluster are written.

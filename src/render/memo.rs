@@ -29,11 +29,12 @@ static MEMO: Mutex<Option<HashMap<String, Remembered>>> = Mutex::new(None);
 /// What of `settings` a cluster's jobs depend on.
 fn settings_key(settings: &Settings) -> String {
     format!(
-        "{:?} {:?} {:?} {:?}",
+        "{:?} {:?} {:?} {:?} {:?}",
         settings.scrape_interval,
         settings.scrape_timeout,
         settings.targets_dir(),
-        settings.discovery
+        settings.discovery,
+        settings.dialect()
     )
 }
 

@@ -19,6 +19,9 @@ pub struct ScrapeConfig {
     pub honor_timestamps: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_path: Option<String>,
+    /// Prometheus 3 only (`Dialect`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_scrape_protocol: Option<&'static str>,
     /// URL parameters: a federation's `match[]`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<&'static str, Vec<String>>,

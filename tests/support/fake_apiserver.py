@@ -32,7 +32,10 @@ to the SelfSubjectAccessReview that asks for it.
 Lists carry a resourceVersion; `?watch=true` on a list path streams
 ADDED/MODIFIED/DELETED events (and BOOKMARKs when asked) as the state file
 changes, until timeoutSeconds; a resourceVersion older than the fake's
-history gets 410 Gone, as on a real server.
+history gets 410 Gone, as on a real server. `sendInitialEvents=true` (a
+streaming list, which Prometheus 3's client-go sends instead of a list)
+streams every current object as ADDED, then a BOOKMARK annotated
+`k8s.io/initial-events-end`, then the changes, as Kubernetes 1.32+ does.
 
 Byte-level faults, `"raw": {"case": NAME, "on": "list" | "watch",
 "resource": "nodes"}` (resource defaults to nodes): the resource's list
@@ -957,7 +960,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(400, status(400, "BadRequest", "invalid resourceVersion"))
         timeout = min(int(query.get("timeoutSeconds", ["300"])[0]), 3600)
         bookmarks = query.get("allowWatchBookmarks", [""])[0] == "true"
-        if state.since(resource, version) is None and head:
+        initial = query.get("sendInitialEvents", [""])[0] == "true"
+        if initial:
+            state.count(f"watch_list_{resource}")
+            version = 0
+        if state.since(resource, version) is None and head and not initial:
             return self.send(410, status(410, "Expired", f"too old resource version: {version}"))
         if head:
             self.send_response(200)
@@ -984,6 +991,12 @@ class Handler(BaseHTTPRequestHandler):
                         continue
                     obj["metadata"]["resourceVersion"] = str(version)
                     self.chunk(json.dumps({"type": "ADDED", "object": shaped(obj, state.get())}) + "\n")
+                if initial:
+                    self.chunk(json.dumps({"type": "BOOKMARK", "object": {
+                        "kind": kinds[resource],
+                        "apiVersion": "discovery.k8s.io/v1" if resource == "endpointslices" else "v1",
+                        "metadata": {"resourceVersion": str(version),
+                                     "annotations": {"k8s.io/initial-events-end": "true"}}}}) + "\n")
             while time.time() < deadline:
                 if head and raw_fault(state.get(), resource, True) and namespace is None:
                     break  # ended, so that the client reopens it into the fault

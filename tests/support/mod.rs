@@ -33,6 +33,24 @@ pub const TRIXIE_PROMTOOL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/target/trixie/root/usr/bin/promtool"
 );
+/// Debian sid's Prometheus 3.5 LTS, its promtool, Alertmanager 0.33 and its
+/// amtool; fetched into a private folder by scripts/sid-prometheus.
+pub const SID_PROMETHEUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/target/sid/root/usr/bin/prometheus"
+);
+pub const SID_PROMTOOL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/target/sid/root/usr/bin/promtool"
+);
+pub const SID_ALERTMANAGER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/target/sid/root/usr/bin/prometheus-alertmanager"
+);
+pub const SID_AMTOOL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/target/sid/root/usr/bin/amtool"
+);
 
 /// Fails the test, loudly, when a required tool is not installed.
 pub fn require(tool: &str) {
@@ -376,6 +394,11 @@ impl Prometheus {
     /// Starts Debian 13's Prometheus 2.53, which has Kubernetes discovery.
     pub fn start_trixie(dir: &Path, config: &Path) -> Prometheus {
         Self::launch(TRIXIE_PROMETHEUS, dir, config, None, free_port())
+    }
+
+    /// Starts Debian sid's Prometheus 3.5 LTS (`as_user` as in `start`).
+    pub fn start_sid(dir: &Path, config: &Path, as_user: Option<&str>) -> Prometheus {
+        Self::launch(SID_PROMETHEUS, dir, config, as_user, free_port())
     }
 
     /// Starts Prometheus serving HTTPS that requires a client certificate
@@ -914,11 +937,20 @@ pub struct Alertmanager {
 
 impl Alertmanager {
     pub fn start(dir: &Path, config: &Path) -> Alertmanager {
-        require(ALERTMANAGER);
+        Self::launch(ALERTMANAGER, dir, config)
+    }
+
+    /// Starts Debian sid's Alertmanager 0.33.
+    pub fn start_sid(dir: &Path, config: &Path) -> Alertmanager {
+        Self::launch(SID_ALERTMANAGER, dir, config)
+    }
+
+    fn launch(binary: &str, dir: &Path, config: &Path) -> Alertmanager {
+        require(binary);
         let port = free_port();
         let process = Process::spawn(
             "alertmanager",
-            Command::new(ALERTMANAGER)
+            Command::new(binary)
                 .arg(format!("--config.file={}", config.display()))
                 .arg(format!(
                     "--storage.path={}",
