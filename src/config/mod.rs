@@ -5,11 +5,13 @@
 pub mod cluster;
 pub mod diagnostic;
 pub mod duration;
+pub mod exporter;
 pub mod federate;
 pub mod inventory;
 pub mod last_good;
 pub mod names;
 pub mod pods;
+pub mod presets;
 #[cfg(test)]
 mod properties;
 pub mod quoting;
