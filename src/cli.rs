@@ -337,7 +337,7 @@ fn print_report(report: &Report, programs: &[Managed], clusters_dir: &std::path:
         let discovery = match &c.discovery {
             None => String::new(),
             Some(Ok(t)) => format!(
-                ", {}, {}{}{}",
+                ", {}, {}{}{}{}",
                 crate::output::counted(t.nodes.len(), "node", "nodes"),
                 crate::output::counted(
                     t.node_exporters.len(),
@@ -345,6 +345,7 @@ fn print_report(report: &Report, programs: &[Managed], clusters_dir: &std::path:
                     "node-exporter pods"
                 ),
                 annotated_pods(t),
+                exporter_targets(t),
                 crate::output::skipped(&t.skipped)
             ),
             Some(Err(e)) => format!(
@@ -380,6 +381,24 @@ fn print_report(report: &Report, programs: &[Managed], clusters_dir: &std::path:
 
 /// With `[pods]`: how many annotated pods are scraped, and how many more
 /// matched than `max_targets` allows.
+/// `, kube-dns: 2 targets` for each exporter job, and why one has none.
+fn exporter_targets(t: &crate::targets::ClusterTargets) -> String {
+    let mut out: String = t
+        .exporters
+        .iter()
+        .map(|(job, found)| {
+            format!(
+                ", {job}: {}",
+                crate::output::counted(found.len(), "target", "targets")
+            )
+        })
+        .collect();
+    for note in &t.exporter_notes {
+        out.push_str(&format!(" ({note})"));
+    }
+    out
+}
+
 fn annotated_pods(t: &crate::targets::ClusterTargets) -> String {
     match t.pods_capped {
         Some(matched) => format!(
