@@ -112,17 +112,28 @@ pub fn main() -> ExitCode {
     if let Command::Status { json } = args.command {
         // Needs only the state folder: it must work while the daemon runs on
         // its last good settings and promfed.toml is broken.
-        if let Err(problems) = Settings::load(&args.config) {
+        let settings = Settings::load(&args.config);
+        if let Err(problems) = &settings {
             tell!(
                 "warning: {} has {} (`promfed check` shows them); the daemon keeps the settings it last read",
                 args.config.display(),
                 crate::output::counted(problems.len(), "problem", "problems")
             );
         }
-        return finish(crate::status::print(
-            &Settings::state_dir_of(&args.config),
-            json,
-        ));
+        let code = crate::status::print(&Settings::state_dir_of(&args.config), json);
+        // Target health is Prometheus's to tell, asked now (not kept in
+        // status.json); only with settings that say where it is.
+        if let (Ok(settings), false, 0 | 1) = (&settings, json, code) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime starts");
+            say_raw!(
+                "{}",
+                crate::target_health::section(&runtime, &settings.prometheus.url)
+            );
+        }
+        return finish(code);
     }
     let settings = match Settings::load(&args.config) {
         Ok(s) => s,

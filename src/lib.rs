@@ -24,11 +24,13 @@ mod memory;
 mod metrics;
 mod permissions;
 mod programs;
+mod proxy_auth;
 mod rbac;
 mod render;
 mod shard;
 mod shard_plan;
 mod status;
+mod target_health;
 mod targets;
 mod yaml_depth;
 
