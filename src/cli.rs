@@ -116,17 +116,28 @@ pub fn main() -> ExitCode {
     if let Command::Status { json } = args.command {
         // Needs only the state folder: it must work while the daemon runs on
         // its last good settings and promfed.toml is broken.
-        if let Err(problems) = Settings::load(&args.config) {
+        let settings = Settings::load(&args.config);
+        if let Err(problems) = &settings {
             tell!(
                 "warning: {} has {} (`promfed check` shows them); the daemon keeps the settings it last read",
                 args.config.display(),
                 crate::output::counted(problems.len(), "problem", "problems")
             );
         }
-        return finish(crate::status::print(
-            &Settings::state_dir_of(&args.config),
-            json,
-        ));
+        let code = crate::status::print(&Settings::state_dir_of(&args.config), json);
+        // Target health is Prometheus's to tell, asked now (not kept in
+        // status.json); only with settings that say where it is.
+        if let (Ok(settings), false, 0 | 1) = (&settings, json, code) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime starts");
+            say_raw!(
+                "{}",
+                crate::target_health::section(&runtime, &settings.prometheus.url)
+            );
+        }
+        return finish(code);
     }
     let settings = match Settings::load(&args.config) {
         Ok(s) => s,
@@ -343,7 +354,7 @@ fn print_report(report: &Report, programs: &[Managed], clusters_dir: &std::path:
         let discovery = match &c.discovery {
             None => String::new(),
             Some(Ok(t)) => format!(
-                ", {}, {}{}{}",
+                ", {}, {}{}{}{}",
                 crate::output::counted(t.nodes.len(), "node", "nodes"),
                 crate::output::counted(
                     t.node_exporters.len(),
@@ -351,6 +362,7 @@ fn print_report(report: &Report, programs: &[Managed], clusters_dir: &std::path:
                     "node-exporter pods"
                 ),
                 annotated_pods(t),
+                exporter_targets(t),
                 crate::output::skipped(&t.skipped)
             ),
             Some(Err(e)) => format!(
@@ -386,6 +398,24 @@ fn print_report(report: &Report, programs: &[Managed], clusters_dir: &std::path:
 
 /// With `[pods]`: how many annotated pods are scraped, and how many more
 /// matched than `max_targets` allows.
+/// `, kube-dns: 2 targets` for each exporter job, and why one has none.
+fn exporter_targets(t: &crate::targets::ClusterTargets) -> String {
+    let mut out: String = t
+        .exporters
+        .iter()
+        .map(|(job, found)| {
+            format!(
+                ", {job}: {}",
+                crate::output::counted(found.len(), "target", "targets")
+            )
+        })
+        .collect();
+    for note in &t.exporter_notes {
+        out.push_str(&format!(" ({note})"));
+    }
+    out
+}
+
 fn annotated_pods(t: &crate::targets::ClusterTargets) -> String {
     match t.pods_capped {
         Some(matched) => format!(

@@ -24,12 +24,14 @@ mod memory;
 mod metrics;
 mod permissions;
 mod programs;
+mod proxy_auth;
 mod rbac;
 mod render;
 mod render_cluster;
 mod shard;
 mod shard_plan;
 mod status;
+mod target_health;
 mod targets;
 mod yaml_depth;
 

@@ -28,7 +28,7 @@ pub struct ClusterMetrics {
     pub discovery_healthy: bool,
     pub errors: BTreeMap<String, u64>,
     /// Targets per job slug.
-    pub targets: BTreeMap<&'static str, usize>,
+    pub targets: BTreeMap<String, usize>,
     pub token_expiry: Option<i64>,
 }
 
@@ -213,7 +213,7 @@ mod tests {
             ..Default::default()
         };
         c.errors.insert("unreachable".into(), 3);
-        c.targets.insert("kubelet", 5);
+        c.targets.insert("kubelet".into(), 5);
         c.token_expiry = Some(1893456000);
         m.clusters.insert("stage".into(), c);
         let text = m.render();

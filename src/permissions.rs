@@ -3,6 +3,7 @@
 //! API server, so the two can never disagree.
 
 use crate::config::cluster::Cluster;
+use crate::config::exporter::Per;
 use crate::config::federate::Source;
 use crate::config::settings::DiscoveryMode;
 
@@ -14,7 +15,7 @@ pub struct Need {
     /// `None`: cluster-wide (a ClusterRole); else a Role in that namespace.
     pub namespace: Option<String>,
     /// Which job needs it, for the reader.
-    pub why: &'static str,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -73,16 +74,24 @@ impl std::fmt::Display for Need {
     }
 }
 
+const fn slices() -> Object {
+    Object::Resource {
+        group: "discovery.k8s.io",
+        resource: "endpointslices",
+        subresource: None,
+    }
+}
+
 /// Every permission `cluster` needs, sorted, each once.
 pub fn needed(cluster: &Cluster, mode: DiscoveryMode) -> Vec<Need> {
     let mut needs = Vec::new();
-    let mut add = |verbs: &[&'static str], object: Object, namespace: Option<&str>, why| {
+    let mut add = |verbs: &[&'static str], object: Object, namespace: Option<&str>, why: &str| {
         for verb in verbs {
             needs.push(Need {
                 verb,
                 object: object.clone(),
                 namespace: namespace.map(str::to_string),
-                why,
+                why: why.to_string(),
             });
         }
     };
@@ -111,12 +120,7 @@ pub fn needed(cluster: &Cluster, mode: DiscoveryMode) -> Vec<Need> {
     }
     if cluster.node_exporter.component.enabled {
         let ns = Some(cluster.node_exporter.namespace.as_str());
-        let slices = Object::Resource {
-            group: "discovery.k8s.io",
-            resource: "endpointslices",
-            subresource: None,
-        };
-        add(FOLLOW, slices, ns, "node-exporter targets");
+        add(FOLLOW, slices(), ns, "node-exporter targets");
         if mode == DiscoveryMode::KubernetesSd {
             // Prometheus's endpointslice role also follows the pods and
             // services of the namespace, for their labels.
@@ -157,6 +161,32 @@ pub fn needed(cluster: &Cluster, mode: DiscoveryMode) -> Vec<Need> {
             Some(namespace),
             "federating ([federate])",
         );
+    }
+    for e in &cluster.exporters {
+        let (targets, scraping) = (
+            format!("exporter {} targets", e.job),
+            format!("scraping exporter {}", e.job),
+        );
+        for ns in e.namespaces.iter().map(|n| Some(n.as_str())) {
+            add(FOLLOW, slices(), ns, &targets);
+            let kubernetes_sd = mode == DiscoveryMode::KubernetesSd;
+            match e.per {
+                Per::Endpoint => {
+                    if kubernetes_sd {
+                        // Prometheus's endpointslice role follows these too.
+                        add(FOLLOW, Object::core("pods"), ns, &targets);
+                        add(FOLLOW, Object::core("services"), ns, &targets);
+                    }
+                    add(&["get"], Object::proxy("pods"), ns, &scraping);
+                }
+                Per::Service => {
+                    if kubernetes_sd {
+                        add(FOLLOW, Object::core("services"), ns, &targets);
+                    }
+                    add(&["get"], Object::proxy("services"), ns, &scraping);
+                }
+            }
+        }
     }
     needs.sort();
     // The same permission for two jobs is one rule: keep the first reason.
@@ -226,6 +256,45 @@ mod tests {
             .collect();
         assert_eq!(proxy, ["get pods/proxy"], "one cluster-wide rule, not two");
         let sd = shown(&needed(&cluster(""), DiscoveryMode::KubernetesSd));
+        assert!(
+            sd.contains(&"watch services in namespace monitoring".to_string()),
+            "{sd:?}"
+        );
+    }
+
+    /// Each exporter: its slices followed and its proxy, in each of its
+    /// namespaces only; Services followed only for Prometheus's own
+    /// discovery.
+    #[test]
+    fn exporters_need_their_slices_and_their_proxy_in_their_namespaces() {
+        let c = cluster(
+            "[node_exporter]\nenabled = false\n[kubelet]\nenabled = false\n[cadvisor]\nenabled = false\n[apiserver]\nenabled = false\n[exporter.kube-state-metrics]\n[exporter.kube-dns]\n",
+        );
+        assert_eq!(
+            shown(&needed(&c, DiscoveryMode::FileSd)),
+            [
+                "get pods/proxy in namespace kube-system",
+                "get services/proxy in namespace kube-system",
+                "get services/proxy in namespace monitoring",
+                "list endpointslices.discovery.k8s.io in namespace kube-system",
+                "list endpointslices.discovery.k8s.io in namespace monitoring",
+                "watch endpointslices.discovery.k8s.io in namespace kube-system",
+                "watch endpointslices.discovery.k8s.io in namespace monitoring",
+            ]
+        );
+        let sd = shown(&needed(&c, DiscoveryMode::KubernetesSd));
+        for need in [
+            "watch services in namespace monitoring",
+            "list pods in namespace kube-system",
+            "watch services in namespace kube-system",
+        ] {
+            assert!(sd.contains(&need.to_string()), "{need}: {sd:?}");
+        }
+        assert!(
+            !sd.iter()
+                .any(|n| n.contains("pods in namespace monitoring")),
+            "{sd:?}"
+        );
         assert!(
             sd.contains(&"watch services in namespace monitoring".to_string()),
             "{sd:?}"

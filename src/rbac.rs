@@ -27,6 +27,7 @@ pub fn manifests(cluster: &Cluster, mode: DiscoveryMode, namespace: &str) -> Str
         .iter()
         .filter(|k| k.enabled_in(cluster))
         .map(|k| k.slug())
+        .chain(cluster.exporters.iter().map(|e| e.job.as_str()))
         .collect();
     let about = if cluster.source.as_os_str() == DEFAULTS {
         "the default jobs (no cluster file named)".to_string()

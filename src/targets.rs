@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::cluster::Cluster;
+use crate::config::exporter::{Exporter, Per};
 use crate::config::names::ClusterName;
 use crate::discovery_error::DiscoveryError;
 use crate::fsutil;
@@ -110,12 +111,25 @@ impl JobKind {
 pub fn file_sd_watchers<'a>(clusters: impl IntoIterator<Item = &'a Cluster>) -> usize {
     clusters
         .into_iter()
-        .filter(|c| {
-            JobKind::ALL
-                .iter()
-                .any(|k| k.discovered() && k.enabled_in(c))
-        })
+        .filter(|c| !file_names(c).is_empty())
         .count()
+}
+
+/// The targets files of every discovered job of `cluster`: the built-in
+/// ones, then one per exporter.
+pub fn file_names(cluster: &Cluster) -> Vec<String> {
+    JobKind::ALL
+        .into_iter()
+        .filter(|k| k.discovered() && k.enabled_in(cluster))
+        .map(file_name)
+        .chain(cluster.exporters.iter().map(exporter_file_name))
+        .collect()
+}
+
+/// The name of an exporter job's targets file (its job is no built-in
+/// name, so no built-in job's file).
+pub fn exporter_file_name(e: &Exporter) -> String {
+    format!("{}.json", e.job)
 }
 
 /// A ready node-exporter pod and the node it runs on.
@@ -143,12 +157,30 @@ pub struct ScrapePod {
     pub version: Option<String>,
 }
 
+/// One target of an exporter job: a pod (per endpoint) or a Service (per
+/// service), and the port its proxy path names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExporterTarget {
+    pub namespace: String,
+    /// The pod's name, or the Service's.
+    pub name: String,
+    /// A number, or (per service) the Service port's name.
+    pub port: String,
+    /// Per endpoint: the node the pod runs on, when the endpoint says.
+    pub node: Option<String>,
+}
+
 /// One cluster's discovery result; the lists are sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ClusterTargets {
     pub nodes: Vec<String>,
     pub node_exporters: Vec<ExporterPod>,
     pub pods: Vec<ScrapePod>,
+    /// Each exporter's targets, by job.
+    pub exporters: BTreeMap<String, Vec<ExporterTarget>>,
+    /// Why an exporter job has no targets (no Service matched, no such
+    /// port): facts of the cluster, not discovery failures.
+    pub exporter_notes: Vec<String>,
     /// How many pods matched, when more than `[pods] max_targets` did (the
     /// targets are capped to the first ones by namespace and name).
     pub pods_capped: Option<usize>,
@@ -180,6 +212,66 @@ pub fn file_sd_json(cluster: &Cluster, targets: &ClusterTargets, kind: JobKind) 
         .expect("target groups serialise");
     json.push(b'\n');
     json
+}
+
+/// The `file_sd` document for one exporter job.
+pub fn exporter_file_sd_json(cluster: &Cluster, targets: &ClusterTargets, e: &Exporter) -> Vec<u8> {
+    let mut json = serde_json::to_vec_pretty(&exporter_groups(cluster, targets, e))
+        .expect("target groups serialise");
+    json.push(b'\n');
+    json
+}
+
+/// An exporter job's first target, as `first_target` tells it.
+pub fn first_exporter_target(
+    cluster: &Cluster,
+    targets: &ClusterTargets,
+    e: &Exporter,
+) -> Option<(String, String)> {
+    let mut group = exporter_groups(cluster, targets, e).into_iter().next()?;
+    let path = group.labels.remove("__metrics_path__")?;
+    Some((group.labels.remove("instance").unwrap_or_default(), path))
+}
+
+/// Per endpoint: the pod proxy, `instance` the node (else the pod), with
+/// `namespace` and `pod`. Per service: the service proxy, `instance`
+/// `NS/SERVICE:PORT`, and no `namespace` or `pod` (a Service has none,
+/// and kube-state-metrics's own must not be filled in by the target's).
+fn exporter_groups<'a>(
+    cluster: &'a Cluster,
+    targets: &ClusterTargets,
+    e: &Exporter,
+) -> Vec<TargetGroup<'a>> {
+    let prefix = &cluster.api_server.path_prefix;
+    let scheme = if e.https { "https:" } else { "" };
+    let found = targets.exporters.get(&e.job).map_or(&[][..], Vec::as_slice);
+    found
+        .iter()
+        .map(|t| {
+            let (resource, instance) = match e.per {
+                Per::Endpoint => ("pods", t.node.clone().unwrap_or_else(|| t.name.clone())),
+                Per::Service => ("services", format!("{}/{}:{}", t.namespace, t.name, t.port)),
+            };
+            let mut labels = BTreeMap::from([
+                (
+                    "__metrics_path__",
+                    format!(
+                        "{prefix}/api/v1/namespaces/{}/{resource}/{scheme}{}:{}/proxy{}",
+                        t.namespace, t.name, t.port, e.path
+                    ),
+                ),
+                ("instance", instance),
+            ]);
+            if e.per == Per::Endpoint {
+                labels.insert("namespace", t.namespace.clone());
+                labels.insert("pod", t.name.clone());
+            }
+            TargetGroup {
+                targets: [cluster.api_server.address.as_str()],
+                labels,
+            }
+        })
+        .collect()
 }
 
 /// One target of a discovered job, as Prometheus would scrape it: its
@@ -268,7 +360,8 @@ pub fn write_cluster(
     cluster: &Cluster,
     targets: &ClusterTargets,
 ) -> io::Result<usize> {
-    fsutil::create_dir(&targets_dir.join(cluster.name.as_str()), 0o755)?;
+    let dir = targets_dir.join(cluster.name.as_str());
+    fsutil::create_dir(&dir, 0o755)?;
     let mut changed = 0;
     for kind in JobKind::ALL
         .into_iter()
@@ -280,7 +373,31 @@ pub fn write_cluster(
             changed += 1;
         }
     }
+    for e in &cluster.exporters {
+        let path = dir.join(exporter_file_name(e));
+        if fsutil::write_if_changed(&path, &exporter_file_sd_json(cluster, targets, e), 0o644)? {
+            changed += 1;
+        }
+    }
+    remove_stale(&dir, cluster)?;
     Ok(changed)
+}
+
+/// Removes the targets files of jobs the cluster no longer has (an
+/// exporter renamed or turned off).
+fn remove_stale(dir: &Path, cluster: &Cluster) -> io::Result<()> {
+    let keep = file_names(cluster);
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.ends_with(".json") && !keep.iter().any(|k| k == name) && path.is_file() {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Makes sure a targets file exists for every discovered job, so a cluster
@@ -293,6 +410,14 @@ pub fn ensure_files(targets_dir: &Path, cluster: &Cluster) -> io::Result<()> {
         .filter(|k| k.discovered() && k.enabled_in(cluster))
     {
         let path = file_path(targets_dir, &cluster.name, kind);
+        if !path.exists() {
+            fsutil::write_atomic(&path, b"[]\n", 0o644)?;
+        }
+    }
+    for e in &cluster.exporters {
+        let path = targets_dir
+            .join(cluster.name.as_str())
+            .join(exporter_file_name(e));
         if !path.exists() {
             fsutil::write_atomic(&path, b"[]\n", 0o644)?;
         }
@@ -316,4 +441,70 @@ pub fn remove_others(targets_dir: &Path, keep: &[&ClusterName]) -> io::Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::diagnostic::SourceText;
+
+    /// An exporter may take no built-in job's name or file.
+    #[test]
+    fn the_built_in_names_exporters_may_not_take_are_every_built_in_jobs() {
+        for kind in JobKind::ALL {
+            for name in [kind.slug(), kind.job_label()] {
+                assert!(
+                    crate::config::exporter::BUILT_IN.contains(&name),
+                    "{name} is missing from exporter::BUILT_IN"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn exporter_targets_go_through_the_pod_or_the_service_proxy() {
+        let text = "api_server = \"https://10.0.0.1:6443/k8s\"\ntoken_file = \"/t\"\nca_file = \"/ca\"\n[exporter.kube-dns]\n[exporter.kube-state-metrics]\nscheme = \"https\"\n";
+        let cluster = Cluster::parse(&SourceText::new("/etc/promfed.d/c.toml", text), "c")
+            .unwrap()
+            .cluster;
+        let mut targets = ClusterTargets::default();
+        let target = |name: &str, port: &str, node: Option<&str>| ExporterTarget {
+            namespace: "kube-system".into(),
+            name: name.into(),
+            port: port.into(),
+            node: node.map(str::to_string),
+        };
+        targets.exporters.insert(
+            "kube-dns".into(),
+            vec![
+                target("coredns-a", "9153", Some("n-1")),
+                target("coredns-b", "9153", None),
+            ],
+        );
+        targets.exporters.insert(
+            "kube-state-metrics".into(),
+            vec![target("kube-state-metrics", "http-metrics", None)],
+        );
+        let json = |job: &str| -> serde_json::Value {
+            let e = cluster.exporters.iter().find(|e| e.job == job).unwrap();
+            serde_json::from_slice(&exporter_file_sd_json(&cluster, &targets, e)).unwrap()
+        };
+        assert_eq!(
+            json("kube-dns"),
+            serde_json::json!([
+                {"targets": ["10.0.0.1:6443"], "labels": {"__metrics_path__": "/k8s/api/v1/namespaces/kube-system/pods/coredns-a:9153/proxy/metrics", "instance": "n-1", "namespace": "kube-system", "pod": "coredns-a"}},
+                {"targets": ["10.0.0.1:6443"], "labels": {"__metrics_path__": "/k8s/api/v1/namespaces/kube-system/pods/coredns-b:9153/proxy/metrics", "instance": "coredns-b", "namespace": "kube-system", "pod": "coredns-b"}},
+            ])
+        );
+        assert_eq!(
+            json("kube-state-metrics"),
+            serde_json::json!([
+                {"targets": ["10.0.0.1:6443"], "labels": {"__metrics_path__": "/k8s/api/v1/namespaces/kube-system/services/https:kube-state-metrics:http-metrics/proxy/metrics", "instance": "kube-system/kube-state-metrics:http-metrics"}},
+            ])
+        );
+        assert_eq!(
+            file_names(&cluster)[3..],
+            ["kube-dns.json", "kube-state-metrics.json"]
+        );
+    }
 }

@@ -599,3 +599,60 @@ fn a_fifo_in_the_configs_place_never_blocks_promfed() {
         assert_exit(&out, 0);
     }
 }
+
+/// Exporter mistakes, each in a file of its own: all reported at once
+/// with file, line, column and key, and the good cluster still gated.
+#[test]
+fn exporter_mistakes_name_file_line_and_key_and_the_rest_goes_on() {
+    let s = setup();
+    let cases = [
+        (
+            "twice",
+            "[exporter.kube-dns]\n[exporter.kube-dns]\nper = \"service\"\n",
+            "twice.toml:5:11: key `exporter.kube-dns`: [exporter.kube-dns] is written twice",
+        ),
+        (
+            "builtin",
+            "[exporter.node-exporter]\nnamespace = \"monitoring\"\nservice = \"ne\"\nport = 9100\n",
+            "builtin.toml:4:11: key `exporter.node-exporter`: `node-exporter` is the name of one of promfed's own jobs",
+        ),
+        (
+            "both",
+            "[exporter.traefik]\nnamespace = \"traefik\"\nservice = \"traefik\"\nselector = { app = \"traefik\" }\nport = \"metrics\"\n",
+            "both.toml:7:14: key `exporter.traefik.selector`: give either `service` (the Service's name) or `selector` (its labels), not both",
+        ),
+        (
+            "portname",
+            "[exporter.kube-dns]\nport = \"Metrics_9153\"\n",
+            "portname.toml:5:8: key `exporter.kube-dns.port`: `Metrics_9153` is not a port number or a Kubernetes port name",
+        ),
+        (
+            "nopreset",
+            "[exporter.kube-state-metric]\n",
+            "nopreset.toml:4:11: key `exporter.kube-state-metric`: `kube-state-metric` is no preset (presets: kube-dns, kube-state-metrics)",
+        ),
+        (
+            "selector",
+            "[exporter.traefik]\nnamespace = \"traefik\"\nselector = \"app.kubernetes.io/name in (traefik)\"\nport = \"metrics\"\n",
+            "selector.toml:6:12: key `exporter.traefik.selector`: `app.kubernetes.io/name in (traefik)`: only `label=value` terms are taken",
+        ),
+    ];
+    for (name, tables, _) in &cases {
+        s.write(
+            &format!("etc/promfed.d/{name}.toml"),
+            &format!("{GOOD_CLUSTER}{tables}"),
+        );
+    }
+    let out = s.promfed(&["check"]);
+    assert_exit(&out, 78);
+    let err = stderr(&out);
+    for (_, _, expected) in cases {
+        assert!(err.contains(expected), "missing {expected:?} in\n{err}");
+    }
+    // The good cluster still goes through the gate.
+    assert!(
+        stdout(&out).contains("candidate passes the gate"),
+        "{}",
+        stdout(&out)
+    );
+}

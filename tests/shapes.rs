@@ -268,6 +268,7 @@ fn startup_lists_once(shape: &str) {
             let fake = FakeCluster::start(root, name, &["n-1", "n-2"], &exporter);
             let mut state = fake.current_state();
             state["shape"] = json!(shape);
+            state["exporters"] = exporters(exporter.port);
             fake.set_state(state);
             fake
         })
@@ -277,6 +278,10 @@ fn startup_lists_once(shape: &str) {
     setup.relist_rarely();
     for fake in &fakes {
         setup.add_cluster(fake);
+        setup.append(
+            &format!("etc/promfed.d/{}.toml", fake.name),
+            "\n[exporter.kube-state-metrics]\n[exporter.kube-dns]\n",
+        );
     }
     let mut daemon = setup.daemon();
     daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
@@ -298,25 +303,62 @@ fn startup_lists_once(shape: &str) {
         let seen: Vec<(&str, u64)> = [
             "list_nodes",
             "list_endpointslices",
+            "list_endpointslices monitoring",
+            "list_endpointslices kube-system",
             "watch_nodes",
             "watch_endpointslices",
+            "watch_endpointslices monitoring",
+            "watch_endpointslices kube-system",
         ]
         .into_iter()
         .map(|k| (k, counts[k].as_u64().unwrap_or(0)))
         .collect();
+        // node-exporter's slices, then one list and one watch per
+        // namespace the exporters name (kube-state-metrics: kube-system
+        // and monitoring; kube-dns: kube-system), not one per exporter.
         assert_eq!(
             seen,
             [
                 ("list_nodes", 1),
-                ("list_endpointslices", 1),
+                ("list_endpointslices", 3),
+                ("list_endpointslices monitoring", 2),
+                ("list_endpointslices kube-system", 1),
                 ("watch_nodes", 1),
-                ("watch_endpointslices", 1)
+                ("watch_endpointslices", 3),
+                ("watch_endpointslices monitoring", 2),
+                ("watch_endpointslices kube-system", 1),
             ],
             "cluster {}: {counts}\n--- log\n{}",
             fake.name,
             daemon.log()
         );
+        // The exporters' objects, in this shape, give their targets.
+        for (job, n) in [("kube-dns", 2), ("kube-state-metrics", 1)] {
+            let file = setup.path(&format!("state/targets/{}/{job}.json", fake.name));
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            assert_eq!(
+                text.matches("\"targets\"").count(),
+                n,
+                "{}: {text}",
+                file.display()
+            );
+        }
     }
+}
+
+/// kube-state-metrics in `monitoring` and CoreDNS in `kube-system`, as the
+/// fake serves them; their scrapes are not what these tests look at.
+fn exporters(upstream: u16) -> Value {
+    json!([
+        {"namespace": "monitoring", "service": "kube-state-metrics",
+         "labels": {"app.kubernetes.io/name": "kube-state-metrics"},
+         "ports": [{"name": "http-metrics", "port": 8080}], "upstream": format!("127.0.0.1:{upstream}"),
+         "pods": [{"name": "kube-state-metrics-0", "node": "n-1"}]},
+        {"namespace": "kube-system", "service": "kube-dns", "labels": {"k8s-app": "kube-dns"},
+         "ports": [{"name": "dns", "port": 53}, {"name": "metrics", "port": 9153}],
+         "upstream": format!("127.0.0.1:{upstream}"),
+         "pods": [{"name": "coredns-a", "node": "n-1"}, {"name": "coredns-b", "node": "n-2"}]},
+    ])
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod daemon;
 mod doctor;
 mod e2e;
 mod edge;
+mod exporters;
 mod fake_apiserver;
 mod federate;
 mod first_contact;

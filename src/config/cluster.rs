@@ -9,6 +9,7 @@ use url::Url;
 use super::defaults::Defaults;
 use super::diagnostic::{Diagnostic, SourceText};
 use super::duration::PromDuration;
+use super::exporter::{self, Exporter, RawExporter};
 use super::federate::{Federate, RawFederate};
 use super::names::{ClusterName, LabelName};
 use super::pods::{Pods, RawPods};
@@ -37,6 +38,8 @@ pub struct Cluster {
     pub federate: Option<Federate>,
     /// `[pods]`: annotated pods, when enabled.
     pub pods: Option<Pods>,
+    /// `[exporter.<job>]`: the enabled ones, sorted by job.
+    pub exporters: Vec<Exporter>,
 }
 
 /// The API server's URL, split the way scrape configs need it.
@@ -206,6 +209,7 @@ struct RawCluster {
     port: Option<Spanned<StringOrInteger>>,
     federate: Option<RawFederate>,
     pods: Option<RawPods>,
+    exporters: Vec<RawExporter>,
     /// Credential keys that are written, whether or not their values are
     /// good: only the others are missing.
     credentials_written: Vec<&'static str>,
@@ -244,6 +248,7 @@ impl RawCluster {
             port: None,
             federate: None,
             pods: None,
+            exporters: Vec::new(),
             credentials_written: Vec::new(),
         };
         raw.credentials_written = ["token_file", "cert_file", "key_file", "ca_file"]
@@ -262,6 +267,7 @@ impl RawCluster {
         });
         raw.federate = RawFederate::read(&mut root, p);
         raw.pods = RawPods::read(&mut root, p);
+        raw.exporters = exporter::read_all(&mut root, p);
         root.finish(p);
         raw
     }
@@ -392,6 +398,7 @@ impl RawCluster {
             None => Some(None),
             Some(raw) => raw.validate(p),
         };
+        let exporters = exporter::validate_all(self.exporters, p);
 
         Some(Cluster {
             name: name?,
@@ -424,6 +431,7 @@ impl RawCluster {
             },
             federate: federate?,
             pods: pods?,
+            exporters: exporters?,
         })
     }
 }
@@ -543,7 +551,7 @@ mod tests {
                 "/etc/promfed.d/stage.toml:1:14: key `api_server`: `http://10.0.0.1:6443`: the API server must be reached over https:// (tokens would travel in clear text)",
                 "/etc/promfed.d/stage.toml:3:12: key `labels.cluster`: `cluster` is set by promfed itself and cannot be overridden",
                 "/etc/promfed.d/stage.toml:3:27: key `labels.bad-name`: `bad-name` is not a valid label name: use letters, digits and `_`, not starting with a digit",
-                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, federate, insecure_skip_verify, key_file, kubelet, labels, name, node_exporter, pods, receiver, tls_server_name, token_file)",
+                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, exporter, federate, insecure_skip_verify, key_file, kubelet, labels, name, node_exporter, pods, receiver, tls_server_name, token_file)",
                 "/etc/promfed.d/stage.toml:6:8: key `node_exporter.port`: 70000 is not a port number (1-65535)",
                 "/etc/promfed.d/stage.toml:8:19: key `cadvisor.scrape_interval`: `10` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
             ]
@@ -785,5 +793,206 @@ mod federate_tests {
             assert_eq!(problems.len(), 1, "{text}\n{problems:#?}");
             assert!(problems[0].contains(expected), "{text}\n{problems:#?}");
         }
+    }
+}
+
+/// `[exporter.<job>]` read within a whole cluster file.
+#[cfg(test)]
+mod exporter_tests {
+    use super::*;
+    use crate::config::exporter::{Per, Selection};
+
+    const HEAD: &str =
+        "api_server = \"https://10.0.0.1:6443\"\ntoken_file = \"t\"\nca_file = \"ca.crt\"\n";
+
+    fn parse(tables: &str) -> Result<Vec<Exporter>, Vec<String>> {
+        let text = format!("{HEAD}{tables}");
+        Cluster::parse(&SourceText::new("/etc/promfed.d/c.toml", text), "c")
+            .map(|p| p.cluster.exporters)
+            .map_err(|b| b.problems.iter().map(|d| d.headline()).collect())
+    }
+
+    #[test]
+    fn a_preset_needs_no_keys_and_any_key_overrides_it() {
+        let all = parse("[exporter.kube-state-metrics]\n[exporter.kube-dns]\n").unwrap();
+        let (dns, ksm) = (&all[0], &all[1]);
+        assert_eq!(ksm.job, "kube-state-metrics");
+        assert_eq!(ksm.namespaces, ["kube-system", "monitoring"]);
+        assert_eq!(
+            ksm.selection,
+            Selection::Selector(vec![(
+                "app.kubernetes.io/name".into(),
+                "kube-state-metrics".into()
+            )])
+        );
+        assert_eq!(
+            ksm.ports,
+            [PortRef::Name("http-metrics".into()), PortRef::Number(8080)]
+        );
+        assert_eq!(
+            (ksm.per, ksm.honor_labels, ksm.path.as_str()),
+            (Per::Service, true, "/metrics")
+        );
+        assert_eq!(
+            (dns.job.as_str(), dns.per, dns.honor_labels),
+            ("kube-dns", Per::Endpoint, false)
+        );
+        assert_eq!(dns.namespaces, ["kube-system"]);
+
+        let sharded = parse("[exporter.kube-state-metrics]\nper = \"endpoint\"\nnamespace = \"obs\"\nservice = \"ksm\"\nport = 8081\nhonor_labels = false\n").unwrap();
+        let s = &sharded[0];
+        assert_eq!((s.per, s.honor_labels), (Per::Endpoint, false));
+        assert_eq!(
+            (s.namespaces.as_slice(), &s.selection),
+            (&["obs".to_string()][..], &Selection::Service("ksm".into()))
+        );
+        assert_eq!(s.ports, [PortRef::Number(8081)]);
+        // `preset` lends a preset to a job of another name.
+        let other = parse("[exporter.dns]\npreset = \"kube-dns\"\n").unwrap();
+        assert_eq!(
+            (other[0].job.as_str(), other[0].per),
+            ("dns", Per::Endpoint)
+        );
+    }
+
+    #[test]
+    fn an_exporter_of_ones_own_with_every_key() {
+        let all = parse(concat!(
+            "[exporter.traefik]\nnamespace = \"traefik\"\nselector = { \"app.kubernetes.io/name\" = \"traefik\" }\n",
+            "port = \"metrics\"\nper = \"service\"\npath = \"/m\"\nscheme = \"https\"\nparams = { format = \"prometheus\", x = [\"a\", \"b\"] }\n",
+            "scrape_interval = \"1m\"\nscrape_timeout = \"20s\"\nhonor_labels = true\nkeep_metrics = \"traefik_.*\"\ndrop_metrics = \"go_.*\"\n",
+            "sample_limit = 5000\nbody_size_limit = \"10MB\"\n",
+            "[exporter.off]\nenabled = false\nnamespace = \"x\"\nservice = \"x\"\nport = 1\n",
+        ))
+        .unwrap();
+        assert_eq!(all.len(), 1, "a disabled exporter is no job");
+        let t = &all[0];
+        assert_eq!(
+            (t.per, t.https, t.path.as_str()),
+            (Per::Service, true, "/m")
+        );
+        assert_eq!(t.params["x"], ["a", "b"]);
+        assert_eq!(t.params["format"], ["prometheus"]);
+        assert_eq!(t.keep_metrics.as_deref(), Some("traefik_.*"));
+        assert_eq!(
+            (t.sample_limit, t.body_size_limit.as_deref()),
+            (Some(5000), Some("10MB"))
+        );
+        assert_eq!(
+            t.scrape_timeout.as_ref().map(|d| d.to_string()).as_deref(),
+            Some("20s")
+        );
+    }
+
+    /// Each mistake is named with its line, column and key.
+    #[test]
+    fn every_mistake_names_line_column_and_key() {
+        let cases = [
+            (
+                "[exporter.kubelet]\n",
+                "4:11: key `exporter.kubelet`: `kubelet` is the name of one of promfed's own jobs",
+            ),
+            (
+                "[exporter.kubernetes-pods]\npreset = \"kube-dns\"\n",
+                "4:11: key `exporter.kubernetes-pods`: `kubernetes-pods` is the name",
+            ),
+            (
+                "[exporter.Traefik]\npreset = \"kube-dns\"\n",
+                "4:11: key `exporter.Traefik`: `Traefik` is not a job name",
+            ),
+            (
+                "[exporter.traefik]\n",
+                "4:11: key `exporter.traefik`: `traefik` is no preset (presets: kube-dns, kube-state-metrics)",
+            ),
+            (
+                "[exporter.x]\npreset = \"kube-dsn\"\n",
+                "5:10: key `exporter.x.preset`: `kube-dsn` is no preset",
+            ),
+            (
+                "[exporter.t]\nnamespace = \"t\"\nservice = \"t\"\nselector = \"app=t\"\nport = 9100\n",
+                "7:12: key `exporter.t.selector`: give either `service`",
+            ),
+            (
+                "[exporter.t]\nnamespace = \"t\"\nservice = \"t\"\nport = \"Web_Metrics\"\n",
+                "7:8: key `exporter.t.port`: `Web_Metrics` is not a port number or a Kubernetes port name",
+            ),
+            (
+                "[exporter.t]\nnamespace = \"t\"\nselector = \"app in (a,b)\"\nport = 1\n",
+                "6:12: key `exporter.t.selector`: `app in (a,b)`: only `label=value`",
+            ),
+            (
+                "[exporter.t]\nnamespace = \"t\"\nselector = { \"bad key\" = \"x\" }\nport = 1\n",
+                "6:14: key `exporter.t.selector`: `bad key` is not a Kubernetes label key",
+            ),
+            (
+                "[exporter.t]\nnamespace = \"t\"\nport = 1\n",
+                "4:1: key `exporter.t.service`: missing",
+            ),
+            (
+                "[exporter.t]\nservice = \"t\"\nport = 1\n",
+                "4:1: key `exporter.t.namespace`: missing",
+            ),
+            (
+                "[exporter.t]\nnamespace = \"t\"\nservice = \"t\"\n",
+                "4:1: key `exporter.t.port`: missing",
+            ),
+            (
+                "[exporter.kube-dns]\nper = \"pod\"\n",
+                "5:7: key `exporter.kube-dns.per`: `pod` is neither",
+            ),
+            (
+                "[exporter.kube-dns]\npath = \"/../secrets\"\n",
+                "5:8: key `exporter.kube-dns.path`",
+            ),
+            (
+                "[exporter.kube-dns]\nscheme = \"ftp\"\n",
+                "5:10: key `exporter.kube-dns.scheme`",
+            ),
+            (
+                "[exporter.kube-dns]\nkeep_metrics = \"(\"\n",
+                "5:16: key `exporter.kube-dns.keep_metrics`: not a valid regular expression",
+            ),
+            (
+                "[exporter.kube-dns]\nscrape_interval = \"10s\"\nscrape_timeout = \"20s\"\n",
+                "6:18: key `exporter.kube-dns.scrape_timeout`: 20s is longer",
+            ),
+            (
+                "[exporter.kube-dns]\nbody_size_limit = \"10 megs\"\n",
+                "5:19: key `exporter.kube-dns.body_size_limit`",
+            ),
+            (
+                "[exporter.kube-dns]\nsample_limit = -1\n",
+                "5:16: key `exporter.kube-dns.sample_limit`",
+            ),
+            (
+                "[exporter.kube-dns]\nnamespaces = [\"a\"]\n",
+                "5:1: key `exporter.kube-dns.namespaces`: unknown key",
+            ),
+            (
+                "[exporter.kube-dns]\nnamespace = \"Kube System\"\n",
+                "5:13: key `exporter.kube-dns.namespace`: `Kube System` is not a Kubernetes name",
+            ),
+            (
+                "[exporter]\nkube-dns = 1\n",
+                "5:1: key `exporter.kube-dns`: expected a table",
+            ),
+        ];
+        for (text, expected) in cases {
+            let problems = parse(text).expect_err(text);
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "{text}\nexpected {expected}\ngot {problems:#?}"
+            );
+        }
+    }
+
+    /// TOML itself refuses a table written twice; the message names the job.
+    #[test]
+    fn a_job_written_twice_is_refused_with_its_name() {
+        let problems =
+            parse("[exporter.kube-dns]\n[exporter.kube-dns]\nper = \"service\"\n").unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("/etc/promfed.d/c.toml:5:11: key `exporter.kube-dns`: [exporter.kube-dns] is written twice"), "{problems:?}");
+        assert!(problems[0].contains("kube-dns"), "{problems:?}");
     }
 }

@@ -9,6 +9,7 @@ mod defaults_tests;
 pub mod diagnostic;
 pub mod dialect;
 pub mod duration;
+pub mod exporter;
 pub mod federate;
 pub mod inventory;
 pub mod last_good;
@@ -16,6 +17,7 @@ pub mod merge;
 pub mod names;
 pub mod origins;
 pub mod pods;
+pub mod presets;
 #[cfg(test)]
 mod properties;
 pub mod quoting;

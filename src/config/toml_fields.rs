@@ -192,8 +192,32 @@ pub fn parse(source: &SourceText) -> Result<toml_edit::Document<String>, Diagnos
     parsed.map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         let message = e.message().trim().to_string();
+        if message.starts_with("duplicate key") {
+            if let Some(table) = header_at(&source.text, span.start) {
+                return Diagnostic::at(
+                    source,
+                    span,
+                    Some(table),
+                    format!("[{table}] is written twice: each table (and each `[exporter.<job>]`, whose name is its job) may appear once in a file"),
+                );
+            }
+        }
         Diagnostic::at(source, span, None, format!("invalid TOML: {message}"))
     })
+}
+
+/// The `[table]` header on the line of `at`, when it is a plain dotted
+/// name (never a value: this names the key in a message).
+fn header_at(text: &str, at: usize) -> Option<&str> {
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(start..)?.lines().next()?.trim();
+    let inner = line.strip_prefix('[')?.split(']').next()?.trim();
+    let plain = !inner.is_empty()
+        && inner.len() <= 200
+        && inner
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    plain.then_some(inner)
 }
 
 /// One table being read. Every key taken is remembered; `finish` reports the
@@ -342,6 +366,95 @@ impl<'d> Fields<'d> {
                 None
             }
         }
+    }
+
+    /// Whether `key` is written here as a table (`[a.b]` or `{ … }`),
+    /// without taking it: a key that takes two forms asks first.
+    pub fn is_table_like(&self, key: &str) -> bool {
+        self.table.get(key).is_some_and(|item| item.is_table_like())
+    }
+
+    /// Every sub-table of the table `key`, by its own name, such as each
+    /// `[exporter.<job>]`: the names are the operator's, so every one is
+    /// known. A value under `key` that is not a table is reported.
+    pub fn tables(
+        &mut self,
+        p: &mut Problems,
+        key: &'static str,
+    ) -> Vec<(Spanned<String>, Fields<'d>)> {
+        let Some(mut outer) = self.table(p, key) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let prefix = outer.prefix.clone();
+        for (name, item) in outer.table.iter() {
+            let key_span = outer
+                .table
+                .get_key_value(name)
+                .and_then(|(k, _)| k.span())
+                .unwrap_or_else(|| outer.span.clone());
+            match item.as_table_like() {
+                Some(table) => out.push((
+                    Spanned {
+                        value: name.to_string(),
+                        span: key_span.clone(),
+                    },
+                    Fields {
+                        table,
+                        span: item.span().unwrap_or(key_span),
+                        prefix: format!("{prefix}{name}."),
+                        allowed: Vec::new(),
+                        written: Vec::new(),
+                    },
+                )),
+                None => p.at(key_span, &outer.path(name), "expected a table"),
+            }
+        }
+        outer.allowed.clear();
+        out
+    }
+
+    /// Whether the table has no key at all (`[exporter.kube-dns]` alone).
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// A table whose values are each a string or a list of strings, such
+    /// as `params = { module = ["http_2xx"] }`.
+    pub fn string_lists_map(
+        &mut self,
+        p: &mut Problems,
+        key: &'static str,
+    ) -> Option<Vec<(Spanned<String>, Vec<String>)>> {
+        let mut sub = self.table(p, key)?;
+        let mut out = Vec::new();
+        for (name, item) in sub.table.iter() {
+            let span = item.span().unwrap_or_else(|| sub.span.clone());
+            let values = match (item.as_str(), item.as_array()) {
+                (Some(v), _) => Some(vec![v.to_string()]),
+                (None, Some(array)) => array
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>(),
+                _ => None,
+            };
+            match values {
+                Some(values) => out.push((
+                    Spanned {
+                        value: name.to_string(),
+                        span,
+                    },
+                    values,
+                )),
+                None => p.at(
+                    span,
+                    &sub.path(name),
+                    "expected a string or a list of strings",
+                ),
+            }
+        }
+        sub.allowed.clear();
+        Some(out)
     }
 
     /// Reports every key that was not taken.

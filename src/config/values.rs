@@ -129,6 +129,17 @@ pub fn kubernetes_name(p: &mut Problems, key: &str, value: &Key, default: &str) 
     }
 }
 
+/// Plain URL path characters and no `.` or `..` segment: a path that
+/// goes into a proxy path cannot leave it for another API path.
+pub fn is_plain_path(p: &str) -> bool {
+    p.len() <= 1024
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/-._~".contains(c))
+        && !p
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+}
+
 /// A port by number (1-65535) or by name (a Kubernetes port name, as
 /// Services and EndpointSlices list them); `default` when unset.
 pub fn port(

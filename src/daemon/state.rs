@@ -230,9 +230,22 @@ impl State {
                             JobKind::NodeExporter => found.node_exporters.len(),
                             JobKind::Pods => found.pods.len(),
                         };
-                        (k.slug(), n)
+                        (k.slug().to_string(), n)
                     })
+                    .chain(
+                        found
+                            .exporters
+                            .iter()
+                            .map(|(job, t)| (job.clone(), t.len())),
+                    )
                     .collect();
+                for note in &found.exporter_notes {
+                    tracing::warn!(
+                        cluster = name,
+                        stage = "discovery",
+                        "cluster {name}: {note}: that job has no targets"
+                    );
+                }
                 if was != DiscoveryState::Ok {
                     tracing::info!(
                         cluster = name,

@@ -28,6 +28,7 @@ use futures_util::stream::FuturesUnordered;
 
 use super::client::{EventStream, KubeClient, Permission, RawEvent};
 use super::decode;
+use super::exporters;
 use super::objects::{EndpointSlice, Node};
 use super::pace::{Backoff, Ceilings};
 use super::pods;
@@ -65,6 +66,9 @@ pub struct Known {
     from_endpoints: bool,
     /// `None`: `[pods]` is off.
     pods: Option<KnownPods>,
+    /// Each exporter namespace's slices, in `exporters::scopes` order;
+    /// empty without exporters.
+    exporter_slices: Vec<exporters::Known>,
 }
 
 /// The annotated pods to scrape, by `namespace/name`, and the version to
@@ -224,6 +228,7 @@ async fn list(
         endpoint_pods: Vec::new(),
         from_endpoints: false,
         pods: None,
+        exporter_slices: Vec::new(),
     };
     if cluster.kubelet.enabled || cluster.cadvisor.component.enabled {
         ceilings.admit(Which::Nodes).await;
@@ -277,6 +282,12 @@ async fn list(
         }
         let (found, versions) = pods::list(client, cluster).await?;
         known.pods = Some(KnownPods { found, versions });
+    }
+    for (i, scope) in exporters::scopes(&cluster.exporters).iter().enumerate() {
+        ceilings.admit(Which::Exporters(i)).await;
+        known
+            .exporter_slices
+            .push(exporters::list(client, scope).await?);
     }
     Ok(known)
 }
@@ -333,6 +344,13 @@ impl Known {
         if let (Some(known), Some(wanted)) = (&self.pods, &cluster.pods) {
             (targets.pods, targets.pods_capped) = pods::capped(&known.found, wanted);
         }
+        if !cluster.exporters.is_empty() {
+            let slices: Vec<_> = self.exporter_slices.iter().map(|(s, _)| s).collect();
+            let scopes = exporters::scopes(&cluster.exporters);
+            (targets.exporters, targets.exporter_notes) =
+                exporters::targets(&cluster.exporters, &scopes, &slices);
+            super::check_exporter_counts(cluster, &targets, limits)?;
+        }
         Ok(targets)
     }
 }
@@ -353,6 +371,8 @@ pub enum Which {
     Slices,
     /// The pods of scope `.0`.
     Pods(usize),
+    /// The EndpointSlices of exporter namespace `.0`.
+    Exporters(usize),
 }
 
 impl Known {
@@ -363,6 +383,7 @@ impl Known {
             Which::Nodes => self.nodes.as_mut().map(|(_, v)| v),
             Which::Slices => self.slices.as_mut().map(|(_, v)| v),
             Which::Pods(scope) => self.pods.as_mut().and_then(|p| p.versions.get_mut(scope)),
+            Which::Exporters(scope) => self.exporter_slices.get_mut(scope).map(|(_, v)| v),
         }
     }
 
@@ -390,6 +411,7 @@ impl Known {
         if let Some(pods) = &self.pods {
             all.extend((0..pods.versions.len()).map(Which::Pods));
         }
+        all.extend((0..self.exporter_slices.len()).map(Which::Exporters));
         all
     }
 }
@@ -497,6 +519,11 @@ impl<'a> Watching<'a> {
                     .unwrap_or_default();
                 let scope = scopes.get(scope).cloned().flatten();
                 (pods::path(&scope), JSON, pods::WATCH)
+            }
+            Which::Exporters(scope) => {
+                let scopes = exporters::scopes(&self.cluster.exporters);
+                let path = scopes.get(scope).map(exporters::path).unwrap_or_default();
+                (path, JSON, WATCH_SLICES)
             }
         }
     }
@@ -610,6 +637,7 @@ impl<'a> Watching<'a> {
             Which::Nodes => apply_node(known, event),
             Which::Slices => apply_slice(known, event),
             Which::Pods(..) => apply_pod(known, event),
+            Which::Exporters(scope) => apply_exporter_slice(known, scope, event),
         }
         .map_err(|detail| DiscoveryError::BadResponse {
             url: url.to_string(),
@@ -702,5 +730,25 @@ fn apply_pod(known: &mut Known, event: &RawEvent) -> Result<bool, String> {
     Ok(match target {
         Some(t) => known_pods.found.insert(key, t.clone()).as_ref() != Some(&t),
         None => known_pods.found.remove(&key).is_some(),
+    })
+}
+
+/// Takes in an EndpointSlice event of an exporter namespace; whether any
+/// slice changed.
+fn apply_exporter_slice(known: &mut Known, scope: usize, event: &RawEvent) -> Result<bool, String> {
+    let Some((slices, _)) = known.exporter_slices.get_mut(scope) else {
+        return Ok(false);
+    };
+    if !matches!(event.kind.as_str(), "ADDED" | "MODIFIED" | "DELETED") {
+        return Ok(false);
+    }
+    let slice: exporters::Slice = decode::from_value(&event.object)?;
+    let name = slice.metadata.name.clone();
+    Ok(match event.kind.as_str() {
+        "DELETED" => slices.remove(&name).is_some(),
+        _ => {
+            slices.insert(name, slice);
+            true
+        }
     })
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod decode;
+mod exporters;
 mod follow;
 mod framing;
 #[doc(hidden)]
@@ -115,6 +116,30 @@ fn targets_of(
         });
     }
     Ok(targets)
+}
+
+/// No exporter job may have more than `max_targets` either.
+fn check_exporter_counts(
+    cluster: &Cluster,
+    targets: &ClusterTargets,
+    limits: Limits,
+) -> Result<(), DiscoveryError> {
+    match targets
+        .exporters
+        .iter()
+        .find(|(_, t)| t.len() > limits.max_targets)
+    {
+        None => Ok(()),
+        Some((job, t)) => Err(DiscoveryError::TooMuch {
+            what: "more targets than allowed",
+            url: cluster.api_server.url.to_string(),
+            limit: format!(
+                "{} for exporter {job}, more than max_targets = {} (raise it in promfed.toml if this cluster is really that large)",
+                t.len(),
+                limits.max_targets
+            ),
+        }),
+    }
 }
 
 /// A whole list, and the resource version a watch of it starts from.

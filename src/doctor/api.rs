@@ -274,6 +274,7 @@ async fn scrapes(cluster: &Cluster, settings: &Settings, client: &KubeClient, ch
                     }
                 ),
             );
+            exporter_discovery(cluster, &found, checks);
             Some(found)
         }
         Err(e) => {
@@ -314,7 +315,87 @@ async fn scrapes(cluster: &Cluster, settings: &Settings, client: &KubeClient, ch
             }
             continue;
         };
-        sample(cluster, client, kind, &instance, &path, checks).await;
+        sample(
+            cluster,
+            client,
+            Job::Builtin(kind),
+            &instance,
+            &path,
+            checks,
+        )
+        .await;
+    }
+    for e in &cluster.exporters {
+        let Some(found) = &found else { break };
+        let Some((instance, path)) = targets::first_exporter_target(cluster, found, e) else {
+            checks.warn(
+                "scrape",
+                format!("exporter {}: no target found, nothing to sample", e.job),
+                "see the discovery line above",
+            );
+            continue;
+        };
+        let relative = path.strip_prefix(prefix.as_str()).unwrap_or(&path);
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(
+                e.params
+                    .iter()
+                    .flat_map(|(k, vs)| vs.iter().map(move |v| (k, v))),
+            )
+            .finish();
+        let path = match query.as_str() {
+            "" => relative.to_string(),
+            q => format!("{relative}?{q}"),
+        };
+        let job = Job::Exporter(&e.job);
+        sample(cluster, client, job, &instance, &path, checks).await;
+    }
+}
+
+/// One line per exporter: how many targets, or why none.
+fn exporter_discovery(cluster: &Cluster, found: &targets::ClusterTargets, checks: &mut Checks) {
+    for e in &cluster.exporters {
+        let n = found.exporters.get(&e.job).map_or(0, Vec::len);
+        let note = found
+            .exporter_notes
+            .iter()
+            .find(|note| note.starts_with(&format!("exporter {}:", e.job)));
+        match note {
+            Some(note) => checks.warn(
+                "discovery",
+                note.clone(),
+                format!(
+                    "check [exporter.{}] namespace, service or selector, and port in {} against the cluster (kubectl get endpointslices -n NAMESPACE --show-labels)",
+                    e.job,
+                    cluster.source.display()
+                ),
+            ),
+            None => checks.pass(
+                "discovery",
+                format!(
+                    "exporter {}: {} in {}",
+                    e.job,
+                    counted(n, "target", "targets"),
+                    e.namespaces.join(", ")
+                ),
+            ),
+        }
+    }
+}
+
+/// A job to sample: a built-in one, or an exporter by its job name.
+#[derive(Clone, Copy)]
+enum Job<'a> {
+    Builtin(JobKind),
+    Exporter(&'a str),
+}
+
+impl Job<'_> {
+    fn name(&self) -> String {
+        match self {
+            Job::Builtin(kind) => kind.slug().to_string(),
+            Job::Exporter(job) => format!("exporter {job}"),
+        }
     }
 }
 
@@ -340,12 +421,12 @@ fn federate_path(cluster: &Cluster) -> Option<(String, String)> {
 async fn sample(
     cluster: &Cluster,
     client: &KubeClient,
-    kind: JobKind,
+    job_of: Job<'_>,
     instance: &str,
     path: &str,
     checks: &mut Checks,
 ) {
-    let job = kind.slug();
+    let job = job_of.name();
     let started = Instant::now();
     let shown_path = path.split('?').next().unwrap_or(path);
     match client.fetch(path, "text/plain;version=0.0.4").await {
@@ -365,12 +446,30 @@ async fn sample(
                     String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned()
                 });
             let message = client.redact(message.trim());
-            let fix = match (status, kind) {
+            let proxied = !matches!(
+                job_of,
+                Job::Builtin(JobKind::Kubelet | JobKind::Cadvisor | JobKind::Apiserver)
+            );
+            if proxied
+                && matches!(status, 401 | 403)
+                && !crate::proxy_auth::is_api_server_status(&body)
+            {
+                checks.fail(
+                    "scrape",
+                    format!(
+                        "{job} {instance}: {shown_path} answered {status} from the target itself, not the API server: {}",
+                        crate::proxy_auth::CAUSE
+                    ),
+                    crate::proxy_auth::FIX,
+                );
+                return;
+            }
+            let fix = match (status, job_of) {
                 (403, _) => grant(cluster),
-                (502..=504, JobKind::Kubelet | JobKind::Cadvisor) => format!(
+                (502..=504, Job::Builtin(JobKind::Kubelet | JobKind::Cadvisor)) => format!(
                     "the API server cannot reach the kubelet on node {instance} (port 10250): is the node Ready, and may the control plane reach it?"
                 ),
-                (502..=504, JobKind::Federate) => format!(
+                (502..=504, Job::Builtin(JobKind::Federate)) => format!(
                     "the service {instance} has no ready endpoint on that port: check the in-cluster Prometheus and [federate] port in {}",
                     cluster.source.display()
                 ),

@@ -51,7 +51,7 @@ pub fn fill(job: &mut ScrapeConfig, cluster: &Cluster, f: &Federate) {
             };
         }
     }
-    job.params.insert("match[]", f.matchers.clone());
+    job.params.insert("match[]".into(), f.matchers.clone());
     // An HA pair behind one Service answers in turns: without the label
     // that tells the replicas apart, both give the same series, and a
     // sample older than the last one kept is refused, not a gap.

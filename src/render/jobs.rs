@@ -19,6 +19,12 @@ pub fn cluster_yaml(cluster: &Cluster, settings: &Settings) -> (JobsYaml, Vec<Na
         let own = serde_norway::to_string(&[job]).expect("scrape configs serialise");
         out.push((own.into_boxed_str(), drops.yaml()));
     }
+    for e in &cluster.exporters {
+        let job = super::exporters::job(cluster, e, settings);
+        files.extend(super::files::in_job(&job));
+        let own = serde_norway::to_string(&[job]).expect("scrape configs serialise");
+        out.push((own.into_boxed_str(), ""));
+    }
     (out, files)
 }
 
@@ -129,6 +135,8 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, 
         metrics_path: None,
         fallback_scrape_protocol: settings.dialect().fallback_scrape_protocol(),
         params: Default::default(),
+        sample_limit: None,
+        body_size_limit: None,
         scheme: "https",
         authorization: authorization(cluster),
         tls_config: tls_config(cluster),
@@ -148,26 +156,7 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, 
     } else {
         match settings.discovery {
             DiscoveryMode::FileSd => {
-                // Every job of the cluster names all its files: Prometheus
-                // serves identical file_sd blocks with one watcher (one
-                // inotify instance of the 128 a user has by default), and
-                // each job keeps the targets of its own file.
-                let files = JobKind::ALL
-                    .into_iter()
-                    .filter(|k| k.discovered() && k.enabled_in(cluster))
-                    .map(|k| {
-                        path_string(&targets::file_path(
-                            &settings.targets_dir(),
-                            &cluster.name,
-                            k,
-                        ))
-                    })
-                    .collect();
-                job.file_sd_configs.push(FileSdConfig { files });
-                job.relabel_configs.push(Relabel::keep(
-                    &["__meta_filepath"],
-                    &format!(".*/{}", regex_escape(&targets::file_name(kind))),
-                ));
+                file_sd(&mut job, cluster, settings, &targets::file_name(kind));
             }
             DiscoveryMode::KubernetesSd => {
                 let (sd, relabels) = kubernetes_sd(cluster, kind);
@@ -187,13 +176,7 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, 
             .push(Relabel::set("metrics_path", "/metrics/cadvisor")),
         _ => {}
     }
-    job.relabel_configs
-        .push(Relabel::set("cluster", cluster.name.as_str()));
-    // The cluster's labels fill in; what discovery says of a target wins.
-    for (name, value) in &cluster.labels {
-        job.relabel_configs
-            .push(Relabel::fill(name.as_str(), value));
-    }
+    cluster_labels(&mut job, cluster);
     if kind == JobKind::Pods {
         // `honor_labels` keeps a pod's own labels; `cluster` stays ours.
         job.metric_relabel_configs
@@ -202,13 +185,46 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, 
     (job, drops)
 }
 
-fn authorization(cluster: &Cluster) -> Option<Authorization> {
+/// Every job of the cluster names all its files: Prometheus serves
+/// identical file_sd blocks with one watcher (one inotify instance of the
+/// 128 a user has by default), and each job keeps the targets of its own
+/// file, `file_name`.
+pub(super) fn file_sd(
+    job: &mut ScrapeConfig,
+    cluster: &Cluster,
+    settings: &Settings,
+    file_name: &str,
+) {
+    let dir = settings.targets_dir().join(cluster.name.as_str());
+    let files = targets::file_names(cluster)
+        .into_iter()
+        .map(|name| path_string(&dir.join(name)))
+        .collect();
+    job.file_sd_configs.push(FileSdConfig { files });
+    job.relabel_configs.push(Relabel::keep(
+        &["__meta_filepath"],
+        &format!(".*/{}", regex_escape(file_name)),
+    ));
+}
+
+/// `cluster` on every series, then the cluster's labels, which fill in:
+/// what discovery says of a target wins.
+pub(super) fn cluster_labels(job: &mut ScrapeConfig, cluster: &Cluster) {
+    job.relabel_configs
+        .push(Relabel::set("cluster", cluster.name.as_str()));
+    for (name, value) in &cluster.labels {
+        job.relabel_configs
+            .push(Relabel::fill(name.as_str(), value));
+    }
+}
+
+pub(super) fn authorization(cluster: &Cluster) -> Option<Authorization> {
     cluster.auth.token_file.as_deref().map(|p| Authorization {
         credentials_file: path_string(p),
     })
 }
 
-fn tls_config(cluster: &Cluster) -> TlsConfig {
+pub(super) fn tls_config(cluster: &Cluster) -> TlsConfig {
     let cert = cluster.auth.client_cert.as_ref();
     TlsConfig {
         ca_file: cluster.tls.ca_file.as_deref().map(path_string),
@@ -224,18 +240,7 @@ fn tls_config(cluster: &Cluster) -> TlsConfig {
 fn kubernetes_sd(cluster: &Cluster, kind: JobKind) -> (KubernetesSdConfig, Vec<Relabel>) {
     let prefix = &cluster.api_server.path_prefix;
     let address = &cluster.api_server.address;
-    let sd = |role, namespaces| KubernetesSdConfig {
-        api_server: cluster
-            .api_server
-            .url
-            .as_str()
-            .trim_end_matches('/')
-            .to_string(),
-        role,
-        namespaces,
-        authorization: authorization(cluster),
-        tls_config: tls_config(cluster),
-    };
+    let sd = |role, namespaces| sd_config(cluster, role, namespaces);
     match kind {
         JobKind::Kubelet | JobKind::Cadvisor => {
             let suffix = if kind == JobKind::Cadvisor {
@@ -323,6 +328,27 @@ fn kubernetes_sd(cluster: &Cluster, kind: JobKind) -> (KubernetesSdConfig, Vec<R
         JobKind::Apiserver | JobKind::Federate => {
             unreachable!("the API server and federation jobs have static targets")
         }
+    }
+}
+
+/// Prometheus's Kubernetes discovery of `role`, with the cluster's
+/// credentials.
+pub(super) fn sd_config(
+    cluster: &Cluster,
+    role: &'static str,
+    namespaces: Option<Namespaces>,
+) -> KubernetesSdConfig {
+    KubernetesSdConfig {
+        api_server: cluster
+            .api_server
+            .url
+            .as_str()
+            .trim_end_matches('/')
+            .to_string(),
+        role,
+        namespaces,
+        authorization: authorization(cluster),
+        tls_config: tls_config(cluster),
     }
 }
 

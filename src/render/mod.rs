@@ -2,6 +2,7 @@
 //! cluster adds. Pure: the same inputs give the same bytes.
 
 mod alertmanager;
+mod exporters;
 mod federate;
 pub mod files;
 mod jobs;

@@ -24,7 +24,11 @@ pub struct ScrapeConfig {
     pub fallback_scrape_protocol: Option<&'static str>,
     /// URL parameters: a federation's `match[]`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub params: BTreeMap<&'static str, Vec<String>>,
+    pub params: BTreeMap<String, Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_size_limit: Option<String>,
     pub scheme: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,

@@ -23,6 +23,10 @@ rewriting it (atomically):
      "node_exporter": {"namespace": "monitoring", "service": "prometheus-node-exporter",
                        "port": 9100, "port_name": "http-metrics", "upstream": "127.0.0.1:9100",
                        "pods": [{"name": "ne-a", "node": "node-a", "ready": true}]},
+     "exporters": [{"namespace": "kube-system", "service": "kube-dns", "labels": {"k8s-app": "kube-dns"},
+                    "ports": [{"name": "metrics", "port": 9153}], "upstream": "127.0.0.1:9153",
+                    "auth": null | "kube-rbac-proxy",   # answers 401 to the proxy, which strips Authorization
+                    "pods": [{"name": "coredns-a", "node": "node-a", "ready": true}]}],
      "fail": null | 500 | "hang",
      "shape": null | "null" | "omit"}         # how empty fields are sent, below
 
@@ -344,12 +348,75 @@ def objects_of(data):
             "endpointslices": {}}
     if ne:
         objs["endpoints"][ne["service"]] = endpoints_object(ne)
-        objs["endpointslices"] = {sl["metadata"]["name"]: sl for sl in endpoint_slices(ne)}
+        objs["endpointslices"] = {f'{ne["namespace"]}/{sl["metadata"]["name"]}': sl for sl in endpoint_slices(ne)}
         objs["pods"] = {f'{ne["namespace"]}/{p["name"]}': pod_object(ne, p) for p in ne.get("pods", [])}
-        objs["services"][ne["service"]] = service_object(ne)
+        objs["services"][f'{ne["namespace"]}/{ne["service"]}'] = service_object(ne)
     for p in data.get("pods", []):
         objs["pods"][f'{p["namespace"]}/{p["name"]}'] = app_pod_object(p)
+    for ex in data.get("exporters", []):
+        for sl in exporter_slices(ex):
+            objs["endpointslices"][f'{ex["namespace"]}/{sl["metadata"]["name"]}'] = sl
+        objs["services"][f'{ex["namespace"]}/{ex["service"]}'] = exporter_service(ex)
+        for p in ex.get("pods", []):
+            objs["pods"][f'{ex["namespace"]}/{p["name"]}'] = exporter_pod(ex, p)
     return objs
+
+
+def exporter_slices(ex):
+    """An exporter Service's EndpointSlices: the node-exporter rules, and
+    the Service's labels copied onto each, as the controller does."""
+    ne = {"namespace": ex["namespace"], "service": ex["service"], "pods": ex.get("pods", [])}
+    slices = endpoint_slices(ne)
+    for sl in slices:
+        sl["metadata"]["labels"] = dict(ex.get("labels", {}), **{"kubernetes.io/service-name": ex["service"]})
+        sl["ports"] = [dict(p, protocol="TCP") for p in ex.get("ports", [])] if sl["endpoints"] else []
+    return slices
+
+
+def exporter_service(ex):
+    return {"kind": "Service", "apiVersion": "v1",
+            "metadata": {"name": ex["service"], "namespace": ex["namespace"], "resourceVersion": "1",
+                         "labels": ex.get("labels", {})},
+            "spec": {"ports": [{"name": p.get("name", ""), "port": p["port"], "targetPort": p["port"]}
+                               for p in ex.get("ports", [])]}}
+
+
+def exporter_pod(ex, p):
+    return {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": p["name"], "namespace": ex["namespace"], "resourceVersion": "1",
+                         "labels": ex.get("labels", {})},
+            "spec": {"nodeName": p.get("node"),
+                     "containers": [{"name": "exporter",
+                                     "ports": [{"name": q.get("name", ""), "containerPort": q["port"]}
+                                               for q in ex.get("ports", [])]}]},
+            "status": {"podIP": pod_ip(p), "phase": "Running",
+                       "conditions": [{"type": "Ready", "status": "True" if p.get("ready", True) else "False"}]}}
+
+
+def selected(labels, selector):
+    """Whether `labels` match a labelSelector of `k=v`, `k==v` and
+    `k in (a,b)` terms (what promfed and Prometheus send)."""
+    terms, depth, term = [], 0, ""
+    for c in selector or "":
+        depth += (c == "(") - (c == ")")
+        if c == "," and depth == 0:
+            terms.append(term)
+            term = ""
+        else:
+            term += c
+    terms.append(term)
+    for t in (t.strip() for t in terms):
+        if not t:
+            continue
+        m = re.match(r"^(\S+)\s+in\s+\((.*)\)$", t)
+        if m:
+            if labels.get(m.group(1)) not in [v.strip() for v in m.group(2).split(",")]:
+                return False
+            continue
+        key, _, value = t.replace("==", "=").partition("=")
+        if labels.get(key.strip()) != value.strip():
+            return False
+    return True
 
 
 # Fields a real server may send as null (Go slices and maps without
@@ -466,7 +533,7 @@ APISERVER_METRICS = (
 
 PROXY_NODE = re.compile(r"^/api/v1/nodes/([^/]+)/proxy(/.*)?$")
 PROXY_POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/(?:(https?):)?([^/:]+):([^/]+)/proxy(/.*)?$")
-PROXY_SERVICE = re.compile(r"^/api/v1/namespaces/([^/]+)/services/([^/:]+):([^/]+)/proxy(/.*)?$")
+PROXY_SERVICE = re.compile(r"^/api/v1/namespaces/([^/]+)/services/(?:https?:)?([^/:]+):([^/]+)/proxy(/.*)?$")
 ENDPOINTS_ONE = re.compile(r"^/api/v1/namespaces/([^/]+)/endpoints/([^/]+)$")
 NAMESPACED_LIST = re.compile(r"^/api/v1/namespaces/([^/]+)/(endpoints|pods|services)$")
 CLUSTER_LIST = re.compile(r"^/api/v1/(nodes|endpoints|pods|services)$")
@@ -846,16 +913,18 @@ class Handler(BaseHTTPRequestHandler):
                 return self.forbidden(user, "list", "endpointslices", f'in the namespace "{namespace}"')
             wanted = query.get("labelSelector", [""])[0]
             # No selector lists every slice of the namespace (Prometheus's
-            # endpointslice role); promfed selects its service's.
-            ours = ne and ne.get("namespace") == namespace and wanted in (
-                "", f"kubernetes.io/service-name={ne.get('service')}")
+            # endpointslice role); promfed selects its services'.
             if query.get("watch", [""])[0] in ("true", "1"):
                 state.count("watch_endpointslices")
+                state.count(f"watch_endpointslices {namespace}")
                 if "watch endpointslices" in deny:
                     return self.forbidden(user, "watch", "endpointslices", f'in the namespace "{namespace}"')
-                return self.watch("endpointslices", query, namespace)
+                return self.watch("endpointslices", query, namespace, selector=wanted)
             state.count("list_endpointslices")
-            items = list(state.objects.get("endpointslices", {}).values()) if ours else []
+            state.count(f"list_endpointslices {namespace}")
+            items = [sl for sl in state.objects.get("endpointslices", {}).values()
+                     if sl["metadata"].get("namespace") == namespace
+                     and selected(sl["metadata"].get("labels") or {}, wanted)]
             return self.send(200, shaped({"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
                                           "metadata": {"resourceVersion": str(state.current_version())}, "items": items},
                                          data))
@@ -901,6 +970,10 @@ class Handler(BaseHTTPRequestHandler):
                 if str(port) not in [str(x) for x in app[0].get("ports", [])] + [app[0].get("annotations", {}).get("prometheus.io/port")]:
                     return self.send(503, status(503, "ServiceUnavailable", f"dial tcp 10.244.9.9:{port}: connect: connection refused"))
                 return self.forward(app[0]["upstream"], rest)
+            for ex in data.get("exporters", []):
+                if ex["namespace"] == namespace and any(p["name"] == pod for p in ex.get("pods", [])):
+                    state.count(f"proxy_pod {scheme or 'http'} {namespace}/{pod}{rest}")
+                    return self.exporter_answer(ex, port, rest)
             pods = [p for p in ne.get("pods", []) if p["name"] == pod] if ne.get("namespace") == namespace else []
             if not pods:
                 return self.send(404, status(404, "NotFound", f'pods "{pod}" not found'))
@@ -918,6 +991,13 @@ class Handler(BaseHTTPRequestHandler):
             # "services": {"ns/name": {"upstream": "host:port", "ports": ["9090", "web"]}}:
             # a Service of its own (an in-cluster Prometheus); else node-exporter's.
             svc = data.get("services", {}).get(f"{namespace}/{service}")
+            for ex in data.get("exporters", []):
+                if ex["namespace"] == namespace and ex["service"] == service:
+                    state.count(f"proxy_service {namespace}/{service}")
+                    if not [p for p in ex.get("pods", []) if p.get("ready", True)]:
+                        return self.send(503, status(503, "ServiceUnavailable",
+                                                     f'no endpoints available for service "{service}"'))
+                    return self.exporter_answer(ex, port, rest)
             if svc is None:
                 return self.forward(ne["upstream"], rest)
             state.count(f"proxy_service {namespace}/{service}")
@@ -928,6 +1008,19 @@ class Handler(BaseHTTPRequestHandler):
             return self.forward(svc["upstream"], rest + (f"?{query}" if query else ""))
 
         return self.send(404, status(404, "NotFound", "the server could not find the requested resource"))
+
+    def exporter_answer(self, ex, port, rest):
+        """An exporter behind the proxy: its port by name or number, and
+        (auth "kube-rbac-proxy") the 401 that kube-rbac-proxy answers a
+        request without a bearer token, which the API server's proxy
+        always is: it strips Authorization."""
+        if port not in [str(p["port"]) for p in ex.get("ports", [])] + [p.get("name") for p in ex.get("ports", [])]:
+            return self.send(503, status(503, "ServiceUnavailable", f"dial tcp 10.244.7.7:{port}: connect: connection refused"))
+        if ex.get("auth") == "kube-rbac-proxy":
+            self.server.state.count("exporter_unauthorized")
+            return self.send(401, "Unauthorized\n", "text/plain; charset=utf-8")
+        query = urlsplit(self.path).query
+        return self.forward(ex["upstream"], rest + (f"?{query}" if query else ""))
 
     def list_of(self, resource, data, namespace):
         ne = data.get("node_exporter") or {}
@@ -941,18 +1034,24 @@ class Handler(BaseHTTPRequestHandler):
         elif resource == "pods":
             items = [pod_object(ne, p) for p in ne.get("pods", [])] if ne and in_namespace else []
             items += [app_pod_object(p) for p in data.get("pods", []) if namespace in (None, p["namespace"])]
-        elif ne and in_namespace and resource == "services":
-            items = [service_object(ne)]
+        elif resource == "services":
+            items = [service_object(ne)] if ne and in_namespace else []
+        if resource in ("pods", "services"):
+            make = exporter_pod if resource == "pods" else None
+            for ex in data.get("exporters", []):
+                if namespace in (None, ex["namespace"]):
+                    items += [make(ex, p) for p in ex.get("pods", [])] if make else [exporter_service(ex)]
         version = str(self.server.state.current_version())
         return {"kind": kinds[resource], "apiVersion": "v1", "metadata": {"resourceVersion": version}, "items": items}
 
-    def watch(self, resource, query, namespace=None, head=True):
+    def watch(self, resource, query, namespace=None, head=True, selector=""):
         """A chunked stream of events until timeoutSeconds; 410 for a
         resourceVersion older than the history. `namespace` limits it to
         that namespace's objects. `head=False`: the head was sent already
         (a raw fault's)."""
         def ours(obj):
-            return namespace is None or obj["metadata"].get("namespace") == namespace
+            return ((namespace is None or obj["metadata"].get("namespace") == namespace)
+                    and selected(obj["metadata"].get("labels") or {}, selector))
         state = self.server.state
         try:
             version = int(query.get("resourceVersion", ["0"])[0] or 0)
