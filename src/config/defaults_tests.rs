@@ -178,3 +178,46 @@ fn the_last_good_definition_keeps_the_defaults_it_was_applied_with() {
     assert_eq!(plain.node_exporter.port, PortRef::Number(9100));
     assert_eq!(plain.source, Path::new("/etc/promfed.d/a.toml"));
 }
+
+/// Exporter tables go through `[defaults]` like any section: a preset for
+/// the whole fleet, overridden key by key and turned off in one cluster.
+#[test]
+fn exporters_are_inherited_overridden_and_turned_off_like_any_section() {
+    let d = defaults(
+        "[defaults.exporter.kube-state-metrics]\n[defaults.exporter.kube-dns]\nscrape_interval = \"1m\"\n",
+    );
+    let jobs = |c: &Cluster| -> Vec<String> { c.exporters.iter().map(|e| e.job.clone()).collect() };
+    let all = cluster(&d, "").unwrap();
+    assert_eq!(jobs(&all), ["kube-dns", "kube-state-metrics"]);
+    let ksm = all
+        .exporters
+        .iter()
+        .find(|e| e.job == "kube-state-metrics")
+        .unwrap();
+    assert!(ksm.honor_labels, "the preset's own value");
+    let mine = cluster(
+        &d,
+        "[exporter.kube-dns]\nscrape_interval = \"15s\"\n[exporter.kube-state-metrics]\nenabled = false\n",
+    )
+    .unwrap();
+    assert_eq!(jobs(&mine), ["kube-dns"]);
+    assert_eq!(
+        mine.exporters[0]
+            .scrape_interval
+            .as_ref()
+            .map(|i| i.to_string())
+            .as_deref(),
+        Some("15s")
+    );
+    // A mistake in an inherited exporter is promfed.toml's, with the key.
+    let problems = settings(
+        "[defaults.exporter.traefik]\nnamespace = \"traefik\"\nservice = \"traefik\"\nport = \"no such name!\"\n",
+    )
+    .unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with(SETTINGS) && p.contains("defaults.exporter.traefik.port")),
+        "{problems:?}"
+    );
+}
