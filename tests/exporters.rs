@@ -284,3 +284,39 @@ fn a_target_behind_kube_rbac_proxy_is_explained_by_doctor_and_status() {
     );
     daemon.drain();
 }
+
+/// Prometheus 3.5 LTS (Debian sid), gated by its own promtool: every
+/// exporter job UP in both discovery modes, as on 2.42 and 2.53.
+#[test]
+fn every_exporter_is_up_on_prometheus_3_5_in_both_discovery_modes() {
+    for kubernetes_sd in [false, true] {
+        let setup = Setup::new();
+        let _edge = Edge::start(&setup, "null");
+        let prometheus = Prometheus::start_sid(
+            setup.root.path(),
+            &setup.path("prometheus/prometheus.yml"),
+            None,
+        );
+        // Each mode's settings name their own promtool: 3.5's replaces it.
+        let promtool = if kubernetes_sd {
+            setup.kubernetes_sd_settings(&prometheus.url());
+            TRIXIE_PROMTOOL
+        } else {
+            setup.settings(&prometheus.url(), "reload = \"http\"");
+            PROMTOOL
+        };
+        let settings = setup
+            .read("etc/promfed.toml")
+            .replace(promtool, SID_PROMTOOL);
+        setup.write("etc/promfed.toml", &settings);
+        let out = setup.promfed(&["apply"]);
+        assert_exit(&out, 0);
+        assert!(
+            setup
+                .read("prometheus/prometheus.yml")
+                .contains("fallback_scrape_protocol"),
+            "rendered for promtool 3.5"
+        );
+        assert_every_exporter_up(&prometheus);
+    }
+}
