@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::config::cluster::Cluster;
 use crate::config::exporter::{Exporter, Per};
+use crate::config::monitors::MonitorJob;
 use crate::config::names::ClusterName;
 use crate::discovery_error::DiscoveryError;
 use crate::fsutil;
@@ -184,9 +185,44 @@ pub struct ClusterTargets {
     /// How many pods matched, when more than `[pods] max_targets` did (the
     /// targets are capped to the first ones by namespace and name).
     pub pods_capped: Option<usize>,
+    /// `[monitors]`: the jobs of the monitors found, their targets and
+    /// what was skipped; `None` without `[monitors]`.
+    pub monitors: Option<MonitorsFound>,
     /// Names the API server gave that are not Kubernetes names (they would
     /// go into proxy paths), shown escaped; left out of the targets.
     pub skipped: Vec<String>,
+}
+
+/// What `[monitors]` found in one cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct MonitorsFound {
+    /// The monitor objects as the state file keeps them (JSON): the
+    /// transaction renders their jobs from it.
+    pub state: String,
+    /// Their jobs, sorted (as the transaction will render them).
+    pub jobs: Vec<MonitorJob>,
+    /// Each job's targets, by its file name.
+    pub targets: BTreeMap<String, Vec<MonitorTarget>>,
+    /// Every monitor or endpoint skipped, and why; or that the cluster
+    /// serves no monitoring.coreos.com/v1.
+    pub notes: Vec<String>,
+}
+
+/// One target of a monitor job: a pod, through the pod proxy.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MonitorTarget {
+    pub namespace: String,
+    pub pod: String,
+    pub port: u16,
+    /// The `job` label: the Service's name, `<ns>/<monitor>`, or the
+    /// `jobLabel`'s value.
+    pub job: String,
+    /// The Service (ServiceMonitors).
+    pub service: Option<String>,
+    /// The port's name, else its number (the operator's `endpoint` label).
+    pub endpoint: String,
+    /// `__meta_kubernetes_*` labels, for the monitor's relabelings.
+    pub meta: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]

@@ -2,13 +2,14 @@
 //! server.
 
 mod client;
-mod decode;
-mod exporters;
+pub(crate) mod decode;
+pub(crate) mod exporters;
 mod follow;
 mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
 mod lean;
+mod monitors;
 mod objects;
 mod pace;
 mod pods;
