@@ -48,6 +48,24 @@ pub struct Cluster {
     pub monitor_jobs: Vec<MonitorJob>,
 }
 
+impl Cluster {
+    /// The same cluster file, whatever monitor jobs each was rendered with:
+    /// a monitor's change needs no new discovery task.
+    pub fn same_definition(&self, other: &Cluster) -> bool {
+        let strip = |c: &Cluster| Cluster {
+            monitor_jobs: Vec::new(),
+            ..c.clone()
+        };
+        strip(self) == strip(other)
+    }
+
+    /// A digest of the monitor jobs in force, to tell when discovery found
+    /// others.
+    pub fn monitor_jobs_digest(&self) -> u64 {
+        crate::digest::keyed(&self.monitor_jobs)
+    }
+}
+
 /// The API server's URL, split the way scrape configs need it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ApiServer {

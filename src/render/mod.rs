@@ -6,6 +6,7 @@ mod exporters;
 mod federate;
 pub mod files;
 mod jobs;
+mod monitors;
 mod memo;
 mod scrape_config;
 pub mod shape;

@@ -364,9 +364,9 @@ fn state_text(monitors: &[Monitor]) -> String {
 /// renders); a file that does not decode is no monitors, said.
 pub fn jobs_of_state(
     wanted: &Monitors,
-    text: &str,
+    text: &[u8],
 ) -> Result<Vec<crate::config::monitors::MonitorJob>, String> {
-    let monitors: Vec<Monitor> = decode::from_slice(text.as_bytes())?;
+    let monitors: Vec<Monitor> = decode::from_slice(text)?;
     Ok(jobs::jobs(wanted, &monitors).0)
 }
 
@@ -441,7 +441,7 @@ mod tests {
         assert!(known.take_in(0, Resource::ServiceMonitors, &gone));
         assert!(known.found(&all(), 10).jobs.is_empty());
         let state = known.found(&all(), 10).state;
-        assert_eq!(jobs_of_state(&all(), &state).unwrap(), vec![]);
+        assert_eq!(jobs_of_state(&all(), state.as_bytes()).unwrap(), vec![]);
     }
 
     #[test]
