@@ -146,7 +146,11 @@ pub fn monitors_state_path(targets_dir: &Path, cluster: &ClusterName) -> PathBuf
 /// The `file_sd` document of one monitor job: each target a pod through
 /// the pod proxy, with the labels prometheus-operator gives it and the
 /// `__meta_kubernetes_*` labels its relabelings may read.
-pub fn monitor_file_sd_json(cluster: &Cluster, job: &MonitorJob, found: &[MonitorTarget]) -> Vec<u8> {
+pub fn monitor_file_sd_json(
+    cluster: &Cluster,
+    job: &MonitorJob,
+    found: &[MonitorTarget],
+) -> Vec<u8> {
     #[derive(Serialize)]
     struct Group<'a> {
         targets: [&'a str; 1],
@@ -489,7 +493,10 @@ pub fn write_cluster(
 fn write_monitors(dir: &Path, cluster: &Cluster, m: &MonitorsFound) -> io::Result<usize> {
     let mut changed = 0;
     for job in &m.jobs {
-        let found = m.targets.get(&job.file_name()).map_or(&[][..], Vec::as_slice);
+        let found = m
+            .targets
+            .get(&job.file_name())
+            .map_or(&[][..], Vec::as_slice);
         let json = monitor_file_sd_json(cluster, job, found);
         if fsutil::write_if_changed(&dir.join(job.file_name()), &json, 0o644)? {
             changed += 1;

@@ -31,7 +31,11 @@ pub fn attach(settings: &Settings, inventory: &mut Inventory, warnings: &mut Vec
             // Not discovered yet: no monitor jobs until it is.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
-                warnings.push(format!("cannot read {}: {e}; no monitor jobs for {}", path.display(), cluster.name));
+                warnings.push(format!(
+                    "cannot read {}: {e}; no monitor jobs for {}",
+                    path.display(),
+                    cluster.name
+                ));
                 continue;
             }
         };

@@ -198,7 +198,11 @@ impl Daemon {
                 self.state.discovered(&cluster, &result, &task.definition);
                 self.publish();
                 if self.monitor_jobs_changed(&cluster, &result) {
-                    tracing::info!(cluster = cluster, stage = "discovery", "cluster {cluster}: its monitors' jobs changed: applying");
+                    tracing::info!(
+                        cluster = cluster,
+                        stage = "discovery",
+                        "cluster {cluster}: its monitors' jobs changed: applying"
+                    );
                     return self.schedule.on(self.settled(), Instant::now());
                 }
                 Action::Ignore

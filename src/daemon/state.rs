@@ -397,7 +397,11 @@ fn took_monitors(
     };
     let before = d.monitors.take().unwrap_or_default();
     for note in found.notes.iter().filter(|n| !before.skipped.contains(n)) {
-        tracing::warn!(cluster = name, stage = "discovery", "cluster {name}: monitors: {note}");
+        tracing::warn!(
+            cluster = name,
+            stage = "discovery",
+            "cluster {name}: monitors: {note}"
+        );
     }
     d.monitors = Some(crate::status::MonitorsStatus {
         jobs: found.jobs.len(),
