@@ -249,7 +249,7 @@ pub struct ClusterTargets {
     pub pods_capped: Option<usize>,
     /// `[monitors]`: the jobs of the monitors found, their targets and
     /// what was skipped; `None` without `[monitors]`.
-    pub monitors: Option<MonitorsFound>,
+    pub monitors: Option<Box<MonitorsFound>>,
     /// Names the API server gave that are not Kubernetes names (they would
     /// go into proxy paths), shown escaped; left out of the targets.
     pub skipped: Vec<String>,

@@ -210,7 +210,7 @@ impl State {
                     );
                 }
                 d.node_exporters = found.node_exporters.len();
-                took_monitors(name, d, found.monitors.as_ref());
+                took_monitors(name, d, found.monitors.as_deref());
                 if let (Some(matched), Some(pods)) = (found.pods_capped, &cluster.pods) {
                     tracing::warn!(
                         cluster = name,

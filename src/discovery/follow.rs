@@ -364,7 +364,7 @@ impl Known {
             super::check_exporter_counts(cluster, &targets, limits)?;
         }
         if let (Some(known), Some(wanted)) = (&self.monitors, &cluster.monitors) {
-            targets.monitors = Some(known.found(wanted, limits.max_targets));
+            targets.monitors = Some(Box::new(known.found(wanted, limits.max_targets)));
         }
         Ok(targets)
     }
