@@ -413,6 +413,15 @@ fn exporter_targets(t: &crate::targets::ClusterTargets) -> String {
     for note in &t.exporter_notes {
         out.push_str(&format!(" ({note})"));
     }
+    if let Some(m) = &t.monitors {
+        out.push_str(&format!(
+            ", {}",
+            crate::output::counted(m.jobs.len(), "monitor job", "monitor jobs")
+        ));
+        for note in &m.notes {
+            out.push_str(&format!(" (monitors: {note})"));
+        }
+    }
     out
 }
 

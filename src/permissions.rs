@@ -188,6 +188,35 @@ pub fn needed(cluster: &Cluster, mode: DiscoveryMode) -> Vec<Need> {
             }
         }
     }
+    if let (Some(m), DiscoveryMode::FileSd) = (&cluster.monitors, mode) {
+        let namespaces: Vec<Option<&str>> = match m.namespaces.as_slice() {
+            [] => vec![None],
+            some => some.iter().map(|n| Some(n.as_str())).collect(),
+        };
+        for ns in namespaces {
+            for resource in ["servicemonitors", "podmonitors"] {
+                let object = Object::Resource {
+                    group: "monitoring.coreos.com",
+                    resource,
+                    subresource: None,
+                };
+                add(FOLLOW, object, ns, "monitors ([monitors])");
+            }
+            add(FOLLOW, slices(), ns, "ServiceMonitor targets ([monitors])");
+            add(
+                FOLLOW,
+                Object::core("pods"),
+                ns,
+                "PodMonitor targets ([monitors])",
+            );
+            add(
+                &["get"],
+                Object::proxy("pods"),
+                ns,
+                "scraping monitor targets ([monitors])",
+            );
+        }
+    }
     needs.sort();
     // The same permission for two jobs is one rule: keep the first reason.
     needs.dedup_by(|a, b| a.verb == b.verb && a.object == b.object && a.namespace == b.namespace);
@@ -219,6 +248,35 @@ mod tests {
 
     fn shown(needs: &[Need]) -> Vec<String> {
         needs.iter().map(Need::to_string).collect()
+    }
+
+    #[test]
+    fn monitors_need_their_crds_slices_pods_and_the_pod_proxy_where_they_look() {
+        let needs = shown(&needed(
+            &cluster(
+                "[kubelet]\nenabled = false\n[cadvisor]\nenabled = false\n[apiserver]\nenabled = false\n[node_exporter]\nenabled = false\n[monitors]\nnamespaces = [\"shop\"]\n",
+            ),
+            DiscoveryMode::FileSd,
+        ));
+        assert_eq!(
+            needs,
+            [
+                "get pods/proxy in namespace shop",
+                "list pods in namespace shop",
+                "list endpointslices.discovery.k8s.io in namespace shop",
+                "list podmonitors.monitoring.coreos.com in namespace shop",
+                "list servicemonitors.monitoring.coreos.com in namespace shop",
+                "watch pods in namespace shop",
+                "watch endpointslices.discovery.k8s.io in namespace shop",
+                "watch podmonitors.monitoring.coreos.com in namespace shop",
+                "watch servicemonitors.monitoring.coreos.com in namespace shop",
+            ]
+        );
+        let wide = shown(&needed(&cluster("[monitors]\n"), DiscoveryMode::FileSd));
+        assert!(
+            wide.contains(&"watch servicemonitors.monitoring.coreos.com".to_string()),
+            "{wide:?}"
+        );
     }
 
     #[test]

@@ -107,6 +107,16 @@ pub struct DiscoveryStatus {
     pub error: Option<String>,
     pub nodes: usize,
     pub node_exporters: usize,
+    /// `[monitors]`: how many monitor jobs, and what was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitors: Option<MonitorsStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MonitorsStatus {
+    pub jobs: usize,
+    /// Each monitor or endpoint skipped, and why.
+    pub skipped: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

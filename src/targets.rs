@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::config::cluster::Cluster;
 use crate::config::exporter::{Exporter, Per};
+use crate::config::monitors::MonitorJob;
 use crate::config::names::ClusterName;
 use crate::discovery_error::DiscoveryError;
 use crate::fsutil;
@@ -118,12 +119,74 @@ pub fn file_sd_watchers<'a>(clusters: impl IntoIterator<Item = &'a Cluster>) -> 
 /// The targets files of every discovered job of `cluster`: the built-in
 /// ones, then one per exporter.
 pub fn file_names(cluster: &Cluster) -> Vec<String> {
+    let mut names = defined_file_names(cluster);
+    names.extend(cluster.monitor_jobs.iter().map(MonitorJob::file_name));
+    names
+}
+
+/// The targets files of the jobs the cluster file itself defines.
+fn defined_file_names(cluster: &Cluster) -> Vec<String> {
     JobKind::ALL
         .into_iter()
         .filter(|k| k.discovered() && k.enabled_in(cluster))
         .map(file_name)
         .chain(cluster.exporters.iter().map(exporter_file_name))
         .collect()
+}
+
+/// The file in a cluster's targets folder that keeps the monitors last
+/// discovered (`[monitors]`), for the transaction to render their jobs.
+pub const MONITORS_STATE: &str = "monitors.state";
+
+/// Where `cluster`'s monitors are kept.
+pub fn monitors_state_path(targets_dir: &Path, cluster: &ClusterName) -> PathBuf {
+    targets_dir.join(cluster.as_str()).join(MONITORS_STATE)
+}
+
+/// The `file_sd` document of one monitor job: each target a pod through
+/// the pod proxy, with the labels prometheus-operator gives it and the
+/// `__meta_kubernetes_*` labels its relabelings may read.
+pub fn monitor_file_sd_json(
+    cluster: &Cluster,
+    job: &MonitorJob,
+    found: &[MonitorTarget],
+) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Group<'a> {
+        targets: [&'a str; 1],
+        labels: BTreeMap<String, String>,
+    }
+    let prefix = &cluster.api_server.path_prefix;
+    let scheme = if job.https { "https:" } else { "" };
+    let groups: Vec<Group> = found
+        .iter()
+        .map(|t| {
+            let mut labels = t.meta.clone();
+            let mut set = |k: &str, v: String| labels.insert(k.to_string(), v);
+            set(
+                "__metrics_path__",
+                format!(
+                    "{prefix}/api/v1/namespaces/{}/pods/{scheme}{}:{}/proxy{}",
+                    t.namespace, t.pod, t.port, job.path
+                ),
+            );
+            set("instance", format!("{}:{}", t.pod, t.port));
+            set("job", t.job.clone());
+            set("namespace", t.namespace.clone());
+            set("pod", t.pod.clone());
+            set("endpoint", t.endpoint.clone());
+            if let Some(service) = &t.service {
+                set("service", service.clone());
+            }
+            Group {
+                targets: [cluster.api_server.address.as_str()],
+                labels,
+            }
+        })
+        .collect();
+    let mut json = serde_json::to_vec_pretty(&groups).expect("target groups serialise");
+    json.push(b'\n');
+    json
 }
 
 /// The name of an exporter job's targets file (its job is no built-in
@@ -184,9 +247,44 @@ pub struct ClusterTargets {
     /// How many pods matched, when more than `[pods] max_targets` did (the
     /// targets are capped to the first ones by namespace and name).
     pub pods_capped: Option<usize>,
+    /// `[monitors]`: the jobs of the monitors found, their targets and
+    /// what was skipped; `None` without `[monitors]`.
+    pub monitors: Option<Box<MonitorsFound>>,
     /// Names the API server gave that are not Kubernetes names (they would
     /// go into proxy paths), shown escaped; left out of the targets.
     pub skipped: Vec<String>,
+}
+
+/// What `[monitors]` found in one cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct MonitorsFound {
+    /// The monitor objects as the state file keeps them (JSON): the
+    /// transaction renders their jobs from it.
+    pub state: String,
+    /// Their jobs, sorted (as the transaction will render them).
+    pub jobs: Vec<MonitorJob>,
+    /// Each job's targets, by its file name.
+    pub targets: BTreeMap<String, Vec<MonitorTarget>>,
+    /// Every monitor or endpoint skipped, and why; or that the cluster
+    /// serves no monitoring.coreos.com/v1.
+    pub notes: Vec<String>,
+}
+
+/// One target of a monitor job: a pod, through the pod proxy.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MonitorTarget {
+    pub namespace: String,
+    pub pod: String,
+    pub port: u16,
+    /// The `job` label: the Service's name, `<ns>/<monitor>`, or the
+    /// `jobLabel`'s value.
+    pub job: String,
+    /// The Service (ServiceMonitors).
+    pub service: Option<String>,
+    /// The port's name, else its number (the operator's `endpoint` label).
+    pub endpoint: String,
+    /// `__meta_kubernetes_*` labels, for the monitor's relabelings.
+    pub meta: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -379,14 +477,40 @@ pub fn write_cluster(
             changed += 1;
         }
     }
-    remove_stale(&dir, cluster)?;
+    // The monitor jobs are the ones just found, not those the (older)
+    // definition was rendered with.
+    let mut keep = defined_file_names(cluster);
+    if let Some(m) = &targets.monitors {
+        changed += write_monitors(&dir, cluster, m)?;
+        keep.extend(m.jobs.iter().map(MonitorJob::file_name));
+    }
+    remove_stale(&dir, &keep)?;
+    Ok(changed)
+}
+
+/// Writes the monitors' state and each monitor job's targets; how many
+/// files changed.
+fn write_monitors(dir: &Path, cluster: &Cluster, m: &MonitorsFound) -> io::Result<usize> {
+    let mut changed = 0;
+    for job in &m.jobs {
+        let found = m
+            .targets
+            .get(&job.file_name())
+            .map_or(&[][..], Vec::as_slice);
+        let json = monitor_file_sd_json(cluster, job, found);
+        if fsutil::write_if_changed(&dir.join(job.file_name()), &json, 0o644)? {
+            changed += 1;
+        }
+    }
+    if fsutil::write_if_changed(&dir.join(MONITORS_STATE), m.state.as_bytes(), 0o644)? {
+        changed += 1;
+    }
     Ok(changed)
 }
 
 /// Removes the targets files of jobs the cluster no longer has (an
-/// exporter renamed or turned off).
-fn remove_stale(dir: &Path, cluster: &Cluster) -> io::Result<()> {
-    let keep = file_names(cluster);
+/// exporter renamed or turned off, a monitor deleted).
+fn remove_stale(dir: &Path, keep: &[String]) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let name = path
@@ -414,10 +538,13 @@ pub fn ensure_files(targets_dir: &Path, cluster: &Cluster) -> io::Result<()> {
             fsutil::write_atomic(&path, b"[]\n", 0o644)?;
         }
     }
-    for e in &cluster.exporters {
-        let path = targets_dir
-            .join(cluster.name.as_str())
-            .join(exporter_file_name(e));
+    let names = cluster
+        .exporters
+        .iter()
+        .map(exporter_file_name)
+        .chain(cluster.monitor_jobs.iter().map(MonitorJob::file_name));
+    for name in names {
+        let path = targets_dir.join(cluster.name.as_str()).join(name);
         if !path.exists() {
             fsutil::write_atomic(&path, b"[]\n", 0o644)?;
         }

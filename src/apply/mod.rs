@@ -8,6 +8,7 @@ mod install;
 mod isolate;
 mod lock;
 pub mod managed;
+mod monitors;
 pub mod outcome;
 pub mod ownership;
 pub mod rollback;
@@ -196,12 +197,18 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
             .filter(|c| (options.discover)(c))
             .collect();
         (discovered, resumes) = discover_all(settings, &wanted).await;
+        drop(clusters);
+        monitors::attach(settings, &mut inventory, &mut warnings);
+        let clusters = inventory.clusters();
         // Every rendered job needs its targets file, even before discovery.
         for c in &clusters {
             if let Err(e) = targets::ensure_files(&settings.targets_dir(), c) {
                 warnings.push(format!("cannot write targets of {}: {e}", c.name));
             }
         }
+    }
+    if !apply_file_sd {
+        monitors::attach(settings, &mut inventory, &mut warnings);
     }
     let mut report = Report {
         problems: Vec::new(),
@@ -363,6 +370,7 @@ pub fn load_and_render(
     if let Some(shard) = &settings.shard {
         inventory.assign(shard);
     }
+    monitors::attach(settings, &mut inventory, &mut Vec::new());
     let base = ownership::choose_base(
         ProgramKind::Prometheus,
         &p.config_file,

@@ -11,6 +11,7 @@ use super::diagnostic::{Diagnostic, SourceText};
 use super::duration::PromDuration;
 use super::exporter::{self, Exporter, RawExporter};
 use super::federate::{Federate, RawFederate};
+use super::monitors::{MonitorJob, Monitors, RawMonitors};
 use super::names::{ClusterName, LabelName};
 use super::pods::{Pods, RawPods};
 use super::toml_fields::{self, Fields, Problems, Spanned, StringOrInteger};
@@ -40,6 +41,29 @@ pub struct Cluster {
     pub pods: Option<Pods>,
     /// `[exporter.<job>]`: the enabled ones, sorted by job.
     pub exporters: Vec<Exporter>,
+    /// `[monitors]`, when enabled.
+    pub monitors: Option<Monitors>,
+    /// The jobs of the monitors last discovered (`[monitors]`), sorted:
+    /// not written in the file, attached by the transaction.
+    pub monitor_jobs: Vec<MonitorJob>,
+}
+
+impl Cluster {
+    /// The same cluster file, whatever monitor jobs each was rendered with:
+    /// a monitor's change needs no new discovery task.
+    pub fn same_definition(&self, other: &Cluster) -> bool {
+        let strip = |c: &Cluster| Cluster {
+            monitor_jobs: Vec::new(),
+            ..c.clone()
+        };
+        strip(self) == strip(other)
+    }
+
+    /// A digest of the monitor jobs in force, to tell when discovery found
+    /// others.
+    pub fn monitor_jobs_digest(&self) -> u64 {
+        crate::digest::keyed(&self.monitor_jobs)
+    }
 }
 
 /// The API server's URL, split the way scrape configs need it.
@@ -210,6 +234,7 @@ struct RawCluster {
     federate: Option<RawFederate>,
     pods: Option<RawPods>,
     exporters: Vec<RawExporter>,
+    monitors: Option<RawMonitors>,
     /// Credential keys that are written, whether or not their values are
     /// good: only the others are missing.
     credentials_written: Vec<&'static str>,
@@ -249,6 +274,7 @@ impl RawCluster {
             federate: None,
             pods: None,
             exporters: Vec::new(),
+            monitors: None,
             credentials_written: Vec::new(),
         };
         raw.credentials_written = ["token_file", "cert_file", "key_file", "ca_file"]
@@ -268,6 +294,7 @@ impl RawCluster {
         raw.federate = RawFederate::read(&mut root, p);
         raw.pods = RawPods::read(&mut root, p);
         raw.exporters = exporter::read_all(&mut root, p);
+        raw.monitors = RawMonitors::read(&mut root, p);
         root.finish(p);
         raw
     }
@@ -399,6 +426,10 @@ impl RawCluster {
             Some(raw) => raw.validate(p),
         };
         let exporters = exporter::validate_all(self.exporters, p);
+        let monitors = match self.monitors {
+            None => Some(None),
+            Some(raw) => raw.validate(p),
+        };
 
         Some(Cluster {
             name: name?,
@@ -432,6 +463,8 @@ impl RawCluster {
             federate: federate?,
             pods: pods?,
             exporters: exporters?,
+            monitors: monitors?,
+            monitor_jobs: Vec::new(),
         })
     }
 }
@@ -551,7 +584,7 @@ mod tests {
                 "/etc/promfed.d/stage.toml:1:14: key `api_server`: `http://10.0.0.1:6443`: the API server must be reached over https:// (tokens would travel in clear text)",
                 "/etc/promfed.d/stage.toml:3:12: key `labels.cluster`: `cluster` is set by promfed itself and cannot be overridden",
                 "/etc/promfed.d/stage.toml:3:27: key `labels.bad-name`: `bad-name` is not a valid label name: use letters, digits and `_`, not starting with a digit",
-                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, exporter, federate, insecure_skip_verify, key_file, kubelet, labels, name, node_exporter, pods, receiver, tls_server_name, token_file)",
+                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, exporter, federate, insecure_skip_verify, key_file, kubelet, labels, monitors, name, node_exporter, pods, receiver, tls_server_name, token_file)",
                 "/etc/promfed.d/stage.toml:6:8: key `node_exporter.port`: 70000 is not a port number (1-65535)",
                 "/etc/promfed.d/stage.toml:8:19: key `cadvisor.scrape_interval`: `10` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
             ]

@@ -541,7 +541,7 @@ pub fn parse_selector(text: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// A Kubernetes label key (`prefix/name` or `name`) and value.
-fn label_pair(key: &str, value: &str) -> Result<(), String> {
+pub fn label_pair(key: &str, value: &str) -> Result<(), String> {
     let (prefix, name) = match key.rsplit_once('/') {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),

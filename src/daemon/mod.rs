@@ -67,6 +67,8 @@ struct Daemon {
     watches_needed: usize,
     /// The last STATUS= sent, so that an unchanged one is not sent again.
     told_systemd: String,
+    /// The digest of each cluster's monitor jobs in force (`[monitors]`).
+    monitors_in_force: BTreeMap<String, u64>,
     /// Something left freed memory behind since it was last given back: a
     /// discovery report (lists, events) or Prometheus's metrics read (see
     /// `memory`).
@@ -117,6 +119,7 @@ pub async fn run(settings: Settings) -> u8 {
         budget: WatchBudget::default(),
         watches_needed: 0,
         told_systemd: String::new(),
+        monitors_in_force: BTreeMap::new(),
         trim_due: false,
     };
     let mut check_folders = interval(watch::CHECK_INTERVAL);
@@ -189,9 +192,18 @@ impl Daemon {
             }
             Event::Discovered { cluster, result } => {
                 self.trim_due = true;
-                if let Some(task) = self.tasks.get(&cluster) {
-                    self.state.discovered(&cluster, &result, &task.definition);
-                    self.publish();
+                let Some(task) = self.tasks.get(&cluster) else {
+                    return Action::Ignore;
+                };
+                self.state.discovered(&cluster, &result, &task.definition);
+                self.publish();
+                if self.monitor_jobs_changed(&cluster, &result) {
+                    tracing::info!(
+                        cluster = cluster,
+                        stage = "discovery",
+                        "cluster {cluster}: its monitors' jobs changed: applying"
+                    );
+                    return self.schedule.on(self.settled(), Instant::now());
                 }
                 Action::Ignore
             }
@@ -205,6 +217,22 @@ impl Daemon {
                 Action::Ignore
             }
         }
+    }
+
+    /// Whether discovery found monitor jobs other than those in force: a
+    /// job is a change of the configuration (a transaction, like a changed
+    /// cluster file), where targets are only file_sd. Coalesced by the
+    /// schedule with whatever else arrives.
+    fn monitor_jobs_changed(
+        &self,
+        cluster: &str,
+        result: &Result<ClusterTargets, RefreshError>,
+    ) -> bool {
+        let Ok(Some(found)) = result.as_ref().map(|t| t.monitors.as_ref()) else {
+            return false;
+        };
+        let found = crate::digest::keyed(&found.jobs);
+        self.monitors_in_force.get(cluster) != Some(&found)
     }
 
     fn file_changed(&mut self, event: FileEvent) -> Action {
@@ -407,6 +435,12 @@ impl Daemon {
             // Prometheus makes its watchers as the reload returns.
             self.sample_watchers(Duration::from_secs(2));
         }
+        self.monitors_in_force = report
+            .in_force
+            .iter()
+            .filter(|c| c.monitors.is_some())
+            .map(|c| (c.name.to_string(), c.monitor_jobs_digest()))
+            .collect();
         let resumes = std::mem::take(&mut report.resumes);
         self.update_tasks(&report, resumes, trigger);
         self.update_watch();
@@ -432,7 +466,7 @@ impl Daemon {
             if self
                 .tasks
                 .get(&name)
-                .is_some_and(|t| *t.definition == *cluster)
+                .is_some_and(|t| t.definition.same_definition(cluster))
             {
                 let task = self.tasks.get_mut(&name).expect("checked above");
                 match trigger {

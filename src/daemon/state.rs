@@ -210,6 +210,7 @@ impl State {
                     );
                 }
                 d.node_exporters = found.node_exporters.len();
+                took_monitors(name, d, found.monitors.as_deref());
                 if let (Some(matched), Some(pods)) = (found.pods_capped, &cluster.pods) {
                     tracing::warn!(
                         cluster = name,
@@ -238,6 +239,12 @@ impl State {
                             .iter()
                             .map(|(job, t)| (job.clone(), t.len())),
                     )
+                    .chain(found.monitors.iter().flat_map(|m| {
+                        m.jobs.iter().map(|j| {
+                            let n = m.targets.get(&j.file_name()).map_or(0, Vec::len);
+                            (j.operator_name(), n)
+                        })
+                    }))
                     .collect();
                 for note in &found.exporter_notes {
                     tracing::warn!(
@@ -375,4 +382,29 @@ impl Default for State {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Records what `[monitors]` found; each skip is told in the journal once,
+/// when it first appears, not at every event.
+fn took_monitors(
+    name: &str,
+    d: &mut crate::status::DiscoveryStatus,
+    found: Option<&crate::targets::MonitorsFound>,
+) {
+    let Some(found) = found else {
+        d.monitors = None;
+        return;
+    };
+    let before = d.monitors.take().unwrap_or_default();
+    for note in found.notes.iter().filter(|n| !before.skipped.contains(n)) {
+        tracing::warn!(
+            cluster = name,
+            stage = "discovery",
+            "cluster {name}: monitors: {note}"
+        );
+    }
+    d.monitors = Some(crate::status::MonitorsStatus {
+        jobs: found.jobs.len(),
+        skipped: found.notes.clone(),
+    });
 }

@@ -42,6 +42,9 @@ pub struct Slice {
 #[derive(Debug, Deserialize)]
 pub struct SliceMeta {
     pub name: String,
+    /// Absent in a namespace's list is that namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub labels: BTreeMap<String, String>,
 }

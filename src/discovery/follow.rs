@@ -29,6 +29,7 @@ use futures_util::stream::FuturesUnordered;
 use super::client::{EventStream, KubeClient, Permission, RawEvent};
 use super::decode;
 use super::exporters;
+use super::monitors;
 use super::objects::{EndpointSlice, Node};
 use super::pace::{Backoff, Ceilings};
 use super::pods;
@@ -69,6 +70,8 @@ pub struct Known {
     /// Each exporter namespace's slices, in `exporters::scopes` order;
     /// empty without exporters.
     exporter_slices: Vec<exporters::Known>,
+    /// `None`: `[monitors]` is off.
+    monitors: Option<monitors::Known>,
 }
 
 /// The annotated pods to scrape, by `namespace/name`, and the version to
@@ -229,6 +232,7 @@ async fn list(
         from_endpoints: false,
         pods: None,
         exporter_slices: Vec::new(),
+        monitors: None,
     };
     if cluster.kubelet.enabled || cluster.cadvisor.component.enabled {
         ceilings.admit(Which::Nodes).await;
@@ -288,6 +292,14 @@ async fn list(
         known
             .exporter_slices
             .push(exporters::list(client, scope).await?);
+    }
+    if let Some(wanted) = &cluster.monitors {
+        let mut scopes = Vec::new();
+        for (i, scope) in monitors::scopes(wanted).iter().enumerate() {
+            let admit = |r| ceilings.admit(Which::Monitors(i, r));
+            scopes.push(monitors::list_scope(client, wanted, scope, admit).await?);
+        }
+        known.monitors = Some(monitors::Known::new(scopes));
     }
     Ok(known)
 }
@@ -351,6 +363,9 @@ impl Known {
                 exporters::targets(&cluster.exporters, &scopes, &slices);
             super::check_exporter_counts(cluster, &targets, limits)?;
         }
+        if let (Some(known), Some(wanted)) = (&self.monitors, &cluster.monitors) {
+            targets.monitors = Some(Box::new(known.found(wanted, limits.max_targets)));
+        }
         Ok(targets)
     }
 }
@@ -373,6 +388,8 @@ pub enum Which {
     Pods(usize),
     /// The EndpointSlices of exporter namespace `.0`.
     Exporters(usize),
+    /// `[monitors]` scope `.0`'s resource `.1`.
+    Monitors(usize, monitors::Resource),
 }
 
 impl Known {
@@ -384,6 +401,7 @@ impl Known {
             Which::Slices => self.slices.as_mut().map(|(_, v)| v),
             Which::Pods(scope) => self.pods.as_mut().and_then(|p| p.versions.get_mut(scope)),
             Which::Exporters(scope) => self.exporter_slices.get_mut(scope).map(|(_, v)| v),
+            Which::Monitors(scope, r) => self.monitors.as_mut().and_then(|m| m.version(scope, r)),
         }
     }
 
@@ -412,6 +430,9 @@ impl Known {
             all.extend((0..pods.versions.len()).map(Which::Pods));
         }
         all.extend((0..self.exporter_slices.len()).map(Which::Exporters));
+        if let Some(m) = &self.monitors {
+            all.extend(m.watches().into_iter().map(|(i, r)| Which::Monitors(i, r)));
+        }
         all
     }
 }
@@ -524,6 +545,16 @@ impl<'a> Watching<'a> {
                 let scopes = exporters::scopes(&self.cluster.exporters);
                 let path = scopes.get(scope).map(exporters::path).unwrap_or_default();
                 (path, JSON, WATCH_SLICES)
+            }
+            Which::Monitors(scope, r) => {
+                let wanted = self.cluster.monitors.as_ref();
+                let path = wanted
+                    .and_then(|m| {
+                        let scopes = monitors::scopes(m);
+                        scopes.get(scope).map(|s| monitors::path(m, s, r))
+                    })
+                    .unwrap_or_default();
+                (path, JSON, r.permission("watch"))
             }
         }
     }
@@ -638,6 +669,10 @@ impl<'a> Watching<'a> {
             Which::Slices => apply_slice(known, event),
             Which::Pods(..) => apply_pod(known, event),
             Which::Exporters(scope) => apply_exporter_slice(known, scope, event),
+            Which::Monitors(scope, r) => Ok(known
+                .monitors
+                .as_mut()
+                .is_some_and(|m| m.take_in(scope, r, event))),
         }
         .map_err(|detail| DiscoveryError::BadResponse {
             url: url.to_string(),

@@ -2,13 +2,14 @@
 //! server.
 
 mod client;
-mod decode;
-mod exporters;
+pub(crate) mod decode;
+pub(crate) mod exporters;
 mod follow;
 mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
 mod lean;
+mod monitors;
 mod objects;
 mod pace;
 mod pods;
@@ -21,6 +22,7 @@ use std::time::Duration;
 pub use crate::discovery_error::DiscoveryError;
 pub use client::{KubeClient, Permission, token_in, token_problem};
 pub use follow::follow;
+pub use monitors::jobs_of_state as monitor_jobs_of_state;
 pub use tls::observing_config;
 
 use crate::config::cluster::{Cluster, PortRef};

@@ -25,6 +25,11 @@ pub fn cluster_yaml(cluster: &Cluster, settings: &Settings) -> (JobsYaml, Vec<Na
         let own = serde_norway::to_string(&[job]).expect("scrape configs serialise");
         out.push((own.into_boxed_str(), ""));
     }
+    for m in &cluster.monitor_jobs {
+        let job = super::monitors::job(cluster, m, settings);
+        let own = serde_norway::to_string(&[job]).expect("scrape configs serialise");
+        out.push((own.into_boxed_str(), ""));
+    }
     (out, files)
 }
 

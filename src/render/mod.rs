@@ -7,6 +7,7 @@ mod federate;
 pub mod files;
 mod jobs;
 mod memo;
+mod monitors;
 mod scrape_config;
 pub mod shape;
 mod splice;

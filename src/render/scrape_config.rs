@@ -98,7 +98,11 @@ pub struct Relabel {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub source_labels: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub separator: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub regex: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modulus: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_label: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -27,6 +27,8 @@ rewriting it (atomically):
                     "ports": [{"name": "metrics", "port": 9153}], "upstream": "127.0.0.1:9153",
                     "auth": null | "kube-rbac-proxy",   # answers 401 to the proxy, which strips Authorization
                     "pods": [{"name": "coredns-a", "node": "node-a", "ready": true}]}],
+     "monitors": {"servicemonitors": [{"metadata": {...}, "spec": {...}}], "podmonitors": []},
+                                               # absent (or a kind left out): no such CRD, a 404
      "fail": null | 500 | "hang",
      "shape": null | "null" | "omit"}         # how empty fields are sent, below
 
@@ -353,6 +355,12 @@ def objects_of(data):
         objs["services"][f'{ne["namespace"]}/{ne["service"]}'] = service_object(ne)
     for p in data.get("pods", []):
         objs["pods"][f'{p["namespace"]}/{p["name"]}'] = app_pod_object(p)
+    for resource, kind in MONITOR_KINDS.items():
+        objs[resource] = {}
+        for m in (data.get("monitors") or {}).get(resource) or []:
+            o = dict(m, kind=kind, apiVersion="monitoring.coreos.com/v1")
+            o["metadata"] = dict(m["metadata"], resourceVersion="1")
+            objs[resource][f'{m["metadata"].get("namespace")}/{m["metadata"].get("name")}'] = o
     for ex in data.get("exporters", []):
         for sl in exporter_slices(ex):
             objs["endpointslices"][f'{ex["namespace"]}/{sl["metadata"]["name"]}'] = sl
@@ -430,6 +438,10 @@ NULLABLE = {
     "Endpoints": ["subsets", "subsets[].addresses", "subsets[].notReadyAddresses", "subsets[].ports"],
     "EndpointSlice": ["endpoints", "ports", "endpoints[].addresses"],
     "Service": ["spec.ports"],
+    "ServiceMonitor": ["spec.endpoints", "spec.endpoints[].relabelings", "spec.endpoints[].metricRelabelings",
+                       "spec.endpoints[].params"],
+    "PodMonitor": ["spec.podMetricsEndpoints", "spec.podMetricsEndpoints[].relabelings",
+                   "spec.podMetricsEndpoints[].metricRelabelings"],
 }
 
 
@@ -538,7 +550,9 @@ ENDPOINTS_ONE = re.compile(r"^/api/v1/namespaces/([^/]+)/endpoints/([^/]+)$")
 NAMESPACED_LIST = re.compile(r"^/api/v1/namespaces/([^/]+)/(endpoints|pods|services)$")
 CLUSTER_LIST = re.compile(r"^/api/v1/(nodes|endpoints|pods|services)$")
 REVIEWS = re.compile(r"^/apis/(authentication\.k8s\.io|authorization\.k8s\.io)/(v1|v1beta1|v1alpha1)/(selfsubjectreviews|selfsubjectaccessreviews)$")
-SLICES = re.compile(r"^/apis/discovery\.k8s\.io/v1/namespaces/([^/]+)/endpointslices$")
+SLICES = re.compile(r"^/apis/discovery\.k8s\.io/v1(?:/namespaces/([^/]+))?/endpointslices$")
+MONITORS = re.compile(r"^/apis/monitoring\.coreos\.com/v1(?:/namespaces/([^/]+))?/(servicemonitors|podmonitors)$")
+MONITOR_KINDS = {"servicemonitors": "ServiceMonitor", "podmonitors": "PodMonitor"}
 
 RAW_CAP = 120  # seconds a raw answer may last, at most
 CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -908,9 +922,10 @@ class Handler(BaseHTTPRequestHandler):
             if data.get("no_endpointslices"):  # a server without discovery.k8s.io/v1
                 state.count("list_endpointslices")
                 return self.send(404, status(404, "NotFound", "the server could not find the requested resource"))
+            scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
             if "list endpointslices" in deny:
                 state.count("list_endpointslices")
-                return self.forbidden(user, "list", "endpointslices", f'in the namespace "{namespace}"')
+                return self.forbidden(user, "list", "endpointslices", scope)
             wanted = query.get("labelSelector", [""])[0]
             # No selector lists every slice of the namespace (Prometheus's
             # endpointslice role); promfed selects its services'.
@@ -918,16 +933,20 @@ class Handler(BaseHTTPRequestHandler):
                 state.count("watch_endpointslices")
                 state.count(f"watch_endpointslices {namespace}")
                 if "watch endpointslices" in deny:
-                    return self.forbidden(user, "watch", "endpointslices", f'in the namespace "{namespace}"')
+                    return self.forbidden(user, "watch", "endpointslices", scope)
                 return self.watch("endpointslices", query, namespace, selector=wanted)
             state.count("list_endpointslices")
             state.count(f"list_endpointslices {namespace}")
             items = [sl for sl in state.objects.get("endpointslices", {}).values()
-                     if sl["metadata"].get("namespace") == namespace
+                     if namespace in (None, sl["metadata"].get("namespace"))
                      and selected(sl["metadata"].get("labels") or {}, wanted)]
             return self.send(200, shaped({"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
                                           "metadata": {"resourceVersion": str(state.current_version())}, "items": items},
                                          data))
+
+        m = MONITORS.match(path)
+        if m:
+            return self.monitors(m.group(1), m.group(2), query, data, user, deny)
 
         m = ENDPOINTS_ONE.match(path)
         if m:
@@ -1009,6 +1028,29 @@ class Handler(BaseHTTPRequestHandler):
 
         return self.send(404, status(404, "NotFound", "the server could not find the requested resource"))
 
+    def monitors(self, namespace, resource, query, data, user, deny):
+        """ServiceMonitors and PodMonitors: "monitors": {"servicemonitors":
+        [...], "podmonitors": [...]}; a kind left out is a CRD not installed
+        (404, as a server without monitoring.coreos.com/v1 answers)."""
+        state = self.server.state
+        watching = query.get("watch", [""])[0] in ("true", "1")
+        verb = "watch" if watching else "list"
+        state.count(f"{verb}_{resource}")
+        if resource not in (data.get("monitors") or {}):
+            return self.send(404, status(404, "NotFound", "the server could not find the requested resource"))
+        scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+        if f"{verb} {resource}" in deny:
+            return self.forbidden(user, verb, f"{resource}.monitoring.coreos.com", scope)
+        wanted = query.get("labelSelector", [""])[0]
+        if watching:
+            return self.watch(resource, query, namespace, selector=wanted)
+        items = [o for o in state.objects.get(resource, {}).values()
+                 if namespace in (None, o["metadata"].get("namespace"))
+                 and selected(o["metadata"].get("labels") or {}, wanted)]
+        return self.send(200, shaped({"kind": MONITOR_KINDS[resource] + "List", "apiVersion": "monitoring.coreos.com/v1",
+                                      "metadata": {"resourceVersion": str(state.current_version())}, "items": items},
+                                     data))
+
     def exporter_answer(self, ex, port, rest):
         """An exporter behind the proxy: its port by name or number, and
         (auth "kube-rbac-proxy") the 401 that kube-rbac-proxy answers a
@@ -1079,8 +1121,10 @@ class Handler(BaseHTTPRequestHandler):
         deadline, last_bookmark = time.time() + timeout, time.time()
         # Real servers send a bookmark about once a minute; tests want them sooner.
         bookmark_every = state.get().get("bookmark_seconds", 1)
-        kinds = {"nodes": "Node", "endpoints": "Endpoints", "pods": "Pod", "services": "Service",
-                 "endpointslices": "EndpointSlice"}
+        kinds = dict({"nodes": "Node", "endpoints": "Endpoints", "pods": "Pod", "services": "Service",
+                      "endpointslices": "EndpointSlice"}, **MONITOR_KINDS)
+        group = {"endpointslices": "discovery.k8s.io/v1", "servicemonitors": "monitoring.coreos.com/v1",
+                 "podmonitors": "monitoring.coreos.com/v1"}
         try:
             if version == 0:  # "any version": the current objects, as ADDED
                 state.get()
@@ -1093,7 +1137,7 @@ class Handler(BaseHTTPRequestHandler):
                 if initial:
                     self.chunk(json.dumps({"type": "BOOKMARK", "object": {
                         "kind": kinds[resource],
-                        "apiVersion": "discovery.k8s.io/v1" if resource == "endpointslices" else "v1",
+                        "apiVersion": group.get(resource, "v1"),
                         "metadata": {"resourceVersion": str(version),
                                      "annotations": {"k8s.io/initial-events-end": "true"}}}}) + "\n")
             while time.time() < deadline:
@@ -1116,7 +1160,7 @@ class Handler(BaseHTTPRequestHandler):
                     version = max(version, state.current_version())
                     self.chunk(json.dumps({"type": "BOOKMARK", "object": {
                         "kind": kinds[resource],
-                        "apiVersion": "discovery.k8s.io/v1" if resource == "endpointslices" else "v1",
+                        "apiVersion": group.get(resource, "v1"),
                         "metadata": {"resourceVersion": str(version)}}}) + "\n")
                     last_bookmark = time.time()
                 next_bookmark = last_bookmark + bookmark_every if bookmarks else deadline

@@ -1,0 +1,70 @@
+//! The job of one monitor endpoint (`[monitors]`): its targets are pods
+//! found by promfed (file_sd, `targets::monitor_file_sd_json`), scraped
+//! through the pod proxy; the monitor's own relabelings run between
+//! promfed's rules, which keep every scrape on the API server's proxy.
+
+use crate::config::cluster::Cluster;
+use crate::config::monitors::MonitorJob;
+use crate::config::relabel;
+use crate::config::settings::Settings;
+
+use super::jobs::{authorization, cluster_labels, file_sd, tls_config};
+use super::scrape_config::{Relabel, ScrapeConfig, regex_escape};
+
+pub fn job(cluster: &Cluster, m: &MonitorJob, settings: &Settings) -> ScrapeConfig {
+    let interval = m.interval.as_ref().unwrap_or(&settings.scrape_interval);
+    let timeout = m.timeout.as_ref().or(settings.scrape_timeout.as_ref());
+    let mut job = ScrapeConfig {
+        job_name: format!("promfed/{}/{}", cluster.name, m.operator_name()),
+        scrape_interval: Some(interval.to_string()),
+        scrape_timeout: timeout.map(|t| t.min(interval).to_string()),
+        honor_labels: m.honor_labels.then_some(true),
+        honor_timestamps: None,
+        metrics_path: None,
+        params: m.params.clone(),
+        sample_limit: m.sample_limit,
+        body_size_limit: None,
+        scheme: "https",
+        authorization: authorization(cluster),
+        tls_config: tls_config(cluster),
+        static_configs: Vec::new(),
+        file_sd_configs: Vec::new(),
+        kubernetes_sd_configs: Vec::new(),
+        relabel_configs: Vec::new(),
+        metric_relabel_configs: Vec::new(),
+        fallback_scrape_protocol: settings.dialect().fallback_scrape_protocol(),
+    };
+    file_sd(&mut job, cluster, settings, &m.file_name());
+    job.relabel_configs.extend(m.relabelings.iter().map(rule));
+    cluster_labels(&mut job, cluster);
+    // Whatever the monitor's rules did: the API server, and a pod proxy
+    // path of this cluster.
+    job.relabel_configs
+        .push(Relabel::set("__address__", &cluster.api_server.address));
+    job.relabel_configs.push(Relabel::keep(
+        &["__metrics_path__"],
+        &format!(
+            "{}/api/v1/namespaces/[^/]+/pods/[^/]+/proxy/.*",
+            regex_escape(&cluster.api_server.path_prefix)
+        ),
+    ));
+    job.metric_relabel_configs
+        .extend(m.metric_relabelings.iter().map(rule));
+    // `honor_labels` or a metric rule may touch it; `cluster` stays ours.
+    job.metric_relabel_configs
+        .push(Relabel::set("cluster", cluster.name.as_str()));
+    job
+}
+
+/// A checked rule, as Prometheus reads it.
+fn rule(r: &relabel::Relabel) -> Relabel {
+    Relabel {
+        source_labels: r.source_labels.clone(),
+        separator: r.separator.clone(),
+        regex: r.regex.clone(),
+        modulus: r.modulus,
+        target_label: r.target_label.clone(),
+        replacement: r.replacement.clone(),
+        action: Some(r.action),
+    }
+}
