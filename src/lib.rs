@@ -11,6 +11,7 @@ mod add_cluster;
 mod apply;
 mod cli;
 mod config;
+mod credentials;
 mod daemon;
 mod digest;
 mod discovery;

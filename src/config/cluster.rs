@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use url::Url;
 
+use super::credential_source::{RawExec, RawTokenRequest, Source};
 use super::defaults::Defaults;
 use super::diagnostic::{Diagnostic, SourceText};
 use super::duration::PromDuration;
@@ -14,9 +15,9 @@ use super::federate::{Federate, RawFederate};
 use super::names::{ClusterName, LabelName};
 use super::pods::{Pods, RawPods};
 use super::toml_fields::{self, Fields, Problems, Spanned, StringOrInteger};
-use super::values::{self, ClientCert, Key};
+use super::values::{self, Key};
 // Re-exported for discovery and render, which import it from here.
-pub use super::values::PortRef;
+pub use super::values::{ClientCert, PortRef};
 
 /// A validated cluster definition. Only `Cluster::parse` builds one, from a
 /// file's text (the last good definition, too, is kept as text).
@@ -55,8 +56,13 @@ pub struct ApiServer {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Auth {
+    /// What Prometheus and discovery present: the file written, or (with
+    /// `source`) the file promfed keeps renewed under the state folder, once
+    /// bound there (`credentials::bind`).
     pub token_file: Option<PathBuf>,
     pub client_cert: Option<ClientCert>,
+    /// `[exec]` or `[token_request]`: promfed obtains the credential.
+    pub source: Option<Source>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -105,6 +111,23 @@ impl Cluster {
         }
         if let Some(f) = &self.federate {
             files.extend(f.credential_files());
+        }
+        files
+    }
+
+    /// The credential only promfed reads: TokenRequest's base, which
+    /// Prometheus never needs.
+    pub fn base_files(&self) -> Vec<(&'static str, &Path)> {
+        let Some(Source::TokenRequest(t)) = &self.auth.source else {
+            return Vec::new();
+        };
+        let mut files = Vec::new();
+        if let Some(f) = &t.base_token_file {
+            files.push(("token_file", f.as_path()));
+        }
+        if let Some(c) = &t.base_client_cert {
+            files.push(("cert_file", c.cert_file.as_path()));
+            files.push(("key_file", c.key_file.as_path()));
         }
         files
     }
@@ -210,6 +233,8 @@ struct RawCluster {
     federate: Option<RawFederate>,
     pods: Option<RawPods>,
     exporters: Vec<RawExporter>,
+    exec: Option<RawExec>,
+    token_request: Option<RawTokenRequest>,
     /// Credential keys that are written, whether or not their values are
     /// good: only the others are missing.
     credentials_written: Vec<&'static str>,
@@ -249,6 +274,8 @@ impl RawCluster {
             federate: None,
             pods: None,
             exporters: Vec::new(),
+            exec: None,
+            token_request: None,
             credentials_written: Vec::new(),
         };
         raw.credentials_written = ["token_file", "cert_file", "key_file", "ca_file"]
@@ -268,6 +295,8 @@ impl RawCluster {
         raw.federate = RawFederate::read(&mut root, p);
         raw.pods = RawPods::read(&mut root, p);
         raw.exporters = exporter::read_all(&mut root, p);
+        raw.exec = RawExec::read(&mut root, p);
+        raw.token_request = RawTokenRequest::read(&mut root, p);
         root.finish(p);
         raw
     }
@@ -291,12 +320,13 @@ impl RawCluster {
 
     /// Judges every value and the rules between keys, filling in defaults.
     fn validate(
-        self,
+        mut self,
         p: &mut Problems,
         source: &SourceText,
         default_name: &str,
     ) -> Option<Cluster> {
         let dir = source.path.parent().unwrap_or(Path::new("/"));
+        let sections = (self.exec.take(), self.token_request.take());
         let name = match &self.name {
             Some(s) => ClusterName::parse(&s.value)
                 .map_err(|e| p.at(s.span.clone(), "name", e))
@@ -340,12 +370,8 @@ impl RawCluster {
             (false, true) => p.missing("cert_file", "key_file is set, so cert_file is needed too"),
             _ => {}
         }
-        if !written("token_file") && !written("cert_file") && !written("key_file") {
-            p.missing(
-                "token_file",
-                "missing: set token_file (a service-account token) or cert_file and key_file",
-            );
-        }
+        let any_written = written("token_file") || written("cert_file") || written("key_file");
+        let credentials = credential_source(p, dir, sections, any_written, token_file, client_cert);
         if !written("ca_file") && !insecure {
             p.missing("ca_file", "missing: the CA that signed the API server's certificate (or insecure_skip_verify = true, not recommended)");
         }
@@ -399,6 +425,7 @@ impl RawCluster {
             Some(raw) => raw.validate(p),
         };
         let exporters = exporter::validate_all(self.exporters, p);
+        let (token_file, client_cert, credential_source) = credentials?;
 
         Some(Cluster {
             name: name?,
@@ -407,6 +434,7 @@ impl RawCluster {
             auth: Auth {
                 token_file,
                 client_cert,
+                source: credential_source,
             },
             tls: Tls {
                 ca_file,
@@ -433,6 +461,59 @@ impl RawCluster {
             pods: pods?,
             exporters: exporters?,
         })
+    }
+}
+
+/// What `Cluster` keeps of the credential keys: the files Prometheus
+/// presents, and where promfed obtains them from.
+type Credentials = (Option<PathBuf>, Option<ClientCert>, Option<Source>);
+
+/// The rules between `token_file`/`cert_file`, `[exec]` and
+/// `[token_request]`: exactly one way to authenticate, and TokenRequest's
+/// base credential besides.
+fn credential_source(
+    p: &mut Problems,
+    dir: &Path,
+    sections: (Option<RawExec>, Option<RawTokenRequest>),
+    files_written: bool,
+    token_file: Option<PathBuf>,
+    client_cert: Option<ClientCert>,
+) -> Option<Credentials> {
+    {
+        match sections {
+            (None, None) => {
+                if !files_written {
+                    p.missing(
+                        "token_file",
+                        "missing: set token_file (a service-account token) or cert_file and key_file, or an [exec] or [token_request] section",
+                    );
+                }
+                Some((token_file, client_cert, None))
+            }
+            (Some(exec), None) => {
+                if files_written {
+                    p.at(exec.span(), "exec", "[exec] gives this cluster's credential: token_file, cert_file and key_file go with no [exec]");
+                }
+                let exec = exec.validate(p, dir)?;
+                Some((None, None, Some(Source::Exec(exec))))
+            }
+            (None, Some(request)) => {
+                if !files_written {
+                    p.at(request.span(), "token_request", "[token_request] needs a base credential allowed to `create serviceaccounts/token`: set token_file, or cert_file and key_file");
+                }
+                let request = request.validate(p, token_file, client_cert)?;
+                Some((None, None, Some(Source::TokenRequest(request))))
+            }
+            (Some(exec), Some(request)) => {
+                p.at(
+                    request.span(),
+                    "token_request",
+                    "give either [exec] or [token_request], not both",
+                );
+                let _ = exec;
+                None
+            }
+        }
     }
 }
 

@@ -79,7 +79,7 @@ fn line_of(text: &str, at: usize) -> usize {
 
 /// Keys that describe one cluster and so make no sense for all of them: who
 /// it is, where it is, how to trust it.
-const PER_CLUSTER: [(&str, &str); 5] = [
+const PER_CLUSTER: [(&str, &str); 6] = [
     ("name", "the cluster's name"),
     ("api_server", "the cluster's API server"),
     (
@@ -91,6 +91,12 @@ const PER_CLUSTER: [(&str, &str); 5] = [
         "turning certificate checks off must be each cluster's own, written choice",
     ),
     ("federate.url", "one in-cluster Prometheus's address"),
+    // Its args name the cluster (`--cluster-name prod`), and a default
+    // [exec] would replace every other cluster's token_file.
+    (
+        "exec",
+        "one cluster's credential plugin (its args name the cluster)",
+    ),
 ];
 
 impl Defaults {
