@@ -18,6 +18,7 @@ use crate::config::cluster::ClientCert;
 use crate::config::cluster::Cluster;
 use crate::config::credential_source::Source;
 use crate::config::inventory::{Entry, Inventory};
+use crate::config::settings::Settings;
 use crate::discovery::DiscoveryError;
 
 /// A credential as obtained. Its `Debug` shows no secret.
@@ -98,22 +99,6 @@ pub enum CredentialError {
     Write { path: PathBuf, detail: String },
 }
 
-impl CredentialError {
-    /// A short, stable word for status.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            CredentialError::Spawn { .. } => "exec_spawn",
-            CredentialError::Timeout { .. } => "exec_timeout",
-            CredentialError::Exited { .. } => "exec_failed",
-            CredentialError::TooMuch { .. } => "exec_too_much",
-            CredentialError::Garbage { .. } => "exec_garbage",
-            CredentialError::Request { .. } => "token_request_refused",
-            CredentialError::Answer { .. } => "token_request_answer",
-            CredentialError::Write { .. } => "credential_write",
-        }
-    }
-}
-
 /// Obtains a new credential for `cluster` from its source, within the
 /// source's own time limit (`request_timeout` for a TokenRequest).
 pub async fn obtain(
@@ -153,4 +138,126 @@ pub fn bind_all(inventory: &mut Inventory, root: &Path) {
             bind(c, root);
         }
     }
+}
+
+/// Where and for whom credentials are written, and how long a
+/// TokenRequest may take: from the settings.
+#[derive(Debug, Clone)]
+pub struct Issuing {
+    pub root: PathBuf,
+    /// Prometheus's group, which must read the files.
+    pub group: Option<u32>,
+    pub request_timeout: Duration,
+}
+
+impl Issuing {
+    pub fn of(settings: &Settings) -> Issuing {
+        Issuing {
+            root: settings.credentials_dir(),
+            group: Some(settings.prometheus.user.primary_gid()),
+            request_timeout: settings.discovery_limits().request_timeout,
+        }
+    }
+
+    pub fn files(&self, cluster: &Cluster) -> file::Files {
+        file::Files::of(&self.root, &cluster.name)
+    }
+
+    /// Obtains a credential and writes it; `true` when its kind changed.
+    pub async fn renew(&self, cluster: &Cluster) -> Result<(Issued, bool), CredentialError> {
+        let issued = obtain(cluster, self.request_timeout)
+            .await
+            .unwrap_or_else(|| {
+                Err(CredentialError::Answer {
+                    account: cluster.name.to_string(),
+                    detail: "no [exec] or [token_request]".into(),
+                })
+            })?;
+        let files = self.files(cluster);
+        let changed = files
+            .write(&issued, self.group)
+            .map_err(|e| CredentialError::Write {
+                path: files.dir.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok((issued, changed))
+    }
+
+    /// When the kept credential is due for renewal, from now (zero when
+    /// there is none, or it is due already).
+    pub fn due_in(&self, cluster: &Cluster) -> Duration {
+        let files = self.files(cluster);
+        let kept = files.token.metadata().is_ok_and(|m| m.len() > 0) || files.has_certificate();
+        match files.meta() {
+            Some(meta) if kept => due_in(&meta, jiff::Timestamp::now().as_second()),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// From `now` to 80 % of the kept credential's lifetime.
+fn due_in(meta: &file::Meta, now: i64) -> Duration {
+    let renewed = meta.renewed.unwrap_or(0);
+    let due = match meta.expires {
+        Some(expires) => renewed + (expires - renewed) * i64::from(renewal::RENEW_AT_PERCENT) / 100,
+        None => renewed + renewal::NO_EXPIRY_REFRESH.as_secs() as i64,
+    };
+    Duration::from_secs(u64::try_from(due - now).unwrap_or(0))
+}
+
+/// For `promfed apply`: obtains the credentials of `clusters` that are due,
+/// concurrently, each within its own limit, and gives every other cluster
+/// with a source an empty token file at least (see `file::placeholder`).
+/// The errors, by cluster.
+pub async fn renew_due(issuing: &Issuing, clusters: &[&Cluster]) -> Vec<(String, CredentialError)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for cluster in clusters.iter().filter(|c| c.auth.source.is_some()) {
+        if issuing.due_in(cluster) > Duration::ZERO {
+            continue;
+        }
+        let (issuing, cluster) = (issuing.clone(), (*cluster).clone());
+        tasks.spawn(async move {
+            let result = issuing.renew(&cluster).await;
+            (cluster.name.to_string(), result.err())
+        });
+    }
+    let mut failed = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((name, Some(e))) = joined {
+            failed.push((name, e));
+        }
+    }
+    failed.sort_by(|a, b| a.0.cmp(&b.0));
+    failed
+}
+
+/// Empty token files where none is kept yet, so that the configuration
+/// naming them is valid. The failures, as warnings.
+pub fn placeholders(issuing: &Issuing, clusters: &[&Cluster]) -> Vec<String> {
+    clusters
+        .iter()
+        .filter(|c| c.auth.source.is_some())
+        .filter_map(|c| {
+            let files = issuing.files(c);
+            let e = files.placeholder(issuing.group).err()?;
+            Some(format!(
+                "cluster {}: cannot write {}: {e}",
+                c.name,
+                files.token.display()
+            ))
+        })
+        .collect()
+}
+
+/// When the credential the cluster presents expires, in seconds since the
+/// epoch: as its source said, or a token file's JWT `exp`.
+pub fn expiry_of(cluster: &Cluster, root: &Path) -> Option<i64> {
+    if cluster.auth.source.is_some() {
+        return file::Files::of(root, &cluster.name).meta()?.expires;
+    }
+    cluster
+        .auth
+        .token_file
+        .as_deref()
+        .and_then(crate::jwt::file_expiry)
 }
