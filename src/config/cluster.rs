@@ -1077,3 +1077,93 @@ mod exporter_tests {
         assert!(problems[0].contains("kube-dns"), "{problems:?}");
     }
 }
+
+/// `[exec]` and `[token_request]` read within a whole cluster file.
+#[cfg(test)]
+mod credential_source_tests {
+    use super::*;
+    use crate::config::credential_source::ExecApiVersion;
+
+    const HEAD: &str = "api_server = \"https://10.0.0.1:6443\"\nca_file = \"ca.crt\"\n";
+
+    fn parse(rest: &str) -> Result<Auth, Vec<String>> {
+        let text = format!("{HEAD}{rest}");
+        Cluster::parse(&SourceText::new("/etc/promfed.d/prod.toml", text), "prod")
+            .map(|p| p.cluster.auth)
+            .map_err(|b| b.problems.iter().map(|d| d.headline()).collect())
+    }
+
+    #[test]
+    fn an_eks_exec_stanza_and_a_token_request_with_its_base() {
+        let auth = parse("[exec]\napi_version = \"client.authentication.k8s.io/v1beta1\"\ncommand = \"aws\"\nargs = [\"eks\", \"get-token\", \"--cluster-name\", \"prod\"]\nenv = { AWS_PROFILE = \"monitoring\" }\ninteractive_mode = \"Never\"\nprovide_cluster_info = true\ntimeout = \"5s\"\n").unwrap();
+        let Some(Source::Exec(exec)) = auth.source else {
+            panic!("exec")
+        };
+        assert_eq!(exec.api_version, ExecApiVersion::V1beta1);
+        assert_eq!(exec.command, Path::new("aws"));
+        assert_eq!(exec.args, ["eks", "get-token", "--cluster-name", "prod"]);
+        assert_eq!(exec.env["AWS_PROFILE"], "monitoring");
+        assert!(exec.provide_cluster_info);
+        assert_eq!(exec.timeout.as_secs(), 5);
+        assert_eq!(auth.token_file, None);
+        // A relative path with a folder is the cluster file's folder's.
+        let auth = parse("[exec]\napi_version = \"client.authentication.k8s.io/v1\"\ncommand = \"bin/get-token\"\n").unwrap();
+        let Some(Source::Exec(exec)) = auth.source else {
+            panic!("exec")
+        };
+        assert_eq!(exec.command, Path::new("/etc/promfed.d/bin/get-token"));
+        assert_eq!(
+            exec.timeout,
+            crate::config::credential_source::defaults::EXEC_TIMEOUT
+        );
+
+        let auth = parse("token_file = \"minter\"\n[token_request]\nnamespace = \"monitoring\"\nservice_account = \"promfed\"\nexpiration = \"2h\"\n").unwrap();
+        let Some(Source::TokenRequest(t)) = auth.source else {
+            panic!("token_request")
+        };
+        assert_eq!(
+            (t.namespace.as_str(), t.service_account.as_str()),
+            ("monitoring", "promfed")
+        );
+        assert_eq!(t.expiration.as_secs(), 7200);
+        assert_eq!(
+            t.base_token_file.as_deref(),
+            Some(Path::new("/etc/promfed.d/minter"))
+        );
+        assert_eq!(
+            auth.token_file, None,
+            "Prometheus gets the minted token, not the base"
+        );
+    }
+
+    /// Each mistake is named with its line, column and key.
+    #[test]
+    fn every_mistake_names_line_column_and_key() {
+        let v1 = "api_version = \"client.authentication.k8s.io/v1\"\n";
+        let cases = [
+            (format!("[exec]\n{v1}"), "3:1: key `exec.command`: missing"),
+            ("[exec]\ncommand = \"aws\"\n".to_string(), "3:1: key `exec.api_version`: missing"),
+            ("[exec]\ncommand = \"aws\"\napi_version = \"client.authentication.k8s.io/v1alpha1\"\n".to_string(), "5:15: key `exec.api_version`: `client.authentication.k8s.io/v1alpha1` is not an exec credential version"),
+            (format!("[exec]\n{v1}command = \"aws\"\ninteractive_mode = \"Always\"\n"), "6:20: key `exec.interactive_mode`: `Always`: promfed runs plugins without a terminal"),
+            (format!("[exec]\n{v1}command = \"aws\"\nargs = [\"a\", \"b\\u0000\"]\n"), "6:14: key `exec.args[1]`: holds a control character"),
+            (format!("[exec]\n{v1}command = \"aws\"\nenv = {{ \"1X\" = \"y\" }}\n"), "6:9: key `exec.env.1X`: `1X` is not an environment variable name"),
+            (format!("[exec]\n{v1}command = \"aws\"\nenv = {{ KUBERNETES_EXEC_INFO = \"y\" }}\n"), "key `exec.env.KUBERNETES_EXEC_INFO`: `KUBERNETES_EXEC_INFO` is set by promfed"),
+            (format!("[exec]\n{v1}command = \"aws\"\ntimeout = \"1h\"\n"), "6:11: key `exec.timeout`: 1h is outside 1s to 300s"),
+            (format!("[exec]\n{v1}command = \"aws\"\nextra = 1\n"), "6:1: key `exec.extra`: unknown key"),
+            (format!("token_file = \"t\"\n[exec]\n{v1}command = \"aws\"\n"), "key `exec`: [exec] gives this cluster's credential"),
+            ("[token_request]\nnamespace = \"m\"\nservice_account = \"p\"\n".to_string(), "3:1: key `token_request`: [token_request] needs a base credential"),
+            ("token_file = \"t\"\n[token_request]\nnamespace = \"m\"\nservice_account = \"p\"\nexpiration = \"5m\"\n".to_string(), "7:14: key `token_request.expiration`: 5m is outside 600s"),
+            ("token_file = \"t\"\n[token_request]\nnamespace = \"M\"\nservice_account = \"p\"\n".to_string(), "5:13: key `token_request.namespace`: `M` is not a Kubernetes name"),
+            ("token_file = \"t\"\n[token_request]\nnamespace = \"m\"\n".to_string(), "key `token_request.service_account`: missing"),
+            (format!("token_file = \"t\"\n[token_request]\nnamespace = \"m\"\nservice_account = \"p\"\n[exec]\n{v1}command = \"a\"\n"), "key `token_request`: give either [exec] or [token_request]"),
+            (String::new(), "key `token_file`: missing: set token_file (a service-account token) or cert_file and key_file, or an [exec] or [token_request] section"),
+        ];
+        for (text, expected) in cases {
+            let problems = parse(&text).expect_err(&text);
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "{text}\nexpected {expected}\ngot {problems:#?}"
+            );
+        }
+    }
+}

@@ -269,6 +269,21 @@ mod tests {
         }
     }
 
+    /// A plugin's args name one cluster; a TokenRequest's account may be
+    /// the fleet's.
+    #[test]
+    fn an_exec_default_is_refused_and_a_token_request_one_is_not() {
+        let (_, problems) = defaults(
+            "[defaults.exec]\ncommand = \"aws\"\n[defaults.token_request]\nnamespace = \"monitoring\"\nservice_account = \"promfed\"\n",
+        );
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0]
+                .contains("1:11: key `defaults.exec`: `exec` is one cluster's credential plugin"),
+            "{problems:?}"
+        );
+    }
+
     /// The shifted spans map back to promfed.toml's own lines and columns.
     #[test]
     fn problems_of_an_inherited_value_point_into_promfed_toml() {
