@@ -39,4 +39,5 @@ mod yaml_depth;
 pub use cli::main;
 /// For the fuzzers in `fuzz/`: the decoders of what API servers send.
 #[doc(hidden)]
+pub use credentials::fuzzing as credential_fuzzing;
 pub use discovery::fuzzing;

@@ -4,6 +4,8 @@
 //! names and discovery reads, and kept renewed (`renewal`).
 
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod exec_credential;
 pub mod file;
 pub mod renewal;
