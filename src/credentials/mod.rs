@@ -4,10 +4,10 @@
 //! names and discovery reads, and kept renewed (`renewal`).
 
 pub mod exec;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod exec_credential;
 pub mod file;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod renewal;
 pub mod token_request;
 
