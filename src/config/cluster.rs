@@ -479,40 +479,37 @@ fn credential_source(
     token_file: Option<PathBuf>,
     client_cert: Option<ClientCert>,
 ) -> Option<Credentials> {
-    {
-        match sections {
-            (None, None) => {
-                if !files_written {
-                    p.missing(
+    match sections {
+        (None, None) => {
+            if !files_written {
+                p.missing(
                         "token_file",
                         "missing: set token_file (a service-account token) or cert_file and key_file, or an [exec] or [token_request] section",
                     );
-                }
-                Some((token_file, client_cert, None))
             }
-            (Some(exec), None) => {
-                if files_written {
-                    p.at(exec.span(), "exec", "[exec] gives this cluster's credential: token_file, cert_file and key_file go with no [exec]");
-                }
-                let exec = exec.validate(p, dir)?;
-                Some((None, None, Some(Source::Exec(exec))))
+            Some((token_file, client_cert, None))
+        }
+        (Some(exec), None) => {
+            if files_written {
+                p.at(exec.span(), "exec", "[exec] gives this cluster's credential: token_file, cert_file and key_file go with no [exec]");
             }
-            (None, Some(request)) => {
-                if !files_written {
-                    p.at(request.span(), "token_request", "[token_request] needs a base credential allowed to `create serviceaccounts/token`: set token_file, or cert_file and key_file");
-                }
-                let request = request.validate(p, token_file, client_cert)?;
-                Some((None, None, Some(Source::TokenRequest(request))))
+            let exec = exec.validate(p, dir)?;
+            Some((None, None, Some(Source::Exec(exec))))
+        }
+        (None, Some(request)) => {
+            if !files_written {
+                p.at(request.span(), "token_request", "[token_request] needs a base credential allowed to `create serviceaccounts/token`: set token_file, or cert_file and key_file");
             }
-            (Some(exec), Some(request)) => {
-                p.at(
-                    request.span(),
-                    "token_request",
-                    "give either [exec] or [token_request], not both",
-                );
-                let _ = exec;
-                None
-            }
+            let request = request.validate(p, token_file, client_cert)?;
+            Some((None, None, Some(Source::TokenRequest(request))))
+        }
+        (Some(_), Some(request)) => {
+            p.at(
+                request.span(),
+                "token_request",
+                "give either [exec] or [token_request], not both",
+            );
+            None
         }
     }
 }
@@ -632,7 +629,7 @@ mod tests {
                 "/etc/promfed.d/stage.toml:1:14: key `api_server`: `http://10.0.0.1:6443`: the API server must be reached over https:// (tokens would travel in clear text)",
                 "/etc/promfed.d/stage.toml:3:12: key `labels.cluster`: `cluster` is set by promfed itself and cannot be overridden",
                 "/etc/promfed.d/stage.toml:3:27: key `labels.bad-name`: `bad-name` is not a valid label name: use letters, digits and `_`, not starting with a digit",
-                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, exporter, federate, insecure_skip_verify, key_file, kubelet, labels, name, node_exporter, pods, receiver, tls_server_name, token_file)",
+                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, exec, exporter, federate, insecure_skip_verify, key_file, kubelet, labels, name, node_exporter, pods, receiver, tls_server_name, token_file, token_request)",
                 "/etc/promfed.d/stage.toml:6:8: key `node_exporter.port`: 70000 is not a port number (1-65535)",
                 "/etc/promfed.d/stage.toml:8:19: key `cadvisor.scrape_interval`: `10` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
             ]

@@ -167,7 +167,7 @@ impl State {
             {
                 self.discovered(&name, result, cluster);
             }
-            let expiry = crate::credentials::expiry_of(cluster, &credentials_dir);
+            let expiry = crate::credentials::expiry_of(cluster, credentials_dir);
             if let Some(s) = self.status.clusters.get_mut(&name) {
                 s.token_expiry = expiry
                     .and_then(|t| Timestamp::from_second(t).ok())
