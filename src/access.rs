@@ -12,6 +12,7 @@ use nix::unistd::{Gid, Group, Uid, User};
 pub struct Identity {
     pub name: String,
     uid: u32,
+    gid: u32,
     gids: Vec<u32>,
 }
 
@@ -29,8 +30,14 @@ impl Identity {
         Ok(Identity {
             name: name.to_string(),
             uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
             gids,
         })
+    }
+
+    /// The user's own group (`prometheus` for the packaged Prometheus).
+    pub fn primary_gid(&self) -> u32 {
+        self.gid
     }
 
     fn is_root(&self) -> bool {

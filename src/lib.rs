@@ -11,6 +11,7 @@ mod add_cluster;
 mod apply;
 mod cli;
 mod config;
+mod credentials;
 mod daemon;
 mod digest;
 mod discovery;
@@ -38,4 +39,5 @@ mod yaml_depth;
 pub use cli::main;
 /// For the fuzzers in `fuzz/`: the decoders of what API servers send.
 #[doc(hidden)]
+pub use credentials::fuzzing as credential_fuzzing;
 pub use discovery::fuzzing;

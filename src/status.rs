@@ -87,8 +87,24 @@ pub struct ClusterStatus {
     pub file: PathBuf,
     pub definition: Definition,
     pub discovery: DiscoveryStatus,
-    /// The token's JWT `exp`, RFC 3339.
+    /// When the token expires, RFC 3339: its JWT `exp`, or what the exec
+    /// plugin or TokenRequest said.
     pub token_expiry: Option<String>,
+    /// `[exec]` or `[token_request]`: the last renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialStatus>,
+}
+
+/// A credential promfed renews itself. Times are RFC 3339.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CredentialStatus {
+    /// `exec` or `token_request`.
+    pub source: String,
+    pub renewed: Option<String>,
+    pub next_renewal: Option<String>,
+    /// Why the last renewal failed (the last credential stays in use while
+    /// it is valid).
+    pub error: Option<String>,
 }
 
 impl ClusterStatus {
@@ -302,10 +318,12 @@ fn human(s: &Status) -> String {
         "CLUSTER", "DISCOVERY", "DEFINITION", "NODES", "NODE-EXPORTER", "DETAIL"
     ));
     for (name, c) in &s.clusters {
-        let detail = match (&c.discovery.error, &c.token_expiry) {
-            (Some(e), _) => e.clone(),
-            (None, Some(exp)) => format!("token expires {exp}"),
-            (None, None) => String::new(),
+        let credential_error = c.credential.as_ref().and_then(|k| k.error.as_ref());
+        let detail = match (&c.discovery.error, credential_error, &c.token_expiry) {
+            (Some(e), _, _) => e.clone(),
+            (None, Some(e), _) => format!("credential: {e}"),
+            (None, None, Some(exp)) => format!("token expires {exp}"),
+            (None, None, None) => String::new(),
         };
         out.push_str(&format!(
             "{name:width$}  {:9}  {:14}  {:>5}  {:>13}  {detail}\n",

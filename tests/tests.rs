@@ -9,6 +9,7 @@ mod support;
 mod add_cluster;
 mod bad_input;
 mod crash;
+mod credentials;
 mod daemon;
 mod doctor;
 mod e2e;

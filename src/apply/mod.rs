@@ -25,6 +25,7 @@ use crate::config::diagnostic::Diagnostic;
 use crate::config::inventory::{self, Elsewhere, Entry, Inventory};
 use crate::config::last_good::LastGood;
 use crate::config::settings::{DiscoveryMode, Settings};
+use crate::credentials;
 use crate::discovery;
 use crate::programs::ProgramKind;
 use crate::render::{self, Base, Candidate};
@@ -47,6 +48,10 @@ pub struct Options<'a> {
     /// Which clusters to discover before rendering: every one for `apply`;
     /// the daemon's own tasks discover the clusters it already knows.
     pub discover: &'a dyn Fn(&Cluster) -> bool,
+    /// Whether to obtain the credentials that are due (`[exec]`,
+    /// `[token_request]`) before discovering: `apply` does; the daemon's
+    /// own tasks renew them, so that a hanging plugin delays no transaction.
+    pub renew_credentials: bool,
 }
 
 impl Options<'_> {
@@ -54,6 +59,7 @@ impl Options<'_> {
         Options {
             mode,
             discover: &|_| true,
+            renew_credentials: mode == Mode::Apply,
         }
     }
 }
@@ -183,12 +189,18 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
         Err(problem) => return Report::failed(programs, problem.headline()),
     };
     tracing::debug!(stage = "load", took = ?started.elapsed(), clusters = inventory.entries.len());
+    let issuing = credentials::Issuing::of(settings);
+    credentials::bind_all(&mut inventory, &issuing.root);
 
     // Discover (file_sd only), concurrently; failures keep the last targets.
     let apply_file_sd = options.mode == Mode::Apply && settings.discovery == DiscoveryMode::FileSd;
     let mut warnings = inventory.warnings.clone();
     let mut discovered = Vec::new();
     let mut resumes = BTreeMap::new();
+    if options.mode == Mode::Apply {
+        let failed = obtain_credentials(&issuing, &mut inventory, options).await;
+        warnings.extend(failed);
+    }
     if apply_file_sd {
         let clusters = inventory.clusters();
         let wanted: Vec<&Cluster> = clusters
@@ -258,6 +270,7 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
                         ),
                     ));
                 }
+                credentials::bind_all(&mut inventory, &issuing.root);
                 (outcome, base) = program
                     .run(
                         &inventory.clusters(),
@@ -288,6 +301,28 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
         tracing::debug!(stage = "record", took = ?started.elapsed());
     }
     report
+}
+
+/// Gives every cluster with `[exec]` or `[token_request]` its credential
+/// file (an empty one until the first credential comes), and obtains the
+/// credentials that are due when `options` asks. The failures, as
+/// warnings: discovery then says what they cost.
+async fn obtain_credentials(
+    issuing: &credentials::Issuing,
+    inventory: &mut Inventory,
+    options: &Options<'_>,
+) -> Vec<String> {
+    let clusters = inventory.clusters();
+    let mut warnings = credentials::placeholders(issuing, &clusters);
+    if options.renew_credentials {
+        for (name, e) in credentials::renew_due(issuing, &clusters).await {
+            warnings.push(format!("cluster {name}: no new credential: {e}"));
+        }
+    }
+    drop(clusters);
+    // An exec plugin may have switched between a token and a certificate.
+    credentials::bind_all(inventory, &issuing.root);
+    warnings
 }
 
 /// After everything took: remember the applied definitions and forget the
@@ -367,6 +402,7 @@ pub fn load_and_render(
         &p.user,
     )
     .map_err(CannotRender::Unlistable)?;
+    credentials::bind_all(&mut inventory, &settings.credentials_dir());
     if let Some(shard) = &settings.shard {
         inventory.assign(shard);
     }

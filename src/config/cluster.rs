@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use url::Url;
 
+use super::credential_source::{RawExec, RawTokenRequest, Source};
 use super::defaults::Defaults;
 use super::diagnostic::{Diagnostic, SourceText};
 use super::duration::PromDuration;
@@ -15,9 +16,9 @@ use super::monitors::{MonitorJob, Monitors, RawMonitors};
 use super::names::{ClusterName, LabelName};
 use super::pods::{Pods, RawPods};
 use super::toml_fields::{self, Fields, Problems, Spanned, StringOrInteger};
-use super::values::{self, ClientCert, Key};
+use super::values::{self, Key};
 // Re-exported for discovery and render, which import it from here.
-pub use super::values::PortRef;
+pub use super::values::{ClientCert, PortRef};
 
 /// A validated cluster definition. Only `Cluster::parse` builds one, from a
 /// file's text (the last good definition, too, is kept as text).
@@ -79,8 +80,13 @@ pub struct ApiServer {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Auth {
+    /// What Prometheus and discovery present: the file written, or (with
+    /// `source`) the file promfed keeps renewed under the state folder, once
+    /// bound there (`credentials::bind`).
     pub token_file: Option<PathBuf>,
     pub client_cert: Option<ClientCert>,
+    /// `[exec]` or `[token_request]`: promfed obtains the credential.
+    pub source: Option<Source>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -129,6 +135,23 @@ impl Cluster {
         }
         if let Some(f) = &self.federate {
             files.extend(f.credential_files());
+        }
+        files
+    }
+
+    /// The credential only promfed reads: TokenRequest's base, which
+    /// Prometheus never needs.
+    pub fn base_files(&self) -> Vec<(&'static str, &Path)> {
+        let Some(Source::TokenRequest(t)) = &self.auth.source else {
+            return Vec::new();
+        };
+        let mut files = Vec::new();
+        if let Some(f) = &t.base_token_file {
+            files.push(("token_file", f.as_path()));
+        }
+        if let Some(c) = &t.base_client_cert {
+            files.push(("cert_file", c.cert_file.as_path()));
+            files.push(("key_file", c.key_file.as_path()));
         }
         files
     }
@@ -235,6 +258,8 @@ struct RawCluster {
     pods: Option<RawPods>,
     exporters: Vec<RawExporter>,
     monitors: Option<RawMonitors>,
+    exec: Option<RawExec>,
+    token_request: Option<RawTokenRequest>,
     /// Credential keys that are written, whether or not their values are
     /// good: only the others are missing.
     credentials_written: Vec<&'static str>,
@@ -275,6 +300,8 @@ impl RawCluster {
             pods: None,
             exporters: Vec::new(),
             monitors: None,
+            exec: None,
+            token_request: None,
             credentials_written: Vec::new(),
         };
         raw.credentials_written = ["token_file", "cert_file", "key_file", "ca_file"]
@@ -295,6 +322,8 @@ impl RawCluster {
         raw.pods = RawPods::read(&mut root, p);
         raw.exporters = exporter::read_all(&mut root, p);
         raw.monitors = RawMonitors::read(&mut root, p);
+        raw.exec = RawExec::read(&mut root, p);
+        raw.token_request = RawTokenRequest::read(&mut root, p);
         root.finish(p);
         raw
     }
@@ -318,12 +347,13 @@ impl RawCluster {
 
     /// Judges every value and the rules between keys, filling in defaults.
     fn validate(
-        self,
+        mut self,
         p: &mut Problems,
         source: &SourceText,
         default_name: &str,
     ) -> Option<Cluster> {
         let dir = source.path.parent().unwrap_or(Path::new("/"));
+        let sections = (self.exec.take(), self.token_request.take());
         let name = match &self.name {
             Some(s) => ClusterName::parse(&s.value)
                 .map_err(|e| p.at(s.span.clone(), "name", e))
@@ -367,12 +397,8 @@ impl RawCluster {
             (false, true) => p.missing("cert_file", "key_file is set, so cert_file is needed too"),
             _ => {}
         }
-        if !written("token_file") && !written("cert_file") && !written("key_file") {
-            p.missing(
-                "token_file",
-                "missing: set token_file (a service-account token) or cert_file and key_file",
-            );
-        }
+        let any_written = written("token_file") || written("cert_file") || written("key_file");
+        let credentials = credential_source(p, dir, sections, any_written, token_file, client_cert);
         if !written("ca_file") && !insecure {
             p.missing("ca_file", "missing: the CA that signed the API server's certificate (or insecure_skip_verify = true, not recommended)");
         }
@@ -430,6 +456,7 @@ impl RawCluster {
             None => Some(None),
             Some(raw) => raw.validate(p),
         };
+        let (token_file, client_cert, credential_source) = credentials?;
 
         Some(Cluster {
             name: name?,
@@ -438,6 +465,7 @@ impl RawCluster {
             auth: Auth {
                 token_file,
                 client_cert,
+                source: credential_source,
             },
             tls: Tls {
                 ca_file,
@@ -466,6 +494,56 @@ impl RawCluster {
             monitors: monitors?,
             monitor_jobs: Vec::new(),
         })
+    }
+}
+
+/// What `Cluster` keeps of the credential keys: the files Prometheus
+/// presents, and where promfed obtains them from.
+type Credentials = (Option<PathBuf>, Option<ClientCert>, Option<Source>);
+
+/// The rules between `token_file`/`cert_file`, `[exec]` and
+/// `[token_request]`: exactly one way to authenticate, and TokenRequest's
+/// base credential besides.
+fn credential_source(
+    p: &mut Problems,
+    dir: &Path,
+    sections: (Option<RawExec>, Option<RawTokenRequest>),
+    files_written: bool,
+    token_file: Option<PathBuf>,
+    client_cert: Option<ClientCert>,
+) -> Option<Credentials> {
+    match sections {
+        (None, None) => {
+            if !files_written {
+                p.missing(
+                        "token_file",
+                        "missing: set token_file (a service-account token) or cert_file and key_file, or an [exec] or [token_request] section",
+                    );
+            }
+            Some((token_file, client_cert, None))
+        }
+        (Some(exec), None) => {
+            if files_written {
+                p.at(exec.span(), "exec", "[exec] gives this cluster's credential: token_file, cert_file and key_file go with no [exec]");
+            }
+            let exec = exec.validate(p, dir)?;
+            Some((None, None, Some(Source::Exec(exec))))
+        }
+        (None, Some(request)) => {
+            if !files_written {
+                p.at(request.span(), "token_request", "[token_request] needs a base credential allowed to `create serviceaccounts/token`: set token_file, or cert_file and key_file");
+            }
+            let request = request.validate(p, token_file, client_cert)?;
+            Some((None, None, Some(Source::TokenRequest(request))))
+        }
+        (Some(_), Some(request)) => {
+            p.at(
+                request.span(),
+                "token_request",
+                "give either [exec] or [token_request], not both",
+            );
+            None
+        }
     }
 }
 
@@ -584,7 +662,7 @@ mod tests {
                 "/etc/promfed.d/stage.toml:1:14: key `api_server`: `http://10.0.0.1:6443`: the API server must be reached over https:// (tokens would travel in clear text)",
                 "/etc/promfed.d/stage.toml:3:12: key `labels.cluster`: `cluster` is set by promfed itself and cannot be overridden",
                 "/etc/promfed.d/stage.toml:3:27: key `labels.bad-name`: `bad-name` is not a valid label name: use letters, digits and `_`, not starting with a digit",
-                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, exporter, federate, insecure_skip_verify, key_file, kubelet, labels, monitors, name, node_exporter, pods, receiver, tls_server_name, token_file)",
+                "/etc/promfed.d/stage.toml:4:1: key `colour`: unknown key (allowed here: api_server, apiserver, ca_file, cadvisor, cert_file, exec, exporter, federate, insecure_skip_verify, key_file, kubelet, labels, monitors, name, node_exporter, pods, receiver, tls_server_name, token_file, token_request)",
                 "/etc/promfed.d/stage.toml:6:8: key `node_exporter.port`: 70000 is not a port number (1-65535)",
                 "/etc/promfed.d/stage.toml:8:19: key `cadvisor.scrape_interval`: `10` is not a duration (examples: 30s, 1m30s, 500ms, 2h)",
             ]
@@ -1027,5 +1105,95 @@ mod exporter_tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].starts_with("/etc/promfed.d/c.toml:5:11: key `exporter.kube-dns`: [exporter.kube-dns] is written twice"), "{problems:?}");
         assert!(problems[0].contains("kube-dns"), "{problems:?}");
+    }
+}
+
+/// `[exec]` and `[token_request]` read within a whole cluster file.
+#[cfg(test)]
+mod credential_source_tests {
+    use super::*;
+    use crate::config::credential_source::ExecApiVersion;
+
+    const HEAD: &str = "api_server = \"https://10.0.0.1:6443\"\nca_file = \"ca.crt\"\n";
+
+    fn parse(rest: &str) -> Result<Auth, Vec<String>> {
+        let text = format!("{HEAD}{rest}");
+        Cluster::parse(&SourceText::new("/etc/promfed.d/prod.toml", text), "prod")
+            .map(|p| p.cluster.auth)
+            .map_err(|b| b.problems.iter().map(|d| d.headline()).collect())
+    }
+
+    #[test]
+    fn an_eks_exec_stanza_and_a_token_request_with_its_base() {
+        let auth = parse("[exec]\napi_version = \"client.authentication.k8s.io/v1beta1\"\ncommand = \"aws\"\nargs = [\"eks\", \"get-token\", \"--cluster-name\", \"prod\"]\nenv = { AWS_PROFILE = \"monitoring\" }\ninteractive_mode = \"Never\"\nprovide_cluster_info = true\ntimeout = \"5s\"\n").unwrap();
+        let Some(Source::Exec(exec)) = auth.source else {
+            panic!("exec")
+        };
+        assert_eq!(exec.api_version, ExecApiVersion::V1beta1);
+        assert_eq!(exec.command, Path::new("aws"));
+        assert_eq!(exec.args, ["eks", "get-token", "--cluster-name", "prod"]);
+        assert_eq!(exec.env["AWS_PROFILE"], "monitoring");
+        assert!(exec.provide_cluster_info);
+        assert_eq!(exec.timeout.as_secs(), 5);
+        assert_eq!(auth.token_file, None);
+        // A relative path with a folder is the cluster file's folder's.
+        let auth = parse("[exec]\napi_version = \"client.authentication.k8s.io/v1\"\ncommand = \"bin/get-token\"\n").unwrap();
+        let Some(Source::Exec(exec)) = auth.source else {
+            panic!("exec")
+        };
+        assert_eq!(exec.command, Path::new("/etc/promfed.d/bin/get-token"));
+        assert_eq!(
+            exec.timeout,
+            crate::config::credential_source::defaults::EXEC_TIMEOUT
+        );
+
+        let auth = parse("token_file = \"minter\"\n[token_request]\nnamespace = \"monitoring\"\nservice_account = \"promfed\"\nexpiration = \"2h\"\n").unwrap();
+        let Some(Source::TokenRequest(t)) = auth.source else {
+            panic!("token_request")
+        };
+        assert_eq!(
+            (t.namespace.as_str(), t.service_account.as_str()),
+            ("monitoring", "promfed")
+        );
+        assert_eq!(t.expiration.as_secs(), 7200);
+        assert_eq!(
+            t.base_token_file.as_deref(),
+            Some(Path::new("/etc/promfed.d/minter"))
+        );
+        assert_eq!(
+            auth.token_file, None,
+            "Prometheus gets the minted token, not the base"
+        );
+    }
+
+    /// Each mistake is named with its line, column and key.
+    #[test]
+    fn every_mistake_names_line_column_and_key() {
+        let v1 = "api_version = \"client.authentication.k8s.io/v1\"\n";
+        let cases = [
+            (format!("[exec]\n{v1}"), "3:1: key `exec.command`: missing"),
+            ("[exec]\ncommand = \"aws\"\n".to_string(), "3:1: key `exec.api_version`: missing"),
+            ("[exec]\ncommand = \"aws\"\napi_version = \"client.authentication.k8s.io/v1alpha1\"\n".to_string(), "5:15: key `exec.api_version`: `client.authentication.k8s.io/v1alpha1` is not an exec credential version"),
+            (format!("[exec]\n{v1}command = \"aws\"\ninteractive_mode = \"Always\"\n"), "6:20: key `exec.interactive_mode`: `Always`: promfed runs plugins without a terminal"),
+            (format!("[exec]\n{v1}command = \"aws\"\nargs = [\"a\", \"b\\u0000\"]\n"), "6:14: key `exec.args[1]`: holds a control character"),
+            (format!("[exec]\n{v1}command = \"aws\"\nenv = {{ \"1X\" = \"y\" }}\n"), "6:9: key `exec.env.1X`: `1X` is not an environment variable name"),
+            (format!("[exec]\n{v1}command = \"aws\"\nenv = {{ KUBERNETES_EXEC_INFO = \"y\" }}\n"), "key `exec.env.KUBERNETES_EXEC_INFO`: `KUBERNETES_EXEC_INFO` is set by promfed"),
+            (format!("[exec]\n{v1}command = \"aws\"\ntimeout = \"1h\"\n"), "6:11: key `exec.timeout`: 1h is outside 1s to 300s"),
+            (format!("[exec]\n{v1}command = \"aws\"\nextra = 1\n"), "6:1: key `exec.extra`: unknown key"),
+            (format!("token_file = \"t\"\n[exec]\n{v1}command = \"aws\"\n"), "key `exec`: [exec] gives this cluster's credential"),
+            ("[token_request]\nnamespace = \"m\"\nservice_account = \"p\"\n".to_string(), "3:1: key `token_request`: [token_request] needs a base credential"),
+            ("token_file = \"t\"\n[token_request]\nnamespace = \"m\"\nservice_account = \"p\"\nexpiration = \"5m\"\n".to_string(), "7:14: key `token_request.expiration`: 5m is outside 600s"),
+            ("token_file = \"t\"\n[token_request]\nnamespace = \"M\"\nservice_account = \"p\"\n".to_string(), "5:13: key `token_request.namespace`: `M` is not a Kubernetes name"),
+            ("token_file = \"t\"\n[token_request]\nnamespace = \"m\"\n".to_string(), "key `token_request.service_account`: missing"),
+            (format!("token_file = \"t\"\n[token_request]\nnamespace = \"m\"\nservice_account = \"p\"\n[exec]\n{v1}command = \"a\"\n"), "key `token_request`: give either [exec] or [token_request]"),
+            (String::new(), "key `token_file`: missing: set token_file (a service-account token) or cert_file and key_file, or an [exec] or [token_request] section"),
+        ];
+        for (text, expected) in cases {
+            let problems = parse(&text).expect_err(&text);
+            assert!(
+                problems.iter().any(|p| p.contains(expected)),
+                "{text}\nexpected {expected}\ngot {problems:#?}"
+            );
+        }
     }
 }

@@ -79,7 +79,7 @@ fn line_of(text: &str, at: usize) -> usize {
 
 /// Keys that describe one cluster and so make no sense for all of them: who
 /// it is, where it is, how to trust it.
-const PER_CLUSTER: [(&str, &str); 5] = [
+const PER_CLUSTER: [(&str, &str); 6] = [
     ("name", "the cluster's name"),
     ("api_server", "the cluster's API server"),
     (
@@ -91,6 +91,12 @@ const PER_CLUSTER: [(&str, &str); 5] = [
         "turning certificate checks off must be each cluster's own, written choice",
     ),
     ("federate.url", "one in-cluster Prometheus's address"),
+    // Its args name the cluster (`--cluster-name prod`), and a default
+    // [exec] would replace every other cluster's token_file.
+    (
+        "exec",
+        "one cluster's credential plugin (its args name the cluster)",
+    ),
 ];
 
 impl Defaults {
@@ -261,6 +267,21 @@ mod tests {
         ]) {
             assert!(problem.contains(at), "{problem}\n wanted {at}");
         }
+    }
+
+    /// A plugin's args name one cluster; a TokenRequest's account may be
+    /// the fleet's.
+    #[test]
+    fn an_exec_default_is_refused_and_a_token_request_one_is_not() {
+        let (_, problems) = defaults(
+            "[defaults.exec]\ncommand = \"aws\"\n[defaults.token_request]\nnamespace = \"monitoring\"\nservice_account = \"promfed\"\n",
+        );
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0]
+                .contains("1:11: key `defaults.exec`: `exec` is one cluster's credential plugin"),
+            "{problems:?}"
+        );
     }
 
     /// The shifted spans map back to promfed.toml's own lines and columns.

@@ -364,6 +364,17 @@ fn check_credentials(
             Ok(()) => {}
         }
     }
+    // TokenRequest's base: promfed alone reads it, Prometheus need not.
+    for (key, path) in c.base_files() {
+        if let Err(e) = crate::fsutil::open_regular(path) {
+            problems.push(Diagnostic::at(
+                source,
+                spans.get(key),
+                Some(key),
+                format!("{} cannot be read by promfed: {e}", path.display()),
+            ));
+        }
+    }
     for (key, why) in super::tls_files::refused(&files) {
         problems.push(Diagnostic::at(source, spans.get(key), Some(key), why));
     }

@@ -3,6 +3,7 @@
 //! uses (`Settings`, `Cluster`). Only validation builds those types.
 
 pub mod cluster;
+pub mod credential_source;
 pub mod defaults;
 #[cfg(test)]
 mod defaults_tests;

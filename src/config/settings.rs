@@ -319,6 +319,11 @@ impl Settings {
 
     /// Last good copies: the previous Prometheus config and each cluster's
     /// last applied definition.
+    /// Credentials promfed obtains itself (`[exec]`, `[token_request]`).
+    pub fn credentials_dir(&self) -> PathBuf {
+        self.state_dir.join("credentials")
+    }
+
     pub fn last_good_dir(&self) -> PathBuf {
         self.state_dir.join("last-good")
     }

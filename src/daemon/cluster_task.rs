@@ -13,6 +13,8 @@ use tokio::task::JoinHandle;
 use super::Event;
 use crate::apply::write_targets;
 use crate::config::cluster::Cluster;
+use crate::credentials::renewal::{self, Issuer};
+use crate::credentials::{CredentialError, Issued, Issuing};
 use crate::discovery::{self, Limits};
 use crate::targets::RefreshError;
 
@@ -23,6 +25,9 @@ pub struct ClusterTask {
     credentials: Vec<Option<FileStamp>>,
     poke: Arc<Notify>,
     handle: JoinHandle<()>,
+    /// `[exec]` or `[token_request]`: the task that keeps it renewed, and
+    /// how to ask it for a new credential at once (after a 401).
+    renewal: Option<(Arc<Notify>, JoinHandle<()>)>,
 }
 
 /// What tells one version of a file from the next: a rotation replaces the
@@ -53,9 +58,15 @@ impl ClusterTask {
         resync: Duration,
         limits: Limits,
         events: UnboundedSender<Event>,
+        issuing: &Issuing,
     ) -> ClusterTask {
         let poke = Arc::new(Notify::new());
         let definition = Arc::new(definition);
+        let renewal = definition
+            .auth
+            .source
+            .is_some()
+            .then(|| start_renewal(definition.clone(), issuing.clone(), events.clone()));
         let cluster = definition.clone();
         let relist = poke.clone();
         let handle = tokio::spawn(async move {
@@ -78,6 +89,15 @@ impl ClusterTask {
             definition,
             poke,
             handle,
+            renewal,
+        }
+    }
+
+    /// A request got 401: renew the credential now (within the bounds of
+    /// `renewal::on_unauthorized`).
+    pub fn unauthorized(&self) {
+        if let Some((now, _)) = &self.renewal {
+            now.notify_one();
         }
     }
 
@@ -101,5 +121,63 @@ impl ClusterTask {
 impl Drop for ClusterTask {
     fn drop(&mut self) {
         self.handle.abort();
+        if let Some((_, handle)) = &self.renewal {
+            handle.abort();
+        }
     }
+}
+
+/// The daemon's issuer: the cluster's plugin or API server, and its files.
+struct Renewing {
+    cluster: Arc<Cluster>,
+    issuing: Issuing,
+}
+
+impl Issuer for Renewing {
+    async fn issue(&mut self) -> Result<Issued, CredentialError> {
+        crate::credentials::obtain(&self.cluster, self.issuing.request_timeout)
+            .await
+            .unwrap_or_else(|| {
+                Err(CredentialError::Answer {
+                    account: self.cluster.name.to_string(),
+                    detail: "no [exec] or [token_request]".into(),
+                })
+            })
+    }
+
+    fn store(&mut self, issued: &Issued) -> Result<bool, CredentialError> {
+        let files = self.issuing.files(&self.cluster);
+        files
+            .write(issued, self.issuing.group)
+            .map_err(|e| CredentialError::Write {
+                path: files.dir.clone(),
+                detail: e.to_string(),
+            })
+    }
+}
+
+/// Renews the cluster's credential on a task of its own: a plugin that
+/// hangs holds up no one else (and is killed at its timeout, or when the
+/// task is aborted: `kill_on_drop`).
+fn start_renewal(
+    cluster: Arc<Cluster>,
+    issuing: Issuing,
+    events: UnboundedSender<Event>,
+) -> (Arc<Notify>, JoinHandle<()>) {
+    let now = Arc::new(Notify::new());
+    let first = tokio::time::Instant::now() + issuing.due_in(&cluster);
+    let name = cluster.name.to_string();
+    let issuer = Renewing { cluster, issuing };
+    let handle = tokio::spawn(renewal::keep_renewed(
+        issuer,
+        first,
+        now.clone(),
+        move |attempt| {
+            let _ = events.send(Event::Credential {
+                cluster: name.clone(),
+                attempt,
+            });
+        },
+    ));
+    (now, handle)
 }

@@ -47,6 +47,11 @@ pub enum Event {
         cluster: String,
         result: Result<ClusterTargets, RefreshError>,
     },
+    /// A credential renewal of a cluster with `[exec]` or `[token_request]`.
+    Credential {
+        cluster: String,
+        attempt: crate::credentials::renewal::Attempt,
+    },
     /// A reading of Prometheus's `prometheus_sd_file_watcher_errors_total`.
     WatcherErrors(Result<u64, String>),
 }
@@ -88,6 +93,15 @@ impl Stop {
             _ = self.interrupt.recv() => {}
         }
     }
+}
+
+fn is_unauthorized(result: &Result<ClusterTargets, RefreshError>) -> bool {
+    matches!(
+        result,
+        Err(RefreshError::Discovery(
+            crate::discovery::DiscoveryError::Unauthorized { .. }
+        ))
+    )
 }
 
 pub async fn run(settings: Settings) -> u8 {
@@ -195,6 +209,9 @@ impl Daemon {
                 let Some(task) = self.tasks.get(&cluster) else {
                     return Action::Ignore;
                 };
+                if is_unauthorized(&result) {
+                    task.unauthorized();
+                }
                 self.state.discovered(&cluster, &result, &task.definition);
                 self.publish();
                 if self.monitor_jobs_changed(&cluster, &result) {
@@ -207,6 +224,7 @@ impl Daemon {
                 }
                 Action::Ignore
             }
+            Event::Credential { cluster, attempt } => self.renewed(&cluster, attempt),
             Event::WatcherErrors(Ok(errors)) => {
                 self.trim_due = true;
                 self.took_watcher_errors(errors);
@@ -233,6 +251,27 @@ impl Daemon {
         };
         let found = crate::digest::keyed(&found.jobs);
         self.monitors_in_force.get(cluster) != Some(&found)
+    }
+
+    /// A renewal's outcome: status, metrics and the journal; discovery
+    /// tries again at once if it was failing; a credential of another
+    /// kind (token, certificate) needs a new configuration.
+    fn renewed(&mut self, cluster: &str, attempt: crate::credentials::renewal::Attempt) -> Action {
+        let Some(task) = self.tasks.get(cluster) else {
+            return Action::Ignore;
+        };
+        let failing = self
+            .state
+            .credential(cluster, &task.definition, &attempt, &self.settings);
+        if attempt.result.is_ok() && failing {
+            task.poke();
+        }
+        self.publish();
+        if attempt.kind_changed {
+            self.schedule.on(self.settled(), Instant::now())
+        } else {
+            Action::Ignore
+        }
     }
 
     fn file_changed(&mut self, event: FileEvent) -> Action {
@@ -394,6 +433,7 @@ impl Daemon {
         let options = Options {
             mode: Mode::Apply,
             discover: &is_new,
+            renew_credentials: false,
         };
         let programs = Managed::all(&self.settings);
         let mut report = apply::run(&self.settings, &programs, &options).await;
@@ -424,7 +464,8 @@ impl Daemon {
             return; // nothing was read: keep every cluster's task and status
         }
 
-        self.state.applied(&report);
+        self.state
+            .applied(&report, &self.settings.credentials_dir());
         self.state.share(self.settings.shard.as_ref(), &report);
         self.watches_needed = crate::targets::file_sd_watchers(&report.in_force);
         let reloaded = report
@@ -482,6 +523,7 @@ impl Daemon {
                 self.settings.daemon.resync_interval,
                 self.settings.discovery_limits(),
                 self.events.clone(),
+                &crate::credentials::Issuing::of(&self.settings),
             );
             self.tasks.insert(name, task);
         }

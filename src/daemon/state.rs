@@ -9,10 +9,13 @@ use crate::apply::{Definition, Report};
 use crate::config::cluster::Cluster;
 use crate::config::settings::Settings;
 use crate::config::shard::ShardSettings;
+use crate::credentials::file::Files;
+use crate::credentials::renewal::Attempt;
 use crate::metrics::Metrics;
 use crate::programs::ProgramKind;
 use crate::status::{
-    Adopted, DiscoveryState, DiscoveryStatus, LastApply, PrometheusWatches, ShardShare, Status,
+    Adopted, CredentialStatus, DiscoveryState, DiscoveryStatus, LastApply, PrometheusWatches,
+    ShardShare, Status,
 };
 use crate::targets::{ClusterTargets, JobKind, RefreshError};
 
@@ -62,7 +65,7 @@ impl State {
             .map(|s| (s.members.len(), s.clusters, s.scraped_here));
     }
 
-    pub fn applied(&mut self, report: &Report) {
+    pub fn applied(&mut self, report: &Report, credentials_dir: &std::path::Path) {
         for p in &report.problems {
             tracing::error!(file = %p.file.display(), stage = "load", "{}", p.headline());
         }
@@ -164,11 +167,7 @@ impl State {
             {
                 self.discovered(&name, result, cluster);
             }
-            let expiry = cluster
-                .auth
-                .token_file
-                .as_deref()
-                .and_then(crate::jwt::file_expiry);
+            let expiry = crate::credentials::expiry_of(cluster, credentials_dir);
             if let Some(s) = self.status.clusters.get_mut(&name) {
                 s.token_expiry = expiry
                     .and_then(|t| Timestamp::from_second(t).ok())
@@ -178,6 +177,74 @@ impl State {
                 m.token_expiry = expiry;
             }
         }
+    }
+
+    /// Takes in one credential renewal of a cluster; whether its discovery
+    /// is failing (and so worth trying again now).
+    pub fn credential(
+        &mut self,
+        name: &str,
+        cluster: &Cluster,
+        attempt: &Attempt,
+        settings: &Settings,
+    ) -> bool {
+        let files = Files::of(&settings.credentials_dir(), &cluster.name);
+        let next = Timestamp::now().as_second()
+            + i64::try_from(attempt.next_in.as_secs()).unwrap_or(i64::MAX / 2);
+        let mut meta = files.meta().unwrap_or_default();
+        meta.next_renewal = Some(next);
+        if let Err(e) = files.write_meta(&meta) {
+            tracing::warn!(
+                cluster = name,
+                stage = "credential",
+                "cannot write {}: {e}",
+                files.meta.display()
+            );
+        }
+        let source = cluster.auth.source.as_ref().map_or("", |s| s.word());
+        let shown = |t: Option<i64>| {
+            t.and_then(|t| Timestamp::from_second(t).ok())
+                .map(|t| t.to_string())
+        };
+        match &attempt.result {
+            Ok(expires) => tracing::info!(
+                cluster = name,
+                stage = "credential",
+                "cluster {name}: new credential from [{source}], {}; next renewal in {} s",
+                expires.map_or("with no expiry".into(), |t| format!("valid until {t}")),
+                attempt.next_in.as_secs()
+            ),
+            Err(e) => tracing::error!(
+                cluster = name,
+                stage = "credential",
+                "cluster {name}: renewing the credential ([{source}]) failed: {e}; next attempt in {} s",
+                attempt.next_in.as_secs()
+            ),
+        }
+        if let Some(expires) = meta.expires.filter(|e| *e < next) {
+            tracing::warn!(
+                cluster = name,
+                stage = "credential",
+                "cluster {name}: the credential expires at {} before the next renewal attempt at {}",
+                shown(Some(expires)).unwrap_or_default(),
+                shown(Some(next)).unwrap_or_default()
+            );
+        }
+        let (Some(status), Some(metrics)) = (
+            self.status.clusters.get_mut(name),
+            self.metrics.clusters.get_mut(name),
+        ) else {
+            return false;
+        };
+        status.token_expiry = shown(meta.expires);
+        metrics.token_expiry = meta.expires;
+        status.credential = Some(CredentialStatus {
+            source: source.into(),
+            renewed: shown(meta.renewed),
+            next_renewal: shown(Some(next)),
+            error: attempt.result.as_ref().err().cloned(),
+        });
+        status.discovery.state != DiscoveryState::Ok
     }
 
     /// Takes in one discovery result of a cluster.

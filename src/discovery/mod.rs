@@ -14,6 +14,7 @@ mod objects;
 mod pace;
 mod pods;
 mod redact;
+pub use redact::redact;
 mod tls;
 mod transport;
 

@@ -26,7 +26,11 @@ fn grant(cluster: &Cluster) -> String {
 }
 
 pub async fn check(cluster: &Cluster, settings: &Settings, checks: &mut Checks) {
-    token_expiry(cluster, checks);
+    if cluster.auth.source.is_some() {
+        issued_credential(cluster, settings, checks);
+    } else {
+        token_expiry(cluster, checks);
+    }
     // As long as discovery itself may take: a large cAdvisor answer
     // through a slow API server is still a good answer.
     let timeout = settings.discovery_limits().request_timeout;
@@ -44,6 +48,52 @@ pub async fn check(cluster: &Cluster, settings: &Settings, checks: &mut Checks) 
         permission(cluster, &client, &need, checks).await;
     }
     scrapes(cluster, settings, &client, checks).await;
+}
+
+/// A credential promfed renews (`[exec]`, `[token_request]`): obtained
+/// yet, still valid, renewed before it expires?
+fn issued_credential(cluster: &Cluster, settings: &Settings, checks: &mut Checks) {
+    let files = crate::credentials::file::Files::of(&settings.credentials_dir(), &cluster.name);
+    let source = cluster.auth.source.as_ref().map_or("", |s| s.word());
+    let shown = |t: i64| jiff::Timestamp::from_second(t).map_or(t.to_string(), |t| t.to_string());
+    let see =
+        "see `promfed status` and the journal (`journalctl -u promfed`) for why renewing fails";
+    let Some(meta) = files.meta() else {
+        checks.fail(
+            "credential",
+            format!(
+                "no credential from [{source}] in {} yet",
+                files.dir.display()
+            ),
+            "start the daemon (`systemctl start promfed`) or run `promfed apply`, which obtain it",
+        );
+        return;
+    };
+    let now = jiff::Timestamp::now().as_second();
+    match (meta.expires, meta.next_renewal) {
+        (Some(exp), _) if exp <= now => checks.fail(
+            "credential",
+            format!("the credential from [{source}] expired at {}", shown(exp)),
+            see,
+        ),
+        (Some(exp), Some(next)) if next >= exp => checks.warn(
+            "credential",
+            format!(
+                "the credential from [{source}] expires at {}, before the next renewal attempt at {}",
+                shown(exp),
+                shown(next)
+            ),
+            see,
+        ),
+        (exp, next) => checks.pass(
+            "credential",
+            format!(
+                "renewed by promfed from [{source}]{}{}",
+                exp.map_or(", with no expiry".into(), |e| format!(", valid until {}", shown(e))),
+                next.map_or(String::new(), |n| format!(", next renewal at {}", shown(n)))
+            ),
+        ),
+    }
 }
 
 /// The token's own expiry (JWT `exp`), without asking the server.

@@ -132,7 +132,10 @@ pub async fn run(settings: &Settings, only: &[String]) -> Findings {
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default();
-        let parsed = inventory::read_definition(file, &settings.defaults);
+        let parsed = inventory::read_definition(file, &settings.defaults).map(|mut c| {
+            crate::credentials::bind(&mut c, &settings.credentials_dir());
+            c
+        });
         let name = match &parsed {
             Ok(c) => c.name.to_string(),
             Err(_) => stem.to_string(),

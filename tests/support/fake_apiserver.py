@@ -30,7 +30,16 @@ rewriting it (atomically):
      "monitors": {"servicemonitors": [{"metadata": {...}, "spec": {...}}], "podmonitors": []},
                                                # absent (or a kind left out): no such CRD, a 404
      "fail": null | 500 | "hang",
+     "latest_token_file": PATH,                # "TOKEN EXPIRY_UNIX" written by a test's exec
+                                               # plugin: that token alone is accepted, until then
+     "token_request_lifetime": 4,              # seconds a minted token lasts (else as asked)
      "shape": null | "null" | "omit"}         # how empty fields are sent, below
+
+A token entry's "mint": ["NS/NAME"] lets it create tokens for those
+service accounts (`POST /api/v1/namespaces/NS/serviceaccounts/NAME/token`,
+a TokenRequest): others get 403 naming `create serviceaccounts/token`, an
+`expirationSeconds` under 600 gets 422 as on a real server. A minted token
+is accepted until it expires, and only the latest of its account.
 
 A "deny" entry refuses that request with 403 and answers `allowed: false`
 to the SelfSubjectAccessReview that asks for it.
@@ -549,6 +558,11 @@ PROXY_SERVICE = re.compile(r"^/api/v1/namespaces/([^/]+)/services/(?:https?:)?([
 ENDPOINTS_ONE = re.compile(r"^/api/v1/namespaces/([^/]+)/endpoints/([^/]+)$")
 NAMESPACED_LIST = re.compile(r"^/api/v1/namespaces/([^/]+)/(endpoints|pods|services)$")
 CLUSTER_LIST = re.compile(r"^/api/v1/(nodes|endpoints|pods|services)$")
+TOKEN_REQUEST = re.compile(r"^/api/v1/namespaces/([a-z0-9-]+)/serviceaccounts/([a-z0-9.-]+)/token$")
+MINTED = {}  # token -> (user, expiry); the latest per user only
+MINTED_LOCK = threading.Lock()
+MINT_COUNTER = [0]
+
 REVIEWS = re.compile(r"^/apis/(authentication\.k8s\.io|authorization\.k8s\.io)/(v1|v1beta1|v1alpha1)/(selfsubjectreviews|selfsubjectaccessreviews)$")
 SLICES = re.compile(r"^/apis/discovery\.k8s\.io/v1(?:/namespaces/([^/]+))?/endpointslices$")
 MONITORS = re.compile(r"^/apis/monitoring\.coreos\.com/v1(?:/namespaces/([^/]+))?/(servicemonitors|podmonitors)$")
@@ -790,6 +804,19 @@ class Handler(BaseHTTPRequestHandler):
             token = header[len("Bearer "):].strip()
             if jwt_expired(token):
                 return None  # as a real server: an expired token is no one
+            latest = state.get("latest_token_file")
+            if latest:
+                try:
+                    with open(latest) as f:
+                        current, expiry = f.read().split()
+                    if token == current and time.time() < float(expiry):
+                        return ("system:serviceaccount:monitoring:prometheus", set())
+                except (OSError, ValueError):
+                    pass
+            with MINTED_LOCK:
+                minted = MINTED.get(token)
+            if minted:
+                return (minted[0], set()) if time.time() < minted[1] else None
             entry = state.get("tokens", {}).get(token)
             return (entry["user"], set(entry.get("deny", []))) if entry else None
         cert = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
@@ -812,6 +839,9 @@ class Handler(BaseHTTPRequestHandler):
             state.count("unauthorized")
             return self.send(401, status(401, "Unauthorized", "Unauthorized"))
         user, deny = who
+        t = TOKEN_REQUEST.match(path)
+        if t:
+            return self.token_request(t.group(1), t.group(2), body, data)
         m = REVIEWS.match(path)
         if not m:
             return self.send(404, status(404, "NotFound", "the server could not find the requested resource"))
@@ -841,6 +871,34 @@ class Handler(BaseHTTPRequestHandler):
         if not allowed:
             answer["status"]["reason"] = "no RBAC policy matched"
         return self.send(201, answer)
+
+    def token_request(self, namespace, name, body, data):
+        """A TokenRequest: only a caller allowed to mint for this account."""
+        header = self.headers.get("Authorization", "")
+        caller = header[len("Bearer "):].strip() if header.startswith("Bearer ") else ""
+        entry = data.get("tokens", {}).get(caller, {})
+        self.server.state.count("token_request")
+        if f"{namespace}/{name}" not in entry.get("mint", []):
+            self.server.state.count("token_request_forbidden")
+            return self.send(403, status(403, "Forbidden",
+                f'serviceaccounts "{name}" is forbidden: User "{entry.get("user", "unknown")}" cannot create resource '
+                f'"serviceaccounts/token" in API group "" in the namespace "{namespace}"'))
+        seconds = (body.get("spec") or {}).get("expirationSeconds", 3600)
+        if not isinstance(seconds, int) or seconds < 600:
+            return self.send(422, status(422, "Invalid", "spec.expirationSeconds: Invalid value: may not specify a duration less than 10 minutes"))
+        lifetime = data.get("token_request_lifetime", seconds)
+        user = f"system:serviceaccount:{namespace}:{name}"
+        with MINTED_LOCK:
+            MINT_COUNTER[0] += 1
+            token = f"minted-{name}-{MINT_COUNTER[0]}"
+            for old in [t for t, (u, _) in MINTED.items() if u == user]:
+                del MINTED[old]
+            MINTED[token] = (user, time.time() + lifetime)
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + lifetime))
+        return self.send(201, {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                               "metadata": {"name": name, "namespace": namespace},
+                               "spec": body.get("spec", {}),
+                               "status": {"token": token, "expirationTimestamp": expires}})
 
     def do_GET(self):
         url = urlsplit(self.path)

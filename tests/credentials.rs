@@ -1,0 +1,380 @@
+//! `[exec]` and `[token_request]`: credentials promfed obtains and renews
+//! itself, written under the state folder for Prometheus. The fake API
+//! server accepts only the latest token, so a target that stays up after a
+//! renewal is scraped with the new one.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::*;
+
+const LONG: Duration = Duration::from_secs(40);
+/// The fake plugin's tokens last this long: renewal comes at 80 %.
+const LIFETIME: u64 = 4;
+
+/// Writes a fake exec plugin for `name` beside its cluster file. Each run
+/// issues `exec-NAME-N-…` from a counter and tells the fake API server
+/// (`latest`) that this token alone is valid; `FAKE_MODE` (the stanza's
+/// env) makes it fail, hang, print garbage or too much, or leak its token
+/// on stderr.
+fn plugin(setup: &Setup, name: &str, api_version: &str, latest: &Path) {
+    let script = format!(
+        r#"#!/usr/bin/env python3
+import json, os, sys, time
+mode = os.environ.get("FAKE_MODE", "ok")
+here = os.path.dirname(os.path.abspath(__file__))
+counter = os.path.join(here, "{name}.count")
+n = int(open(counter).read()) + 1 if os.path.exists(counter) else 1
+open(counter, "w").write(str(n))
+if "NOTIFY_SOCKET" in os.environ or "PROMFED_LOG" in os.environ:
+    print("promfed's own environment leaked into the plugin", file=sys.stderr); sys.exit(9)
+info = json.loads(os.environ["KUBERNETES_EXEC_INFO"])
+if info["spec"]["interactive"] is not False or sys.stdin.isatty():
+    sys.exit(8)
+if mode == "fail":
+    print("Unable to locate credentials", file=sys.stderr); sys.exit(3)
+if mode == "hang":
+    time.sleep(3600)
+if mode == "garbage":
+    print("<html>not an ExecCredential</html>"); sys.exit(0)
+if mode == "huge":
+    sys.stdout.write("x" * (4 << 20)); sys.exit(0)
+token = "exec-{name}-%d-%s" % (n, "k" * 24)
+expiry = time.time() + {LIFETIME}
+if mode == "leak" and n % 2 == 0:
+    print("debug: refused after issuing " + token, file=sys.stderr); sys.exit(1)
+tmp = "{latest}.tmp"
+open(tmp, "w").write("%s %f" % (token, expiry))
+os.rename(tmp, "{latest}")
+if mode == "leak":
+    print("debug: issued " + token, file=sys.stderr)
+stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expiry))
+print(json.dumps({{"apiVersion": "{api_version}", "kind": "ExecCredential",
+                  "status": {{"token": token, "expirationTimestamp": stamp}}}}))
+"#,
+        latest = latest.display()
+    );
+    let rel = format!("etc/promfed.d/{name}-plugin.py");
+    setup.write(&rel, &script);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(setup.path(&rel), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A cluster file for `fake` whose credential comes from its plugin.
+fn exec_cluster(setup: &Setup, fake: &FakeCluster, api_version: &str, mode: &str, timeout: &str) {
+    let name = &fake.name;
+    std::fs::copy(
+        fake.ca(),
+        setup.path(&format!("etc/promfed.d/{name}.ca.crt")),
+    )
+    .unwrap();
+    setup.write(
+        &format!("etc/promfed.d/{name}.toml"),
+        &format!(
+            "api_server = \"{}\"\nca_file = \"{name}.ca.crt\"\n[exec]\napi_version = \"{api_version}\"\ncommand = \"./{name}-plugin.py\"\nargs = [\"--cluster-name\", \"{name}\"]\nenv = {{ FAKE_MODE = \"{mode}\" }}\ninteractive_mode = \"Never\"\nprovide_cluster_info = true\ntimeout = \"{timeout}\"\n",
+            fake.url()
+        ),
+    );
+}
+
+/// The fake accepts only what the plugin last issued.
+fn latest_only(fake: &FakeCluster) -> std::path::PathBuf {
+    let latest = fake.dir.join("latest-token");
+    let mut state = fake.current_state();
+    state["tokens"] = json!({});
+    state["latest_token_file"] = json!(latest.display().to_string());
+    fake.set_state(state);
+    latest
+}
+
+fn issued(setup: &Setup, name: &str) -> u64 {
+    std::fs::read_to_string(setup.path(&format!("etc/promfed.d/{name}.count")))
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every target of `prefix` up, each scraped after `since` (Prometheus's
+/// clock, RFC 3339 with sub-seconds).
+fn up_after(prometheus: &Prometheus, prefix: &str, count: usize, since: jiff::Timestamp) {
+    wait_for(
+        &format!("{count} targets of {prefix} up after {since}"),
+        LONG,
+        || {
+            let targets: Vec<_> = prometheus
+                .active_targets()
+                .into_iter()
+                .filter(|t| t["scrapePool"].as_str().unwrap_or("").starts_with(prefix))
+                .collect();
+            let fresh = targets.iter().all(|t| {
+                t["health"] == "up"
+                    && t["lastScrape"]
+                        .as_str()
+                        .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+                        .is_some_and(|at| at > since)
+            });
+            (targets.len() == count && fresh).then_some(())
+        },
+    );
+}
+
+#[test]
+fn exec_tokens_are_renewed_before_they_expire_and_prometheus_keeps_scraping() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1"], &exporter);
+    let latest = latest_only(&prod);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let v1 = "client.authentication.k8s.io/v1";
+    plugin(&setup, "prod", v1, &latest);
+    exec_cluster(&setup, &prod, v1, "ok", "5s");
+    let mut daemon = setup.daemon();
+    daemon.wait_status("prod discovered", LONG, |s| {
+        s["clusters"]["prod"]["discovery"]["state"] == "ok"
+    });
+    prometheus.wait_targets_up("promfed/prod/", 4);
+
+    // Three renewals: the fake refuses every token but the newest, so each
+    // target that is scraped again after a renewal used the new token.
+    let first = issued(&setup, "prod");
+    for renewal in 1..=3 {
+        wait_for(
+            &format!("renewal {renewal}"),
+            Duration::from_secs(LIFETIME * 3),
+            || {
+                daemon.drain();
+                (issued(&setup, "prod") >= first + renewal).then_some(())
+            },
+        );
+        up_after(&prometheus, "promfed/prod/", 4, jiff::Timestamp::now());
+    }
+    // Renewal at about 80 % of 4 s: not once per scrape, not late.
+    let renewals = issued(&setup, "prod") - first;
+    assert!((3..=5).contains(&renewals), "{renewals} renewals");
+
+    let config = setup.read("prometheus/prometheus.yml");
+    let token_file = setup.path("state/credentials/prod/token");
+    assert!(
+        config.contains(&format!("credentials_file: {}", token_file.display())),
+        "{config}"
+    );
+    assert!(
+        !config.contains("exec-prod-"),
+        "a token in the configuration"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().mode() & 0o777,
+        0o640
+    );
+    let status = daemon.status();
+    let c = &status["clusters"]["prod"];
+    assert_eq!(c["credential"]["source"], "exec", "{status}");
+    assert_eq!(
+        c["credential"]["error"],
+        serde_json::Value::Null,
+        "{status}"
+    );
+    let expiry: jiff::Timestamp = c["token_expiry"].as_str().unwrap().parse().unwrap();
+    assert!(
+        expiry > jiff::Timestamp::now() - Duration::from_secs(LIFETIME),
+        "{status}"
+    );
+    let metrics = setup.read("state/promfed.prom");
+    assert!(
+        metrics.contains("promfed_cluster_token_expiry_timestamp_seconds{cluster=\"prod\"} "),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_failing_hanging_or_garbled_plugin_is_that_clusters_error_alone() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let evil = FakeCluster::start(setup.root.path(), "evil", &["e-1"], &exporter);
+    let latest = latest_only(&evil);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    let beta = "client.authentication.k8s.io/v1beta1";
+    plugin(&setup, "evil", beta, &latest);
+    let cases = [
+        (
+            "fail",
+            "exit status: 3; 29 bytes on stderr, the first line: \"Unable to locate credentials\"",
+        ),
+        (
+            "hang",
+            "still running after 2s ([exec] timeout): it was killed",
+        ),
+        ("garbage", "its output is not JSON"),
+        (
+            "huge",
+            "printed more than 1024 KiB on stdout: it was killed",
+        ),
+    ];
+    for (mode, why) in cases {
+        exec_cluster(&setup, &evil, beta, mode, "2s");
+        let started = Instant::now();
+        let out = run_within(
+            std::process::Command::new(env!("CARGO_BIN_EXE_promfed"))
+                .arg("--config")
+                .arg(setup.path("etc/promfed.toml"))
+                .arg("apply"),
+            Duration::from_secs(30),
+        );
+        let text = stdout(&out) + &stderr(&out);
+        assert!(
+            text.contains("cluster evil: no new credential: exec plugin") && text.contains(why),
+            "{mode}: wanted {why}\n{text}"
+        );
+        assert!(
+            stdout(&out).contains("cluster stage (")
+                && stdout(&out).contains("1 node, 1 node-exporter pod"),
+            "{mode}: stage must be applied\n{text}"
+        );
+        assert!(!text.contains("panicked"), "{text}");
+        // The hang costs its timeout, not more.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{mode}: {:?}",
+            started.elapsed()
+        );
+        prometheus.wait_targets_up("promfed/stage/", 4);
+    }
+}
+
+#[test]
+fn a_plugin_that_prints_its_token_on_stderr_leaks_it_nowhere() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let leaky = FakeCluster::start(setup.root.path(), "leaky", &["l-1"], &exporter);
+    let latest = latest_only(&leaky);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let v1 = "client.authentication.k8s.io/v1";
+    plugin(&setup, "leaky", v1, &latest);
+    exec_cluster(&setup, &leaky, v1, "leak", "5s");
+    let mut daemon = setup.daemon();
+    // Every other run fails with its token on stderr, which is then told.
+    daemon.wait_status("a failed renewal in status", LONG, |s| {
+        s["clusters"]["leaky"]["credential"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("exit status: 1"))
+    });
+    wait_for("a few more runs", LONG, || {
+        (issued(&setup, "leaky") >= 4).then_some(())
+    });
+    let log = daemon.log();
+    assert!(
+        log.contains(
+            "bytes on stderr, the first line: \"debug: refused after issuing [redacted]\""
+        ),
+        "{log}"
+    );
+    let token_file = setup.path("state/credentials/leaky/token");
+    let mut shown = vec![
+        ("the log".to_string(), log),
+        (
+            "promfed status".to_string(),
+            stdout(&setup.promfed(&["status"])),
+        ),
+        (
+            "the configuration".to_string(),
+            setup.read("prometheus/prometheus.yml"),
+        ),
+    ];
+    shown.extend(
+        files_below(&setup.path("state"))
+            .into_iter()
+            .filter(|(path, _)| Path::new(path) != token_file),
+    );
+    for (what, text) in shown {
+        assert!(!text.contains("exec-leaky-"), "a token in {what}:\n{text}");
+    }
+    assert!(
+        std::fs::read_to_string(&token_file)
+            .unwrap()
+            .starts_with("exec-leaky-")
+    );
+}
+
+/// A base token allowed to mint for monitoring/promfed, and a cluster file
+/// with [token_request].
+fn token_request_cluster(setup: &Setup, fake: &FakeCluster, mint: bool) {
+    let mut state = fake.current_state();
+    let user = "system:serviceaccount:kube-system:minter";
+    state["tokens"] = json!({ &fake.token: { "user": user, "mint": if mint { vec!["monitoring/promfed"] } else { vec![] } } });
+    state["token_request_lifetime"] = json!(LIFETIME);
+    fake.set_state(state);
+    setup.add_cluster(fake);
+    setup.append(
+        &format!("etc/promfed.d/{}.toml", fake.name),
+        "[token_request]\nnamespace = \"monitoring\"\nservice_account = \"promfed\"\nexpiration = \"10m\"\n",
+    );
+}
+
+#[test]
+fn token_request_mints_the_token_prometheus_then_uses_and_renews_it() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let mint = FakeCluster::start(setup.root.path(), "mint", &["m-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    token_request_cluster(&setup, &mint, true);
+    let mut daemon = setup.daemon();
+    daemon.wait_status("mint discovered", LONG, |s| {
+        s["clusters"]["mint"]["discovery"]["state"] == "ok"
+    });
+    let token_file = setup.path("state/credentials/mint/token");
+    for renewal in 0..3 {
+        let before = mint.requests("token_request");
+        wait_for(&format!("TokenRequest {renewal}"), LONG, || {
+            daemon.drain();
+            (mint.requests("token_request") > before).then_some(())
+        });
+        up_after(&prometheus, "promfed/mint/", 4, jiff::Timestamp::now());
+    }
+    assert!(
+        std::fs::read_to_string(&token_file)
+            .unwrap()
+            .starts_with("minted-promfed-")
+    );
+    assert_eq!(mint.requests("token_request_forbidden"), 0);
+    let config = setup.read("prometheus/prometheus.yml");
+    assert!(
+        config.contains(&format!("credentials_file: {}", token_file.display())),
+        "{config}"
+    );
+    assert!(
+        !config.contains("promfed.d/mint/token"),
+        "the base token is promfed's alone:\n{config}"
+    );
+}
+
+#[test]
+fn a_refused_token_request_names_the_missing_permission() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let stage = FakeCluster::start(setup.root.path(), "stage", &["s-1"], &exporter);
+    let nope = FakeCluster::start(setup.root.path(), "nope", &["n-1"], &exporter);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    setup.add_cluster(&stage);
+    token_request_cluster(&setup, &nope, false);
+    let out = setup.promfed(&["apply"]);
+    let text = stdout(&out) + &stderr(&out);
+    assert!(
+        text.contains(
+            "cluster nope: no new credential: TokenRequest for monitoring/promfed: 403 Forbidden"
+        ) && text.contains("promfed needs `create` on `serviceaccounts/token`"),
+        "{text}"
+    );
+    assert!(!text.contains(&nope.token), "{text}");
+    assert_eq!(nope.requests("token_request_forbidden"), 1);
+    prometheus.wait_targets_up("promfed/stage/", 4);
+}
