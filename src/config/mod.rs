@@ -13,6 +13,7 @@ pub mod exporter;
 pub mod federate;
 pub mod inventory;
 pub mod last_good;
+pub mod limits;
 pub mod merge;
 pub mod names;
 pub mod origins;
