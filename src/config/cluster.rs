@@ -924,9 +924,9 @@ mod exporter_tests {
         assert_eq!(
             (
                 t.limits.sample_limit,
-                t.limits.body_size_limit.as_ref().map(|s| s.as_str())
+                t.limits.body_size_limit.as_ref().map(|s| s.to_string())
             ),
-            (Some(5000), Some("10MB"))
+            (Some(5000), Some("10MB".to_string()))
         );
         assert_eq!(
             t.limits.scrape_timeout.as_ref().map(|d| d.as_str()),

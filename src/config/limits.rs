@@ -279,7 +279,7 @@ mod tests {
         assert_eq!(
             (
                 e.sample_limit,
-                e.body_size_limit.as_str(),
+                e.body_size_limit.to_string().as_str(),
                 e.scrape_timeout.as_str()
             ),
             (0, "1MB", "30s")
@@ -288,7 +288,7 @@ mod tests {
         assert_eq!(
             (
                 e.sample_limit,
-                e.body_size_limit.as_str(),
+                e.body_size_limit.to_string().as_str(),
                 e.scrape_timeout.as_str()
             ),
             (500_000, "128MB", "15s")
