@@ -21,6 +21,7 @@ mod fleet_defaults;
 mod folder_watch;
 mod golden;
 mod hostile;
+mod limits;
 mod pods;
 mod prometheus3;
 mod secrets_and_files;

@@ -113,9 +113,6 @@ impl ByteSize {
         self.bytes
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
 }
 
 impl fmt::Display for ByteSize {
