@@ -24,6 +24,7 @@ mod hostile;
 mod limits;
 mod pods;
 mod prometheus3;
+mod rules;
 mod secrets_and_files;
 mod shapes;
 mod shard;

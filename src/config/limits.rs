@@ -112,7 +112,6 @@ impl ByteSize {
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
-
 }
 
 impl fmt::Display for ByteSize {
