@@ -141,7 +141,7 @@ fn federation_mistakes_name_file_line_and_key_and_the_rest_goes_on() {
         (
             "podskey",
             "[pods]\nenable = true\n",
-            "podskey.toml:5:1: key `pods.enable`: unknown key; did you mean `enabled`? (allowed here: enabled, max_targets, namespaces)",
+            "podskey.toml:5:1: key `pods.enable`: unknown key; did you mean `enabled`? (allowed here: body_size_limit, enabled, max_targets, namespaces, sample_limit, scrape_timeout)",
         ),
     ];
     for (name, federate, _) in &cases {

@@ -28,6 +28,20 @@ fn shipped_settings_example_cluster_and_base_files_pass_promfed_check() {
         "the shipped promfed.toml is invalid (needs the `prometheus` user: run scripts/test): {}",
         stderr(&as_shipped)
     );
+    // The shipped base names the rules where the packages install them;
+    // here, the repository's copy, which promtool then reads.
+    let base = std::fs::read_to_string(repo("etc/promfed/prometheus.base.yml")).unwrap();
+    assert!(
+        base.contains("  - /usr/share/promfed/rules/promfed.rules.yml\n"),
+        "{base}"
+    );
+    s.write(
+        "etc/shipped.base.yml",
+        &base.replace(
+            "/usr/share/promfed/rules/promfed.rules.yml",
+            repo("share/rules/promfed.rules.yml").to_str().unwrap(),
+        ),
+    );
     let settings = shipped
         .replace(
             "#clusters_dir = \"/etc/promfed.d\"",
@@ -45,7 +59,7 @@ fn shipped_settings_example_cluster_and_base_files_pass_promfed_check() {
             "#base_file = \"/etc/promfed/prometheus.base.yml\"",
             &format!(
                 "base_file = \"{}\"",
-                repo("etc/promfed/prometheus.base.yml").display()
+                s.path("etc/shipped.base.yml").display()
             ),
         )
         .replace("#user = \"prometheus\"", "user = \"root\"")

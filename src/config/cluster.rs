@@ -12,6 +12,7 @@ use super::diagnostic::{Diagnostic, SourceText};
 use super::duration::PromDuration;
 use super::exporter::{self, Exporter, RawExporter};
 use super::federate::{Federate, RawFederate};
+use super::limits::{Limits, RawLimits};
 use super::monitors::{MonitorJob, Monitors, RawMonitors};
 use super::names::{ClusterName, LabelName};
 use super::pods::{Pods, RawPods};
@@ -102,6 +103,7 @@ pub struct Tls {
 pub struct Component {
     pub enabled: bool,
     pub scrape_interval: Option<PromDuration>,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -272,6 +274,7 @@ struct RawComponent {
     scrape_interval: Key,
     /// `section.scrape_interval`, for messages.
     interval_key: String,
+    limits: RawLimits,
 }
 
 impl RawCluster {
@@ -548,7 +551,7 @@ fn credential_source(
 }
 
 impl RawComponent {
-    /// Reads `[section]` with `enabled` and `scrape_interval`, then lets
+    /// Reads `[section]` with `enabled`, `scrape_interval` and the limits, then lets
     /// `extra` take the section's own keys.
     fn read(
         root: &mut Fields,
@@ -563,6 +566,7 @@ impl RawComponent {
         if let Some(mut t) = root.table(p, key) {
             c.enabled = t.get(p, "enabled");
             c.scrape_interval = t.get(p, "scrape_interval");
+            c.limits = RawLimits::read(&mut t, p);
             extra(&mut t, p);
             t.finish(p);
         }
@@ -571,16 +575,19 @@ impl RawComponent {
 
     fn validate(self, p: &mut Problems) -> Option<Component> {
         let scrape_interval = match self.scrape_interval {
-            None => None,
-            Some(s) => Some(
-                PromDuration::parse(&s.value)
-                    .map_err(|e| p.at(s.span, &self.interval_key, e))
-                    .ok()?,
-            ),
+            None => Some(None),
+            Some(s) => PromDuration::parse(&s.value)
+                .map(Some)
+                .map_err(|e| p.at(s.span, &self.interval_key, e))
+                .ok(),
         };
+        let limits = self
+            .limits
+            .validate(p, scrape_interval.as_ref().and_then(Option::as_ref));
         Some(Component {
             enabled: self.enabled.map_or(defaults::ENABLED, |b| b.value),
-            scrape_interval,
+            scrape_interval: scrape_interval?,
+            limits: limits?,
         })
     }
 }
@@ -693,6 +700,46 @@ mod tests {
                 "{url}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn every_component_takes_limits_and_each_bad_one_is_named() {
+        let head = "api_server = \"https://h\"\ntoken_file = \"t\"\nca_file = \"c\"\n";
+        let c = parse(&format!("{head}[kubelet]\nsample_limit = 0\n[cadvisor]\nbody_size_limit = \"8MiB\"\n[node_exporter]\nscrape_timeout = \"3s\"\n")).unwrap();
+        assert_eq!(c.kubelet.limits.sample_limit, Some(0));
+        assert_eq!(
+            c.cadvisor
+                .component
+                .limits
+                .body_size_limit
+                .map(|b| b.bytes()),
+            Some(8 << 20)
+        );
+        assert_eq!(
+            c.node_exporter
+                .component
+                .limits
+                .scrape_timeout
+                .map(|t| t.to_string()),
+            Some("3s".into())
+        );
+        assert_eq!(c.apiserver.limits, Limits::default());
+        let errors = parse(&format!("{head}[kubelet]\nsample_limit = -5\n[cadvisor]\nbody_size_limit = \"10 megs\"\n[apiserver]\nscrape_interval = \"10s\"\nscrape_timeout = \"20s\"\n")).unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors[0].contains("5:16: key `kubelet.sample_limit`: -5 is not a number of samples"),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[1].contains("7:19: key `cadvisor.body_size_limit`: `10 megs` is not a size"),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[2].contains(
+                "10:18: key `apiserver.scrape_timeout`: 20s is longer than scrape_interval 10s"
+            ),
+            "{errors:#?}"
+        );
     }
 
     #[test]
@@ -986,11 +1033,14 @@ mod exporter_tests {
         assert_eq!(t.params["format"], ["prometheus"]);
         assert_eq!(t.keep_metrics.as_deref(), Some("traefik_.*"));
         assert_eq!(
-            (t.sample_limit, t.body_size_limit.as_deref()),
-            (Some(5000), Some("10MB"))
+            (
+                t.limits.sample_limit,
+                t.limits.body_size_limit.as_ref().map(|s| s.to_string())
+            ),
+            (Some(5000), Some("10MB".to_string()))
         );
         assert_eq!(
-            t.scrape_timeout.as_ref().map(|d| d.to_string()).as_deref(),
+            t.limits.scrape_timeout.as_ref().map(|d| d.as_str()),
             Some("20s")
         );
     }

@@ -87,6 +87,22 @@ impl PromDuration {
         })
     }
 
+    /// The duration of `millis` (at least 1), written with the largest
+    /// units first, as Prometheus writes them (`2s500ms`).
+    pub fn from_millis(millis: u64) -> Self {
+        let millis = millis.clamp(1, MAX_MILLIS);
+        let mut rest = millis;
+        let mut text = String::new();
+        // Weeks and years are left out: days read better.
+        for (unit, factor) in UNITS.iter().skip(2) {
+            if rest >= *factor {
+                text.push_str(&format!("{}{unit}", rest / factor));
+                rest %= factor;
+            }
+        }
+        Self { text, millis }
+    }
+
     pub fn as_duration(&self) -> Duration {
         Duration::from_millis(self.millis)
     }
@@ -132,6 +148,20 @@ mod tests {
                 ms,
                 "{text}"
             );
+        }
+    }
+
+    #[test]
+    fn from_millis_writes_what_parse_reads() {
+        for (ms, text) in [
+            (10_000, "10s"),
+            (2_500, "2s500ms"),
+            (90_000, "1m30s"),
+            (1, "1ms"),
+        ] {
+            let d = PromDuration::from_millis(ms);
+            assert_eq!(d.as_str(), text);
+            assert_eq!(PromDuration::parse(text).unwrap(), d);
         }
     }
 

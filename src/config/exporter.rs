@@ -13,6 +13,7 @@ use std::ops::Range;
 use regex::Regex;
 
 use super::duration::PromDuration;
+use super::limits::{self, Limits, RawLimits};
 use super::names;
 use super::presets::{self, Preset};
 use super::toml_fields::{Fields, Problems, Spanned, StringOrInteger};
@@ -36,13 +37,14 @@ pub struct Exporter {
     pub https: bool,
     pub params: BTreeMap<String, Vec<String>>,
     pub scrape_interval: Option<PromDuration>,
-    pub scrape_timeout: Option<PromDuration>,
+    /// As written; `limit_defaults` fill in the rest.
+    pub limits: Limits,
+    /// Its preset's, else those of any exporter.
+    pub limit_defaults: limits::Defaults,
     pub honor_labels: bool,
     /// Metric names kept, or dropped (anchored RE2, as Prometheus reads them).
     pub keep_metrics: Option<String>,
     pub drop_metrics: Option<String>,
-    pub sample_limit: Option<u64>,
-    pub body_size_limit: Option<String>,
 }
 
 /// Which Service(s): by name, or by their labels, which the EndpointSlice
@@ -98,12 +100,10 @@ pub struct RawExporter {
     scheme: Key,
     params: Vec<(Spanned<String>, Vec<String>)>,
     scrape_interval: Key,
-    scrape_timeout: Key,
+    limits: RawLimits,
     honor_labels: Option<Spanned<bool>>,
     keep_metrics: Key,
     drop_metrics: Key,
-    sample_limit: Option<Spanned<i64>>,
-    body_size_limit: Key,
 }
 
 /// Every `[exporter.<job>]` of the file, as written.
@@ -169,12 +169,10 @@ impl RawExporter {
             scheme: t.get(p, "scheme"),
             params: t.string_lists_map(p, "params").unwrap_or_default(),
             scrape_interval: t.get(p, "scrape_interval"),
-            scrape_timeout: t.get(p, "scrape_timeout"),
+            limits: RawLimits::read(t, p),
             honor_labels: t.get(p, "honor_labels"),
             keep_metrics: t.get(p, "keep_metrics"),
             drop_metrics: t.get(p, "drop_metrics"),
-            sample_limit: t.get(p, "sample_limit"),
-            body_size_limit: t.get(p, "body_size_limit"),
             job,
         }
     }
@@ -184,7 +182,7 @@ impl RawExporter {
     }
 
     /// `Some(None)`: valid, and disabled.
-    fn validate(self, p: &mut Problems) -> Option<Option<Exporter>> {
+    fn validate(mut self, p: &mut Problems) -> Option<Option<Exporter>> {
         let before = p.len();
         self.check_job(p);
         let preset = self.preset(p);
@@ -194,11 +192,10 @@ impl RawExporter {
         let per = self.per(p, preset);
         let path = self.path(p);
         let https = self.https(p);
-        let (scrape_interval, scrape_timeout) = self.durations(p);
+        let scrape_interval = self.interval(p);
+        let limits = std::mem::take(&mut self.limits).validate(p, scrape_interval.as_ref());
         let keep_metrics = self.regex(p, "keep_metrics", &self.keep_metrics);
         let drop_metrics = self.regex(p, "drop_metrics", &self.drop_metrics);
-        let sample_limit = self.sample_limit(p);
-        let body_size_limit = self.body_size_limit(p);
         let params = self.params(p);
         if p.len() > before {
             return None;
@@ -216,7 +213,8 @@ impl RawExporter {
             https: https?,
             params,
             scrape_interval,
-            scrape_timeout,
+            limits: limits?,
+            limit_defaults: preset.map_or(limits::EXPORTER, |p| p.limits),
             honor_labels: self
                 .honor_labels
                 .as_ref()
@@ -225,8 +223,6 @@ impl RawExporter {
                 .unwrap_or(defaults::HONOR_LABELS),
             keep_metrics,
             drop_metrics,
-            sample_limit,
-            body_size_limit,
         }))
     }
 
@@ -419,26 +415,11 @@ impl RawExporter {
         }
     }
 
-    fn durations(&self, p: &mut Problems) -> (Option<PromDuration>, Option<PromDuration>) {
-        let parse = |p: &mut Problems, name: &str, key: &Key| {
-            let s = key.as_ref()?;
-            PromDuration::parse(&s.value)
-                .map_err(|e| p.at(s.span.clone(), &self.key(name), e))
-                .ok()
-        };
-        let interval = parse(p, "scrape_interval", &self.scrape_interval);
-        let timeout = parse(p, "scrape_timeout", &self.scrape_timeout);
-        if let (Some(i), Some(t), Some(s)) = (&interval, &timeout, &self.scrape_timeout) {
-            if t.as_duration() <= i.as_duration() {
-                return (interval, timeout);
-            }
-            p.at(
-                s.span.clone(),
-                &self.key("scrape_timeout"),
-                format!("{t} is longer than scrape_interval {i}: Prometheus refuses a timeout past the interval"),
-            );
-        }
-        (interval, timeout)
+    fn interval(&self, p: &mut Problems) -> Option<PromDuration> {
+        let s = self.scrape_interval.as_ref()?;
+        PromDuration::parse(&s.value)
+            .map_err(|e| p.at(s.span.clone(), &self.key("scrape_interval"), e))
+            .ok()
     }
 
     fn regex(&self, p: &mut Problems, name: &str, key: &Key) -> Option<String> {
@@ -455,38 +436,6 @@ impl RawExporter {
                 );
                 None
             }
-        }
-    }
-
-    fn sample_limit(&self, p: &mut Problems) -> Option<u64> {
-        let s = self.sample_limit.as_ref()?;
-        match u64::try_from(s.value) {
-            Ok(n) => Some(n),
-            Err(_) => {
-                p.at(
-                    s.span.clone(),
-                    &self.key("sample_limit"),
-                    format!(
-                        "{} is not a number of samples (0 or more; 0 is no limit)",
-                        s.value
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn body_size_limit(&self, p: &mut Problems) -> Option<String> {
-        let s = self.body_size_limit.as_ref()?;
-        if is_size(&s.value) {
-            Some(s.value.clone())
-        } else {
-            p.at(
-                s.span.clone(),
-                &self.key("body_size_limit"),
-                format!("`{}` is not a size Prometheus reads: a whole number and B, KB, MB, GB or TB (KiB, MiB … alike; both mean powers of 1024)", s.value),
-            );
-            None
         }
     }
 
@@ -569,16 +518,6 @@ fn is_label_part(s: &str) -> bool {
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
 
-/// A size as Prometheus's `body_size_limit` reads it (alecthomas/units,
-/// powers of 1024).
-fn is_size(s: &str) -> bool {
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let unit = &s[digits..];
-    digits > 0
-        && digits <= 15
-        && ["B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"].contains(&unit)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn job_names_and_sizes() {
+    fn job_names() {
         assert!(is_job_name("kube-state-metrics") && is_job_name("traefik_2"));
         assert!(
             !is_job_name("Traefik")
@@ -617,7 +556,5 @@ mod tests {
                 && !is_job_name("a/b")
                 && !is_job_name("")
         );
-        assert!(is_size("10MB") && is_size("512KiB") && is_size("1B"));
-        assert!(!is_size("MB") && !is_size("10 MB") && !is_size("1.5MB") && !is_size("10mb"));
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use url::Url;
 
 use super::duration::PromDuration;
+use super::limits::{Limits, RawLimits};
 use super::names;
 use super::selector;
 use super::toml_fields::{Fields, Problems, Spanned, StringOrInteger};
@@ -19,6 +20,7 @@ pub struct Federate {
     /// The `match[]` selectors; at least one, each valid.
     pub matchers: Vec<String>,
     pub scrape_interval: Option<PromDuration>,
+    pub limits: Limits,
     /// Whether a `cluster` label the source sets wins over this cluster's
     /// name (by default promfed's always does).
     pub keep_source_cluster: bool,
@@ -109,6 +111,7 @@ pub struct RawFederate {
     tls_server_name: Key,
     token_file: Key,
     scrape_interval: Key,
+    limits: RawLimits,
     keep_source_cluster: Option<Spanned<bool>>,
     replica_labels: Option<Spanned<Vec<Spanned<String>>>>,
 }
@@ -134,6 +137,7 @@ impl RawFederate {
             tls_server_name: t.get(p, "tls_server_name"),
             token_file: t.get(p, "token_file"),
             scrape_interval: t.get(p, "scrape_interval"),
+            limits: RawLimits::read(&mut t, p),
             keep_source_cluster: t.get(p, "keep_source_cluster"),
             replica_labels: t.string_list(p, "replica_labels"),
         };
@@ -195,6 +199,8 @@ impl RawFederate {
                 .map_err(|e| p.at(s.span, "federate.scrape_interval", e))
                 .ok(),
         };
+        let limits = std::mem::take(&mut self.limits)
+            .validate(p, scrape_interval.as_ref().and_then(Option::as_ref));
         let replica_labels = match self.replica_labels.take() {
             None => Some(defaults::REPLICA_LABELS.map(String::from).to_vec()),
             Some(list) => {
@@ -218,6 +224,7 @@ impl RawFederate {
             source: source?,
             matchers: matchers?,
             scrape_interval: scrape_interval?,
+            limits: limits?,
             keep_source_cluster: self.keep_source_cluster.is_some_and(|b| b.value),
             replica_labels: replica_labels?,
         })

@@ -15,6 +15,7 @@ pub mod federate;
 pub mod inventory;
 pub mod label_selector;
 pub mod last_good;
+pub mod limits;
 pub mod merge;
 pub mod monitors;
 pub mod names;

@@ -2,6 +2,7 @@
 //! scraped through the API server's pod proxy, as Istio's sample
 //! Prometheus scrapes them (job `kubernetes-pods`).
 
+use super::limits::{Limits, RawLimits};
 use super::names;
 use super::toml_fields::{Fields, Problems, Spanned};
 
@@ -11,6 +12,7 @@ pub struct Pods {
     pub namespaces: Vec<String>,
     /// More matching pods than this: reported, and the targets capped.
     pub max_targets: usize,
+    pub limits: Limits,
 }
 
 mod defaults {
@@ -23,6 +25,7 @@ pub struct RawPods {
     enabled: Option<Spanned<bool>>,
     namespaces: Option<Spanned<Vec<Spanned<String>>>>,
     max_targets: Option<Spanned<i64>>,
+    limits: RawLimits,
 }
 
 impl RawPods {
@@ -33,6 +36,7 @@ impl RawPods {
             enabled: t.get(p, "enabled"),
             namespaces: t.string_list(p, "namespaces"),
             max_targets: t.get(p, "max_targets"),
+            limits: RawLimits::read(&mut t, p),
         };
         t.finish(p);
         Some(raw)
@@ -79,7 +83,9 @@ impl RawPods {
                 }
             },
         };
+        let limits = self.limits.validate(p, None);
         let max_targets = max_targets?;
+        let limits = limits?;
         if !ok {
             return None;
         }
@@ -89,6 +95,7 @@ impl RawPods {
             Pods {
                 namespaces,
                 max_targets,
+                limits,
             }
         }))
     }

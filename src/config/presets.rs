@@ -1,6 +1,7 @@
 //! The exporters `[exporter.<job>]` knows by name: a table with no keys
 //! is a whole job, and any key written overrides the preset's.
 
+use super::limits::{self, Defaults};
 use super::values::PortRef;
 
 /// What a preset fills in; each key written in the table replaces it.
@@ -15,6 +16,8 @@ pub struct Preset {
     pub ports: &'static [Port],
     pub per_endpoint: bool,
     pub honor_labels: bool,
+    /// Limits when the table writes none.
+    pub limits: Defaults,
 }
 
 /// A port a preset names (a `PortRef` that can be a constant).
@@ -47,6 +50,7 @@ const KUBE_STATE_METRICS: Preset = Preset {
     ports: &[Port::Name("http-metrics"), Port::Number(8080)],
     per_endpoint: false,
     honor_labels: true,
+    limits: limits::KUBE_STATE_METRICS,
 };
 
 /// CoreDNS behind the `kube-dns` Service; kube-prometheus's job name.
@@ -58,6 +62,7 @@ const KUBE_DNS: Preset = Preset {
     ports: &[Port::Name("metrics"), Port::Number(9153)],
     per_endpoint: true,
     honor_labels: false,
+    limits: limits::KUBE_DNS,
 };
 
 pub const ALL: [Preset; 2] = [KUBE_DNS, KUBE_STATE_METRICS];

@@ -175,6 +175,9 @@ pub async fn run(settings: Settings) -> u8 {
                 daemon.sample_watchers(Duration::ZERO);
                 // After the start-up lists, a resync or a burst of events.
                 crate::memory::give_back();
+                // Once a minute at least: the metrics file's age tells a
+                // live daemon from a stopped or stuck one.
+                daemon.publish();
                 Action::Ignore
             }
             () = stop.requested() => return daemon.stop(),

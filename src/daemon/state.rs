@@ -425,14 +425,12 @@ impl State {
             .map_or(Ok(()), |path| {
                 path.parent()
                     .map_or(Ok(()), |dir| crate::fsutil::create_dir(dir, 0o755))
+                    // Rewritten even when unchanged: its mtime
+                    // (node_textfile_mtime_seconds) is the heartbeat the
+                    // shipped rules watch.
                     .and_then(|()| {
-                        crate::fsutil::write_if_changed(
-                            path,
-                            self.metrics.render().as_bytes(),
-                            0o644,
-                        )
+                        crate::fsutil::write_atomic(path, self.metrics.render().as_bytes(), 0o644)
                     })
-                    .map(|_| ())
                     .map_err(|e| format!("{}: {e}", path.display()))
             });
         let status = crate::status::write(settings, &self.status).map_err(|e| {

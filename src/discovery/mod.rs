@@ -21,7 +21,7 @@ mod transport;
 use std::time::Duration;
 
 pub use crate::discovery_error::DiscoveryError;
-pub use client::{KubeClient, Permission, token_in, token_problem};
+pub use client::{KubeClient, MAX_RESPONSE_BYTES, Permission, token_in, token_problem};
 pub use follow::follow;
 pub use monitors::jobs_of_state as monitor_jobs_of_state;
 pub use tls::observing_config;

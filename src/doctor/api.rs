@@ -6,12 +6,14 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use super::Checks;
+use super::load::{self, Sample};
 use crate::config::cluster::Cluster;
 use crate::config::federate::Source;
 use crate::config::settings::Settings;
 use crate::discovery::{self, DiscoveryError, KubeClient, Permission};
 use crate::output::counted;
 use crate::permissions::{self, Need, Object};
+use crate::render::limits::{self as job_limits, JobLimits};
 use crate::targets::{self, JobKind};
 
 /// Days left under which a token is warned about.
@@ -342,6 +344,7 @@ async fn scrapes(cluster: &Cluster, settings: &Settings, client: &KubeClient, ch
     };
     // Paths after the API server's prefix, which the client adds.
     let prefix = &cluster.api_server.path_prefix;
+    let mut samples = Vec::new();
     for kind in JobKind::ALL.into_iter().filter(|k| k.enabled_in(cluster)) {
         let target = match kind {
             JobKind::Apiserver => Some(("the API server".to_string(), "/metrics".to_string())),
@@ -365,15 +368,15 @@ async fn scrapes(cluster: &Cluster, settings: &Settings, client: &KubeClient, ch
             }
             continue;
         };
-        sample(
-            cluster,
-            client,
-            Job::Builtin(kind),
-            &instance,
-            &path,
-            checks,
-        )
-        .await;
+        let job = Job::Builtin(kind);
+        let limits = job_limits::builtin(cluster, kind, settings);
+        let bytes = sample(cluster, client, job, &instance, &path, &limits, checks).await;
+        samples.extend(bytes.map(|bytes| Sample {
+            job: job.name(),
+            bytes,
+            targets: targets_of(job, found.as_ref()),
+            interval: limits.interval.as_duration(),
+        }));
     }
     for e in &cluster.exporters {
         let Some(found) = &found else { break };
@@ -398,7 +401,45 @@ async fn scrapes(cluster: &Cluster, settings: &Settings, client: &KubeClient, ch
             q => format!("{relative}?{q}"),
         };
         let job = Job::Exporter(&e.job);
-        sample(cluster, client, job, &instance, &path, checks).await;
+        let limits = job_limits::exporter(e, settings);
+        let bytes = sample(cluster, client, job, &instance, &path, &limits, checks).await;
+        samples.extend(bytes.map(|bytes| Sample {
+            job: job.name(),
+            bytes,
+            targets: targets_of(job, Some(found)),
+            interval: limits.interval.as_duration(),
+        }));
+    }
+    proxy_load(&samples, checks);
+}
+
+/// The bytes per second all targets make the API server proxy, from the
+/// samples; warned past `load::WARN_BYTES_PER_SECOND`.
+fn proxy_load(samples: &[Sample], checks: &mut Checks) {
+    if samples.is_empty() {
+        return;
+    }
+    let (total, line) = load::projected(samples);
+    if total > load::WARN_BYTES_PER_SECOND {
+        checks.warn(
+            "load",
+            format!("{line}: more than {}/s", load::human(load::WARN_BYTES_PER_SECOND)),
+            "every byte is proxied by the API server, which does not throttle proxied requests: scrape the largest jobs less often (scrape_interval in their section), drop more series, or scrape them without the proxy",
+        );
+    } else {
+        checks.pass("load", line);
+    }
+}
+
+/// How many targets a job has: its discovered ones, or its one static.
+fn targets_of(job: Job<'_>, found: Option<&targets::ClusterTargets>) -> usize {
+    let Some(found) = found else { return 1 };
+    match job {
+        Job::Builtin(JobKind::Kubelet | JobKind::Cadvisor) => found.nodes.len(),
+        Job::Builtin(JobKind::NodeExporter) => found.node_exporters.len(),
+        Job::Builtin(JobKind::Pods) => found.pods.len(),
+        Job::Builtin(JobKind::Apiserver | JobKind::Federate) => 1,
+        Job::Exporter(name) => found.exporters.get(name).map_or(0, Vec::len),
     }
 }
 
@@ -474,20 +515,48 @@ async fn sample(
     job_of: Job<'_>,
     instance: &str,
     path: &str,
+    limits: &JobLimits,
     checks: &mut Checks,
-) {
+) -> Option<u64> {
     let job = job_of.name();
     let started = Instant::now();
     let shown_path = path.split('?').next().unwrap_or(path);
     match client.fetch(path, "text/plain;version=0.0.4").await {
-        Ok((200, body)) => checks.pass(
-            "scrape",
-            format!(
-                "{job} {instance}: {:.1} KiB in {} ms through {shown_path}",
-                body.len() as f64 / 1024.0,
-                started.elapsed().as_millis()
-            ),
-        ),
+        Ok((200, body)) => {
+            let took = started.elapsed();
+            let bytes = body.len() as u64;
+            let l = &limits.limits;
+            let detail = format!(
+                "{job} {instance}: {} in {} ms through {shown_path} (body_size_limit {}, scrape_timeout {})",
+                load::human(bytes as f64),
+                took.as_millis(),
+                l.body_size_limit,
+                l.scrape_timeout
+            );
+            match load::near_limits(bytes, took, l) {
+                Some(why) => checks.warn(
+                    "scrape",
+                    format!("{detail}: {why}"),
+                    format!("raise body_size_limit or scrape_timeout in the job's section of {} (or [defaults]), or make the answer smaller (drop series at the source)", cluster.source.display()),
+                ),
+                None => checks.pass("scrape", detail),
+            }
+            return Some(bytes);
+        }
+        Err(DiscoveryError::TooMuch { .. })
+            if (1..=discovery::MAX_RESPONSE_BYTES as u64)
+                .contains(&limits.limits.body_size_limit.bytes()) =>
+        {
+            checks.warn(
+                "scrape",
+                format!(
+                    "{job} {instance}: {shown_path} answered more than {}, over its body_size_limit {}: Prometheus fails this scrape (\"body size limit exceeded\")",
+                    load::human(discovery::MAX_RESPONSE_BYTES as f64),
+                    limits.limits.body_size_limit
+                ),
+                format!("raise body_size_limit in the job's section of {}, or make the answer smaller", cluster.source.display()),
+            );
+        }
         Ok((status, body)) => {
             let message = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -512,7 +581,7 @@ async fn sample(
                     ),
                     crate::proxy_auth::FIX,
                 );
-                return;
+                return None;
             }
             let fix = match (status, job_of) {
                 (403, _) => grant(cluster),
@@ -541,4 +610,5 @@ async fn sample(
             "see the message",
         ),
     }
+    None
 }

@@ -5,6 +5,7 @@
 mod api;
 mod files;
 mod host;
+mod load;
 mod network;
 mod remote_write;
 

@@ -12,24 +12,17 @@ use super::jobs::{authorization, cluster_labels, file_sd, sd_config, tls_config}
 use super::scrape_config::{KubernetesSdConfig, Namespaces, Relabel, ScrapeConfig, regex_escape};
 
 pub fn job(cluster: &Cluster, e: &Exporter, settings: &Settings) -> ScrapeConfig {
-    let interval = e
-        .scrape_interval
-        .as_ref()
-        .unwrap_or(&settings.scrape_interval);
-    let timeout = e
-        .scrape_timeout
-        .as_ref()
-        .or(settings.scrape_timeout.as_ref());
+    let limits = super::limits::exporter(e, settings);
     let mut job = ScrapeConfig {
         job_name: format!("promfed/{}/{}", cluster.name, e.job),
-        scrape_interval: Some(interval.to_string()),
-        scrape_timeout: timeout.map(|t| t.min(interval).to_string()),
+        scrape_interval: Some(limits.interval.to_string()),
+        scrape_timeout: Some(limits.limits.scrape_timeout.to_string()),
         honor_labels: e.honor_labels.then_some(true),
         honor_timestamps: None,
         metrics_path: None,
         params: e.params.clone(),
-        sample_limit: e.sample_limit,
-        body_size_limit: e.body_size_limit.clone(),
+        sample_limit: Some(limits.limits.sample_limit),
+        body_size_limit: Some(limits.limits.body_size_limit.to_string()),
         scheme: "https",
         authorization: authorization(cluster),
         tls_config: tls_config(cluster),

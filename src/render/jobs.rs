@@ -75,18 +75,12 @@ impl Drops {
 }
 
 fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, Drops) {
-    let (interval, honor_labels, honor_timestamps, drops) = match kind {
-        JobKind::Kubelet => (
-            &cluster.kubelet.scrape_interval,
-            Some(true),
-            None,
-            Drops::Kubelet,
-        ),
+    let (honor_labels, honor_timestamps, drops) = match kind {
+        JobKind::Kubelet => (Some(true), None, Drops::Kubelet),
         // cAdvisor's explicit timestamps keep dead containers' series
         // around for five minutes; Prometheus 2.42 has no
         // track_timestamps_staleness, so ignore them.
         JobKind::Cadvisor => (
-            &cluster.cadvisor.component.scrape_interval,
             Some(true),
             Some(false),
             if cluster.cadvisor.drop_high_cardinality {
@@ -95,53 +89,24 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, 
                 Drops::None
             },
         ),
-        JobKind::Apiserver => (
-            &cluster.apiserver.scrape_interval,
-            None,
-            None,
-            Drops::Apiserver,
-        ),
-        JobKind::NodeExporter => (
-            &cluster.node_exporter.component.scrape_interval,
-            None,
-            None,
-            Drops::None,
-        ),
-        JobKind::Federate => (
-            &cluster
-                .federate
-                .as_ref()
-                .expect("enabled_in: the cluster has [federate]")
-                .scrape_interval,
-            Some(true),
-            None,
-            Drops::None,
-        ),
+        JobKind::Apiserver => (None, None, Drops::Apiserver),
+        JobKind::NodeExporter => (None, None, Drops::None),
+        JobKind::Federate => (Some(true), None, Drops::None),
         // As Istio's sample Prometheus scrapes annotated pods.
-        JobKind::Pods => (&None, Some(true), None, Drops::None),
+        JobKind::Pods => (Some(true), None, Drops::None),
     };
+    let limits = super::limits::builtin(cluster, kind, settings);
     let mut job = ScrapeConfig {
         job_name: kind.job_name(&cluster.name),
-        scrape_interval: Some(
-            interval
-                .as_ref()
-                .unwrap_or(&settings.scrape_interval)
-                .to_string(),
-        ),
-        // As Prometheus does with its global timeout: a job scraped more
-        // often than the timeout gets its interval as timeout (promtool
-        // refuses a timeout longer than the interval).
-        scrape_timeout: settings.scrape_timeout.as_ref().map(|timeout| {
-            let interval = interval.as_ref().unwrap_or(&settings.scrape_interval);
-            timeout.min(interval).to_string()
-        }),
+        scrape_interval: Some(limits.interval.to_string()),
+        scrape_timeout: Some(limits.limits.scrape_timeout.to_string()),
         honor_labels,
         honor_timestamps,
         metrics_path: None,
         fallback_scrape_protocol: settings.dialect().fallback_scrape_protocol(),
         params: Default::default(),
-        sample_limit: None,
-        body_size_limit: None,
+        sample_limit: Some(limits.limits.sample_limit),
+        body_size_limit: Some(limits.limits.body_size_limit.to_string()),
         scheme: "https",
         authorization: authorization(cluster),
         tls_config: tls_config(cluster),

@@ -6,6 +6,7 @@ mod exporters;
 mod federate;
 pub mod files;
 mod jobs;
+pub mod limits;
 mod memo;
 mod monitors;
 mod scrape_config;

@@ -12,18 +12,17 @@ use super::jobs::{authorization, cluster_labels, file_sd, tls_config};
 use super::scrape_config::{Relabel, ScrapeConfig, regex_escape};
 
 pub fn job(cluster: &Cluster, m: &MonitorJob, settings: &Settings) -> ScrapeConfig {
-    let interval = m.interval.as_ref().unwrap_or(&settings.scrape_interval);
-    let timeout = m.timeout.as_ref().or(settings.scrape_timeout.as_ref());
+    let limits = super::limits::monitor(m, settings);
     let mut job = ScrapeConfig {
         job_name: format!("promfed/{}/{}", cluster.name, m.operator_name()),
-        scrape_interval: Some(interval.to_string()),
-        scrape_timeout: timeout.map(|t| t.min(interval).to_string()),
+        scrape_interval: Some(limits.interval.to_string()),
+        scrape_timeout: Some(limits.limits.scrape_timeout.to_string()),
         honor_labels: m.honor_labels.then_some(true),
         honor_timestamps: None,
         metrics_path: None,
         params: m.params.clone(),
-        sample_limit: m.sample_limit,
-        body_size_limit: None,
+        sample_limit: Some(limits.limits.sample_limit),
+        body_size_limit: Some(limits.limits.body_size_limit.to_string()),
         scheme: "https",
         authorization: authorization(cluster),
         tls_config: tls_config(cluster),

@@ -18,6 +18,7 @@ rewriting it (atomically):
      "client_users": {"<certificate CN>": {"deny": []}},
      "nodes": ["node-a", "node-b"],
      "unreachable_nodes": ["node-b"],          # its proxy answers 503
+     "oversized_cadvisor": {"nodes": ["node-b"], "megabytes": 40},  # that node's cAdvisor answer, padded to 40 MiB
      "bare_nodes": ["node-b"],                 # just registered: no addresses or conditions
      "reviews": ["authentication.k8s.io/v1", "authorization.k8s.io/v1"],  # served versions
      "node_exporter": {"namespace": "monitoring", "service": "prometheus-node-exporter",
@@ -631,6 +632,25 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client stopped reading, as it should
 
+    def send_big_exposition(self, text, megabytes):
+        """`text`, then comment lines up to `megabytes` MiB: valid exposition
+        text, as large as a busy node's cAdvisor can get, streamed."""
+        line = b"# " + b"p" * 1021 + b"\n"  # 1 KiB
+        head = text.encode()
+        lines = megabytes * 1024
+        self.count_bytes(len(head) + lines * len(line))
+        self.send_response(200)
+        self.send_header("Content-Type", EXPOSITION)
+        self.send_header("Content-Length", str(len(head) + lines * len(line)))
+        self.end_headers()
+        try:
+            self.wfile.write(head)
+            block = line * 1024
+            for _ in range(megabytes):
+                self.wfile.write(block)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass  # the client stopped reading at its limit, as it should
+
     # -- byte-level faults (state "raw"), written past the helpers ----------
     def raw(self, case, resource, query, watching):
         """Answers with the raw bytes of `case` (see the module's doc)."""
@@ -1030,6 +1050,9 @@ class Handler(BaseHTTPRequestHandler):
             if rest == "/metrics":
                 return self.send(200, kubelet_metrics(node), EXPOSITION)
             if rest == "/metrics/cadvisor":
+                big = data.get("oversized_cadvisor") or {}
+                if node in big.get("nodes", []):
+                    return self.send_big_exposition(cadvisor_metrics(node), big.get("megabytes", 40))
                 return self.send(200, cadvisor_metrics(node), EXPOSITION)
             return self.send(404, "404 page not found\n", "text/plain")
 
