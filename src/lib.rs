@@ -11,6 +11,7 @@ mod add_cluster;
 mod apply;
 mod cli;
 mod config;
+mod credential_expiry;
 mod daemon;
 mod digest;
 mod discovery;

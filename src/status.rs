@@ -89,6 +89,9 @@ pub struct ClusterStatus {
     pub discovery: DiscoveryStatus,
     /// The token's JWT `exp`, RFC 3339.
     pub token_expiry: Option<String>,
+    /// The client certificate's `notAfter`, RFC 3339.
+    #[serde(default)]
+    pub certificate_expiry: Option<String>,
 }
 
 impl ClusterStatus {
@@ -107,6 +110,22 @@ pub struct DiscoveryStatus {
     pub error: Option<String>,
     pub nodes: usize,
     pub node_exporters: usize,
+    /// When the cluster was last listed whole, RFC 3339.
+    #[serde(default)]
+    pub last_list: Option<String>,
+    /// Each watch, and when it last heard an event or a bookmark.
+    #[serde(default)]
+    pub watches: Vec<WatchStatus>,
+}
+
+/// One watch's last sign of life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchStatus {
+    /// `nodes`, `endpointslices`, `pods`, `pods/NAMESPACE`,
+    /// `exporters/NAMESPACE`.
+    pub resource: String,
+    /// Its last event or bookmark (its first opening, before any), RFC 3339.
+    pub last_event: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 //! `status.json`, the metrics file and systemd's one-line STATUS.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
@@ -9,10 +10,13 @@ use crate::apply::{Definition, Report};
 use crate::config::cluster::Cluster;
 use crate::config::settings::Settings;
 use crate::config::shard::ShardSettings;
+use crate::credential_expiry::Credential;
+use crate::discovery::health::Health;
 use crate::metrics::Metrics;
 use crate::programs::ProgramKind;
 use crate::status::{
     Adopted, DiscoveryState, DiscoveryStatus, LastApply, PrometheusWatches, ShardShare, Status,
+    WatchStatus,
 };
 use crate::targets::{ClusterTargets, JobKind, RefreshError};
 
@@ -164,18 +168,31 @@ impl State {
             {
                 self.discovered(&name, result, cluster);
             }
-            let expiry = cluster
-                .auth
-                .token_file
-                .as_deref()
-                .and_then(crate::jwt::file_expiry);
-            if let Some(s) = self.status.clusters.get_mut(&name) {
-                s.token_expiry = expiry
-                    .and_then(|t| Timestamp::from_second(t).ok())
-                    .map(|t| t.to_string());
+            for (credential, expires) in crate::credential_expiry::of_files(&cluster.auth) {
+                self.credential_expires(&name, credential, expires);
             }
-            if let Some(m) = self.metrics.clusters.get_mut(&name) {
-                m.token_expiry = expiry;
+        }
+    }
+
+    /// Takes in when one of a cluster's credentials expires (`None`: it
+    /// has no known end). Every source of an expiry comes through here.
+    pub fn credential_expires(
+        &mut self,
+        cluster: &str,
+        credential: Credential,
+        expires: Option<i64>,
+    ) {
+        let shown = expires.and_then(rfc3339);
+        if let Some(s) = self.status.clusters.get_mut(cluster) {
+            match credential {
+                Credential::Token => s.token_expiry = shown,
+                Credential::Certificate => s.certificate_expiry = shown,
+            }
+        }
+        if let Some(m) = self.metrics.clusters.get_mut(cluster) {
+            match credential {
+                Credential::Token => m.token_expiry = expires,
+                Credential::Certificate => m.certificate_expiry = expires,
             }
         }
     }
@@ -281,6 +298,46 @@ impl State {
         }
     }
 
+    /// Takes in each cluster's discovery task (`None`: it has none).
+    pub fn watched_by(&mut self, health: impl Fn(&str) -> Option<Arc<Health>>) {
+        for (name, m) in &mut self.metrics.clusters {
+            m.health = health(name);
+        }
+    }
+
+    /// Copies each cluster's last list and watch events into status.json;
+    /// returns whether they changed. The metrics read them as they are
+    /// written.
+    pub fn refresh_health(&mut self) -> bool {
+        let mut changed = false;
+        for (name, m) in &self.metrics.clusters {
+            let Some(status) = self.status.clusters.get_mut(name) else {
+                continue;
+            };
+            let (last_list, watches) = match m.health.as_deref() {
+                Some(health) => (
+                    health.last_list().and_then(rfc3339),
+                    health
+                        .last_events()
+                        .filter_map(|(resource, at)| {
+                            Some(WatchStatus {
+                                resource: resource.into(),
+                                last_event: rfc3339(at)?,
+                            })
+                        })
+                        .collect(),
+                ),
+                None => (None, Vec::new()),
+            };
+            let d = &mut status.discovery;
+            if d.last_list != last_list || d.watches != watches {
+                (d.last_list, d.watches) = (last_list, watches);
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// Takes in whether the folders are polled; returns whether that changed.
     pub fn set_watch(&mut self, degraded: Option<&str>) -> bool {
         let degraded = degraded.map(str::to_string);
@@ -369,6 +426,10 @@ impl State {
         });
         metrics.and(status)
     }
+}
+
+fn rfc3339(second: i64) -> Option<String> {
+    Timestamp::from_second(second).ok().map(|t| t.to_string())
 }
 
 impl Default for State {

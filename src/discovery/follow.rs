@@ -29,9 +29,11 @@ use futures_util::stream::FuturesUnordered;
 use super::client::{EventStream, KubeClient, Permission, RawEvent};
 use super::decode;
 use super::exporters;
+use super::health::Health;
 use super::objects::{EndpointSlice, Node};
 use super::pace::{Backoff, Ceilings};
 use super::pods;
+use super::which::Which;
 use super::{
     DiscoveryError, JSON, Limits, Listed, NODES_AS_METADATA, encode, endpoints_pods, list_all,
     pods_of_slices, targets_of,
@@ -81,8 +83,10 @@ struct KnownPods {
 /// Runs until the task is aborted: every new set of targets (or failure)
 /// goes to `report`. `relist` asks for a relist now. `first` is a list
 /// already made (the daemon's start-up transaction): watched from at once.
+/// `health` takes in each list and each watch's events, for status.
 pub async fn follow(
     cluster: Arc<Cluster>,
+    health: Arc<Health>,
     limits: Limits,
     resync: Duration,
     relist: Arc<Notify>,
@@ -115,17 +119,20 @@ pub async fn follow(
             }
         };
         backoff.reset();
+        health.listed();
         let listed_targets = known.targets(&cluster, limits);
         let mut last = seen(&listed_targets);
         report(listed_targets);
         let started = Instant::now();
         let watched = if may_not_watch {
+            health.unwatched();
             wait(LIST_INTERVAL.min(resync), &relist).await;
             Ok(Ended::Relist)
         } else if known.watchable() {
             let mut watching = Watching {
                 client: &client,
                 cluster: &cluster,
+                health: &health,
                 ceilings: &ceilings,
                 limits,
                 resync,
@@ -134,6 +141,7 @@ pub async fn follow(
                 .run(&mut known, &relist, &mut last, &mut report)
                 .await
         } else {
+            health.unwatched();
             wait(resync, &relist).await;
             Ok(Ended::Relist)
         };
@@ -364,17 +372,6 @@ fn watch_path(path: &str, version: &str) -> String {
     )
 }
 
-/// Which watch an event came from; also the resource a ceiling counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Which {
-    Nodes,
-    Slices,
-    /// The pods of scope `.0`.
-    Pods(usize),
-    /// The EndpointSlices of exporter namespace `.0`.
-    Exporters(usize),
-}
-
 impl Known {
     /// The version the watch `which` resumes from, kept current by its
     /// events.
@@ -464,6 +461,7 @@ pub enum Ended {
 struct Watching<'a> {
     client: &'a KubeClient,
     cluster: &'a Cluster,
+    health: &'a Health,
     ceilings: &'a Ceilings<Which>,
     limits: Limits,
     /// How often the cluster is listed again while its watches go on.
@@ -568,6 +566,7 @@ impl<'a> Watching<'a> {
                     if !known.relisted(listed?) {
                         return Ok(Ended::Relist);
                     }
+                    self.health.listed();
                     self.report_if_new(known, last, report);
                     continue;
                 }
@@ -579,6 +578,7 @@ impl<'a> Watching<'a> {
             let event = match got? {
                 Got::Event(event) => event,
                 Got::Opened => {
+                    self.health.opened(which);
                     steps.extend(stream.map(|s| read_on(which, s)));
                     continue;
                 }
@@ -599,6 +599,7 @@ impl<'a> Watching<'a> {
                 }
             };
             life.events += 1;
+            self.health.heard(which);
             steps.extend(stream.map(|s| read_on(which, s)));
             if let Some(ended) = self.take_in(known, which, &event, last, report)? {
                 return Ok(ended);

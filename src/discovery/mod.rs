@@ -8,6 +8,7 @@ mod follow;
 mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 mod lean;
 mod objects;
 mod pace;
@@ -15,6 +16,7 @@ mod pods;
 mod redact;
 mod tls;
 mod transport;
+mod which;
 
 use std::time::Duration;
 
