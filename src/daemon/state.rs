@@ -12,6 +12,8 @@ use crate::config::settings::Settings;
 use crate::config::shard::ShardSettings;
 use crate::credential_expiry::Credential;
 use crate::discovery::health::Health;
+#[cfg(test)]
+use crate::discovery::health::Which;
 use crate::metrics::Metrics;
 use crate::programs::ProgramKind;
 use crate::status::{
@@ -435,5 +437,90 @@ fn rfc3339(second: i64) -> Option<String> {
 impl Default for State {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster_health::{Level, assess};
+    use crate::config::diagnostic::SourceText;
+    use crate::discovery::health::Health;
+    use crate::status::ClusterStatus;
+    use std::time::Duration;
+
+    fn cluster() -> Cluster {
+        let text =
+            "api_server = \"https://10.0.0.1:6443\"\ntoken_file = \"/t\"\nca_file = \"/ca\"\n";
+        Cluster::parse(&SourceText::new("/etc/promfed.d/c.toml", text), "c")
+            .map(|p| p.cluster)
+            .map_err(|_| "invalid")
+            .unwrap()
+    }
+
+    /// The nodes watch says nothing while the EndpointSlices' bookmarks
+    /// come every minute: yellow past 330 s, red past 660 s, and only the
+    /// silent watch is named, in status.json as in the metrics.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_watch_turns_yellow_then_red_as_time_passes() {
+        let health = Arc::new(Health::of(&cluster()));
+        let mut state = State::new();
+        state.status.clusters.insert(
+            "c".into(),
+            ClusterStatus {
+                discovery: DiscoveryStatus {
+                    state: DiscoveryState::Ok,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        state
+            .metrics
+            .clusters
+            .insert("c".into(), Default::default());
+        state.watched_by(|_| Some(health.clone()));
+        health.listed();
+        health.opened(Which::Nodes);
+        health.opened(Which::Slices);
+        let opened = health.now();
+        let mut seen = Vec::new();
+        for minute in 1..=12 {
+            tokio::time::advance(Duration::from_secs(60)).await;
+            health.heard(Which::Slices);
+            assert!(state.refresh_health(), "the bookmark is news");
+            let h = assess(&state.status.clusters["c"], None, health.now());
+            seen.push((minute, h.level, h.causes.join("; ")));
+        }
+        assert_eq!(seen[4], (5, Level::Ok, String::new()));
+        assert_eq!(
+            seen[5],
+            (6, Level::Yellow, "watch on nodes silent for 6m".into())
+        );
+        // 660 s is not more than 660 s.
+        assert_eq!(seen[10].1, Level::Yellow);
+        assert_eq!(
+            seen[11],
+            (12, Level::Red, "watch on nodes silent for 12m".into())
+        );
+        let metrics = state.metrics.render();
+        assert!(
+            metrics.contains(&format!(
+                "promfed_cluster_watch_last_event_timestamp_seconds{{cluster=\"c\",resource=\"nodes\"}} {opened}\n"
+            )),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(&format!(
+                "promfed_cluster_watch_last_event_timestamp_seconds{{cluster=\"c\",resource=\"endpointslices\"}} {}\n",
+                opened + 720
+            )),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("promfed_cluster_last_list_success_timestamp_seconds{cluster=\"c\"} "),
+            "{metrics}"
+        );
+        assert!(!state.refresh_health(), "nothing new: nothing to write");
     }
 }

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::time::Instant;
 
-use super::which::{self, Which};
+use super::which;
+pub use super::which::Which;
 use crate::config::cluster::Cluster;
 
 /// "Not yet": no list, or a watch never opened.

@@ -21,7 +21,7 @@ mod which;
 use std::time::Duration;
 
 pub use crate::discovery_error::DiscoveryError;
-pub use client::{KubeClient, Permission, token_in, token_problem};
+pub use client::{KubeClient, Permission, WATCH_SILENCE, token_in, token_problem};
 pub use follow::follow;
 pub use tls::observing_config;
 
