@@ -123,7 +123,7 @@ mod tests {
     use crate::config::diagnostic::SourceText;
     use std::time::Duration;
 
-    pub fn cluster(extra: &str) -> Cluster {
+    fn cluster(extra: &str) -> Cluster {
         let text = format!(
             "api_server = \"https://10.0.0.1:6443\"\ntoken_file = \"/t\"\nca_file = \"/ca\"\n{extra}"
         );
