@@ -124,19 +124,21 @@ pub fn main() -> ExitCode {
                 crate::output::counted(problems.len(), "problem", "problems")
             );
         }
-        let code = crate::status::print(&Settings::state_dir_of(&args.config), json);
         // Target health is Prometheus's to tell, asked now (not kept in
-        // status.json); only with settings that say where it is.
-        if let (Ok(settings), false, 0 | 1) = (&settings, json, code) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a tokio runtime starts");
-            say_raw!(
-                "{}",
-                crate::target_health::section(&runtime, &settings.prometheus.url)
-            );
-        }
+        // status.json), once; only with settings that say where it is.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime starts");
+        let prometheus = settings
+            .as_ref()
+            .ok()
+            .map(|s| crate::status_view::Prometheus {
+                url: s.prometheus.url.as_str(),
+                ask: Box::new(|| crate::target_health::ask(&runtime, &s.prometheus.url)),
+            });
+        let code =
+            crate::status_view::print(&Settings::state_dir_of(&args.config), json, prometheus);
         return finish(code);
     }
     let settings = match Settings::load(&args.config) {

@@ -5,6 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
+
+use crate::discovery::health::Health;
 
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
@@ -30,6 +33,9 @@ pub struct ClusterMetrics {
     /// Targets per job slug.
     pub targets: BTreeMap<String, usize>,
     pub token_expiry: Option<i64>,
+    pub certificate_expiry: Option<i64>,
+    /// The discovery task's lists and watches, read as the file is written.
+    pub health: Option<Arc<Health>>,
 }
 
 impl Metrics {
@@ -190,6 +196,53 @@ impl Metrics {
                 );
             }
         }
+        family(
+            &mut out,
+            "promfed_cluster_last_list_success_timestamp_seconds",
+            "gauge",
+            "When the cluster was last listed whole (start-up, resync, relist).",
+        );
+        let healths = || {
+            self.clusters
+                .iter()
+                .filter_map(|(c, m)| Some((c, m.health.as_deref()?)))
+        };
+        for (c, health) in healths() {
+            if let Some(t) = health.last_list() {
+                let _ = writeln!(
+                    out,
+                    "promfed_cluster_last_list_success_timestamp_seconds{{cluster=\"{c}\"}} {t}"
+                );
+            }
+        }
+        family(
+            &mut out,
+            "promfed_cluster_watch_last_event_timestamp_seconds",
+            "gauge",
+            "When each watch last heard an event or a bookmark (its first opening, before any).",
+        );
+        for (c, health) in healths() {
+            for (resource, t) in health.last_events() {
+                let _ = writeln!(
+                    out,
+                    "promfed_cluster_watch_last_event_timestamp_seconds{{cluster=\"{c}\",resource=\"{resource}\"}} {t}"
+                );
+            }
+        }
+        family(
+            &mut out,
+            "promfed_cluster_certificate_expiry_timestamp_seconds",
+            "gauge",
+            "When the cluster's client certificate expires (its notAfter).",
+        );
+        for (c, m) in &self.clusters {
+            if let Some(t) = m.certificate_expiry {
+                let _ = writeln!(
+                    out,
+                    "promfed_cluster_certificate_expiry_timestamp_seconds{{cluster=\"{c}\"}} {t}"
+                );
+            }
+        }
         out
     }
 }
@@ -215,6 +268,7 @@ mod tests {
         c.errors.insert("unreachable".into(), 3);
         c.targets.insert("kubelet".into(), 5);
         c.token_expiry = Some(1893456000);
+        c.certificate_expiry = Some(4948911680);
         m.clusters.insert("stage".into(), c);
         let text = m.render();
         for line in [
@@ -224,6 +278,7 @@ mod tests {
             "promfed_cluster_discovery_errors_total{cluster=\"stage\",reason=\"unreachable\"} 3",
             "promfed_cluster_targets{cluster=\"stage\",scrape_job=\"kubelet\"} 5",
             "promfed_cluster_token_expiry_timestamp_seconds{cluster=\"stage\"} 1893456000",
+            "promfed_cluster_certificate_expiry_timestamp_seconds{cluster=\"stage\"} 4948911680",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

@@ -21,6 +21,7 @@ mod first_contact;
 mod fleet_defaults;
 mod folder_watch;
 mod golden;
+mod health;
 mod hostile;
 mod limits;
 mod monitors;

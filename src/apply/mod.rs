@@ -108,16 +108,6 @@ pub enum Definition {
     Broken,
 }
 
-impl Definition {
-    pub fn word(self) -> &'static str {
-        match self {
-            Definition::Current => "current",
-            Definition::KeptLastGood => "kept_last_good",
-            Definition::Broken => "broken",
-        }
-    }
-}
-
 impl Report {
     /// A transaction that could not start or read its inputs: every program
     /// fails with `why`, and nothing was changed.

@@ -114,6 +114,15 @@ pub fn certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
         .collect()
 }
 
+/// When the first certificate of a PEM file (a client certificate, as
+/// Prometheus presents it) stops being valid: its `notAfter`, in seconds
+/// since the epoch. `None` when the file holds no certificate that parses.
+pub fn not_after(pem: &[u8]) -> Option<i64> {
+    let first = CertificateDer::pem_slice_iter(pem).find_map(Result::ok)?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&first).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
 /// What a refused file holds instead, when that helps: the PEM labels of
 /// its blocks ("holds no PEM certificate (it holds: PRIVATE KEY)").
 fn what_it_holds(pem: &[u8]) -> String {
@@ -137,6 +146,16 @@ mod tests {
     const CLIENT_CERT: &str = include_str!("../../tests/fixtures/tls/client.crt");
     const CLIENT_KEY: &str = include_str!("../../tests/fixtures/tls/client.key");
     const OTHER_KEY: &str = include_str!("../../tests/fixtures/tls/other.key");
+
+    #[test]
+    fn a_client_certificate_tells_when_it_ends() {
+        // `openssl x509 -enddate` of the fixture: notAfter=Oct 29 01:41:20 2126 GMT.
+        assert_eq!(not_after(CLIENT_CERT.as_bytes()), Some(4_948_911_680));
+        assert_eq!(not_after(CLIENT_KEY.as_bytes()), None);
+        assert_eq!(not_after(b"junk"), None);
+        let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert_eq!(not_after(broken.as_bytes()), None);
+    }
 
     #[test]
     fn a_ca_file_needs_one_certificate_that_parses() {

@@ -250,16 +250,3 @@ pub fn placeholders(issuing: &Issuing, clusters: &[&Cluster]) -> Vec<String> {
         })
         .collect()
 }
-
-/// When the credential the cluster presents expires, in seconds since the
-/// epoch: as its source said, or a token file's JWT `exp`.
-pub fn expiry_of(cluster: &Cluster, root: &Path) -> Option<i64> {
-    if cluster.auth.source.is_some() {
-        return file::Files::of(root, &cluster.name).meta()?.expires;
-    }
-    cluster
-        .auth
-        .token_file
-        .as_deref()
-        .and_then(crate::jwt::file_expiry)
-}

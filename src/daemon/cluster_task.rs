@@ -15,12 +15,16 @@ use crate::apply::write_targets;
 use crate::config::cluster::Cluster;
 use crate::credentials::renewal::{self, Issuer};
 use crate::credentials::{CredentialError, Issued, Issuing};
+use crate::discovery::health::Health;
 use crate::discovery::{self, Limits};
 use crate::targets::RefreshError;
 
 pub struct ClusterTask {
     /// Shared with the task: one copy per cluster, not three.
     pub definition: Arc<Cluster>,
+    /// When it was last listed and each watch last heard, written by the
+    /// task, read when the daemon publishes.
+    pub health: Arc<Health>,
     /// The credential files as last seen, to tell a rotation.
     credentials: Vec<Option<FileStamp>>,
     poke: Arc<Notify>,
@@ -61,6 +65,7 @@ impl ClusterTask {
         issuing: &Issuing,
     ) -> ClusterTask {
         let poke = Arc::new(Notify::new());
+        let health = Arc::new(Health::of(&definition));
         let definition = Arc::new(definition);
         let renewal = definition
             .auth
@@ -68,25 +73,35 @@ impl ClusterTask {
             .is_some()
             .then(|| start_renewal(definition.clone(), issuing.clone(), events.clone()));
         let cluster = definition.clone();
+        let heard = health.clone();
         let relist = poke.clone();
         let handle = tokio::spawn(async move {
             let name = cluster.name.to_string();
             let written = cluster.clone();
-            discovery::follow(cluster, limits, resync, relist, listed, move |found| {
-                let result = found
-                    .map_err(RefreshError::from)
-                    .and_then(|found| write_targets(&targets_dir, &written, found));
-                // A closed channel: the daemon is stopping and aborts us.
-                let _ = events.send(Event::Discovered {
-                    cluster: name.clone(),
-                    result,
-                });
-            })
+            discovery::follow(
+                cluster,
+                heard,
+                limits,
+                resync,
+                relist,
+                listed,
+                move |found| {
+                    let result = found
+                        .map_err(RefreshError::from)
+                        .and_then(|found| write_targets(&targets_dir, &written, found));
+                    // A closed channel: the daemon is stopping and aborts us.
+                    let _ = events.send(Event::Discovered {
+                        cluster: name.clone(),
+                        result,
+                    });
+                },
+            )
             .await;
         });
         ClusterTask {
             credentials: credential_stamps(&definition),
             definition,
+            health,
             poke,
             handle,
             renewal,

@@ -173,6 +173,11 @@ pub async fn run(settings: Settings) -> u8 {
             }
             _ = check_budget.tick() => {
                 daemon.sample_watchers(Duration::ZERO);
+                // Watch events alone never write the files: their times
+                // are published with other news, or at this tick.
+                if daemon.state.refresh_health() {
+                    daemon.publish();
+                }
                 // After the start-up lists, a resync or a burst of events.
                 crate::memory::give_back();
                 // Once a minute at least: the metrics file's age tells a
@@ -487,6 +492,9 @@ impl Daemon {
             .collect();
         let resumes = std::mem::take(&mut report.resumes);
         self.update_tasks(&report, resumes, trigger);
+        let tasks = &self.tasks;
+        self.state
+            .watched_by(|name| tasks.get(name).map(|t| t.health.clone()));
         self.update_watch();
         self.publish();
     }
@@ -582,6 +590,7 @@ impl Daemon {
 
     /// Writes status.json and the metrics file, and tells systemd.
     fn publish(&mut self) {
+        self.state.refresh_health();
         if let Err(e) = self.state.write(&self.settings) {
             tracing::warn!(stage = "status", error = %e, "cannot write status or metrics: {e}");
         }

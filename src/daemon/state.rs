@@ -2,6 +2,7 @@
 //! `status.json`, the metrics file and systemd's one-line STATUS.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
@@ -9,13 +10,17 @@ use crate::apply::{Definition, Report};
 use crate::config::cluster::Cluster;
 use crate::config::settings::Settings;
 use crate::config::shard::ShardSettings;
-use crate::credentials::file::Files;
+use crate::credential_expiry::Credential;
+use crate::credentials::file::{Files, Meta};
 use crate::credentials::renewal::Attempt;
+use crate::discovery::health::Health;
+#[cfg(test)]
+use crate::discovery::health::Which;
 use crate::metrics::Metrics;
 use crate::programs::ProgramKind;
 use crate::status::{
     Adopted, CredentialStatus, DiscoveryState, DiscoveryStatus, LastApply, PrometheusWatches,
-    ShardShare, Status,
+    ShardShare, Status, WatchStatus,
 };
 use crate::targets::{ClusterTargets, JobKind, RefreshError};
 
@@ -167,14 +172,38 @@ impl State {
             {
                 self.discovered(&name, result, cluster);
             }
-            let expiry = crate::credentials::expiry_of(cluster, credentials_dir);
-            if let Some(s) = self.status.clusters.get_mut(&name) {
-                s.token_expiry = expiry
-                    .and_then(|t| Timestamp::from_second(t).ok())
-                    .map(|t| t.to_string());
+            for (credential, expires) in crate::credential_expiry::of_files(&cluster.auth) {
+                self.credential_expires(&name, credential, expires);
             }
-            if let Some(m) = self.metrics.clusters.get_mut(&name) {
-                m.token_expiry = expiry;
+            // A credential promfed renews knows its own end, whatever its
+            // file tells (an EKS token is no JWT).
+            if cluster.auth.source.is_some() {
+                if let Some(meta) = Files::of(credentials_dir, &cluster.name).meta() {
+                    self.credential_expires(&name, renewed_kind(&meta), meta.expires);
+                }
+            }
+        }
+    }
+
+    /// Takes in when one of a cluster's credentials expires (`None`: it
+    /// has no known end). Every source of an expiry comes through here.
+    pub fn credential_expires(
+        &mut self,
+        cluster: &str,
+        credential: Credential,
+        expires: Option<i64>,
+    ) {
+        let shown = expires.and_then(rfc3339);
+        if let Some(s) = self.status.clusters.get_mut(cluster) {
+            match credential {
+                Credential::Token => s.token_expiry = shown,
+                Credential::Certificate => s.certificate_expiry = shown,
+            }
+        }
+        if let Some(m) = self.metrics.clusters.get_mut(cluster) {
+            match credential {
+                Credential::Token => m.token_expiry = expires,
+                Credential::Certificate => m.certificate_expiry = expires,
             }
         }
     }
@@ -230,14 +259,10 @@ impl State {
                 shown(Some(next)).unwrap_or_default()
             );
         }
-        let (Some(status), Some(metrics)) = (
-            self.status.clusters.get_mut(name),
-            self.metrics.clusters.get_mut(name),
-        ) else {
+        self.credential_expires(name, renewed_kind(&meta), meta.expires);
+        let Some(status) = self.status.clusters.get_mut(name) else {
             return false;
         };
-        status.token_expiry = shown(meta.expires);
-        metrics.token_expiry = meta.expires;
         status.credential = Some(CredentialStatus {
             source: source.into(),
             renewed: shown(meta.renewed),
@@ -355,6 +380,46 @@ impl State {
         }
     }
 
+    /// Takes in each cluster's discovery task (`None`: it has none).
+    pub fn watched_by(&mut self, health: impl Fn(&str) -> Option<Arc<Health>>) {
+        for (name, m) in &mut self.metrics.clusters {
+            m.health = health(name);
+        }
+    }
+
+    /// Copies each cluster's last list and watch events into status.json;
+    /// returns whether they changed. The metrics read them as they are
+    /// written.
+    pub fn refresh_health(&mut self) -> bool {
+        let mut changed = false;
+        for (name, m) in &self.metrics.clusters {
+            let Some(status) = self.status.clusters.get_mut(name) else {
+                continue;
+            };
+            let (last_list, watches) = match m.health.as_deref() {
+                Some(health) => (
+                    health.last_list().and_then(rfc3339),
+                    health
+                        .last_events()
+                        .filter_map(|(resource, at)| {
+                            Some(WatchStatus {
+                                resource: resource.into(),
+                                last_event: rfc3339(at)?,
+                            })
+                        })
+                        .collect(),
+                ),
+                None => (None, Vec::new()),
+            };
+            let d = &mut status.discovery;
+            if d.last_list != last_list || d.watches != watches {
+                (d.last_list, d.watches) = (last_list, watches);
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// Takes in whether the folders are polled; returns whether that changed.
     pub fn set_watch(&mut self, degraded: Option<&str>) -> bool {
         let degraded = degraded.map(str::to_string);
@@ -443,9 +508,21 @@ impl State {
     }
 }
 
+fn rfc3339(second: i64) -> Option<String> {
+    Timestamp::from_second(second).ok().map(|t| t.to_string())
+}
+
 impl Default for State {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Which of a cluster's credentials promfed renewed last.
+fn renewed_kind(meta: &Meta) -> Credential {
+    match meta.kind.as_str() {
+        "certificate" => Credential::Certificate,
+        _ => Credential::Token,
     }
 }
 
@@ -472,4 +549,89 @@ fn took_monitors(
         jobs: found.jobs.len(),
         skipped: found.notes.clone(),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster_health::{Level, assess};
+    use crate::config::diagnostic::SourceText;
+    use crate::discovery::health::Health;
+    use crate::status::ClusterStatus;
+    use std::time::Duration;
+
+    fn cluster() -> Cluster {
+        let text =
+            "api_server = \"https://10.0.0.1:6443\"\ntoken_file = \"/t\"\nca_file = \"/ca\"\n";
+        Cluster::parse(&SourceText::new("/etc/promfed.d/c.toml", text), "c")
+            .map(|p| p.cluster)
+            .map_err(|_| "invalid")
+            .unwrap()
+    }
+
+    /// The nodes watch says nothing while the EndpointSlices' bookmarks
+    /// come every minute: yellow past 330 s, red past 660 s, and only the
+    /// silent watch is named, in status.json as in the metrics.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_watch_turns_yellow_then_red_as_time_passes() {
+        let health = Arc::new(Health::of(&cluster()));
+        let mut state = State::new();
+        state.status.clusters.insert(
+            "c".into(),
+            ClusterStatus {
+                discovery: DiscoveryStatus {
+                    state: DiscoveryState::Ok,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        state
+            .metrics
+            .clusters
+            .insert("c".into(), Default::default());
+        state.watched_by(|_| Some(health.clone()));
+        health.listed();
+        health.opened(Which::Nodes);
+        health.opened(Which::Slices);
+        let opened = health.now();
+        let mut seen = Vec::new();
+        for minute in 1..=12 {
+            tokio::time::advance(Duration::from_secs(60)).await;
+            health.heard(Which::Slices);
+            assert!(state.refresh_health(), "the bookmark is news");
+            let h = assess(&state.status.clusters["c"], None, health.now());
+            seen.push((minute, h.level, h.causes.join("; ")));
+        }
+        assert_eq!(seen[4], (5, Level::Ok, String::new()));
+        assert_eq!(
+            seen[5],
+            (6, Level::Yellow, "watch on nodes silent for 6m".into())
+        );
+        // 660 s is not more than 660 s.
+        assert_eq!(seen[10].1, Level::Yellow);
+        assert_eq!(
+            seen[11],
+            (12, Level::Red, "watch on nodes silent for 12m".into())
+        );
+        let metrics = state.metrics.render();
+        assert!(
+            metrics.contains(&format!(
+                "promfed_cluster_watch_last_event_timestamp_seconds{{cluster=\"c\",resource=\"nodes\"}} {opened}\n"
+            )),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(&format!(
+                "promfed_cluster_watch_last_event_timestamp_seconds{{cluster=\"c\",resource=\"endpointslices\"}} {}\n",
+                opened + 720
+            )),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("promfed_cluster_last_list_success_timestamp_seconds{cluster=\"c\"} "),
+            "{metrics}"
+        );
+        assert!(!state.refresh_health(), "nothing new: nothing to write");
+    }
 }

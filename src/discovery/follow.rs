@@ -29,10 +29,12 @@ use futures_util::stream::FuturesUnordered;
 use super::client::{EventStream, KubeClient, Permission, RawEvent};
 use super::decode;
 use super::exporters;
+use super::health::Health;
 use super::monitors;
 use super::objects::{EndpointSlice, Node};
 use super::pace::{Backoff, Ceilings};
 use super::pods;
+use super::which::Which;
 use super::{
     DiscoveryError, JSON, Limits, Listed, NODES_AS_METADATA, encode, endpoints_pods, list_all,
     pods_of_slices, targets_of,
@@ -84,8 +86,10 @@ struct KnownPods {
 /// Runs until the task is aborted: every new set of targets (or failure)
 /// goes to `report`. `relist` asks for a relist now. `first` is a list
 /// already made (the daemon's start-up transaction): watched from at once.
+/// `health` takes in each list and each watch's events, for status.
 pub async fn follow(
     cluster: Arc<Cluster>,
+    health: Arc<Health>,
     limits: Limits,
     resync: Duration,
     relist: Arc<Notify>,
@@ -118,17 +122,20 @@ pub async fn follow(
             }
         };
         backoff.reset();
+        health.listed();
         let listed_targets = known.targets(&cluster, limits);
         let mut last = seen(&listed_targets);
         report(listed_targets);
         let started = Instant::now();
         let watched = if may_not_watch {
+            health.unwatched();
             wait(LIST_INTERVAL.min(resync), &relist).await;
             Ok(Ended::Relist)
         } else if known.watchable() {
             let mut watching = Watching {
                 client: &client,
                 cluster: &cluster,
+                health: &health,
                 ceilings: &ceilings,
                 limits,
                 resync,
@@ -137,6 +144,7 @@ pub async fn follow(
                 .run(&mut known, &relist, &mut last, &mut report)
                 .await
         } else {
+            health.unwatched();
             wait(resync, &relist).await;
             Ok(Ended::Relist)
         };
@@ -379,19 +387,6 @@ fn watch_path(path: &str, version: &str) -> String {
     )
 }
 
-/// Which watch an event came from; also the resource a ceiling counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Which {
-    Nodes,
-    Slices,
-    /// The pods of scope `.0`.
-    Pods(usize),
-    /// The EndpointSlices of exporter namespace `.0`.
-    Exporters(usize),
-    /// `[monitors]` scope `.0`'s resource `.1`.
-    Monitors(usize, monitors::Resource),
-}
-
 impl Known {
     /// The version the watch `which` resumes from, kept current by its
     /// events.
@@ -485,6 +480,7 @@ pub enum Ended {
 struct Watching<'a> {
     client: &'a KubeClient,
     cluster: &'a Cluster,
+    health: &'a Health,
     ceilings: &'a Ceilings<Which>,
     limits: Limits,
     /// How often the cluster is listed again while its watches go on.
@@ -599,6 +595,7 @@ impl<'a> Watching<'a> {
                     if !known.relisted(listed?) {
                         return Ok(Ended::Relist);
                     }
+                    self.health.listed();
                     self.report_if_new(known, last, report);
                     continue;
                 }
@@ -610,6 +607,7 @@ impl<'a> Watching<'a> {
             let event = match got? {
                 Got::Event(event) => event,
                 Got::Opened => {
+                    self.health.opened(which);
                     steps.extend(stream.map(|s| read_on(which, s)));
                     continue;
                 }
@@ -630,6 +628,7 @@ impl<'a> Watching<'a> {
                 }
             };
             life.events += 1;
+            self.health.heard(which);
             steps.extend(stream.map(|s| read_on(which, s)));
             if let Some(ended) = self.take_in(known, which, &event, last, report)? {
                 return Ok(ended);

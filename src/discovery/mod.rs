@@ -8,6 +8,7 @@ mod follow;
 mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod health;
 mod lean;
 mod monitors;
 mod objects;
@@ -17,11 +18,14 @@ mod redact;
 pub use redact::redact;
 mod tls;
 mod transport;
+mod which;
 
 use std::time::Duration;
 
 pub use crate::discovery_error::DiscoveryError;
-pub use client::{KubeClient, MAX_RESPONSE_BYTES, Permission, token_in, token_problem};
+pub use client::{
+    KubeClient, MAX_RESPONSE_BYTES, Permission, WATCH_SILENCE, token_in, token_problem,
+};
 pub use follow::follow;
 pub use monitors::jobs_of_state as monitor_jobs_of_state;
 pub use tls::observing_config;

@@ -19,6 +19,8 @@ rewriting it (atomically):
      "nodes": ["node-a", "node-b"],
      "unreachable_nodes": ["node-b"],          # its proxy answers 503
      "oversized_cadvisor": {"nodes": ["node-b"], "megabytes": 40},  # that node's cAdvisor answer, padded to 40 MiB
+     "failing_pods": ["node-exporter-b"],      # node-exporter pods whose proxy answers 500
+     "silent_watches": ["nodes"],              # watches that stay open and send nothing, bookmarks included
      "bare_nodes": ["node-b"],                 # just registered: no addresses or conditions
      "reviews": ["authentication.k8s.io/v1", "authorization.k8s.io/v1"],  # served versions
      "node_exporter": {"namespace": "monitoring", "service": "prometheus-node-exporter",
@@ -1077,6 +1079,9 @@ class Handler(BaseHTTPRequestHandler):
             pods = [p for p in ne.get("pods", []) if p["name"] == pod] if ne.get("namespace") == namespace else []
             if not pods:
                 return self.send(404, status(404, "NotFound", f'pods "{pod}" not found'))
+            if pod in data.get("failing_pods", []):
+                state.count("proxy_pod_failed")
+                return self.send(500, status(500, "InternalError", f'the fake fails pod "{pod}"'))
             if port not in (str(ne.get("port", 9100)), ne.get("port_name")):
                 return self.send(503, status(503, "ServiceUnavailable",
                                              f'error trying to reach service: dial tcp {pod_ip(pods[0])}:{port}: connect: connection refused'))
@@ -1200,6 +1205,13 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
             return
         deadline, last_bookmark = time.time() + timeout, time.time()
+        if resource in state.get().get("silent_watches", []):
+            # Open, and not a byte more: no event, no bookmark.
+            state.count(f"watch_silent_{resource}")
+            self.raw_deadline = deadline
+            self.close_connection = True
+            self.hold(timeout)
+            return
         # Real servers send a bookmark about once a minute; tests want them sooner.
         bookmark_every = state.get().get("bookmark_seconds", 1)
         kinds = dict({"nodes": "Node", "endpoints": "Endpoints", "pods": "Pod", "services": "Service",

@@ -35,7 +35,14 @@ pub enum Resource {
 }
 
 impl Resource {
-    fn name(self) -> &'static str {
+    pub const ALL: [Resource; 4] = [
+        Resource::ServiceMonitors,
+        Resource::PodMonitors,
+        Resource::Slices,
+        Resource::Pods,
+    ];
+
+    pub fn name(self) -> &'static str {
         match self {
             Resource::ServiceMonitors => "servicemonitors",
             Resource::PodMonitors => "podmonitors",
