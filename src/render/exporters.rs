@@ -8,31 +8,19 @@ use crate::config::exporter::{Exporter, Per, Selection};
 use crate::config::settings::{DiscoveryMode, Settings};
 use crate::targets;
 
-use super::jobs::{authorization, cluster_labels, file_sd, sd_config, tls_config};
+use super::jobs::{cluster_labels, file_sd, proxied, sd_config};
 use super::scrape_config::{KubernetesSdConfig, Namespaces, Relabel, ScrapeConfig, regex_escape};
 
 pub fn job(cluster: &Cluster, e: &Exporter, settings: &Settings) -> ScrapeConfig {
     let limits = super::limits::exporter(e, settings);
-    let mut job = ScrapeConfig {
-        job_name: format!("promfed/{}/{}", cluster.name, e.job),
-        scrape_interval: Some(limits.interval.to_string()),
-        scrape_timeout: Some(limits.limits.scrape_timeout.to_string()),
-        honor_labels: e.honor_labels.then_some(true),
-        honor_timestamps: None,
-        metrics_path: None,
-        params: e.params.clone(),
-        sample_limit: Some(limits.limits.sample_limit),
-        body_size_limit: Some(limits.limits.body_size_limit.to_string()),
-        scheme: "https",
-        authorization: authorization(cluster),
-        tls_config: tls_config(cluster),
-        static_configs: Vec::new(),
-        file_sd_configs: Vec::new(),
-        kubernetes_sd_configs: Vec::new(),
-        relabel_configs: Vec::new(),
-        metric_relabel_configs: Vec::new(),
-        fallback_scrape_protocol: settings.dialect().fallback_scrape_protocol(),
-    };
+    let mut job = proxied(
+        format!("promfed/{}/{}", cluster.name, e.job),
+        cluster,
+        &limits,
+        settings,
+    );
+    job.honor_labels = e.honor_labels.then_some(true);
+    job.params = e.params.clone();
     match settings.discovery {
         DiscoveryMode::FileSd => {
             file_sd(&mut job, cluster, settings, &targets::exporter_file_name(e));

@@ -3,6 +3,7 @@
 use crate::config::cluster::{Cluster, PortRef};
 use crate::config::settings::{DiscoveryMode, Settings};
 use crate::render::files::NamedFile;
+use crate::render::limits::JobLimits;
 use crate::render::scrape_config::*;
 use crate::targets::{self, JobKind};
 
@@ -74,6 +75,36 @@ impl Drops {
     }
 }
 
+/// A job that scrapes through `cluster`'s API server, with its credentials
+/// and `limits`; its targets, labels and rules are the caller's to add.
+pub(super) fn proxied(
+    job_name: String,
+    cluster: &Cluster,
+    limits: &JobLimits,
+    settings: &Settings,
+) -> ScrapeConfig {
+    ScrapeConfig {
+        job_name,
+        scrape_interval: Some(limits.interval.to_string()),
+        scrape_timeout: Some(limits.limits.scrape_timeout.to_string()),
+        honor_labels: None,
+        honor_timestamps: None,
+        metrics_path: None,
+        fallback_scrape_protocol: settings.dialect().fallback_scrape_protocol(),
+        params: Default::default(),
+        sample_limit: Some(limits.limits.sample_limit),
+        body_size_limit: Some(limits.limits.body_size_limit.to_string()),
+        scheme: "https",
+        authorization: authorization(cluster),
+        tls_config: tls_config(cluster),
+        static_configs: Vec::new(),
+        file_sd_configs: Vec::new(),
+        kubernetes_sd_configs: Vec::new(),
+        relabel_configs: Vec::new(),
+        metric_relabel_configs: Vec::new(),
+    }
+}
+
 fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, Drops) {
     let (honor_labels, honor_timestamps, drops) = match kind {
         JobKind::Kubelet => (Some(true), None, Drops::Kubelet),
@@ -96,26 +127,9 @@ fn job(cluster: &Cluster, kind: JobKind, settings: &Settings) -> (ScrapeConfig, 
         JobKind::Pods => (Some(true), None, Drops::None),
     };
     let limits = super::limits::builtin(cluster, kind, settings);
-    let mut job = ScrapeConfig {
-        job_name: kind.job_name(&cluster.name),
-        scrape_interval: Some(limits.interval.to_string()),
-        scrape_timeout: Some(limits.limits.scrape_timeout.to_string()),
-        honor_labels,
-        honor_timestamps,
-        metrics_path: None,
-        fallback_scrape_protocol: settings.dialect().fallback_scrape_protocol(),
-        params: Default::default(),
-        sample_limit: Some(limits.limits.sample_limit),
-        body_size_limit: Some(limits.limits.body_size_limit.to_string()),
-        scheme: "https",
-        authorization: authorization(cluster),
-        tls_config: tls_config(cluster),
-        static_configs: Vec::new(),
-        file_sd_configs: Vec::new(),
-        kubernetes_sd_configs: Vec::new(),
-        relabel_configs: Vec::new(),
-        metric_relabel_configs: Vec::new(),
-    };
+    let mut job = proxied(kind.job_name(&cluster.name), cluster, &limits, settings);
+    job.honor_labels = honor_labels;
+    job.honor_timestamps = honor_timestamps;
     if let (JobKind::Federate, Some(f)) = (kind, &cluster.federate) {
         super::federate::fill(&mut job, cluster, f);
     } else if kind == JobKind::Apiserver {

@@ -8,31 +8,19 @@ use crate::config::monitors::MonitorJob;
 use crate::config::relabel;
 use crate::config::settings::Settings;
 
-use super::jobs::{authorization, cluster_labels, file_sd, tls_config};
+use super::jobs::{cluster_labels, file_sd, proxied};
 use super::scrape_config::{Relabel, ScrapeConfig, regex_escape};
 
 pub fn job(cluster: &Cluster, m: &MonitorJob, settings: &Settings) -> ScrapeConfig {
     let limits = super::limits::monitor(m, settings);
-    let mut job = ScrapeConfig {
-        job_name: format!("promfed/{}/{}", cluster.name, m.operator_name()),
-        scrape_interval: Some(limits.interval.to_string()),
-        scrape_timeout: Some(limits.limits.scrape_timeout.to_string()),
-        honor_labels: m.honor_labels.then_some(true),
-        honor_timestamps: None,
-        metrics_path: None,
-        params: m.params.clone(),
-        sample_limit: Some(limits.limits.sample_limit),
-        body_size_limit: Some(limits.limits.body_size_limit.to_string()),
-        scheme: "https",
-        authorization: authorization(cluster),
-        tls_config: tls_config(cluster),
-        static_configs: Vec::new(),
-        file_sd_configs: Vec::new(),
-        kubernetes_sd_configs: Vec::new(),
-        relabel_configs: Vec::new(),
-        metric_relabel_configs: Vec::new(),
-        fallback_scrape_protocol: settings.dialect().fallback_scrape_protocol(),
-    };
+    let mut job = proxied(
+        format!("promfed/{}/{}", cluster.name, m.operator_name()),
+        cluster,
+        &limits,
+        settings,
+    );
+    job.honor_labels = m.honor_labels.then_some(true);
+    job.params = m.params.clone();
     file_sd(&mut job, cluster, settings, &m.file_name());
     job.relabel_configs.extend(m.relabelings.iter().map(rule));
     cluster_labels(&mut job, cluster);
