@@ -62,6 +62,15 @@ enum Command {
         /// The namespace of promfed's service account.
         #[arg(long, default_value = "monitoring")]
         namespace: String,
+        /// Print the TokenRequest variant (no long-lived token Secret), as a
+        /// cluster file with [token_request] does without it.
+        #[arg(long)]
+        token_request: bool,
+        /// With TokenRequest: the identity promfed signs in with (the base
+        /// credential's user: a client certificate's CN, or
+        /// system:serviceaccount:NS:NAME).
+        #[arg(long, value_name = "USER", default_value = "promfed")]
+        base_user: String,
         /// A cluster (name or file); the defaults when none is given.
         cluster: Option<String>,
     },
@@ -110,8 +119,18 @@ pub fn main() -> ExitCode {
     } else {
         crate::logging::init_command();
     }
-    if let Command::Rbac { namespace, cluster } = &args.command {
-        return finish(rbac(&args.config, cluster.as_deref(), namespace));
+    if let Command::Rbac {
+        namespace,
+        cluster,
+        token_request,
+        base_user,
+    } = &args.command
+    {
+        let token = TokenOptions {
+            asked: *token_request,
+            base: base_user,
+        };
+        return finish(rbac(&args.config, cluster.as_deref(), namespace, &token));
     }
     if let Command::Status { json } = args.command {
         // Needs only the state folder: it must work while the daemon runs on
@@ -225,9 +244,24 @@ fn shard_plan(settings: &Settings, members: Option<Vec<String>>, json: bool) -> 
 /// `promfed rbac` needs from the settings only where cluster files are and
 /// the discovery mode: on a workstation without promfed.toml (where kubectl
 /// is) the defaults serve.
-fn rbac(config: &std::path::Path, cluster: Option<&str>, namespace: &str) -> u8 {
+/// `promfed rbac --token-request --base-user USER`.
+struct TokenOptions<'a> {
+    asked: bool,
+    base: &'a str,
+}
+
+fn rbac(
+    config: &std::path::Path,
+    cluster: Option<&str>,
+    namespace: &str,
+    token: &TokenOptions,
+) -> u8 {
     if !crate::config::names::is_label(namespace) {
         tell!("error: --namespace `{namespace}` is not a Kubernetes namespace name");
+        return 2;
+    }
+    if let Some(why) = crate::rbac::base_problem(token.base) {
+        tell!("error: --base-user {why}");
         return 2;
     }
     let (clusters_dir, mode, defaults) = match Settings::load(config) {
@@ -247,7 +281,10 @@ fn rbac(config: &std::path::Path, cluster: Option<&str>, namespace: &str) -> u8 
     };
     match crate::rbac::cluster_for(&clusters_dir, cluster, &defaults) {
         Ok(cluster) => {
-            say_raw!("{}", crate::rbac::manifests(&cluster, mode, namespace));
+            say_raw!(
+                "{}",
+                crate::rbac::manifests(&cluster, mode, namespace, token.asked, token.base)
+            );
             0
         }
         Err(why) => {

@@ -8,8 +8,10 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::config::cluster::Cluster;
+use crate::config::credential_source::Source;
 use crate::config::defaults::Defaults;
 use crate::config::diagnostic::SourceText;
+use crate::config::names;
 use crate::config::settings::DiscoveryMode;
 use crate::permissions::{self, Need, Object};
 
@@ -19,8 +21,80 @@ const DEFAULTS: &str = "(the defaults)";
 /// The service account's name, and the roles'.
 const NAME: &str = "promfed";
 
-/// The manifests, a YAML stream with comments.
-pub fn manifests(cluster: &Cluster, mode: DiscoveryMode, namespace: &str) -> String {
+/// How promfed's credential for the service account is made: a long-lived
+/// token Secret (a `token_file` the operator installs), or TokenRequest,
+/// where promfed signs in as `base` (the identity of the cluster file's
+/// `token_file` or client certificate) and asks for the account's tokens.
+pub enum TokenKind<'a> {
+    Secret,
+    Request { base: &'a str },
+}
+
+/// Which variant to print: TokenRequest when the cluster file has a
+/// `[token_request]` section or `--token-request` asks for it. The
+/// account is the section's (namespace and name) or `NAMESPACE/promfed`.
+fn account<'a>(
+    cluster: &'a Cluster,
+    namespace: &'a str,
+    asked: bool,
+    base: &'a str,
+) -> (&'a str, &'a str, TokenKind<'a>) {
+    match &cluster.auth.source {
+        Some(Source::TokenRequest(t)) => (
+            t.namespace.as_str(),
+            t.service_account.as_str(),
+            TokenKind::Request { base },
+        ),
+        _ if asked => (namespace, NAME, TokenKind::Request { base }),
+        _ => (namespace, NAME, TokenKind::Secret),
+    }
+}
+
+/// The base identity's subject: a service account's user name
+/// (`system:serviceaccount:NS:NAME`) as a ServiceAccount, any other (a
+/// client certificate's CN) as a User. Quoted as JSON strings, which YAML
+/// reads as they are.
+fn subject(base: &str) -> String {
+    let q = |t: &str| serde_json::to_string(t).unwrap_or_else(|_| "\"\"".into());
+    let service_account = base
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+        .filter(|(ns, name)| names::is_label(ns) && names::is_subdomain(name));
+    match service_account {
+        Some((ns, name)) => format!(
+            "- kind: ServiceAccount\n  name: {}\n  namespace: {}\n",
+            q(name),
+            q(ns)
+        ),
+        None => format!(
+            "- kind: User\n  apiGroup: rbac.authorization.k8s.io\n  name: {}\n",
+            q(base)
+        ),
+    }
+}
+
+/// Whether `base` can be named in a binding: not empty, one line.
+pub fn base_problem(base: &str) -> Option<&'static str> {
+    if base.is_empty() {
+        Some("is empty")
+    } else if base.chars().any(char::is_control) {
+        Some("holds a control character")
+    } else {
+        None
+    }
+}
+
+/// The manifests, a YAML stream with comments: the TokenRequest variant
+/// with `token_request` (`--token-request`) or a `[token_request]` in the
+/// cluster file, `base` (`--base-user`) its signing-in identity.
+pub fn manifests(
+    cluster: &Cluster,
+    mode: DiscoveryMode,
+    namespace: &str,
+    token_request: bool,
+    base: &str,
+) -> String {
+    let (namespace, account_name, kind) = account(cluster, namespace, token_request, base);
     let needs = permissions::needed(cluster, mode);
     let mut out = String::new();
     let jobs: Vec<&str> = crate::targets::JobKind::ALL
@@ -36,20 +110,36 @@ pub fn manifests(cluster: &Cluster, mode: DiscoveryMode, namespace: &str) -> Str
     };
     let _ = writeln!(
         out,
-        "# promfed rbac for {about}: the least its jobs need\n# ({}), for the service account {namespace}/{NAME}.\n#",
+        "# promfed rbac for {about}: the least its jobs need\n# ({}), for the service account {namespace}/{account_name}.\n#",
         jobs.join(", ")
     );
     if needs.iter().any(|n| n.object.rbac_name() == "nodes/proxy") {
         out.push_str(NODES_PROXY_WARNING);
     }
-    let _ = write!(
-        out,
-        "# Apply it with `kubectl apply -f FILE`, then take the long-lived token and\n# the CA from the Secret below:\n#\n#   kubectl -n {namespace} get secret {NAME}-token -o jsonpath='{{.data.token}}' | base64 -d > token\n#   kubectl -n {namespace} get secret {NAME}-token -o jsonpath='{{.data.ca\\.crt}}' | base64 -d > ca.crt\n#\n# and install them as the README shows (or write a kubeconfig with them and\n# run `promfed add-cluster NAME --kubeconfig FILE`). `promfed doctor` then\n# asks the API server for each of these permissions.\n"
-    );
-    let _ = write!(
-        out,
-        "---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {NAME}\n  namespace: {namespace}\n---\napiVersion: v1\nkind: Secret\ntype: kubernetes.io/service-account-token\nmetadata:\n  name: {NAME}-token\n  namespace: {namespace}\n  annotations:\n    kubernetes.io/service-account.name: {NAME}\n"
-    );
+    match &kind {
+        TokenKind::Secret => {
+            let _ = write!(
+                out,
+                "# Apply it with `kubectl apply -f FILE`, then take the long-lived token and\n# the CA from the Secret below:\n#\n#   kubectl -n {namespace} get secret {NAME}-token -o jsonpath='{{.data.token}}' | base64 -d > token\n#   kubectl -n {namespace} get secret {NAME}-token -o jsonpath='{{.data.ca\\.crt}}' | base64 -d > ca.crt\n#\n# and install them as the README shows (or write a kubeconfig with them and\n# run `promfed add-cluster NAME --kubeconfig FILE`). `promfed doctor` then\n# asks the API server for each of these permissions.\n"
+            );
+            let _ = write!(
+                out,
+                "---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {NAME}\n  namespace: {namespace}\n---\napiVersion: v1\nkind: Secret\ntype: kubernetes.io/service-account-token\nmetadata:\n  name: {NAME}-token\n  namespace: {namespace}\n  annotations:\n    kubernetes.io/service-account.name: {NAME}\n"
+            );
+        }
+        TokenKind::Request { base } => {
+            let shown: String = base.chars().filter(|c| !c.is_control()).collect();
+            let _ = write!(
+                out,
+                "# TokenRequest: no long-lived token. promfed signs in as `{shown}` (the\n# identity of the cluster file's token_file or client certificate: a\n# certificate's CN, or system:serviceaccount:NS:NAME for a token) and asks\n# for {account_name}'s tokens, which last [token_request] expiration and are\n# renewed before they end. `{shown}` may do nothing else: the scrape\n# permissions below are the service account's. Apply it with\n# `kubectl apply -f FILE`; `promfed doctor` then asks the API server for\n# each of these permissions.\n"
+            );
+            let _ = write!(
+                out,
+                "---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {account_name}\n  namespace: {namespace}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {account_name}-token-request\n  namespace: {namespace}\nrules:\n- apiGroups: [\"\"]\n  resources: [\"serviceaccounts/token\"]\n  resourceNames: [\"{account_name}\"]\n  verbs: [\"create\"]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {account_name}-token-request\n  namespace: {namespace}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {account_name}-token-request\nsubjects:\n{}",
+                subject(base)
+            );
+        }
+    }
     let mut by_scope: BTreeMap<Option<&str>, Vec<&Need>> = BTreeMap::new();
     for need in &needs {
         by_scope
@@ -77,7 +167,7 @@ pub fn manifests(cluster: &Cluster, mode: DiscoveryMode, namespace: &str) -> Str
         );
         let _ = write!(
             out,
-            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: {binding}\nmetadata:\n{meta}roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: {role}\n  name: {NAME}\nsubjects:\n- kind: ServiceAccount\n  name: {NAME}\n  namespace: {namespace}\n"
+            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: {binding}\nmetadata:\n{meta}roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: {role}\n  name: {NAME}\nsubjects:\n- kind: ServiceAccount\n  name: {account_name}\n  namespace: {namespace}\n"
         );
     }
     out

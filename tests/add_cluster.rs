@@ -250,10 +250,30 @@ fn refused_kubeconfigs() -> Vec<(Kube, &'static str)> {
             "carries a user name or password",
         ),
         (
+            with(&|k| k.user_lines = "    auth-provider:\n      name: gcp\n".into()),
+            "auth-provider, which client-go removed",
+        ),
+        // An exec stanza is copied, but not with a token besides, and not
+        // one the cluster file refuses (checked once staged).
+        (
             with(&|k| {
-                k.user_lines = "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: aws\n".into()
+                k.user_lines = format!(
+                    "    token: {TOKEN}\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: aws\n"
+                )
             }),
-            "exec credential plugin",
+            "has an exec credential plugin and a token or client certificate besides",
+        ),
+        (
+            with(&|k| {
+                k.user_lines = "    exec:\n      apiVersion: client.authentication.k8s.io/v1alpha1\n      command: aws\n".into()
+            }),
+            "is not an exec credential version promfed speaks",
+        ),
+        (
+            with(&|k| {
+                k.user_lines = "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: aws\n      interactiveMode: Always\n".into()
+            }),
+            "promfed runs plugins without a terminal",
         ),
         (
             with(&|k| {
@@ -520,4 +540,114 @@ fn a_symlinked_credentials_folder_is_refused_and_its_target_untouched() {
     assert_refused(&setup, &out, "is a symlink", &before);
     assert_eq!(tree(&outside), outside_before);
     assert_eq!(std::fs::metadata(&outside).unwrap().mode() & 0o7777, 0o755);
+}
+
+const AWS_SECRET: &str = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY";
+
+/// An EKS kubeconfig's user: `aws eks get-token`, with a profile and an
+/// access key in its environment.
+fn eks_user(args: &str) -> String {
+    format!(
+        "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: aws\n      args: {args}\n      env:\n      - name: AWS_PROFILE\n        value: monitoring\n      - name: AWS_SECRET_ACCESS_KEY\n        value: {AWS_SECRET}\n      interactiveMode: IfAvailable\n      provideClusterInfo: false\n      installHint: \"install the AWS CLI\"\n"
+    )
+}
+
+/// An EKS-shaped exec stanza becomes the cluster file's `[exec]`, with the
+/// same values, which `promfed check` accepts; the cluster file, holding
+/// the access key, is as private as a token; the key is never printed.
+#[test]
+fn an_eks_exec_stanza_becomes_the_cluster_files_exec_table() {
+    let setup = setup();
+    let kube = Kube {
+        user_lines: eks_user(r#"["eks", "get-token", "--cluster-name", "prod"]"#),
+        ..Kube::new()
+    };
+    let out = add(&setup, "prod", &kube.text(), &[]);
+    assert_added(&out, "prod");
+    let printed = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!printed.contains(AWS_SECRET), "{printed}");
+
+    let text = setup.read("etc/promfed.d/prod.toml");
+    let doc: toml_edit::DocumentMut = text.parse().unwrap();
+    let top: Vec<&str> = doc.iter().map(|(k, _)| k).collect();
+    assert_eq!(top, ["api_server", "ca_file", "exec"], "{text}");
+    let exec = doc["exec"].as_table().unwrap();
+    let keys: Vec<&str> = exec.iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        keys,
+        ["api_version", "command", "args", "env", "interactive_mode"],
+        "{text}"
+    );
+    assert_eq!(
+        exec["api_version"].as_str(),
+        Some("client.authentication.k8s.io/v1beta1")
+    );
+    assert_eq!(exec["command"].as_str(), Some("aws"));
+    let args: Vec<&str> = exec["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args, ["eks", "get-token", "--cluster-name", "prod"]);
+    let env = exec["env"].as_inline_table().unwrap();
+    assert_eq!(env.len(), 2);
+    assert_eq!(env["AWS_PROFILE"].as_str(), Some("monitoring"));
+    assert_eq!(env["AWS_SECRET_ACCESS_KEY"].as_str(), Some(AWS_SECRET));
+    assert_eq!(exec["interactive_mode"].as_str(), Some("IfAvailable"));
+    assert_eq!(setup.read("etc/promfed.d/prod/ca.crt"), TEST_CA);
+    let mode = |p: &str| std::fs::metadata(setup.path(p)).unwrap().mode() & 0o777;
+    assert_eq!(mode("etc/promfed.d/prod.toml"), 0o640);
+    assert!(!setup.path("etc/promfed.d/prod/token").exists());
+
+    // promfed parses it back as a valid [exec] cluster: its jobs read the
+    // token promfed will obtain into the state folder. (`promfed check`
+    // refuses it until the daemon or `apply` has written that file.)
+    let out = setup.promfed(&["render"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("credentials/prod/token"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains(AWS_SECRET) && !stderr(&out).contains(AWS_SECRET));
+}
+
+/// A line break in an argument, NUL in a variable's value, an env name
+/// twice: refused, naming the key and not the value; nothing is left.
+#[test]
+fn an_exec_stanza_with_a_control_character_is_refused_and_nothing_left() {
+    let setup = setup();
+    let before = clusters(&setup);
+    let cases = [
+        (
+            eks_user(
+                r#"["eks", "get-token", "--cluster-name", "prod\ninsecure_skip_verify = true"]"#,
+            ),
+            "the exec argument 4 of user `u` holds a control character",
+        ),
+        (
+            eks_user(r#"["eks"]"#).replace("value: monitoring", "value: \"mon\\0itoring\""),
+            "the value of exec env `AWS_PROFILE` of user `u` holds a control character",
+        ),
+        (
+            eks_user(r#"["eks"]"#).replace("AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"),
+            "its exec env gives `AWS_PROFILE` twice",
+        ),
+    ];
+    for (user_lines, why) in cases {
+        let kube = Kube {
+            user_lines,
+            ..Kube::new()
+        };
+        for name in ["new", "keep"] {
+            let out = add(&setup, name, &kube.text(), &["--force"]);
+            assert_refused(&setup, &out, why, &before);
+            let err = stderr(&out);
+            assert!(
+                !err.contains("insecure_skip_verify") && !err.contains(AWS_SECRET),
+                "{err}"
+            );
+        }
+    }
 }

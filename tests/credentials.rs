@@ -378,3 +378,138 @@ fn a_refused_token_request_names_the_missing_permission() {
     assert_eq!(nope.requests("token_request_forbidden"), 1);
     prometheus.wait_targets_up("promfed/stage/", 4);
 }
+
+/// The manifests `rbac` printed, as YAML documents (comments and empty
+/// documents left out).
+fn rbac_docs(manifests: &str) -> Vec<serde_json::Value> {
+    serde_norway::Deserializer::from_str(manifests)
+        .map(|doc| <serde_json::Value as serde::Deserialize>::deserialize(doc).expect("valid YAML"))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+/// `rbac` for a cluster file with `[token_request]`: the section's service
+/// account, a Role in its namespace that may create that account's tokens
+/// and nothing else, bound to the base identity (`--base-user`), and no
+/// long-lived token Secret; the scrape roles are the account's.
+/// `--token-request` gives the same for the defaults.
+#[test]
+fn rbac_for_token_request_prints_the_account_and_its_token_role_and_no_secret() {
+    let setup = Setup::new();
+    setup.settings("http://127.0.0.1:1", "reload = \"http\"");
+    setup.write(
+        "etc/promfed.d/mint.toml",
+        "api_server = \"https://127.0.0.1:1\"\nca_file = \"ca.crt\"\ntoken_file = \"minter\"\n[token_request]\nnamespace = \"observability\"\nservice_account = \"prom-scraper\"\n",
+    );
+    let out = setup.promfed(&["rbac", "--base-user", "promfed-minter", "mint"]);
+    assert_exit(&out, 0);
+    let docs = rbac_docs(&stdout(&out));
+    assert!(of_kind(&docs, "Secret").is_empty(), "{}", stdout(&out));
+    let accounts = of_kind(&docs, "ServiceAccount");
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0]["metadata"]["name"], "prom-scraper");
+    assert_eq!(accounts[0]["metadata"]["namespace"], "observability");
+
+    // Exactly one rule anywhere reaches serviceaccounts/token: create, for
+    // this account alone, in its namespace.
+    let token_roles: Vec<&serde_json::Value> = of_kind(&docs, "Role")
+        .into_iter()
+        .chain(of_kind(&docs, "ClusterRole"))
+        .filter(|r| {
+            r["rules"].as_array().unwrap().iter().any(|rule| {
+                rule["resources"]
+                    .as_array()
+                    .is_some_and(|rs| rs.iter().any(|o| o == "serviceaccounts/token"))
+            })
+        })
+        .collect();
+    assert_eq!(token_roles.len(), 1, "{}", stdout(&out));
+    let role = token_roles[0];
+    assert_eq!(role["kind"], "Role");
+    assert_eq!(role["metadata"]["namespace"], "observability");
+    assert_eq!(
+        role["rules"],
+        json!([{
+            "apiGroups": [""],
+            "resources": ["serviceaccounts/token"],
+            "resourceNames": ["prom-scraper"],
+            "verbs": ["create"],
+        }])
+    );
+    let role_name = role["metadata"]["name"].as_str().unwrap();
+
+    // Its binding names the base identity; every other binding names the
+    // service account, which holds the scrape permissions.
+    let bindings: Vec<&serde_json::Value> = of_kind(&docs, "RoleBinding")
+        .into_iter()
+        .chain(of_kind(&docs, "ClusterRoleBinding"))
+        .collect();
+    let (minting, scraping): (Vec<_>, Vec<_>) = bindings
+        .into_iter()
+        .partition(|b| b["roleRef"]["name"] == role_name);
+    assert_eq!(minting.len(), 1);
+    assert_eq!(minting[0]["metadata"]["namespace"], "observability");
+    assert_eq!(minting[0]["roleRef"]["kind"], "Role");
+    assert_eq!(
+        minting[0]["subjects"],
+        json!([{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "promfed-minter"}])
+    );
+    assert!(!scraping.is_empty());
+    for b in scraping {
+        assert_eq!(
+            b["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "prom-scraper", "namespace": "observability"}])
+        );
+    }
+    assert!(
+        of_kind(&docs, "ClusterRole").iter().any(|r| r["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|rule| rule["resources"] == json!(["nodes/proxy"]))),
+        "the scrape rules are there"
+    );
+
+    // --token-request for the defaults; a service account as the base.
+    let out = setup.promfed(&[
+        "rbac",
+        "--token-request",
+        "--base-user",
+        "system:serviceaccount:kube-system:minter",
+    ]);
+    assert_exit(&out, 0);
+    let docs = rbac_docs(&stdout(&out));
+    assert!(of_kind(&docs, "Secret").is_empty());
+    assert_eq!(
+        of_kind(&docs, "ServiceAccount")[0]["metadata"],
+        json!({"name": "promfed", "namespace": "monitoring"})
+    );
+    let binding = of_kind(&docs, "RoleBinding")
+        .into_iter()
+        .find(|b| b["roleRef"]["name"] == "promfed-token-request")
+        .unwrap();
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "minter", "namespace": "kube-system"}])
+    );
+
+    // Without either: the long-lived token Secret, as before.
+    let docs = rbac_docs(&stdout(&setup.promfed(&["rbac"])));
+    assert_eq!(of_kind(&docs, "Secret").len(), 1);
+    assert!(
+        !docs
+            .iter()
+            .any(|d| d.to_string().contains("serviceaccounts/token"))
+    );
+
+    // A base identity that cannot be named is a usage error.
+    for bad in ["", "min\nter"] {
+        let out = setup.promfed(&["rbac", "--token-request", "--base-user", bad]);
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains("--base-user"), "{}", stderr(&out));
+    }
+}

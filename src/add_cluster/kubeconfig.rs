@@ -82,7 +82,7 @@ struct UserEntry {
     #[serde(default)]
     client_key_data: Option<String>,
     #[serde(default)]
-    exec: Option<serde_json::Value>,
+    exec: Option<ExecEntry>,
     #[serde(default)]
     auth_provider: Option<serde_json::Value>,
     #[serde(default)]
@@ -97,6 +97,43 @@ struct UserEntry {
     as_uid: Option<String>,
 }
 
+/// A user's `exec` stanza, as client-go reads it (`installHint` is for
+/// a person at a terminal and is not kept).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecEntry {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    command: Option<String>,
+    #[serde(default)]
+    args: Option<Vec<String>>,
+    #[serde(default)]
+    env: Option<Vec<ExecEnv>>,
+    #[serde(default)]
+    interactive_mode: Option<String>,
+    #[serde(default)]
+    provide_cluster_info: bool,
+}
+
+#[derive(Deserialize)]
+struct ExecEnv {
+    name: String,
+    value: String,
+}
+
+/// The exec credential plugin, as the cluster file's `[exec]` will say it.
+/// Its arguments and variables may hold secrets (an access key, an OIDC
+/// client secret): no message quotes them.
+pub struct Exec {
+    pub api_version: String,
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub interactive_mode: Option<String>,
+    pub provide_cluster_info: bool,
+}
+
 /// What promfed takes from one context.
 pub struct Context {
     pub name: String,
@@ -109,7 +146,13 @@ pub struct Context {
 
 pub enum Credentials {
     Token(Vec<u8>),
-    ClientCertificate { cert: Vec<u8>, key: Vec<u8> },
+    /// Run by promfed at each renewal; nothing is written beside the
+    /// cluster file but the CA.
+    Exec(Exec),
+    ClientCertificate {
+        cert: Vec<u8>,
+        key: Vec<u8>,
+    },
 }
 
 /// The largest kubeconfig or credential file read.
@@ -216,10 +259,19 @@ fn chosen_context<'a>(
 /// Refuses a kubeconfig text that holds a control character: whatever of
 /// it reaches the cluster file, a message or a path stays on its own line.
 fn plain(shown: &str, what: &str, value: &str) -> Result<(), String> {
+    refuse_invisible(shown, &format!("{what} `{}`", visible(value)), value)
+}
+
+/// `plain` for a value that may be a secret: the message names it, never
+/// quotes it.
+fn plain_unquoted(shown: &str, what: &str, value: &str) -> Result<(), String> {
+    refuse_invisible(shown, what, value)
+}
+
+fn refuse_invisible(shown: &str, named: &str, value: &str) -> Result<(), String> {
     if shown::has_invisible(value) {
         return Err(format!(
-            "{shown}: the {what} `{}` holds a control character (a line break, NUL or escape): promfed refuses it, so that nothing from a kubeconfig can add a line to the cluster file or the terminal; rename it in the kubeconfig",
-            visible(value)
+            "{shown}: the {named} holds a control character (a line break, NUL or escape): promfed refuses it, so that nothing from a kubeconfig can add a line to the cluster file or the terminal; rename it in the kubeconfig"
         ));
     }
     Ok(())
@@ -288,20 +340,29 @@ fn credentials(
     shown: String,
 ) -> Result<Credentials, String> {
     let whose = format!("user `{}`", visible(name));
-    if u.exec.is_some() || u.auth_provider.is_some() {
-        let how = if u.exec.is_some() {
-            "an exec credential plugin"
-        } else {
-            "an auth-provider"
-        };
+    if u.auth_provider.is_some() {
         return Err(format!(
-            "{whose} in {shown} gets its credentials from {how} (as EKS's `aws eks get-token`, GKE's gke-gcloud-auth-plugin or kubelogin do): those tokens last minutes and are made by a program at each use, while Prometheus reads a token from a file for months. Give promfed a service account of its own instead: `promfed rbac` prints it with a long-lived token; put that token in a kubeconfig user (`token:`) and run add-cluster on that"
+            "{whose} in {shown} gets its credentials from an auth-provider, which client-go removed (1.26): promfed cannot run it. Use the provider's exec plugin (as GKE's gke-gcloud-auth-plugin or kubelogin) in the kubeconfig, or give promfed a service account of its own: `promfed rbac` prints it"
         ));
     }
     if u.impersonate.is_some() || u.as_groups.is_some() || u.as_uid.is_some() {
         return Err(format!(
             "{whose} in {shown} impersonates another user (as, as-groups or as-uid): Prometheus cannot, so its requests would carry other permissions than the ones this kubeconfig was made for. Give promfed a service account of its own: `promfed rbac` prints it"
         ));
+    }
+    if let Some(exec) = &u.exec {
+        if u.token.is_some()
+            || u.token_file.is_some()
+            || u.client_certificate.is_some()
+            || u.client_certificate_data.is_some()
+            || u.client_key.is_some()
+            || u.client_key_data.is_some()
+        {
+            return Err(format!(
+                "{whose} in {shown} has an exec credential plugin and a token or client certificate besides: a promfed cluster file takes one credential, so keep one of them in the kubeconfig"
+            ));
+        }
+        return exec_stanza(dir, &whose, exec, &shown).map(Credentials::Exec);
     }
     if let Some(token) = &u.token {
         // Never quoted: the reason says what is wrong, not what it holds.
@@ -333,6 +394,62 @@ fn credentials(
         return Ok(Credentials::Token(bytes.trim_ascii().to_vec()));
     }
     certificate(dir, name, u, &shown)
+}
+
+/// The `exec` stanza, every text of it plain: a line break in an argument
+/// would otherwise reach the plugin, the logs and the terminal. A relative
+/// command with a folder in it is the kubeconfig's folder's, as client-go
+/// reads it; it is written as an absolute path, since the cluster file's
+/// folder is another.
+fn exec_stanza(dir: &Path, whose: &str, e: &ExecEntry, shown: &str) -> Result<Exec, String> {
+    let missing = |key: &str| {
+        format!("{whose} in {shown}: its exec stanza has no {key}, which client-go requires")
+    };
+    let api_version = e.api_version.clone().ok_or_else(|| missing("apiVersion"))?;
+    plain(shown, &format!("exec apiVersion of {whose}"), &api_version)?;
+    let mut command = e.command.clone().ok_or_else(|| missing("command"))?;
+    plain_unquoted(shown, &format!("exec command of {whose}"), &command)?;
+    if command.is_empty() {
+        return Err(missing("command"));
+    }
+    let relative = Path::new(&command);
+    if relative.is_relative() && relative.components().count() > 1 {
+        let joined = std::path::absolute(dir.join(relative))
+            .map_err(|e| format!("{whose} in {shown}: cannot resolve its exec command: {e}"))?;
+        command = joined.display().to_string();
+        plain_unquoted(shown, &format!("exec command of {whose}"), &command)?;
+    }
+    let args = e.args.clone().unwrap_or_default();
+    for (i, arg) in args.iter().enumerate() {
+        plain_unquoted(shown, &format!("exec argument {} of {whose}", i + 1), arg)?;
+    }
+    let mut env: Vec<(String, String)> = Vec::new();
+    for var in e.env.iter().flatten() {
+        plain(shown, &format!("exec env name of {whose}"), &var.name)?;
+        plain_unquoted(
+            shown,
+            &format!("value of exec env `{}` of {whose}", var.name),
+            &var.value,
+        )?;
+        if env.iter().any(|(name, _)| *name == var.name) {
+            return Err(format!(
+                "{whose} in {shown}: its exec env gives `{}` twice: keep one",
+                var.name
+            ));
+        }
+        env.push((var.name.clone(), var.value.clone()));
+    }
+    if let Some(mode) = &e.interactive_mode {
+        plain(shown, &format!("exec interactiveMode of {whose}"), mode)?;
+    }
+    Ok(Exec {
+        api_version,
+        command,
+        args,
+        env,
+        interactive_mode: e.interactive_mode.clone(),
+        provide_cluster_info: e.provide_cluster_info,
+    })
 }
 
 /// The client certificate and its key, checked as Prometheus would.

@@ -31,7 +31,8 @@ use staging::Staging;
 /// promfed (root or its group) and by Prometheus's group, by no one else.
 const DIR_MODE: u32 = 0o750;
 const SECRET_MODE: u32 = 0o640;
-/// The cluster file holds no secret.
+/// The cluster file holds no secret (but an `[exec]` with `env`, which is
+/// written as `SECRET_MODE`).
 const CLUSTER_FILE_MODE: u32 = 0o644;
 /// The files add-cluster writes: the only ones it removes from an old
 /// credentials folder (an operator's own files there stay).
@@ -78,8 +79,14 @@ pub fn write(settings: &Settings, request: &Request) -> Result<(PathBuf, Vec<Str
     let unstaged = |text: String| in_clusters_dir(text, &staging, dir);
     let keys = stage_credentials(&staging, &folder, &context).map_err(unstaged)?;
     let text = cluster_text(&name, &context, request.kubeconfig, &keys)?;
+    // An exec plugin's variables may be secrets (an access key): then the
+    // cluster file is as private as the credential files.
+    let mode = match &context.credentials {
+        Credentials::Exec(exec) if !exec.env.is_empty() => SECRET_MODE,
+        _ => CLUSTER_FILE_MODE,
+    };
     staging
-        .write(&file_name, text.as_bytes(), CLUSTER_FILE_MODE)
+        .write(&file_name, text.as_bytes(), mode)
         .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     check_staged(&staging, &file_name, settings).map_err(unstaged)?;
     staging
@@ -249,6 +256,8 @@ fn stage_credentials(
             put("cert_file", "client.crt", cert)?;
             put("key_file", "client.key", key)?;
         }
+        // The plugin makes the credential; the cluster file says how.
+        Credentials::Exec(_) => {}
     }
     if let Some(ca) = &context.ca {
         put("ca_file", "ca.crt", ca)?;
@@ -274,9 +283,23 @@ fn cluster_text(
     if let Some(server_name) = &context.tls_server_name {
         fields.push(("tls_server_name", server_name.as_str().into()));
     }
+    let exec = match &context.credentials {
+        Credentials::Exec(exec) => exec_fields(exec),
+        _ => Vec::new(),
+    };
     let mut doc = toml_edit::DocumentMut::new();
     for (key, value) in &fields {
         doc.insert(key, toml_edit::Item::Value(value.clone()));
+    }
+    if !exec.is_empty() {
+        let mut table = toml_edit::Table::new();
+        for (key, value) in &exec {
+            table.insert(key, toml_edit::Item::Value(value.clone()));
+        }
+        table.decor_mut().set_prefix(
+            "\n# The kubeconfig's exec credential plugin: promfed runs it and renews the token.\n",
+        );
+        doc.insert("exec", toml_edit::Item::Table(table));
     }
     let header = format!(
         "# Written by `promfed add-cluster {name}` from context `{}` of {}.\n",
@@ -290,7 +313,7 @@ fn cluster_text(
         "# The kubeconfig skips TLS verification: anyone on the path can read the token.\n".into(),
     );
     let text = doc.to_string();
-    if says_exactly(&text, &fields) {
+    if says_exactly(&text, &fields, &exec) {
         Ok(text)
     } else {
         Err("the cluster file made from this context would not say what the context says: refused (please report this)".into())
@@ -303,18 +326,78 @@ fn comment(doc: &mut toml_edit::DocumentMut, key: &str, text: String) {
     }
 }
 
-/// Whether `text` holds exactly `fields`, no other key and no other value:
-/// the last guard against a kubeconfig text that writes a key of its own.
-fn says_exactly(text: &str, fields: &[(&str, toml_edit::Value)]) -> bool {
+/// The `[exec]` table's keys, as `config::credential_source` reads them.
+fn exec_fields(exec: &kubeconfig::Exec) -> Vec<(&'static str, toml_edit::Value)> {
+    let mut fields: Vec<(&'static str, toml_edit::Value)> = vec![
+        ("api_version", exec.api_version.as_str().into()),
+        ("command", exec.command.as_str().into()),
+    ];
+    if !exec.args.is_empty() {
+        let args: toml_edit::Array = exec.args.iter().map(String::as_str).collect();
+        fields.push(("args", args.into()));
+    }
+    if !exec.env.is_empty() {
+        let mut env = toml_edit::InlineTable::new();
+        for (name, value) in &exec.env {
+            env.insert(name, value.as_str().into());
+        }
+        fields.push(("env", env.into()));
+    }
+    if let Some(mode) = &exec.interactive_mode {
+        fields.push(("interactive_mode", mode.as_str().into()));
+    }
+    if exec.provide_cluster_info {
+        fields.push(("provide_cluster_info", true.into()));
+    }
+    fields
+}
+
+/// Whether `text` holds exactly `fields` (and `[exec]` with exactly
+/// `exec`, when there is one), no other key and no other value: the last
+/// guard against a kubeconfig text that writes a key of its own.
+fn says_exactly(
+    text: &str,
+    fields: &[(&str, toml_edit::Value)],
+    exec: &[(&str, toml_edit::Value)],
+) -> bool {
     let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
         return false;
     };
-    doc.len() == fields.len()
+    let top = doc.len() == fields.len() + usize::from(!exec.is_empty())
         && fields.iter().all(|(key, want)| {
             doc.get(key)
                 .and_then(|i| i.as_value())
-                .is_some_and(|got| got.as_str() == want.as_str() && got.as_bool() == want.as_bool())
-        })
+                .is_some_and(|got| same(got, want))
+        });
+    let table = exec.is_empty()
+        || doc.get("exec").and_then(|i| i.as_table()).is_some_and(|t| {
+            t.len() == exec.len()
+                && exec.iter().all(|(key, want)| {
+                    t.get(key)
+                        .and_then(|i| i.as_value())
+                        .is_some_and(|got| same(got, want))
+                })
+        });
+    top && table
+}
+
+/// Whether two values say the same: strings, booleans, lists and inline
+/// tables of them.
+fn same(got: &toml_edit::Value, want: &toml_edit::Value) -> bool {
+    use toml_edit::Value;
+    match (got, want) {
+        (Value::String(a), Value::String(b)) => a.value() == b.value(),
+        (Value::Boolean(a), Value::Boolean(b)) => a.value() == b.value(),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b.iter()).all(|(a, b)| same(a, b))
+        }
+        (Value::InlineTable(a), Value::InlineTable(b)) => {
+            a.len() == b.len()
+                && b.iter()
+                    .all(|(key, want)| a.get(key).is_some_and(|got| same(got, want)))
+        }
+        _ => false,
+    }
 }
 
 /// The staged cluster judged as `promfed check` judges a cluster file (its
