@@ -170,6 +170,10 @@ pub fn needed(cluster: &Cluster, mode: DiscoveryMode) -> Vec<Need> {
         for ns in e.namespaces.iter().map(|n| Some(n.as_str())) {
             add(FOLLOW, slices(), ns, &targets);
             let kubernetes_sd = mode == DiscoveryMode::KubernetesSd;
+            if e.detect_shards && !kubernetes_sd {
+                let why = format!("telling whether exporter {} is sharded", e.job);
+                add(&["get"], Object::core("pods"), ns, &why);
+            }
             match e.per {
                 Per::Endpoint => {
                     if kubernetes_sd {
@@ -322,7 +326,7 @@ mod tests {
 
     /// Each exporter: its slices followed and its proxy, in each of its
     /// namespaces only; Services followed only for Prometheus's own
-    /// discovery.
+    /// discovery; kube-state-metrics's pods read only by promfed's.
     #[test]
     fn exporters_need_their_slices_and_their_proxy_in_their_namespaces() {
         let c = cluster(
@@ -331,6 +335,9 @@ mod tests {
         assert_eq!(
             shown(&needed(&c, DiscoveryMode::FileSd)),
             [
+                // kube-state-metrics's pods, read to tell a shard.
+                "get pods in namespace kube-system",
+                "get pods in namespace monitoring",
                 "get pods/proxy in namespace kube-system",
                 "get services/proxy in namespace kube-system",
                 "get services/proxy in namespace monitoring",
@@ -356,6 +363,14 @@ mod tests {
         assert!(
             sd.contains(&"watch services in namespace monitoring".to_string()),
             "{sd:?}"
+        );
+        let written = cluster(
+            "[node_exporter]\nenabled = false\n[kubelet]\nenabled = false\n[cadvisor]\nenabled = false\n[apiserver]\nenabled = false\n[exporter.kube-state-metrics]\nper = \"service\"\n",
+        );
+        let file_sd = shown(&needed(&written, DiscoveryMode::FileSd));
+        assert!(
+            !file_sd.iter().any(|n| n.starts_with("get pods ")),
+            "{file_sd:?}"
         );
     }
 }

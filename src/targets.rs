@@ -231,6 +231,9 @@ pub struct ExporterTarget {
     pub port: String,
     /// Per endpoint: the node the pod runs on, when the endpoint says.
     pub node: Option<String>,
+    /// The exporter's `per`, or what discovery found (a sharded
+    /// kube-state-metrics is per endpoint).
+    pub per: Per,
 }
 
 /// One cluster's discovery result; the lists are sorted.
@@ -346,7 +349,7 @@ fn exporter_groups<'a>(
     found
         .iter()
         .map(|t| {
-            let (resource, instance) = match e.per {
+            let (resource, instance) = match t.per {
                 Per::Endpoint => ("pods", t.node.clone().unwrap_or_else(|| t.name.clone())),
                 Per::Service => ("services", format!("{}/{}:{}", t.namespace, t.name, t.port)),
             };
@@ -360,7 +363,7 @@ fn exporter_groups<'a>(
                 ),
                 ("instance", instance),
             ]);
-            if e.per == Per::Endpoint {
+            if t.per == Per::Endpoint {
                 labels.insert("namespace", t.namespace.clone());
                 labels.insert("pod", t.name.clone());
             }
@@ -595,22 +598,28 @@ mod tests {
             .unwrap()
             .cluster;
         let mut targets = ClusterTargets::default();
-        let target = |name: &str, port: &str, node: Option<&str>| ExporterTarget {
+        let target = |name: &str, port: &str, node: Option<&str>, per| ExporterTarget {
             namespace: "kube-system".into(),
             name: name.into(),
             port: port.into(),
             node: node.map(str::to_string),
+            per,
         };
         targets.exporters.insert(
             "kube-dns".into(),
             vec![
-                target("coredns-a", "9153", Some("n-1")),
-                target("coredns-b", "9153", None),
+                target("coredns-a", "9153", Some("n-1"), Per::Endpoint),
+                target("coredns-b", "9153", None, Per::Endpoint),
             ],
         );
         targets.exporters.insert(
             "kube-state-metrics".into(),
-            vec![target("kube-state-metrics", "http-metrics", None)],
+            vec![target(
+                "kube-state-metrics",
+                "http-metrics",
+                None,
+                Per::Service,
+            )],
         );
         let json = |job: &str| -> serde_json::Value {
             let e = cluster.exporters.iter().find(|e| e.job == job).unwrap();

@@ -320,3 +320,63 @@ fn every_exporter_is_up_on_prometheus_3_5_in_both_discovery_modes() {
         assert_every_exporter_up(&prometheus);
     }
 }
+
+/// Two ready kube-state-metrics pods: promfed reads one; `--total-shards`
+/// in its args makes the job per endpoint (each shard UP through the pod
+/// proxy), none keeps one target through the service proxy (an HA pair,
+/// whose series each pod would give twice).
+#[test]
+fn a_sharded_kube_state_metrics_is_scraped_per_endpoint_an_unsharded_pair_per_service() {
+    for sharded in [true, false] {
+        let setup = Setup::new();
+        let edge = Edge::start(&setup, "null");
+        let mut state = edge.fake.current_state();
+        let ksm = &mut state["exporters"][0];
+        ksm["pods"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "kube-state-metrics-1", "node": "n-2"}));
+        ksm["args"] = if sharded {
+            json!(["--port=8080", "--shard=0", "--total-shards=2"])
+        } else {
+            json!(["--port=8080"])
+        };
+        edge.fake.set_state(state);
+        let prometheus = setup.prometheus(None);
+        setup.settings(&prometheus.url(), "reload = \"http\"");
+        let out = setup.promfed(&["apply"]);
+        assert_exit(&out, 0);
+        let want = if sharded {
+            "kube-state-metrics: 2 targets"
+        } else {
+            "kube-state-metrics: 1 target,"
+        };
+        assert!(stdout(&out).contains(want), "{}", stdout(&out));
+        assert!(edge.fake.requests("get_pod") >= 1, "a pod was read");
+        let job = format!("promfed/{CLUSTER}/kube-state-metrics");
+        let up = prometheus.wait_targets_up(&job, if sharded { 2 } else { 1 });
+        let mut urls: Vec<&str> = up
+            .iter()
+            .map(|t| t["scrapeUrl"].as_str().unwrap())
+            .collect();
+        urls.sort_unstable();
+        if sharded {
+            assert!(
+                urls[0].ends_with(
+                    "/namespaces/monitoring/pods/kube-state-metrics-0:8080/proxy/metrics"
+                ) && urls[1].ends_with(
+                    "/namespaces/monitoring/pods/kube-state-metrics-1:8080/proxy/metrics"
+                ),
+                "{urls:?}"
+            );
+        } else {
+            assert_eq!(urls.len(), 1, "{urls:?}");
+            assert!(
+                urls[0].ends_with(
+                    "/namespaces/monitoring/services/kube-state-metrics:http-metrics/proxy/metrics"
+                ),
+                "{urls:?}"
+            );
+        }
+    }
+}

@@ -223,14 +223,27 @@ fn a_token_about_to_expire_is_red_and_a_certificate_shows_its_end() {
 
 #[test]
 fn half_the_targets_down_in_prometheus_is_red_with_their_error() {
+    half_the_targets_down(Release::Bookworm);
+}
+
+#[test]
+fn half_the_targets_down_in_prometheus_2_53_is_red_with_their_error() {
+    half_the_targets_down(Release::Trixie);
+}
+
+#[test]
+fn half_the_targets_down_in_prometheus_3_5_is_red_with_their_error() {
+    half_the_targets_down(Release::Sid);
+}
+
+fn half_the_targets_down(release: Release) {
     let setup = Setup::new();
     let exporter = NodeExporter::start(setup.root.path());
     let half = FakeCluster::start(setup.root.path(), "half", &["h-1", "h-2"], &exporter);
     let mut state = half.current_state();
     state["failing_pods"] = serde_json::json!(["node-exporter-h-2"]);
     half.set_state(state);
-    let prometheus = setup.prometheus(None);
-    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let prometheus = setup.prometheus_of(release, "reload = \"http\"");
     setup.add_cluster(&half);
     // node-exporter alone: two targets, one failing.
     setup.append(

@@ -1,4 +1,5 @@
-//! The limits every generated job carries, against a real Prometheus 2.42:
+//! The limits every generated job carries, against a real Prometheus (2.42,
+//! 2.53 and 3.5):
 //! a node whose cAdvisor answers more than its job's default
 //! `body_size_limit` is one target down with Prometheus's own error, every
 //! other target stays up, and `promfed doctor` warns about that sample and
@@ -15,14 +16,27 @@ const OVERSIZED_MIB: u64 = 40;
 
 #[test]
 fn an_oversized_cadvisor_answer_is_one_target_down_and_doctor_warns() {
+    oversized_cadvisor(Release::Bookworm);
+}
+
+#[test]
+fn an_oversized_cadvisor_answer_is_one_target_down_on_prometheus_2_53() {
+    oversized_cadvisor(Release::Trixie);
+}
+
+#[test]
+fn an_oversized_cadvisor_answer_is_one_target_down_on_prometheus_3_5() {
+    oversized_cadvisor(Release::Sid);
+}
+
+fn oversized_cadvisor(release: Release) {
     let setup = Setup::new();
     let exporter = NodeExporter::start(setup.root.path());
     let fake = FakeCluster::start(setup.root.path(), "big", &["node-a", "node-b"], &exporter);
     let mut state = fake.current_state();
     state["oversized_cadvisor"] = json!({"nodes": ["node-a"], "megabytes": OVERSIZED_MIB});
     fake.set_state(state);
-    let prometheus = setup.prometheus(None);
-    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let prometheus = setup.prometheus_of(release, "reload = \"http\"");
     setup.add_cluster(&fake);
     // The default limits, at an interval whose default timeout (5 s) leaves
     // time to read 32 MB through the fake: the limit, not the clock, stops it.
@@ -35,6 +49,11 @@ fn an_oversized_cadvisor_answer_is_one_target_down_and_doctor_warns() {
     assert!(
         installed.contains("    sample_limit: 200000\n    body_size_limit: 32MB\n"),
         "{installed}"
+    );
+    assert_eq!(
+        installed.contains("fallback_scrape_protocol"),
+        release == Release::Sid,
+        "rendered for its own promtool"
     );
 
     // 2 kubelet + 2 cAdvisor + 1 API server + 2 node-exporter targets.

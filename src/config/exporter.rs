@@ -31,6 +31,9 @@ pub struct Exporter {
     /// Any of these ports (a preset offers a name and a number).
     pub ports: Vec<PortRef>,
     pub per: Per,
+    /// Per service, unless discovery finds its pods are shards (a preset's
+    /// `detect_shards`, `per` unwritten): then per endpoint.
+    pub detect_shards: bool,
     /// Starts with `/`.
     pub path: String,
     /// The proxy's `https:` segment: the exporter serves TLS.
@@ -56,7 +59,7 @@ pub enum Selection {
     Selector(Vec<(String, String)>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Per {
     /// Every ready endpoint, through the pod proxy.
     Endpoint,
@@ -209,6 +212,7 @@ impl RawExporter {
             selection: selection?,
             ports: ports?,
             per: per?,
+            detect_shards: self.per.is_none() && preset.is_some_and(|p| p.detect_shards),
             path: path?,
             https: https?,
             params,

@@ -15,6 +15,9 @@ pub struct Preset {
     /// Any of these ports: a name first, then a number.
     pub ports: &'static [Port],
     pub per_endpoint: bool,
+    /// Per service unless its pods say they are shards (`per` unwritten):
+    /// then per endpoint (`discovery::exporters::is_sharded`).
+    pub detect_shards: bool,
     pub honor_labels: bool,
     /// Limits when the table writes none.
     pub limits: Defaults,
@@ -40,7 +43,8 @@ impl Port {
 /// `container` labels must win over the target's (kube-prometheus scrapes
 /// it with `honorLabels: true`). One Deployment answers for the whole
 /// cluster, so one target through the service proxy; a sharded one
-/// (`--shard`/`--total-shards`) needs `per = "endpoint"`. kube-prometheus
+/// (`--total-shards`, or `--pod`/`--pod-namespace` in a StatefulSet) is
+/// scraped per endpoint, each shard knowing its part. kube-prometheus
 /// names the port `http-metrics`, the Helm chart `http` on 8080; the
 /// Service is in `monitoring` (kube-prometheus) or `kube-system`.
 const KUBE_STATE_METRICS: Preset = Preset {
@@ -49,6 +53,7 @@ const KUBE_STATE_METRICS: Preset = Preset {
     selector: &[("app.kubernetes.io/name", "kube-state-metrics")],
     ports: &[Port::Name("http-metrics"), Port::Number(8080)],
     per_endpoint: false,
+    detect_shards: true,
     honor_labels: true,
     limits: limits::KUBE_STATE_METRICS,
 };
@@ -61,6 +66,7 @@ const KUBE_DNS: Preset = Preset {
     selector: &[("k8s-app", "kube-dns")],
     ports: &[Port::Name("metrics"), Port::Number(9153)],
     per_endpoint: true,
+    detect_shards: false,
     honor_labels: false,
     limits: limits::KUBE_DNS,
 };

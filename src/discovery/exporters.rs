@@ -157,10 +157,16 @@ pub fn targets(
     exporters: &[Exporter],
     scopes: &[Scope],
     known: &[&BTreeMap<String, Slice>],
+    shards: &Shards,
 ) -> (BTreeMap<String, Vec<ExporterTarget>>, Vec<String>) {
     let mut all = BTreeMap::new();
     let mut notes = Vec::new();
     for e in exporters {
+        let pods = if e.detect_shards {
+            service_pods(e, scopes, known)
+        } else {
+            BTreeMap::new()
+        };
         let mut found = Vec::new();
         let mut matched = Vec::new();
         let mut other_ports = Vec::new();
@@ -178,7 +184,11 @@ pub fn targets(
                 };
                 matched.push(format!("{ns}/{service}"));
                 let before = found.len();
-                targets_of_slice(e, ns, service, slice, &mut found);
+                let per = match pods.get(&(ns.clone(), service.clone())) {
+                    Some(ready) => decide(ready, shards),
+                    None => e.per,
+                };
+                targets_of_slice(e, per, ns, service, slice, &mut found);
                 if found.len() == before {
                     other_ports.extend(slice.ports.iter().map(shown_port));
                 }
@@ -186,6 +196,7 @@ pub fn targets(
         }
         found.sort();
         found.dedup();
+        notes.extend(unread_notes(e, &pods, shards));
         if found.is_empty() {
             notes.extend(note(e, &matched, &other_ports));
         }
@@ -197,6 +208,7 @@ pub fn targets(
 /// The targets one slice of `service` gives.
 fn targets_of_slice(
     e: &Exporter,
+    per: Per,
     ns: &str,
     service: &str,
     slice: &Slice,
@@ -206,7 +218,7 @@ fn targets_of_slice(
         let Some(number) = port.port else {
             continue;
         };
-        match e.per {
+        match per {
             Per::Service => {
                 if names::is_label(service) {
                     let name = port.name.as_deref().filter(|n| !n.is_empty());
@@ -215,6 +227,7 @@ fn targets_of_slice(
                         name: service.to_string(),
                         port: name.map_or_else(|| number.to_string(), str::to_string),
                         node: None,
+                        per,
                     });
                 }
             }
@@ -251,7 +264,178 @@ fn endpoint_target(ep: &SliceEndpoint, ns: &str, port: u16) -> Option<ExporterTa
             .as_deref()
             .filter(|n| names::is_subdomain(n))
             .map(str::to_string),
+        per: Per::Endpoint,
     })
+}
+
+/// A pod read to tell a shard: namespace, name and uid (a StatefulSet's
+/// pod keeps its name when it is made again).
+pub type PodKey = (String, String, String);
+
+/// What reading each pod said: sharded or not, or why it could not be read.
+pub type Shards = BTreeMap<PodKey, Result<bool, String>>;
+
+/// At most this many pods are read at once, whatever the slices say.
+pub const MAX_SHARD_READS: usize = 8;
+
+/// The ready pods behind each `(namespace, service)` an exporter selects.
+fn service_pods(
+    e: &Exporter,
+    scopes: &[Scope],
+    known: &[&BTreeMap<String, Slice>],
+) -> BTreeMap<(String, String), Vec<PodKey>> {
+    let mut all: BTreeMap<(String, String), Vec<PodKey>> = BTreeMap::new();
+    for ns in &e.namespaces {
+        let slices = scopes
+            .iter()
+            .position(|s| &s.namespace == ns)
+            .and_then(|i| known.get(i));
+        for slice in slices.into_iter().flat_map(|s| s.values()) {
+            if !selects(&e.selection, &slice.metadata.labels) {
+                continue;
+            }
+            let Some(service) = slice.metadata.labels.get(SERVICE_NAME) else {
+                continue;
+            };
+            let ready = all.entry((ns.clone(), service.clone())).or_default();
+            for ep in &slice.endpoints {
+                if let Some(t) = endpoint_target(ep, ns, 0) {
+                    let uid = ep
+                        .target_ref
+                        .as_ref()
+                        .and_then(|r| r.uid.as_deref())
+                        .unwrap_or_default();
+                    ready.push((t.namespace, t.name, uid.to_string()));
+                }
+            }
+        }
+    }
+    for ready in all.values_mut() {
+        ready.sort();
+        ready.dedup();
+    }
+    all
+}
+
+/// Per endpoint when a Service has more than one ready pod and a pod read
+/// of them is a shard (the pods of one Deployment or StatefulSet share
+/// their arguments); per service otherwise, unread or unreadable too.
+pub fn decide(ready: &[PodKey], shards: &Shards) -> Per {
+    let sharded = ready.len() > 1 && ready.iter().any(|k| shards.get(k) == Some(&Ok(true)));
+    if sharded { Per::Endpoint } else { Per::Service }
+}
+
+/// Whether a container's command and arguments make it one shard of
+/// several: `--total-shards` above 1 (manual sharding), or `--pod` /
+/// `--pod-namespace` (automated sharding, in a StatefulSet).
+pub fn is_sharded<'a>(words: impl IntoIterator<Item = &'a str>) -> bool {
+    let words: Vec<&str> = words.into_iter().flat_map(str::split_whitespace).collect();
+    words.iter().enumerate().any(|(i, word)| {
+        let flag = word.trim_start_matches('-');
+        if flag.len() == word.len() {
+            return false;
+        }
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (flag, words.get(i + 1).copied()),
+        };
+        match name {
+            "pod" | "pod-namespace" => true,
+            // Unreadable is taken as sharded: `--total-shards` is there.
+            "total-shards" => value
+                .and_then(|v| v.trim_matches(['"', '\'']).parse::<u64>().ok())
+                .is_none_or(|n| n > 1),
+            _ => false,
+        }
+    })
+}
+
+/// The pods to read so that each Service of a `detect_shards` exporter
+/// with more than one ready pod has one pod read: at most
+/// `MAX_SHARD_READS`; and every pod that still counts, to prune the rest.
+pub fn shard_reads(
+    exporters: &[Exporter],
+    scopes: &[Scope],
+    known: &[&BTreeMap<String, Slice>],
+    shards: &Shards,
+) -> (Vec<PodKey>, Vec<PodKey>) {
+    let mut wanted = Vec::new();
+    let mut live = Vec::new();
+    for e in exporters.iter().filter(|e| e.detect_shards) {
+        for ready in service_pods(e, scopes, known).into_values() {
+            if ready.len() > 1 && !ready.iter().any(|k| shards.contains_key(k)) {
+                wanted.push(ready[0].clone());
+            }
+            live.extend(ready);
+        }
+    }
+    wanted.truncate(MAX_SHARD_READS);
+    (wanted, live)
+}
+
+/// A pod as read to tell a shard: its containers' command and arguments.
+#[derive(Debug, Deserialize)]
+struct ShardPod {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    spec: ShardSpec,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ShardSpec {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    containers: Vec<ShardContainer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ShardContainer {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    command: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    args: Vec<String>,
+}
+
+const GET_PODS: Permission = Permission {
+    verb: "get",
+    resource: "pods",
+};
+
+/// Reads each pod of `wanted` once into `shards`; a failure is kept as
+/// its reason (the Service stays per service) and is not the cluster's.
+pub async fn read_shards(client: &KubeClient, wanted: Vec<PodKey>, shards: &mut Shards) {
+    for key in wanted {
+        let path = format!("/api/v1/namespaces/{}/pods/{}", key.0, key.1);
+        let said = match client.get::<ShardPod>(&path, JSON, GET_PODS).await {
+            Ok(Some(pod)) => Ok(pod
+                .spec
+                .containers
+                .iter()
+                .any(|c| is_sharded(c.command.iter().chain(&c.args).map(String::as_str)))),
+            Ok(None) => Err("not found".to_string()),
+            Err(e) => Err(client.redact(&e.to_string())),
+        };
+        shards.insert(key, said);
+    }
+}
+
+/// Why a Service with several pods is per service for want of reading one.
+fn unread_notes(
+    e: &Exporter,
+    pods: &BTreeMap<(String, String), Vec<PodKey>>,
+    shards: &Shards,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for ((ns, service), ready) in pods {
+        if ready.len() < 2 || decide(ready, shards) == Per::Endpoint {
+            continue;
+        }
+        if let Some((k, Err(why))) = ready.iter().find_map(|k| shards.get(k).map(|s| (k, s))) {
+            notes.push(format!(
+                "exporter {}: pod {}/{} of {ns}/{service} could not be read to tell whether it is sharded ({why}): scraped per service",
+                e.job, k.0, k.1
+            ));
+        }
+    }
+    notes
 }
 
 fn selects(selection: &Selection, labels: &BTreeMap<String, String>) -> bool {
@@ -392,7 +576,7 @@ mod tests {
              "ports": [{"name": "http-metrics", "port": 8080}, {"name": "telemetry", "port": 8081}],
              "endpoints": [{"targetRef": {"kind": "Pod", "name": "ksm-0"}}, {"targetRef": {"kind": "Pod", "name": "ksm-1"}}]},
         ]));
-        let (found, notes) = targets(&all, &scopes, &[&kube_system, &monitoring]);
+        let (found, notes) = targets(&all, &scopes, &[&kube_system, &monitoring], &Shards::new());
         let dns: Vec<(&str, Option<&str>, &str)> = found["kube-dns"]
             .iter()
             .map(|t| (t.name.as_str(), t.node.as_deref(), t.port.as_str()))
@@ -431,7 +615,7 @@ mod tests {
             {"metadata": {"name": "kube-dns-1", "labels": {"kubernetes.io/service-name": "kube-dns"}},
              "ports": [{"name": "dns", "port": 53}], "endpoints": []},
         ]));
-        let (found, notes) = targets(&all, &scopes, &[&kube_system]);
+        let (found, notes) = targets(&all, &scopes, &[&kube_system], &Shards::new());
         assert!(found.values().all(Vec::is_empty));
         assert_eq!(
             notes,
@@ -439,6 +623,120 @@ mod tests {
                 "exporter kube-dns: no Service labelled k8s-app=kube-dns in namespace kube-system (no EndpointSlice says so)",
                 "exporter t: kube-system/kube-dns has no port web (it has dns=53)",
             ]
+        );
+    }
+
+    #[test]
+    fn shards_are_told_by_total_shards_above_one_or_automated_sharding() {
+        let sharded = |words: &[&str]| is_sharded(words.iter().copied());
+        assert!(sharded(&[
+            "/kube-state-metrics",
+            "--shard=1",
+            "--total-shards=2"
+        ]));
+        assert!(sharded(&["--total-shards", "3"]));
+        assert!(sharded(&[
+            "sh",
+            "-c",
+            "exec kube-state-metrics --total-shards=2"
+        ]));
+        assert!(sharded(&[
+            "--pod=$(POD_NAME)",
+            "--pod-namespace=$(POD_NAMESPACE)"
+        ]));
+        assert!(sharded(&["--total-shards=lots"]), "there, unreadable");
+        assert!(!sharded(&["--total-shards=1", "--shard=0"]));
+        assert!(!sharded(&["--port=8080", "--telemetry-port=8081"]));
+        assert!(!sharded(&["pod", "total-shards=2", ""]));
+        assert!(!sharded(&[]));
+    }
+
+    #[test]
+    fn several_pods_of_which_one_read_is_a_shard_are_per_endpoint() {
+        let key = |n: &str| ("monitoring".to_string(), n.to_string(), format!("u-{n}"));
+        let (a, b) = (key("ksm-0"), key("ksm-1"));
+        let mut shards = Shards::new();
+        assert_eq!(
+            decide(&[a.clone(), b.clone()], &shards),
+            Per::Service,
+            "unread"
+        );
+        shards.insert(a.clone(), Ok(true));
+        assert_eq!(decide(&[a.clone(), b.clone()], &shards), Per::Endpoint);
+        assert_eq!(
+            decide(std::slice::from_ref(&a), &shards),
+            Per::Service,
+            "one pod"
+        );
+        shards.insert(a.clone(), Ok(false));
+        assert_eq!(decide(&[a.clone(), b.clone()], &shards), Per::Service);
+        shards.insert(a.clone(), Err("forbidden".into()));
+        assert_eq!(decide(&[a, b], &shards), Per::Service);
+    }
+
+    /// Two ready pods behind kube-state-metrics: one is read (bounded), and
+    /// the targets follow what it said; an unreadable pod is a note.
+    #[test]
+    fn a_sharded_kube_state_metrics_is_per_endpoint_an_unsharded_one_per_service() {
+        let all = exporters("[exporter.kube-state-metrics]\n");
+        let scopes = scopes(&all);
+        let monitoring = slices(serde_json::json!([
+            {"metadata": {"name": "ksm-1", "labels": {"app.kubernetes.io/name": "kube-state-metrics", "kubernetes.io/service-name": "kube-state-metrics"}},
+             "ports": [{"name": "http-metrics", "port": 8080}],
+             "endpoints": [
+                {"nodeName": "n-1", "targetRef": {"kind": "Pod", "name": "ksm-0", "uid": "u0"}},
+                {"nodeName": "n-2", "targetRef": {"kind": "Pod", "name": "ksm-1", "uid": "u1"}},
+                {"conditions": {"ready": false}, "targetRef": {"kind": "Pod", "name": "ksm-2", "uid": "u2"}}]},
+        ]));
+        let known = [&BTreeMap::new(), &monitoring];
+        let mut shards = Shards::new();
+        let (wanted, live) = shard_reads(&all, &scopes, &known, &shards);
+        let first = (
+            "monitoring".to_string(),
+            "ksm-0".to_string(),
+            "u0".to_string(),
+        );
+        assert_eq!(wanted, std::slice::from_ref(&first), "one pod per Service");
+        assert_eq!(live.len(), 2, "ready pods only: {live:?}");
+        shards.insert(first.clone(), Ok(true));
+        assert!(shard_reads(&all, &scopes, &known, &shards).0.is_empty());
+        let (found, notes) = targets(&all, &scopes, &known, &shards);
+        let ksm: Vec<(&str, &str, Per)> = found["kube-state-metrics"]
+            .iter()
+            .map(|t| (t.name.as_str(), t.port.as_str(), t.per))
+            .collect();
+        assert_eq!(
+            ksm,
+            [
+                ("ksm-0", "8080", Per::Endpoint),
+                ("ksm-1", "8080", Per::Endpoint)
+            ]
+        );
+        assert!(notes.is_empty(), "{notes:?}");
+        shards.insert(first.clone(), Ok(false));
+        let (found, _) = targets(&all, &scopes, &known, &shards);
+        let ksm = &found["kube-state-metrics"];
+        assert_eq!(ksm.len(), 1, "{ksm:?}");
+        assert_eq!(
+            (ksm[0].name.as_str(), ksm[0].per),
+            ("kube-state-metrics", Per::Service)
+        );
+        shards.insert(first, Err("pods \"ksm-0\" is forbidden".into()));
+        let (found, notes) = targets(&all, &scopes, &known, &shards);
+        assert_eq!(found["kube-state-metrics"][0].per, Per::Service);
+        assert_eq!(
+            notes,
+            [
+                "exporter kube-state-metrics: pod monitoring/ksm-0 of monitoring/kube-state-metrics could not be read to tell whether it is sharded (pods \"ksm-0\" is forbidden): scraped per service"
+            ]
+        );
+        // `per` written: no detection.
+        let written = exporters("[exporter.kube-state-metrics]\nper = \"service\"\n");
+        assert!(!written[0].detect_shards);
+        assert!(
+            shard_reads(&written, &scopes, &known, &Shards::new())
+                .0
+                .is_empty()
         );
     }
 }

@@ -72,6 +72,8 @@ pub struct Known {
     /// Each exporter namespace's slices, in `exporters::scopes` order;
     /// empty without exporters.
     exporter_slices: Vec<exporters::Known>,
+    /// The exporters' pods read to tell a shard (kube-state-metrics).
+    exporter_shards: exporters::Shards,
     /// `None`: `[monitors]` is off.
     monitors: Option<monitors::Known>,
 }
@@ -240,6 +242,7 @@ async fn list(
         from_endpoints: false,
         pods: None,
         exporter_slices: Vec::new(),
+        exporter_shards: exporters::Shards::new(),
         monitors: None,
     };
     if cluster.kubelet.enabled || cluster.cadvisor.component.enabled {
@@ -301,6 +304,7 @@ async fn list(
             .exporter_slices
             .push(exporters::list(client, scope).await?);
     }
+    known.read_shards(client, cluster).await;
     if let Some(wanted) = &cluster.monitors {
         let mut scopes = Vec::new();
         for (i, scope) in monitors::scopes(wanted).iter().enumerate() {
@@ -368,7 +372,7 @@ impl Known {
             let slices: Vec<_> = self.exporter_slices.iter().map(|(s, _)| s).collect();
             let scopes = exporters::scopes(&cluster.exporters);
             (targets.exporters, targets.exporter_notes) =
-                exporters::targets(&cluster.exporters, &scopes, &slices);
+                exporters::targets(&cluster.exporters, &scopes, &slices, &self.exporter_shards);
             super::check_exporter_counts(cluster, &targets, limits)?;
         }
         if let (Some(known), Some(wanted)) = (&self.monitors, &cluster.monitors) {
@@ -410,6 +414,20 @@ impl Known {
         }
         *self = new;
         true
+    }
+
+    /// Reads the exporter pods that tell whether a Service's pods are
+    /// shards, and forgets those no slice names any more.
+    async fn read_shards(&mut self, client: &KubeClient, cluster: &Cluster) {
+        if !cluster.exporters.iter().any(|e| e.detect_shards) {
+            return;
+        }
+        let scopes = exporters::scopes(&cluster.exporters);
+        let slices: Vec<_> = self.exporter_slices.iter().map(|(s, _)| s).collect();
+        let (wanted, live) =
+            exporters::shard_reads(&cluster.exporters, &scopes, &slices, &self.exporter_shards);
+        self.exporter_shards.retain(|k, _| live.contains(k));
+        exporters::read_shards(client, wanted, &mut self.exporter_shards).await;
     }
 
     /// The watches this cluster holds.
@@ -633,6 +651,12 @@ impl<'a> Watching<'a> {
             if let Some(ended) = self.take_in(known, which, &event, last, report)? {
                 return Ok(ended);
             }
+            if matches!(which, Which::Exporters(_)) {
+                // Reported once its new pods are read: no per-service
+                // moment for a Service that turned out sharded.
+                known.read_shards(self.client, self.cluster).await;
+                self.report_if_new(known, last, report);
+            }
         }
     }
 
@@ -683,7 +707,7 @@ impl<'a> Watching<'a> {
         if let (Some(slot), Some(version)) = (known.version(which), version) {
             *slot = version;
         }
-        if changed {
+        if changed && !matches!(which, Which::Exporters(_)) {
             self.report_if_new(known, last, report);
         }
         Ok(None)

@@ -61,6 +61,8 @@ pub struct ObjectRef {
     pub kind: Option<Kind>,
     pub name: Box<str>,
     pub namespace: Option<Box<str>>,
+    #[serde(default)]
+    pub uid: Option<Box<str>>,
 }
 
 /// What an endpoint points to; only pods are node-exporter targets.

@@ -29,6 +29,7 @@ rewriting it (atomically):
      "exporters": [{"namespace": "kube-system", "service": "kube-dns", "labels": {"k8s-app": "kube-dns"},
                     "ports": [{"name": "metrics", "port": 9153}], "upstream": "127.0.0.1:9153",
                     "auth": null | "kube-rbac-proxy",   # answers 401 to the proxy, which strips Authorization
+                    "args": ["--total-shards=2"],       # the pods' container args (GET pod)
                     "pods": [{"name": "coredns-a", "node": "node-a", "ready": true}]}],
      "monitors": {"servicemonitors": [{"metadata": {...}, "spec": {...}}], "podmonitors": []},
                                                # absent (or a kind left out): no such CRD, a 404
@@ -390,6 +391,8 @@ def exporter_slices(ex):
     for sl in slices:
         sl["metadata"]["labels"] = dict(ex.get("labels", {}), **{"kubernetes.io/service-name": ex["service"]})
         sl["ports"] = [dict(p, protocol="TCP") for p in ex.get("ports", [])] if sl["endpoints"] else []
+        for ep in sl["endpoints"]:
+            ep["targetRef"]["uid"] = "uid-" + ep["targetRef"]["name"]
     return slices
 
 
@@ -404,9 +407,9 @@ def exporter_service(ex):
 def exporter_pod(ex, p):
     return {"kind": "Pod", "apiVersion": "v1",
             "metadata": {"name": p["name"], "namespace": ex["namespace"], "resourceVersion": "1",
-                         "labels": ex.get("labels", {})},
+                         "uid": "uid-" + p["name"], "labels": ex.get("labels", {})},
             "spec": {"nodeName": p.get("node"),
-                     "containers": [{"name": "exporter",
+                     "containers": [{"name": "exporter", "args": ex.get("args", []),
                                      "ports": [{"name": q.get("name", ""), "containerPort": q["port"]}
                                                for q in ex.get("ports", [])]}]},
             "status": {"podIP": pod_ip(p), "phase": "Running",
@@ -559,6 +562,7 @@ PROXY_NODE = re.compile(r"^/api/v1/nodes/([^/]+)/proxy(/.*)?$")
 PROXY_POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/(?:(https?):)?([^/:]+):([^/]+)/proxy(/.*)?$")
 PROXY_SERVICE = re.compile(r"^/api/v1/namespaces/([^/]+)/services/(?:https?:)?([^/:]+):([^/]+)/proxy(/.*)?$")
 ENDPOINTS_ONE = re.compile(r"^/api/v1/namespaces/([^/]+)/endpoints/([^/]+)$")
+POD_ONE = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/:]+)$")
 NAMESPACED_LIST = re.compile(r"^/api/v1/namespaces/([^/]+)/(endpoints|pods|services)$")
 CLUSTER_LIST = re.compile(r"^/api/v1/(nodes|endpoints|pods|services)$")
 TOKEN_REQUEST = re.compile(r"^/api/v1/namespaces/([a-z0-9-]+)/serviceaccounts/([a-z0-9.-]+)/token$")
@@ -1027,6 +1031,17 @@ class Handler(BaseHTTPRequestHandler):
         m = MONITORS.match(path)
         if m:
             return self.monitors(m.group(1), m.group(2), query, data, user, deny)
+
+        m = POD_ONE.match(path)
+        if m:
+            namespace, name = m.groups()
+            state.count("get_pod")
+            if "get pods" in deny:
+                return self.forbidden(user, "get", "pods", f'in the namespace "{namespace}"')
+            pod = objects_of(data)["pods"].get(f"{namespace}/{name}")
+            if pod:
+                return self.send(200, shaped(pod, data))
+            return self.send(404, status(404, "NotFound", f'pods "{name}" not found'))
 
         m = ENDPOINTS_ONE.match(path)
         if m:

@@ -805,6 +805,36 @@ impl Setup {
             as_user,
         )
     }
+
+    /// `release`'s Prometheus, and file_sd settings (`reload` as in
+    /// `settings`) that name its own promtool.
+    pub fn prometheus_of(&self, release: Release, reload: &str) -> Prometheus {
+        let config = self.path("prometheus/prometheus.yml");
+        let (prometheus, promtool) = match release {
+            Release::Bookworm => (Prometheus::start(self.root.path(), &config, None), PROMTOOL),
+            Release::Trixie => (
+                Prometheus::start_trixie(self.root.path(), &config),
+                TRIXIE_PROMTOOL,
+            ),
+            Release::Sid => (
+                Prometheus::start_sid(self.root.path(), &config, None),
+                SID_PROMTOOL,
+            ),
+        };
+        self.settings(&prometheus.url(), reload);
+        let settings = self.read("etc/promfed.toml").replace(PROMTOOL, promtool);
+        self.write("etc/promfed.toml", &settings);
+        prometheus
+    }
+}
+
+/// The Prometheus releases tests run on: Debian 12's 2.42, Debian 13's
+/// 2.53, Debian sid's 3.5 LTS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    Bookworm,
+    Trixie,
+    Sid,
 }
 
 pub fn stdout(o: &Output) -> String {
