@@ -295,3 +295,71 @@ fn a_cluster_without_the_crds_is_one_line_and_no_watch() {
     );
     daemon.drain();
 }
+
+/// doctor names each skipped monitor endpoint and the field that skips it,
+/// per cluster, from the notes status.json shows; the jobs found are a
+/// line of their own.
+#[test]
+fn doctor_names_each_skipped_monitor_field() {
+    let setup = Setup::new();
+    let shop = Shop::start(&setup, "null", true);
+    let mut state = shop.fake.current_state();
+    state["monitors"]["servicemonitors"]
+        .as_array_mut()
+        .unwrap()
+        .push(service_monitor(
+            "shop",
+            "basic",
+            json!({"selector": {"matchLabels": {"app": "web"}},
+                   "endpoints": [{"port": "http", "basicAuth": {"username": {"name": "s", "key": "u"}}},
+                                 {"port": "http", "tlsConfig": {"ca": {"secret": {"name": "s", "key": "ca"}}}}]}),
+        ));
+    shop.fake.set_state(state);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let out = setup.promfed(&["doctor", CLUSTER]);
+    let report = stdout(&out);
+    let line = |needle: &str| {
+        report
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{report}"))
+            .to_string()
+    };
+    assert!(
+        line("4 monitor jobs").starts_with("  ✔ monitors: "),
+        "{report}"
+    );
+    let heading = report
+        .find(&format!("cluster {CLUSTER}\n"))
+        .unwrap_or_else(|| panic!("no heading for {CLUSTER}:\n{report}"));
+    for needle in [
+        "serviceMonitor/shop/secure/0 is skipped: bearerTokenSecret",
+        "serviceMonitor/shop/basic/0 is skipped: basicAuth",
+        "serviceMonitor/shop/basic/1 is skipped: tlsConfig",
+        "serviceMonitor/shop/bad-regex/0 is skipped: metricRelabelings[0]",
+    ] {
+        let l = line(needle);
+        assert!(l.starts_with("  ! monitors: "), "{l}\n{report}");
+        assert!(report.find(&l).unwrap() > heading, "{report}");
+    }
+    // The same notes as the daemon's status.json.
+    assert_exit(&setup.promfed(&["apply"]), 0);
+    let mut daemon = setup.daemon();
+    let status = daemon.wait_status("the skipped monitors", LONG, |s| {
+        s["clusters"][CLUSTER]["discovery"]["monitors"]["skipped"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    for note in status["clusters"][CLUSTER]["discovery"]["monitors"]["skipped"]
+        .as_array()
+        .unwrap()
+    {
+        let note = note.as_str().unwrap();
+        assert!(
+            report.contains(note),
+            "{note} is not in doctor's report:\n{report}"
+        );
+    }
+    daemon.drain();
+}
