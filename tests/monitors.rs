@@ -363,3 +363,56 @@ fn doctor_names_each_skipped_monitor_field() {
     }
     daemon.drain();
 }
+
+/// A cluster whose monitors are hostile (more than the 500 kept, a regex
+/// that does not compile, a name with a line break) beside a healthy one:
+/// the healthy cluster's targets are applied and UP, and the hostile one's
+/// other jobs too.
+#[test]
+fn hostile_monitors_leave_a_healthy_cluster_beside_them_alone() {
+    let setup = Setup::new();
+    let shop = Shop::start(&setup, "omit", true);
+    let mut state = shop.fake.current_state();
+    let list = state["monitors"]["servicemonitors"].as_array_mut().unwrap();
+    for i in 0..505 {
+        list.push(service_monitor(
+            "shop",
+            &format!("flood-{i:04}"),
+            // Jobs, but no pod matches: what is counted is the monitors.
+            json!({"selector": {"matchLabels": {"app": "nothing"}}, "endpoints": [{"port": "http"}]}),
+        ));
+    }
+    shop.fake.set_state(state);
+    let calm_exporter = NodeExporter::start(setup.root.path());
+    let calm = FakeCluster::start(setup.root.path(), "calm", &["c-1", "c-2"], &calm_exporter);
+    setup.add_cluster(&calm);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+    let said = stdout(&out);
+    assert!(
+        said.contains("511 monitors, more than the 500 promfed takes per cluster"),
+        "{said}"
+    );
+    for job in ["kubelet", "cadvisor", "node-exporter"] {
+        let file = setup.path(&format!("state/targets/calm/{job}.json"));
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        assert_eq!(
+            text.matches("\"targets\"").count(),
+            2,
+            "{}: {text}",
+            file.display()
+        );
+    }
+    prometheus.wait_targets_up("promfed/calm/kubelet", 2);
+    prometheus.wait_targets_up("promfed/calm/node-exporter", 2);
+    prometheus.wait_targets_up("promfed/calm/apiserver", 1);
+    // The hostile cluster's own built-in jobs go on.
+    prometheus.wait_targets_up(&format!("promfed/{CLUSTER}/kubelet"), 2);
+    let config = std::fs::read_to_string(setup.path("prometheus/prometheus.yml")).unwrap();
+    assert!(
+        !config.contains("bad/name") && !config.contains("(unclosed"),
+        "{config}"
+    );
+}
