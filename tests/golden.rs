@@ -2,6 +2,8 @@
 //! folder; `promfed render` must print `expected.yml` byte for byte (with the
 //! temporary root shown as `@ROOT@`), twice the same, and real promtool must
 //! accept it (or refuse it as the case's `promtool-rejects` file says).
+//! A case's `state/` folder, if any, is copied to the state folder first
+//! (the monitors `[monitors]` renders jobs of, as discovery kept them).
 //! `PROMFED_BLESS=1` rewrites the expected files after a change
 //! that was meant.
 
@@ -46,6 +48,11 @@ pub(crate) fn render_with(
 ) -> (String, tempfile::TempDir) {
     let root = tempfile::tempdir().unwrap();
     copy_tree(&case.join("etc"), &root.path().join("etc"));
+    // A case may bring what discovery kept (`state/`, e.g. the monitors
+    // `[monitors]` renders jobs of).
+    if case.join("state").is_dir() {
+        copy_tree(&case.join("state"), &root.path().join("state"));
+    }
     let settings = root.path().join("etc/promfed.toml");
     let edited = edit(&std::fs::read_to_string(&settings).unwrap());
     std::fs::write(&settings, edited).unwrap();

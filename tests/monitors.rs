@@ -295,3 +295,124 @@ fn a_cluster_without_the_crds_is_one_line_and_no_watch() {
     );
     daemon.drain();
 }
+
+/// doctor names each skipped monitor endpoint and the field that skips it,
+/// per cluster, from the notes status.json shows; the jobs found are a
+/// line of their own.
+#[test]
+fn doctor_names_each_skipped_monitor_field() {
+    let setup = Setup::new();
+    let shop = Shop::start(&setup, "null", true);
+    let mut state = shop.fake.current_state();
+    state["monitors"]["servicemonitors"]
+        .as_array_mut()
+        .unwrap()
+        .push(service_monitor(
+            "shop",
+            "basic",
+            json!({"selector": {"matchLabels": {"app": "web"}},
+                   "endpoints": [{"port": "http", "basicAuth": {"username": {"name": "s", "key": "u"}}},
+                                 {"port": "http", "tlsConfig": {"ca": {"secret": {"name": "s", "key": "ca"}}}}]}),
+        ));
+    shop.fake.set_state(state);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let out = setup.promfed(&["doctor", CLUSTER]);
+    let report = stdout(&out);
+    let line = |needle: &str| {
+        report
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{report}"))
+            .to_string()
+    };
+    assert!(
+        line("4 monitor jobs").starts_with("  ✔ monitors: "),
+        "{report}"
+    );
+    let heading = report
+        .find(&format!("cluster {CLUSTER}\n"))
+        .unwrap_or_else(|| panic!("no heading for {CLUSTER}:\n{report}"));
+    for needle in [
+        "serviceMonitor/shop/secure/0 is skipped: bearerTokenSecret",
+        "serviceMonitor/shop/basic/0 is skipped: basicAuth",
+        "serviceMonitor/shop/basic/1 is skipped: tlsConfig",
+        "serviceMonitor/shop/bad-regex/0 is skipped: metricRelabelings[0]",
+    ] {
+        let l = line(needle);
+        assert!(l.starts_with("  ! monitors: "), "{l}\n{report}");
+        assert!(report.find(&l).unwrap() > heading, "{report}");
+    }
+    // The same notes as the daemon's status.json.
+    assert_exit(&setup.promfed(&["apply"]), 0);
+    let mut daemon = setup.daemon();
+    let status = daemon.wait_status("the skipped monitors", LONG, |s| {
+        s["clusters"][CLUSTER]["discovery"]["monitors"]["skipped"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    for note in status["clusters"][CLUSTER]["discovery"]["monitors"]["skipped"]
+        .as_array()
+        .unwrap()
+    {
+        let note = note.as_str().unwrap();
+        assert!(
+            report.contains(note),
+            "{note} is not in doctor's report:\n{report}"
+        );
+    }
+    daemon.drain();
+}
+
+/// A cluster whose monitors are hostile (more than the 500 kept, a regex
+/// that does not compile, a name with a line break) beside a healthy one:
+/// the healthy cluster's targets are applied and UP, and the hostile one's
+/// other jobs too.
+#[test]
+fn hostile_monitors_leave_a_healthy_cluster_beside_them_alone() {
+    let setup = Setup::new();
+    let shop = Shop::start(&setup, "omit", true);
+    let mut state = shop.fake.current_state();
+    let list = state["monitors"]["servicemonitors"].as_array_mut().unwrap();
+    for i in 0..505 {
+        list.push(service_monitor(
+            "shop",
+            &format!("flood-{i:04}"),
+            // Jobs, but no pod matches: what is counted is the monitors.
+            json!({"selector": {"matchLabels": {"app": "nothing"}}, "endpoints": [{"port": "http"}]}),
+        ));
+    }
+    shop.fake.set_state(state);
+    let calm_exporter = NodeExporter::start(setup.root.path());
+    let calm = FakeCluster::start(setup.root.path(), "calm", &["c-1", "c-2"], &calm_exporter);
+    setup.add_cluster(&calm);
+    let prometheus = setup.prometheus(None);
+    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let out = setup.promfed(&["apply"]);
+    assert_exit(&out, 0);
+    let said = stdout(&out);
+    assert!(
+        said.contains("511 monitors, more than the 500 promfed takes per cluster"),
+        "{said}"
+    );
+    for job in ["kubelet", "cadvisor", "node-exporter"] {
+        let file = setup.path(&format!("state/targets/calm/{job}.json"));
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        assert_eq!(
+            text.matches("\"targets\"").count(),
+            2,
+            "{}: {text}",
+            file.display()
+        );
+    }
+    prometheus.wait_targets_up("promfed/calm/kubelet", 2);
+    prometheus.wait_targets_up("promfed/calm/node-exporter", 2);
+    prometheus.wait_targets_up("promfed/calm/apiserver", 1);
+    // The hostile cluster's own built-in jobs go on.
+    prometheus.wait_targets_up(&format!("promfed/{CLUSTER}/kubelet"), 2);
+    let config = std::fs::read_to_string(setup.path("prometheus/prometheus.yml")).unwrap();
+    assert!(
+        !config.contains("bad/name") && !config.contains("(unclosed"),
+        "{config}"
+    );
+}

@@ -256,7 +256,11 @@ fn the_placeholder_slice_of_a_service_without_pods_is_zero_targets_when_left_out
 // (d) ------------------------------------------------------------------
 
 /// Three clusters: a daemon start lists each one once (nodes and
-/// EndpointSlices) and then watches, no more.
+/// EndpointSlices) and then watches, no more. Beside them, `[monitors]` in
+/// two namespaces costs per namespace one list and one watch each of
+/// servicemonitors, podmonitors, EndpointSlices and pods; without the CRDs,
+/// one list each of servicemonitors and podmonitors per namespace (the two
+/// 404s) and nothing else, no watch.
 fn startup_lists_once(shape: &str) {
     let setup = Setup::new();
     let root = setup.root.path();
@@ -283,12 +287,23 @@ fn startup_lists_once(shape: &str) {
             "\n[exporter.kube-state-metrics]\n[exporter.kube-dns]\n",
         );
     }
+    let monitored = monitored_clusters(&setup, &exporter, shape);
     let mut daemon = setup.daemon();
     daemon.wait_message("READY=1", LONG, |m| m.contains("READY=1"));
     daemon.wait_status("every cluster ok", LONG, |s| {
         names
             .iter()
+            .chain(["mon", "bare"].iter())
             .all(|n| s["clusters"][n]["discovery"]["state"] == "ok")
+    });
+    let [mon, bare] = &monitored;
+    wait_for("mon's watches", LONG, || {
+        (mon.requests("watch_servicemonitors") >= 2
+            && mon.requests("watch_podmonitors") >= 2
+            && mon.requests("watch_pods") >= 2
+            && mon.requests("watch_endpointslices shop") >= 1
+            && mon.requests("watch_endpointslices ops") >= 1)
+            .then_some(())
     });
     for fake in &fakes {
         wait_for(&format!("{}'s watches", fake.name), LONG, || {
@@ -298,6 +313,63 @@ fn startup_lists_once(shape: &str) {
     }
     // Anything late would come now.
     std::thread::sleep(Duration::from_secs(2));
+    let keys = [
+        "list_servicemonitors",
+        "list_podmonitors",
+        "list_endpointslices shop",
+        "list_endpointslices ops",
+        "list_pods",
+        "watch_servicemonitors",
+        "watch_podmonitors",
+        "watch_endpointslices shop",
+        "watch_endpointslices ops",
+        "watch_pods",
+    ];
+    let seen = |fake: &FakeCluster| -> Vec<(&str, u64)> {
+        let counts = fake.request_counts();
+        keys.iter()
+            .map(|&k| (k, counts[k].as_u64().unwrap_or(0)))
+            .collect()
+    };
+    assert_eq!(
+        seen(mon),
+        [
+            ("list_servicemonitors", 2),
+            ("list_podmonitors", 2),
+            ("list_endpointslices shop", 1),
+            ("list_endpointslices ops", 1),
+            ("list_pods", 2),
+            ("watch_servicemonitors", 2),
+            ("watch_podmonitors", 2),
+            ("watch_endpointslices shop", 1),
+            ("watch_endpointslices ops", 1),
+            ("watch_pods", 2),
+        ],
+        "mon: {}\n--- log\n{}",
+        mon.request_counts(),
+        daemon.log()
+    );
+    assert_eq!(
+        seen(bare),
+        keys.iter()
+            .map(|&k| (
+                k,
+                2 * u64::from(k.starts_with("list_") && k.ends_with("monitors"))
+            ))
+            .collect::<Vec<_>>(),
+        "bare: {}\n--- log\n{}",
+        bare.request_counts(),
+        daemon.log()
+    );
+    // Each monitor's job has its pod.
+    for (file, pod) in [
+        ("serviceMonitor_shop_web_0.json", "web-a"),
+        ("podMonitor_ops_agent_0.json", "agent-x"),
+    ] {
+        let path = setup.path(&format!("state/targets/mon/{file}"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(text.contains(pod), "{}: {text}", path.display());
+    }
     for fake in &fakes {
         let counts = fake.request_counts();
         let seen: Vec<(&str, u64)> = [
@@ -344,6 +416,41 @@ fn startup_lists_once(shape: &str) {
             );
         }
     }
+}
+
+/// Two clusters with `[monitors]` in namespaces shop and ops: `mon` serves
+/// a ServiceMonitor in shop and a PodMonitor in ops, `bare` neither CRD.
+fn monitored_clusters(setup: &Setup, exporter: &NodeExporter, shape: &str) -> [FakeCluster; 2] {
+    let root = setup.root.path();
+    ["mon", "bare"].map(|name| {
+        let fake = FakeCluster::start(root, name, &["n-1"], exporter);
+        let mut state = fake.current_state();
+        state["shape"] = json!(shape);
+        if name == "mon" {
+            let upstream = format!("127.0.0.1:{}", exporter.port);
+            state["exporters"] = json!([
+                {"namespace": "shop", "service": "web", "labels": {"app": "web"},
+                 "ports": [{"name": "http", "port": 8080}], "upstream": upstream,
+                 "pods": [{"name": "web-a", "node": "n-1"}]},
+                {"namespace": "ops", "service": "agent", "labels": {"app": "agent"},
+                 "ports": [{"name": "metrics", "port": 9400}], "upstream": upstream,
+                 "pods": [{"name": "agent-x", "node": "n-1"}]},
+            ]);
+            state["monitors"] = json!({
+                "servicemonitors": [{"metadata": {"name": "web", "namespace": "shop"},
+                    "spec": {"selector": {"matchLabels": {"app": "web"}}, "endpoints": [{"port": "http"}]}}],
+                "podmonitors": [{"metadata": {"name": "agent", "namespace": "ops"},
+                    "spec": {"selector": {"matchLabels": {"app": "agent"}}, "podMetricsEndpoints": [{"port": "metrics"}]}}],
+            });
+        }
+        fake.set_state(state);
+        setup.add_cluster(&fake);
+        setup.append(
+            &format!("etc/promfed.d/{name}.toml"),
+            "\n[monitors]\nnamespaces = [\"shop\", \"ops\"]\n",
+        );
+        fake
+    })
 }
 
 /// kube-state-metrics in `monitoring` and CoreDNS in `kube-system`, as the

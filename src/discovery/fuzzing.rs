@@ -2,7 +2,9 @@
 //! tests below (proptest, in every test run): whatever bytes an API server
 //! sends, the transport, the watch-line splitter and the object decoders
 //! return an answer or an error, never panic, and finish in time bounded by
-//! the input.
+//! the input. ServiceMonitors and PodMonitors too: any bytes or any JSON
+//! of their shape decode or fail, and the jobs of those that decode are the
+//! same made from the objects and from the state file they are kept in.
 
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::client::{self, RawEvent};
 use super::decode;
+use super::monitors::{self, objects::Monitor};
 use super::objects::{EndpointSlice, Endpoints, List, Node};
 use super::pods::Pod;
 use super::transport::{self, Times};
@@ -97,6 +100,11 @@ pub fn watch_lines(bytes: &[u8], cuts: &[usize]) -> usize {
             let _ = decode::from_value::<Node>(&event.object);
             let _ = decode::from_value::<EndpointSlice>(&event.object);
             let _ = decode::from_value::<Pod>(&event.object);
+            // A monitor watch's objects, and its pods.
+            if let Ok(m) = decode::from_value::<Monitor>(&event.object) {
+                let _ = monitor_jobs(std::slice::from_ref(&m));
+            }
+            let _ = decode::from_value::<monitors::targets::Pod>(&event.object);
         }
     };
     for cut in cuts.iter().chain(std::iter::once(&bytes.len())) {
@@ -117,10 +125,46 @@ pub fn objects(bytes: &[u8]) -> usize {
         decode::from_slice::<List<EndpointSlice>>(bytes).is_ok(),
         decode::from_slice::<List<Pod>>(bytes).is_ok(),
         decode::from_slice::<Endpoints>(bytes).is_ok(),
+        decode::from_slice::<List<Monitor>>(bytes).is_ok(),
+        decode::from_slice::<List<monitors::targets::Pod>>(bytes).is_ok(),
     ]
     .iter()
     .filter(|ok| **ok)
     .count()
+}
+
+/// Decodes `bytes` as a list of ServiceMonitors and as one monitor, and
+/// makes their jobs, as discovery does and as a transaction does from the
+/// state file those monitors are kept in: `Ok(jobs)`, or `Err` when the two
+/// disagree (a decode failure is no monitors, `Ok(0)`).
+pub fn monitor_objects(bytes: &[u8]) -> Result<usize, String> {
+    let mut jobs = 0;
+    if let Ok(list) = decode::from_slice::<List<Monitor>>(bytes) {
+        jobs += monitor_jobs(&list.items)?;
+    }
+    if let Ok(m) = decode::from_slice::<Monitor>(bytes) {
+        jobs += monitor_jobs(std::slice::from_ref(&m))?;
+    }
+    Ok(jobs)
+}
+
+/// The jobs of `found`, from the objects and from their state text alike.
+fn monitor_jobs(found: &[Monitor]) -> Result<usize, String> {
+    let wanted = crate::config::monitors::Monitors {
+        namespaces: vec![],
+        selector: vec![],
+    };
+    let (jobs, _notes) = monitors::jobs::jobs(&wanted, found);
+    let state = serde_json::to_vec(found).map_err(|e| format!("state does not encode: {e}"))?;
+    let kept = monitors::jobs_of_state(&wanted, &state)?;
+    if kept != jobs {
+        return Err(format!(
+            "{} jobs from the objects, {} from their state",
+            jobs.len(),
+            kept.len()
+        ));
+    }
+    Ok(jobs.len())
 }
 
 #[cfg(test)]
@@ -181,6 +225,157 @@ mod tests {
         fn any_bytes_as_objects_decode_or_fail(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = objects(&bytes);
         }
+
+        #[test]
+        fn any_bytes_as_monitors_decode_or_fail(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            prop_assert!(monitor_objects(&bytes).is_ok());
+        }
+
+        #[test]
+        fn any_monitor_shaped_json_makes_the_same_jobs_from_its_state(
+            monitor in monitor_json(),
+            kind in prop_oneof![Just("Service"), Just("Pod")],
+        ) {
+            let mut monitor = monitor;
+            if let Some(m) = monitor.as_object_mut() {
+                m.insert("promfedKind".into(), kind.into());
+            }
+            let list = serde_json::json!({"items": [monitor.clone(), monitor.clone()]});
+            let made = monitor_objects(list.to_string().as_bytes());
+            prop_assert_eq!(made.map(|_| ()), Ok(()));
+            let event = serde_json::json!({"type": "ADDED", "object": monitor});
+            let _ = watch_lines(format!("{event}\n").as_bytes(), &[]);
+        }
+    }
+
+    /// JSON with the monitors' field names at every depth, and values of
+    /// every type (names with line breaks, bad regexes, huge numbers).
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        const KEYS: &[&str] = &[
+            "metadata",
+            "name",
+            "namespace",
+            "labels",
+            "spec",
+            "jobLabel",
+            "endpoints",
+            "podMetricsEndpoints",
+            "port",
+            "portNumber",
+            "targetPort",
+            "path",
+            "scheme",
+            "params",
+            "interval",
+            "scrapeTimeout",
+            "honorLabels",
+            "relabelings",
+            "metricRelabelings",
+            "sourceLabels",
+            "separator",
+            "targetLabel",
+            "regex",
+            "modulus",
+            "replacement",
+            "action",
+            "selector",
+            "matchLabels",
+            "matchExpressions",
+            "key",
+            "operator",
+            "values",
+            "namespaceSelector",
+            "any",
+            "matchNames",
+            "sampleLimit",
+            "tlsConfig",
+            "ca",
+            "keySecret",
+            "basicAuth",
+            "bearerTokenSecret",
+            "oauth2",
+            "proxyUrl",
+            "promfedKind",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e300f64..1e300).prop_map(Value::from),
+            prop_oneof![
+                Just("http".to_string()),
+                Just("5s".to_string()),
+                Just("(unclosed".to_string()),
+                Just("bad/name\nx".to_string()),
+                Just("In".to_string()),
+                Just("drop".to_string()),
+                Just("hashmod".to_string()),
+                Just("Service".to_string()),
+                "[ -~\n\u{e9}]{0,24}",
+            ]
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::vec((proptest::sample::select(KEYS), inner), 0..6).prop_map(
+                    |kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                ),
+            ]
+        })
+    }
+
+    /// An endpoint that may well make a job: a port, and any relabelings,
+    /// interval and TLS.
+    fn endpoint_json() -> impl Strategy<Value = serde_json::Value> {
+        (
+            prop_oneof![Just("http"), Just("metrics"), Just("bad port\n")],
+            prop_oneof![4 => Just(serde_json::Value::Null), 1 => any_json()],
+            prop_oneof![2 => Just(serde_json::Value::Null), 2 => Just("5s".into()), 2 => Just("1h".into()), 1 => any_json()],
+            prop_oneof![4 => Just(serde_json::Value::Null), 1 => any_json()],
+        )
+            .prop_map(|(port, relabelings, interval, tls)| {
+                serde_json::json!({"port": port, "relabelings": relabelings, "interval": interval, "tlsConfig": tls})
+            })
+    }
+
+    /// A monitor's outline (metadata with a name, a spec with endpoints)
+    /// whose every value may be anything.
+    fn monitor_json() -> impl Strategy<Value = serde_json::Value> {
+        (
+            "[a-z]{1,8}|[ -~\n]{0,12}",
+            "[a-z]{1,8}",
+            prop_oneof![
+                3 => Just(serde_json::json!({"matchLabels": {"app": "web"}})),
+                1 => Just(serde_json::json!({})),
+                1 => any_json(),
+            ],
+            proptest::collection::vec(prop_oneof![1 => any_json(), 6 => endpoint_json()], 0..3),
+            prop_oneof![6 => Just(serde_json::Value::Null), 1 => any_json()],
+        )
+            .prop_map(|(name, namespace, selector, endpoints, extra)| {
+                serde_json::json!({
+                    "metadata": {"name": name, "namespace": namespace, "labels": {"release": "prom"}},
+                    "spec": {
+                        "selector": selector,
+                        "endpoints": endpoints.clone(),
+                        "podMetricsEndpoints": endpoints,
+                        "namespaceSelector": extra,
+                    },
+                })
+            })
+    }
+
+    #[test]
+    fn a_decodable_monitor_makes_jobs_from_its_state_too() {
+        let list = br#"{"items":[{"metadata":{"name":"web","namespace":"shop"},"spec":{"selector":{"matchLabels":{"app":"web"}},"endpoints":[{"port":"http"},{"port":"admin","basicAuth":{}}]}}]}"#;
+        assert_eq!(
+            monitor_objects(list),
+            Ok(1),
+            "basicAuth's endpoint is skipped"
+        );
     }
 
     #[test]

@@ -327,6 +327,7 @@ async fn scrapes(cluster: &Cluster, settings: &Settings, client: &KubeClient, ch
                 ),
             );
             exporter_discovery(cluster, &found, checks);
+            monitor_discovery(cluster, &found, checks);
             Some(found)
         }
         Err(e) => {
@@ -471,6 +472,36 @@ fn exporter_discovery(cluster: &Cluster, found: &targets::ClusterTargets, checks
                 ),
             ),
         }
+    }
+}
+
+/// `[monitors]`: one line with the jobs found, then one warning per
+/// monitor, endpoint or field skipped (the notes `status.json` shows as
+/// `discovery.monitors.skipped`), each naming what it skipped and why.
+fn monitor_discovery(cluster: &Cluster, found: &targets::ClusterTargets, checks: &mut Checks) {
+    let Some(m) = &found.monitors else { return };
+    let targets: usize = m.targets.values().map(Vec::len).sum();
+    checks.pass(
+        "monitors",
+        format!(
+            "{}, {}",
+            counted(m.jobs.len(), "monitor job", "monitor jobs"),
+            counted(targets, "target", "targets")
+        ),
+    );
+    for note in &m.notes {
+        let fix = if note.contains("serves no monitoring.coreos.com/v1") {
+            format!(
+                "install prometheus-operator's CRDs in the cluster, or remove [monitors] from {}",
+                cluster.source.display()
+            )
+        } else {
+            format!(
+                "scrape it another way (an [exporter.<job>] in {}, or a monitor without in-cluster Secrets), or leave it: the other monitors and jobs go on",
+                cluster.source.display()
+            )
+        };
+        checks.warn("monitors", note.clone(), fix);
     }
 }
 
