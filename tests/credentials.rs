@@ -356,6 +356,46 @@ fn token_request_mints_the_token_prometheus_then_uses_and_renews_it() {
     );
 }
 
+/// A new [token_request] cluster passes `promfed check` before any apply
+/// has minted its token, and check writes no placeholder token (`apply`
+/// does) and leaves no candidate behind.
+#[test]
+fn a_new_token_request_cluster_passes_check_before_any_apply() {
+    let setup = Setup::new();
+    setup.settings("http://127.0.0.1:1", "reload = \"http\"");
+    setup.write("etc/promfed.d/mint/minter", "base-token-of-the-minter\n");
+    setup.write(
+        "etc/promfed.d/mint.toml",
+        "api_server = \"https://127.0.0.1:1\"\ninsecure_skip_verify = true\ntoken_file = \"mint/minter\"\n[token_request]\nnamespace = \"monitoring\"\nservice_account = \"promfed\"\n",
+    );
+    let out = setup.promfed(&["check"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out) + &stderr(&out);
+    assert!(!text.contains("base-token-of-the-minter"), "{text}");
+    let names = |dir: &str| -> Vec<_> {
+        std::fs::read_dir(setup.path(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    };
+    // Only the cache of promtool's version, which any run may keep.
+    assert_eq!(names("state"), ["promtool-version"]);
+    assert_eq!(names("prometheus"), ["prometheus.yml"]);
+    assert!(
+        setup
+            .read("prometheus/prometheus.yml")
+            .contains("the test's first file")
+    );
+    // The configuration apply will write names the minted token's file.
+    let out = setup.promfed(&["render"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("credentials/mint/token") && !stdout(&out).contains("promfed-check-"),
+        "{}",
+        stdout(&out)
+    );
+}
+
 #[test]
 fn a_refused_token_request_names_the_missing_permission() {
     let setup = Setup::new();
