@@ -600,9 +600,28 @@ fn an_eks_exec_stanza_becomes_the_cluster_files_exec_table() {
     assert_eq!(mode("etc/promfed.d/prod.toml"), 0o640);
     assert!(!setup.path("etc/promfed.d/prod/token").exists());
 
-    // promfed parses it back as a valid [exec] cluster: its jobs read the
-    // token promfed will obtain into the state folder. (`promfed check`
-    // refuses it until the daemon or `apply` has written that file.)
+    // Doctor's run says who writes the token file that is not there yet.
+    assert!(
+        stdout(&out).contains(
+            "fix: start the daemon or run `promfed apply`: it runs the [exec] plugin and writes this file"
+        ),
+        "{}",
+        stdout(&out)
+    );
+
+    // `promfed check` accepts the new [exec] cluster before any token is
+    // obtained, and writes nothing: not the placeholder `apply` writes.
+    // (Only the cache of promtool's version, which any run may keep.)
+    let before = tree(setup.root.path());
+    let out = setup.promfed(&["check"]);
+    assert_exit(&out, 0);
+    assert!(!stdout(&out).contains(AWS_SECRET) && !stderr(&out).contains(AWS_SECRET));
+    let mut after = tree(setup.root.path());
+    after.remove(Path::new("state/promtool-version"));
+    assert_eq!(after, before);
+    assert!(!setup.path("state/credentials/prod/token").exists());
+
+    // Its jobs read the token promfed will obtain into the state folder.
     let out = setup.promfed(&["render"]);
     assert_exit(&out, 0);
     assert!(

@@ -181,6 +181,23 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
     tracing::debug!(stage = "load", took = ?started.elapsed(), clusters = inventory.entries.len());
     let issuing = credentials::Issuing::of(settings);
     credentials::bind_all(&mut inventory, &issuing.root);
+    // `check` writes no placeholder token (`apply` does, below): its
+    // candidate names a temporary empty file instead (see `StandIn`).
+    let stand_in = match options.mode {
+        Mode::Check => match credentials::StandIn::new() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                return Report::failed(
+                    programs,
+                    format!("cannot write a temporary file for the check: {e}"),
+                );
+            }
+        },
+        Mode::Apply => None,
+    };
+    if let Some(s) = &stand_in {
+        s.apply(&mut inventory);
+    }
 
     // Discover (file_sd only), concurrently; failures keep the last targets.
     let apply_file_sd = options.mode == Mode::Apply && settings.discovery == DiscoveryMode::FileSd;
@@ -261,6 +278,9 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
                     ));
                 }
                 credentials::bind_all(&mut inventory, &issuing.root);
+                if let Some(s) = &stand_in {
+                    s.apply(&mut inventory);
+                }
                 (outcome, base) = program
                     .run(
                         &inventory.clusters(),
@@ -278,6 +298,10 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
             }
         }
         report.outcomes.push((program.kind(), outcome));
+    }
+    // The report names the files the configuration will, not the stand-in.
+    if stand_in.is_some() {
+        credentials::bind_all(&mut inventory, &issuing.root);
     }
     let mut problems = inventory.problems.clone();
     problems.append(&mut held_back);

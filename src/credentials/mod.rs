@@ -250,3 +250,79 @@ pub fn placeholders(issuing: &Issuing, clusters: &[&Cluster]) -> Vec<String> {
         })
         .collect()
 }
+
+/// For `promfed check`, which writes nothing: one empty, world-readable
+/// file in a private temporary folder, standing in for the token files
+/// promfed has not obtained yet. Removed when dropped.
+///
+/// promtool refuses a `credentials_file` that does not exist, and `apply`
+/// answers that by writing an empty placeholder under the state folder
+/// before it runs promtool (`placeholders`). `check` may not write there, so
+/// it renders its candidate (never installed) with these files named in
+/// their place: the file is promfed's to write, not the operator's, and
+/// what is checked is the rest of the configuration. A file promfed did
+/// write, or one it cannot tell is missing, is left named as it is.
+pub struct StandIn {
+    dir: PathBuf,
+    token: PathBuf,
+}
+
+impl StandIn {
+    pub fn new() -> std::io::Result<StandIn> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        let base = std::env::temp_dir();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mut tries = 0u32;
+        // A new folder of its own (never one that was there, nor a link):
+        // Prometheus's user must be able to search it, as it will the real one.
+        let dir = loop {
+            let dir = base.join(format!(
+                "promfed-check-{}-{nanos}-{tries}",
+                std::process::id()
+            ));
+            match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 16 => {
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let stand_in = StandIn {
+            token: dir.join("token"),
+            dir,
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&stand_in.token)?;
+        // Whatever the umask took away.
+        std::fs::set_permissions(&stand_in.dir, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(&stand_in.token, std::fs::Permissions::from_mode(0o644))?;
+        Ok(stand_in)
+    }
+
+    /// Points every bound token file of `inventory` that does not exist yet
+    /// at the stand-in; `bind_all` points them back.
+    pub fn apply(&self, inventory: &mut Inventory) {
+        for entry in &mut inventory.entries {
+            if let Entry::Current(c, _) | Entry::KeptLastGood(c) = entry
+                && c.auth.source.is_some()
+                && let Some(t) = &c.auth.token_file
+                && matches!(t.try_exists(), Ok(false))
+            {
+                c.auth.token_file = Some(self.token.clone());
+            }
+        }
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.token);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}

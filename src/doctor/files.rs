@@ -17,10 +17,7 @@ pub fn check(cluster: &Cluster, prometheus: &Identity, checks: &mut Checks) -> b
             checks.fail(
                 "files",
                 format!("{key} {shown} cannot be read by promfed: {e}"),
-                format!(
-                    "put the file there (`promfed add-cluster` writes it from a kubeconfig), or correct {key} in {}",
-                    cluster.source.display()
-                ),
+                advice(cluster, key),
             );
             continue;
         }
@@ -50,4 +47,25 @@ pub fn check(cluster: &Cluster, prometheus: &Identity, checks: &mut Checks) -> b
         );
     }
     all_readable
+}
+
+/// What to do about a credential file promfed cannot read. With `[exec]`
+/// or `[token_request]`, the token (or certificate) files are promfed's
+/// own, under the state folder: nobody is to put them there by hand.
+fn advice(cluster: &Cluster, key: &str) -> String {
+    use crate::config::credential_source::Source;
+    let from = match &cluster.auth.source {
+        Some(Source::Exec(_)) => Some("runs the [exec] plugin"),
+        Some(Source::TokenRequest(_)) => Some("makes the TokenRequest"),
+        None => None,
+    };
+    match from {
+        Some(from) if matches!(key, "token_file" | "cert_file" | "key_file") => format!(
+            "start the daemon or run `promfed apply`: it {from} and writes this file; `promfed check` accepts the cluster before then"
+        ),
+        _ => format!(
+            "put the file there (`promfed add-cluster` writes it from a kubeconfig), or correct {key} in {}",
+            cluster.source.display()
+        ),
+    }
 }
