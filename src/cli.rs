@@ -145,10 +145,10 @@ pub fn main() -> ExitCode {
         }
         // Target health is Prometheus's to tell, asked now (not kept in
         // status.json), once; only with settings that say where it is.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime starts");
+        let runtime = match runtime() {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
         let prometheus = settings
             .as_ref()
             .ok()
@@ -174,10 +174,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime starts");
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let code = match args.command {
         Command::Render { clusters } if clusters.is_empty() => render(&settings),
         Command::Render { clusters } => crate::render_cluster::print(&settings, &clusters),
@@ -520,4 +520,16 @@ fn print_outcome(program: &str, target: &std::path::Path, outcome: &ConfigOutcom
             say!("{program}: {target} is not promfed's; left as it is");
         }
     }
+}
+
+/// The current-thread runtime every command runs on; failing to make one
+/// (no file descriptors left) is an error to say, not a panic.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            tell!("promfed: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
 }

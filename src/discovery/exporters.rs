@@ -170,28 +170,16 @@ pub fn targets(
         let mut found = Vec::new();
         let mut matched = Vec::new();
         let mut other_ports = Vec::new();
-        for ns in &e.namespaces {
-            let slices = scopes
-                .iter()
-                .position(|s| &s.namespace == ns)
-                .and_then(|i| known.get(i));
-            for slice in slices.into_iter().flat_map(|s| s.values()) {
-                if !selects(&e.selection, &slice.metadata.labels) {
-                    continue;
-                }
-                let Some(service) = slice.metadata.labels.get(SERVICE_NAME) else {
-                    continue;
-                };
-                matched.push(format!("{ns}/{service}"));
-                let before = found.len();
-                let per = match pods.get(&(ns.clone(), service.clone())) {
-                    Some(ready) => decide(ready, shards),
-                    None => e.per,
-                };
-                targets_of_slice(e, per, ns, service, slice, &mut found);
-                if found.len() == before {
-                    other_ports.extend(slice.ports.iter().map(shown_port));
-                }
+        for (ns, service, slice) in selected_slices(e, scopes, known) {
+            matched.push(format!("{ns}/{service}"));
+            let before = found.len();
+            let per = match pods.get(&(ns.to_string(), service.to_string())) {
+                Some(ready) => decide(ready, shards),
+                None => e.per,
+            };
+            targets_of_slice(e, per, ns, service, slice, &mut found);
+            if found.len() == before {
+                other_ports.extend(slice.ports.iter().map(shown_port));
             }
         }
         found.sort();
@@ -278,6 +266,28 @@ pub type Shards = BTreeMap<PodKey, Result<bool, String>>;
 /// At most this many pods are read at once, whatever the slices say.
 pub const MAX_SHARD_READS: usize = 8;
 
+/// Each slice of a Service `e` selects, with its namespace and Service.
+fn selected_slices<'a>(
+    e: &'a Exporter,
+    scopes: &'a [Scope],
+    known: &'a [&'a BTreeMap<String, Slice>],
+) -> impl Iterator<Item = (&'a str, &'a str, &'a Slice)> + 'a {
+    e.namespaces.iter().flat_map(move |ns| {
+        let slices = scopes
+            .iter()
+            .position(|s| &s.namespace == ns)
+            .and_then(|i| known.get(i));
+        slices
+            .into_iter()
+            .flat_map(|s| s.values())
+            .filter(|slice| selects(&e.selection, &slice.metadata.labels))
+            .filter_map(move |slice| {
+                let service = slice.metadata.labels.get(SERVICE_NAME)?;
+                Some((ns.as_str(), service.as_str(), slice))
+            })
+    })
+}
+
 /// The ready pods behind each `(namespace, service)` an exporter selects.
 fn service_pods(
     e: &Exporter,
@@ -285,28 +295,18 @@ fn service_pods(
     known: &[&BTreeMap<String, Slice>],
 ) -> BTreeMap<(String, String), Vec<PodKey>> {
     let mut all: BTreeMap<(String, String), Vec<PodKey>> = BTreeMap::new();
-    for ns in &e.namespaces {
-        let slices = scopes
-            .iter()
-            .position(|s| &s.namespace == ns)
-            .and_then(|i| known.get(i));
-        for slice in slices.into_iter().flat_map(|s| s.values()) {
-            if !selects(&e.selection, &slice.metadata.labels) {
-                continue;
-            }
-            let Some(service) = slice.metadata.labels.get(SERVICE_NAME) else {
-                continue;
-            };
-            let ready = all.entry((ns.clone(), service.clone())).or_default();
-            for ep in &slice.endpoints {
-                if let Some(t) = endpoint_target(ep, ns, 0) {
-                    let uid = ep
-                        .target_ref
-                        .as_ref()
-                        .and_then(|r| r.uid.as_deref())
-                        .unwrap_or_default();
-                    ready.push((t.namespace, t.name, uid.to_string()));
-                }
+    for (ns, service, slice) in selected_slices(e, scopes, known) {
+        let ready = all
+            .entry((ns.to_string(), service.to_string()))
+            .or_default();
+        for ep in &slice.endpoints {
+            if let Some(t) = endpoint_target(ep, ns, 0) {
+                let uid = ep
+                    .target_ref
+                    .as_ref()
+                    .and_then(|r| r.uid.as_deref())
+                    .unwrap_or_default();
+                ready.push((t.namespace, t.name, uid.to_string()));
             }
         }
     }
