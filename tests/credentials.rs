@@ -2,7 +2,7 @@
 //! itself, written under the state folder for Prometheus. The fake API
 //! server accepts only the latest token, so a target that stays up after a
 //! renewal is scraped with the new one. The exec renewal test runs on
-//! Prometheus 2.42, 2.53 and 3.5 (3.5 ignored for now: it fails).
+//! Prometheus 2.42, 2.53 and 3.5.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -131,17 +131,16 @@ fn exec_tokens_are_renewed_and_prometheus_2_53_keeps_scraping() {
     exec_tokens_renewed(Release::Trixie);
 }
 
-// Found when this wrapper was added: after the first renewal Prometheus
-// 3.5 keeps sending the first token (every target 401) while 2.42 and 2.53
-// send the renewed one. Not yet explained; run it with `--ignored`.
+// Prometheus 3.5 as Debian builds it (on prometheus/common 0.69) reads a
+// `credentials_file` once per scrape loop: each new token is a new file
+// and a reload (`token_files = "auto"`).
 #[test]
-#[ignore = "Prometheus 3.5 keeps the first exec token after renewal (401): open"]
 fn exec_tokens_are_renewed_and_prometheus_3_5_keeps_scraping() {
     exec_tokens_renewed(Release::Sid);
 }
 
-/// On each Prometheus release: Prometheus re-reads the renewed token file
-/// on every scrape, with no reload.
+/// On each Prometheus release: 2.x reads the renewed token file again at
+/// every scrape, with no reload; 3.5 is given each token as a new file.
 fn exec_tokens_renewed(release: Release) {
     let setup = Setup::new();
     let exporter = NodeExporter::start(setup.root.path());
@@ -177,8 +176,21 @@ fn exec_tokens_renewed(release: Release) {
 
     let config = setup.read("prometheus/prometheus.yml");
     let token_file = setup.path("state/credentials/prod/token");
+    let named = if release == Release::Sid {
+        // A copy per token: the last one, named after three renewals.
+        let copies = setup.path("state/credentials/prod/prometheus");
+        let newest = newest_copy(&copies);
+        assert!(newest >= 4, "copy {newest}");
+        assert_eq!(
+            std::fs::read_to_string(&token_file).unwrap(),
+            std::fs::read_to_string(copies.join(format!("token.{newest}"))).unwrap()
+        );
+        copies.join(format!("token.{newest}"))
+    } else {
+        token_file.clone()
+    };
     assert!(
-        config.contains(&format!("credentials_file: {}", token_file.display())),
+        config.contains(&format!("credentials_file: {}", named.display())),
         "{config}"
     );
     assert!(
@@ -213,6 +225,24 @@ fn exec_tokens_renewed(release: Release) {
         metrics.contains("promfed_cluster_token_expiry_timestamp_seconds{cluster=\"prod\"} "),
         "{metrics}"
     );
+}
+
+/// The highest `token.N` in `dir`.
+fn newest_copy(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("token.")?
+                .parse()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 #[test]
@@ -577,4 +607,47 @@ fn rbac_for_token_request_prints_the_account_and_its_token_role_and_no_secret() 
         assert_exit(&out, 2);
         assert!(stderr(&out).contains("--base-user"), "{}", stderr(&out));
     }
+}
+
+/// The operator's own token file, rotated, on Prometheus 3.5 as Debian
+/// builds it: Prometheus is given a copy of each token (a new file, then a
+/// reload), and every target stays up on the new one.
+#[test]
+fn a_rotated_token_file_reaches_prometheus_3_5() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1"], &exporter);
+    let prometheus = setup.prometheus_of(Release::Sid, "reload = \"http\"");
+    setup.add_cluster(&prod);
+    let mut daemon = setup.daemon();
+    prometheus.wait_targets_up("promfed/prod/", 4);
+    let copies = setup.path("state/credentials/prod/prometheus");
+    let first = newest_copy(&copies);
+    let loaded = prometheus.last_reload();
+
+    // Only the new token is accepted from now on.
+    let mut state = prod.current_state();
+    state["tokens"] =
+        json!({ "token-prod-2": { "user": "system:serviceaccount:monitoring:prometheus" } });
+    prod.set_state(state);
+    setup.write("etc/promfed.d/prod/token", "token-prod-2\n");
+    up_after(&prometheus, "promfed/prod/", 4, jiff::Timestamp::now());
+    daemon.drain();
+    assert!(newest_copy(&copies) > first, "no copy of the new token");
+    assert_ne!(
+        prometheus.last_reload(),
+        loaded,
+        "a new file needs a reload"
+    );
+    let config = setup.read("prometheus/prometheus.yml");
+    let named = copies.join(format!("token.{}", newest_copy(&copies)));
+    assert!(
+        config.contains(&format!("credentials_file: {}", named.display())),
+        "{config}"
+    );
+    assert!(
+        !config.contains("token-prod-"),
+        "a token in the configuration"
+    );
+    assert_eq!(std::fs::read_to_string(&named).unwrap(), "token-prod-2\n");
 }

@@ -207,6 +207,11 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
     if options.mode == Mode::Apply {
         let failed = obtain_credentials(&issuing, &mut inventory, options).await;
         warnings.extend(failed);
+        warnings.extend(credentials::give_prometheus_copies(
+            &mut inventory,
+            settings,
+            credentials::Copies::Write,
+        ));
     }
     if apply_file_sd {
         let clusters = inventory.clusters();
@@ -280,6 +285,10 @@ pub async fn run(settings: &Settings, programs: &[Managed], options: &Options<'_
                 credentials::bind_all(&mut inventory, &issuing.root);
                 if let Some(s) = &stand_in {
                     s.apply(&mut inventory);
+                } else {
+                    // The kept definitions are read anew: no copy named yet.
+                    let copies = credentials::Copies::Write;
+                    credentials::give_prometheus_copies(&mut inventory, settings, copies);
                 }
                 (outcome, base) = program
                     .run(
@@ -417,6 +426,7 @@ pub fn load_and_render(
     )
     .map_err(CannotRender::Unlistable)?;
     credentials::bind_all(&mut inventory, &settings.credentials_dir());
+    credentials::give_prometheus_copies(&mut inventory, settings, credentials::Copies::NameOnly);
     if let Some(shard) = &settings.shard {
         inventory.assign(shard);
     }

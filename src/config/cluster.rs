@@ -51,11 +51,16 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The same cluster file, whatever monitor jobs each was rendered with:
-    /// a monitor's change needs no new discovery task.
+    /// The same cluster file, whatever monitor jobs each was rendered with
+    /// and whichever copy of the token Prometheus was given: neither needs
+    /// a new discovery task.
     pub fn same_definition(&self, other: &Cluster) -> bool {
         let strip = |c: &Cluster| Cluster {
             monitor_jobs: Vec::new(),
+            auth: Auth {
+                prometheus_token_file: None,
+                ..c.auth.clone()
+            },
             ..c.clone()
         };
         strip(self) == strip(other)
@@ -88,6 +93,10 @@ pub struct Auth {
     pub client_cert: Option<ClientCert>,
     /// `[exec]` or `[token_request]`: promfed obtains the credential.
     pub source: Option<Source>,
+    /// Prometheus's own copy of the token, when each new token must be a
+    /// new file (`credentials::published`): not written in the file,
+    /// attached by the transaction. Discovery reads `token_file`.
+    pub prometheus_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -469,6 +478,7 @@ impl RawCluster {
                 token_file,
                 client_cert,
                 source: credential_source,
+                prometheus_token_file: None,
             },
             tls: Tls {
                 ca_file,

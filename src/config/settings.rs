@@ -39,6 +39,9 @@ pub struct Settings {
     pub shard: Option<super::shard::ShardSettings>,
     /// `[defaults]`: what every cluster file inherits.
     pub defaults: Defaults,
+    /// `[prometheus] token_files`: how a token that changes reaches
+    /// Prometheus (`Settings::new_file_per_token`).
+    pub token_files: TokenFiles,
     /// Asked of promtool on first use (`Settings::dialect`).
     dialect: std::sync::OnceLock<Dialect>,
 }
@@ -66,6 +69,20 @@ pub enum DiscoveryMode {
     /// Prometheus discovers by itself (`kubernetes_sd_configs`); needs a build
     /// that has it, which Debian 12's 2.42 does not.
     KubernetesSd,
+}
+
+/// How Prometheus is given a bearer token that changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFiles {
+    /// `NewFile` for Prometheus 3 (by promtool's version), `Reread` for 2.
+    Auto,
+    /// The configuration names the token file itself, which Prometheus
+    /// reads again at every scrape.
+    Reread,
+    /// Each new token is a new file under the state folder, named by the
+    /// configuration and reloaded (`credentials::published`): for builds
+    /// that read a `credentials_file` once and keep it.
+    NewFile,
 }
 
 /// A program whose configuration promfed manages: Prometheus or Alertmanager.
@@ -244,9 +261,11 @@ impl Settings {
                 )),
             },
         };
+        let mut token_files = TokenFiles::Auto;
         let prometheus = match root.table(&mut p, "prometheus") {
             Some(mut t) => {
                 let s = service_settings(&mut t, &mut p, base_dir, &PROMETHEUS_DEFAULTS);
+                token_files = read_token_files(&mut t, &mut p);
                 t.finish(&mut p);
                 s
             }
@@ -291,6 +310,7 @@ impl Settings {
             alertmanager: alertmanager.flatten(),
             shard,
             defaults,
+            token_files,
             dialect: std::sync::OnceLock::new(),
         })
     }
@@ -310,6 +330,20 @@ impl Settings {
         *self
             .dialect
             .get_or_init(|| Dialect::of(&self.prometheus.check_tool, &self.state_dir))
+    }
+
+    /// Whether every new token goes to a new file (`TokenFiles::NewFile`).
+    /// `auto` says yes for Prometheus 3: Debian's 3.5.3+ds1 (built with
+    /// prometheus/common 0.69) and upstream 3.13 and later read a
+    /// `credentials_file` once per scrape loop and keep that token, where
+    /// 2.x and upstream 3.0 to 3.12 read it at every scrape. A new file
+    /// costs a reload per new token; a kept token costs every target.
+    pub fn new_file_per_token(&self) -> bool {
+        match self.token_files {
+            TokenFiles::Reread => false,
+            TokenFiles::NewFile => true,
+            TokenFiles::Auto => self.dialect() == Dialect::Prometheus3,
+        }
     }
 
     /// Where discovered targets of one cluster are written.
@@ -406,6 +440,26 @@ fn service_settings(
         check_timeout,
         verify_timeout,
     })
+}
+
+/// `[prometheus] token_files`: auto, reread or new_file.
+fn read_token_files(t: &mut Fields, p: &mut Problems) -> TokenFiles {
+    let Some(s) = t.get::<String>(p, "token_files") else {
+        return TokenFiles::Auto;
+    };
+    match s.value.as_str() {
+        "auto" => TokenFiles::Auto,
+        "reread" => TokenFiles::Reread,
+        "new_file" => TokenFiles::NewFile,
+        other => {
+            p.at(
+                s.span,
+                &t.path("token_files"),
+                format!("`{other}` is not one of: auto, reread, new_file"),
+            );
+            TokenFiles::Auto
+        }
+    }
 }
 
 /// `[defaults]`, checked as a cluster file holding only them would be:
@@ -556,6 +610,32 @@ mod tests {
                 "/etc/promfed/promfed.toml:5:7: key `prometheus.url`: `ftp://x` is not an http:// or https:// URL",
                 "/etc/promfed/promfed.toml:6:10: key `prometheus.reload`: `kill` is not one of: signal, http",
             ]
+        );
+    }
+
+    #[test]
+    fn token_files_is_one_of_three_words_and_only_prometheus_has_it() {
+        let with = |extra: &str| {
+            parse(&format!(
+                "[prometheus]\nuser = \"root\"\n{extra}[alertmanager]\nuser = \"root\"\n"
+            ))
+        };
+        assert_eq!(with("").unwrap().token_files, TokenFiles::Auto);
+        let s = with("token_files = \"new_file\"\n").unwrap();
+        assert!(s.new_file_per_token());
+        let s = with("token_files = \"reread\"\n").unwrap();
+        assert!(!s.new_file_per_token());
+        assert_eq!(
+            with("token_files = \"copy\"\n").unwrap_err(),
+            [
+                "/etc/promfed/promfed.toml:3:15: key `prometheus.token_files`: `copy` is not one of: auto, reread, new_file"
+            ]
+        );
+        let e = parse("[prometheus]\nuser = \"root\"\n[alertmanager]\nuser = \"root\"\ntoken_files = \"reread\"\n")
+            .unwrap_err();
+        assert!(
+            e[0].contains("5:1: key `alertmanager.token_files`: unknown key"),
+            "{e:?}"
         );
     }
 

@@ -113,22 +113,27 @@ impl Files {
     }
 
     fn make_dir(&self, group: Option<u32>) -> io::Result<()> {
-        fsutil::create_dir(&self.dir, DIR_MODE)?;
-        let meta = std::fs::metadata(&self.dir)?;
-        if meta.permissions().mode() & 0o777 != DIR_MODE {
-            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(DIR_MODE))?;
-        }
-        if let Some(gid) = group {
-            // Only root, or a member of the group, can hand it over.
-            let _ = std::os::unix::fs::chown(&self.dir, None, Some(gid));
-        }
-        Ok(())
+        private_dir(&self.dir, group)
     }
+}
+
+/// A folder that Prometheus's group may search, and no one else.
+pub(super) fn private_dir(dir: &Path, group: Option<u32>) -> io::Result<()> {
+    fsutil::create_dir(dir, DIR_MODE)?;
+    let meta = std::fs::metadata(dir)?;
+    if meta.permissions().mode() & 0o777 != DIR_MODE {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))?;
+    }
+    if let Some(gid) = group {
+        // Only root, or a member of the group, can hand it over.
+        let _ = std::os::unix::fs::chown(dir, None, Some(gid));
+    }
+    Ok(())
 }
 
 /// Written beside, given the group and mode, then renamed over: Prometheus
 /// reads either the old credential or the new, never half of one.
-fn write_secret(target: &Path, bytes: &[u8], group: Option<u32>) -> io::Result<()> {
+pub(super) fn write_secret(target: &Path, bytes: &[u8], group: Option<u32>) -> io::Result<()> {
     let written = fsutil::write_beside(target, bytes, SECRET_MODE)?;
     let placed = (|| {
         std::fs::set_permissions(&written, std::fs::Permissions::from_mode(SECRET_MODE))?;

@@ -8,6 +8,7 @@ pub mod exec_credential;
 pub mod file;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod published;
 pub mod renewal;
 pub mod token_request;
 
@@ -140,6 +141,53 @@ pub fn bind_all(inventory: &mut Inventory, root: &Path) {
             bind(c, root);
         }
     }
+}
+
+/// Whether `give_prometheus_copies` writes the copies or only names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copies {
+    Write,
+    /// `promfed render`, which writes nothing.
+    NameOnly,
+}
+
+/// Gives each cluster's bearer token to Prometheus as a file of its own,
+/// named anew for every new token (`published`), when the settings ask for
+/// it. A token that cannot be copied stays named as it is (promtool then
+/// says what is wrong with it); the failures, as warnings.
+pub fn give_prometheus_copies(
+    inventory: &mut Inventory,
+    settings: &Settings,
+    copies: Copies,
+) -> Vec<String> {
+    if !settings.new_file_per_token() {
+        return Vec::new();
+    }
+    let root = settings.credentials_dir();
+    let group = Some(settings.prometheus.user.primary_gid());
+    let mut warnings = Vec::new();
+    for entry in &mut inventory.entries {
+        let (Entry::Current(c, _) | Entry::KeptLastGood(c)) = entry else {
+            continue;
+        };
+        let Some(token) = c.auth.token_file.clone() else {
+            continue;
+        };
+        let dir = published::dir(&root.join(c.name.as_str()));
+        let named = match copies {
+            Copies::Write => published::publish(&dir, &token, group),
+            Copies::NameOnly => published::would_publish(&dir, &token),
+        };
+        match named {
+            Ok(path) => c.auth.prometheus_token_file = Some(path),
+            Err(e) => warnings.push(format!(
+                "cluster {}: cannot give Prometheus its own copy of {}: {e}",
+                c.name,
+                token.display()
+            )),
+        }
+    }
+    warnings
 }
 
 /// Where and for whom credentials are written, and how long a

@@ -262,8 +262,9 @@ impl Daemon {
     }
 
     /// A renewal's outcome: status, metrics and the journal; discovery
-    /// tries again at once if it was failing; a credential of another
-    /// kind (token, certificate) needs a new configuration.
+    /// tries again at once if it was failing. A credential of another
+    /// kind (token, certificate) needs a new configuration, and so does
+    /// every new token when each is a new file for Prometheus.
     fn renewed(&mut self, cluster: &str, attempt: crate::credentials::renewal::Attempt) -> Action {
         let Some(task) = self.tasks.get(cluster) else {
             return Action::Ignore;
@@ -275,8 +276,13 @@ impl Daemon {
             task.poke();
         }
         self.publish();
+        let new_token = attempt.result.is_ok() && self.settings.new_file_per_token();
         if attempt.kind_changed {
             self.schedule.on(self.settled(), Instant::now())
+        } else if let (true, Ok(expires)) = (new_token, &attempt.result) {
+            let lifetime = expires.map(crate::credentials::renewal::lifetime);
+            let within = schedule::renewed_within(lifetime);
+            self.schedule.on(Timing::Renewed { within }, Instant::now())
         } else {
             Action::Ignore
         }
@@ -402,9 +408,20 @@ impl Daemon {
             .any(|f| f == path);
         let in_clusters_dir = path.parent() == Some(self.settings.clusters_dir.as_path());
         if in_clusters_dir && !is_cluster_file(path) && !path.is_dir() {
-            return false;
+            return self.gives_prometheus_a_copy(path);
         }
         !(name.contains(".promfed-") || own_output || path.starts_with(&self.settings.state_dir))
+    }
+
+    /// A token file beside the cluster files, of a cluster in force, when
+    /// each new token is a new file for Prometheus: a new token there
+    /// needs a new configuration.
+    fn gives_prometheus_a_copy(&self, path: &Path) -> bool {
+        self.settings.new_file_per_token()
+            && self
+                .tasks
+                .values()
+                .any(|t| t.definition.auth.token_file.as_deref() == Some(path))
     }
 
     async fn apply(&mut self, trigger: Trigger) {

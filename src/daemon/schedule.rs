@@ -11,6 +11,10 @@
 //!   (a burst, including what arrived while it ran) are coalesced into one
 //!   more transaction, `debounce` after the last of them and never later
 //!   than `max_delay` after the first. A burst of any size costs two.
+//! - A new token for Prometheus (a new file to name) applies within
+//!   `renewed_within` of it, with whatever else comes meanwhile: the old
+//!   token is still valid, and renewals of many clusters cost one reload,
+//!   not one each.
 //! - SIGHUP applies at once.
 //! - A transaction that may succeed later is retried after 1 s, 2 s, 4 s …
 //!   up to `MAX_RETRY`; a transaction that needs no retry ends the backoff.
@@ -21,6 +25,15 @@ use std::time::{Duration, Instant};
 /// A failed apply is retried after 1 s, 2 s, 4 s … up to this.
 pub const MAX_RETRY: Duration = Duration::from_secs(300);
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// A new token waits at most this for company (`renewed_within`).
+pub const TOKEN_BATCH: Duration = Duration::from_secs(30);
+
+/// How long a new token of `lifetime` may wait for its transaction: a
+/// tenth of its lifetime (renewal comes at 80 %, so half of what is left
+/// of the old token's), at most `TOKEN_BATCH`.
+pub fn renewed_within(lifetime: Option<Duration>) -> Duration {
+    lifetime.map_or(TOKEN_BATCH, |l| (l / 10).min(TOKEN_BATCH))
+}
 
 /// Why a transaction runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +52,8 @@ pub enum Event {
     /// An input is being written: opened, created or modified, not yet
     /// closed.
     Writing,
+    /// A new token to give Prometheus, due within this.
+    Renewed { within: Duration },
     /// SIGHUP.
     Hangup,
     /// The time `Schedule::wake` asked for has come.
@@ -127,6 +142,21 @@ impl Schedule {
                     first,
                     due: first + self.max_delay,
                     coalescing,
+                });
+                self.sleep()
+            }
+            Event::Renewed { within } => {
+                let due = now + within;
+                self.burst = Some(match self.burst {
+                    Some(b) => Burst {
+                        due: b.due.min(due),
+                        ..b
+                    },
+                    None => Burst {
+                        first: now,
+                        due,
+                        coalescing: true,
+                    },
                 });
                 self.sleep()
             }
@@ -237,6 +267,29 @@ mod tests {
             s.on(Event::Written, t0 + 400 * MS),
             Action::Apply(Trigger::Files)
         );
+    }
+
+    #[test]
+    fn new_tokens_wait_for_company_but_never_past_the_first_ones_time() {
+        let (mut s, t0) = schedule();
+        let within = 30_000 * MS;
+        // Three clusters renew over 20 s: one transaction, 30 s after the first.
+        let renewed = Event::Renewed { within };
+        let events = [(0, renewed), (5_000, renewed), (20_000, renewed)];
+        assert_eq!(transactions(&mut s, t0, &events, 100), [30_000]);
+        // A file change meanwhile applies at once and takes the tokens along.
+        let (mut s, t0) = schedule();
+        let events = [(0, renewed), (1_000, Event::Written)];
+        assert_eq!(transactions(&mut s, t0, &events, 100), [1_000]);
+    }
+
+    #[test]
+    fn a_token_waits_a_tenth_of_its_lifetime_at_most_30_s() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(renewed_within(Some(15 * minute)), TOKEN_BATCH);
+        assert_eq!(renewed_within(Some(Duration::from_secs(4))), 400 * MS);
+        assert_eq!(renewed_within(None), TOKEN_BATCH);
+        assert_eq!(renewed_within(Some(Duration::ZERO)), Duration::ZERO);
     }
 
     #[test]

@@ -203,7 +203,12 @@ pub(super) fn cluster_labels(job: &mut ScrapeConfig, cluster: &Cluster) {
 }
 
 pub(super) fn authorization(cluster: &Cluster) -> Option<Authorization> {
-    cluster.auth.token_file.as_deref().map(|p| Authorization {
+    let auth = &cluster.auth;
+    let file = auth
+        .prometheus_token_file
+        .as_ref()
+        .or(auth.token_file.as_ref());
+    file.map(|p| Authorization {
         credentials_file: path_string(p),
     })
 }
