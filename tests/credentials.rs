@@ -375,11 +375,21 @@ fn token_request_cluster(setup: &Setup, fake: &FakeCluster, mint: bool) {
 
 #[test]
 fn token_request_mints_the_token_prometheus_then_uses_and_renews_it() {
+    token_request_renewed(Release::Bookworm);
+}
+
+/// The fake keeps only the newest minted token valid: 3.5 must be given
+/// each one as a new file.
+#[test]
+fn token_request_tokens_are_renewed_and_prometheus_3_5_keeps_scraping() {
+    token_request_renewed(Release::Sid);
+}
+
+fn token_request_renewed(release: Release) {
     let setup = Setup::new();
     let exporter = NodeExporter::start(setup.root.path());
     let mint = FakeCluster::start(setup.root.path(), "mint", &["m-1"], &exporter);
-    let prometheus = setup.prometheus(None);
-    setup.settings(&prometheus.url(), "reload = \"http\"");
+    let prometheus = setup.prometheus_of(release, "reload = \"http\"");
     token_request_cluster(&setup, &mint, true);
     let mut daemon = setup.daemon();
     daemon.wait_status("mint discovered", LONG, |s| {
@@ -401,8 +411,15 @@ fn token_request_mints_the_token_prometheus_then_uses_and_renews_it() {
     );
     assert_eq!(mint.requests("token_request_forbidden"), 0);
     let config = setup.read("prometheus/prometheus.yml");
+    let named = match release {
+        Release::Sid => {
+            let copies = setup.path("state/credentials/mint/prometheus");
+            copies.join(format!("token.{}", newest_copy(&copies)))
+        }
+        _ => token_file.clone(),
+    };
     assert!(
-        config.contains(&format!("credentials_file: {}", token_file.display())),
+        config.contains(&format!("credentials_file: {}", named.display())),
         "{config}"
     );
     assert!(
@@ -650,4 +667,48 @@ fn a_rotated_token_file_reaches_prometheus_3_5() {
         "a token in the configuration"
     );
     assert_eq!(std::fs::read_to_string(&named).unwrap(), "token-prod-2\n");
+}
+
+/// In `kubernetes_sd` mode Prometheus discovers by itself, but the daemon
+/// still obtains and renews `[exec]` credentials: Prometheus 3.5's own
+/// discovery and scrapes keep working across renewals.
+#[test]
+fn exec_tokens_are_renewed_in_kubernetes_sd_mode_on_prometheus_3_5() {
+    let setup = Setup::new();
+    let exporter = NodeExporter::start(setup.root.path());
+    let prod = FakeCluster::start(setup.root.path(), "prod", &["p-1"], &exporter);
+    let latest = latest_only(&prod);
+    let prometheus = Prometheus::start_sid(
+        setup.root.path(),
+        &setup.path("prometheus/prometheus.yml"),
+        None,
+    );
+    setup.kubernetes_sd_settings(&prometheus.url());
+    let settings = setup
+        .read("etc/promfed.toml")
+        .replace(TRIXIE_PROMTOOL, SID_PROMTOOL);
+    setup.write("etc/promfed.toml", &settings);
+    let v1 = "client.authentication.k8s.io/v1";
+    plugin(&setup, "prod", v1, &latest);
+    exec_cluster(&setup, &prod, v1, "ok", "5s");
+    let mut daemon = setup.daemon();
+    prometheus.wait_targets_up("promfed/prod/", 4);
+    let first = issued(&setup, "prod");
+    for renewal in 1..=2 {
+        wait_for(
+            &format!("renewal {renewal}"),
+            Duration::from_secs(LIFETIME * 3),
+            || {
+                daemon.drain();
+                (issued(&setup, "prod") >= first + renewal).then_some(())
+            },
+        );
+        up_after(&prometheus, "promfed/prod/", 4, jiff::Timestamp::now());
+    }
+    let config = setup.read("prometheus/prometheus.yml");
+    assert!(config.contains("kubernetes_sd_configs"), "{config}");
+    assert!(
+        !config.contains("exec-prod-"),
+        "a token in the configuration"
+    );
 }

@@ -1,7 +1,9 @@
 //! One task per cluster keeps its targets current: `discovery::follow`
 //! lists, then watches, and every new set of targets is written to the
 //! file_sd files (Prometheus picks them up without a reload) and reported to
-//! the daemon. The last targets stay in place while discovery fails.
+//! the daemon. The last targets stay in place while discovery fails. Beside
+//! it, a cluster with `[exec]` or `[token_request]` has its credential kept
+//! renewed; in `kubernetes_sd` mode that is all its task does.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,8 @@ pub struct ClusterTask {
     /// The credential files as last seen, to tell a rotation.
     credentials: Vec<Option<FileStamp>>,
     poke: Arc<Notify>,
-    handle: JoinHandle<()>,
+    /// Discovery's task; none in `kubernetes_sd` mode.
+    handle: Option<JoinHandle<()>>,
     /// `[exec]` or `[token_request]`: the task that keeps it renewed, and
     /// how to ask it for a new credential at once (after a 401).
     renewal: Option<(Arc<Notify>, JoinHandle<()>)>,
@@ -52,15 +55,23 @@ fn credential_stamps(cluster: &Cluster) -> Vec<Option<FileStamp>> {
         .collect()
 }
 
+/// How a task discovers; none in `kubernetes_sd` mode, where Prometheus
+/// does and the task only keeps the credential renewed.
+pub struct Following {
+    /// The list the transaction just made, to watch on from.
+    pub listed: Option<discovery::Resume>,
+    pub targets_dir: std::path::PathBuf,
+    /// The safety-net relist.
+    pub resync: Duration,
+    pub limits: Limits,
+}
+
 impl ClusterTask {
-    /// Starts following the cluster, watching on from `listed` when the
-    /// transaction just listed it; `resync` is the safety-net relist.
+    /// Starts following the cluster (with `following`) and renewing its
+    /// credential (with `[exec]` or `[token_request]`).
     pub fn start(
         definition: Cluster,
-        listed: Option<discovery::Resume>,
-        targets_dir: std::path::PathBuf,
-        resync: Duration,
-        limits: Limits,
+        following: Option<Following>,
         events: UnboundedSender<Event>,
         issuing: &Issuing,
     ) -> ClusterTask {
@@ -72,32 +83,8 @@ impl ClusterTask {
             .source
             .is_some()
             .then(|| start_renewal(definition.clone(), issuing.clone(), events.clone()));
-        let cluster = definition.clone();
-        let heard = health.clone();
-        let relist = poke.clone();
-        let handle = tokio::spawn(async move {
-            let name = cluster.name.to_string();
-            let written = cluster.clone();
-            discovery::follow(
-                cluster,
-                heard,
-                limits,
-                resync,
-                relist,
-                listed,
-                move |found| {
-                    let result = found
-                        .map_err(RefreshError::from)
-                        .and_then(|found| write_targets(&targets_dir, &written, found));
-                    // A closed channel: the daemon is stopping and aborts us.
-                    let _ = events.send(Event::Discovered {
-                        cluster: name.clone(),
-                        result,
-                    });
-                },
-            )
-            .await;
-        });
+        let handle = following
+            .map(|f| start_following(definition.clone(), f, health.clone(), poke.clone(), events));
         ClusterTask {
             credentials: credential_stamps(&definition),
             definition,
@@ -106,6 +93,11 @@ impl ClusterTask {
             handle,
             renewal,
         }
+    }
+
+    /// Whether the task discovers (file_sd mode) or only renews.
+    pub fn follows(&self) -> bool {
+        self.handle.is_some()
     }
 
     /// A request got 401: renew the credential now (within the bounds of
@@ -135,11 +127,53 @@ impl ClusterTask {
 
 impl Drop for ClusterTask {
     fn drop(&mut self) {
-        self.handle.abort();
+        if let Some(handle) = &self.handle {
+            handle.abort();
+        }
         if let Some((_, handle)) = &self.renewal {
             handle.abort();
         }
     }
+}
+
+/// Lists, then watches, for ever; each new set of targets is written and
+/// reported.
+fn start_following(
+    cluster: Arc<Cluster>,
+    following: Following,
+    heard: Arc<Health>,
+    relist: Arc<Notify>,
+    events: UnboundedSender<Event>,
+) -> JoinHandle<()> {
+    let Following {
+        listed,
+        targets_dir,
+        resync,
+        limits,
+    } = following;
+    tokio::spawn(async move {
+        let name = cluster.name.to_string();
+        let written = cluster.clone();
+        discovery::follow(
+            cluster,
+            heard,
+            limits,
+            resync,
+            relist,
+            listed,
+            move |found| {
+                let result = found
+                    .map_err(RefreshError::from)
+                    .and_then(|found| write_targets(&targets_dir, &written, found));
+                // A closed channel: the daemon is stopping and aborts us.
+                let _ = events.send(Event::Discovered {
+                    cluster: name.clone(),
+                    result,
+                });
+            },
+        )
+        .await;
+    })
 }
 
 /// The daemon's issuer: the cluster's plugin or API server, and its files.

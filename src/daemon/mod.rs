@@ -74,6 +74,9 @@ struct Daemon {
     told_systemd: String,
     /// The digest of each cluster's monitor jobs in force (`[monitors]`).
     monitors_in_force: BTreeMap<String, u64>,
+    /// The token files of the clusters in force: with a copy per token for
+    /// Prometheus, a change of one needs a transaction.
+    token_files: BTreeSet<PathBuf>,
     /// Something left freed memory behind since it was last given back: a
     /// discovery report (lists, events) or Prometheus's metrics read (see
     /// `memory`).
@@ -134,6 +137,7 @@ pub async fn run(settings: Settings) -> u8 {
         watches_needed: 0,
         told_systemd: String::new(),
         monitors_in_force: BTreeMap::new(),
+        token_files: BTreeSet::new(),
         trim_due: false,
     };
     let mut check_folders = interval(watch::CHECK_INTERVAL);
@@ -417,11 +421,7 @@ impl Daemon {
     /// each new token is a new file for Prometheus: a new token there
     /// needs a new configuration.
     fn gives_prometheus_a_copy(&self, path: &Path) -> bool {
-        self.settings.new_file_per_token()
-            && self
-                .tasks
-                .values()
-                .any(|t| t.definition.auth.token_file.as_deref() == Some(path))
+        self.settings.new_file_per_token() && self.token_files.contains(path)
     }
 
     async fn apply(&mut self, trigger: Trigger) {
@@ -509,50 +509,66 @@ impl Daemon {
             .collect();
         let resumes = std::mem::take(&mut report.resumes);
         self.update_tasks(&report, resumes, trigger);
+        self.token_files = report
+            .in_force
+            .iter()
+            .filter_map(|c| c.auth.token_file.clone())
+            .collect();
         let tasks = &self.tasks;
-        self.state
-            .watched_by(|name| tasks.get(name).map(|t| t.health.clone()));
+        // A task that only renews has no discovery to report on.
+        self.state.watched_by(|name| {
+            let following = tasks.get(name).filter(|t| t.follows());
+            following.map(|t| t.health.clone())
+        });
         self.update_watch();
         self.publish();
     }
 
-    /// One discovery task per cluster in force; a changed definition gets a
-    /// new task, a removed cluster loses its task.
+    /// One task per cluster in force: it discovers (file_sd mode) and
+    /// renews the cluster's credential; in `kubernetes_sd` mode only
+    /// clusters with a credential to renew have one. A changed definition
+    /// gets a new task, a removed cluster loses its task.
     fn update_tasks(
         &mut self,
         report: &apply::Report,
         mut resumes: BTreeMap<String, crate::discovery::Resume>,
         trigger: Trigger,
     ) {
-        let wanted: BTreeSet<String> = report.in_force.iter().map(|c| c.name.to_string()).collect();
-        self.tasks.retain(|name, _| wanted.contains(name));
-        if self.settings.discovery != crate::config::settings::DiscoveryMode::FileSd {
-            self.tasks.clear();
-            return;
-        }
-        for cluster in &report.in_force {
+        let follows = self.settings.discovery == crate::config::settings::DiscoveryMode::FileSd;
+        let wanted: BTreeSet<String> = report
+            .in_force
+            .iter()
+            .filter(|c| follows || c.auth.source.is_some())
+            .map(|c| c.name.to_string())
+            .collect();
+        self.tasks
+            .retain(|name, t| wanted.contains(name) && t.follows() == follows);
+        for cluster in report
+            .in_force
+            .iter()
+            .filter(|c| wanted.contains(c.name.as_str()))
+        {
             let name = cluster.name.to_string();
-            if self
+            if let Some(task) = self
                 .tasks
-                .get(&name)
-                .is_some_and(|t| t.definition.same_definition(cluster))
+                .get_mut(&name)
+                .filter(|t| t.definition.same_definition(cluster))
             {
-                let task = self.tasks.get_mut(&name).expect("checked above");
                 match trigger {
                     Trigger::Hangup => task.poke(),
                     _ => task.poke_if_rotated(),
                 }
                 continue;
             }
-            let task = ClusterTask::start(
-                cluster.clone(),
-                resumes.remove(&name),
-                self.settings.targets_dir(),
-                self.settings.daemon.resync_interval,
-                self.settings.discovery_limits(),
-                self.events.clone(),
-                &crate::credentials::Issuing::of(&self.settings),
-            );
+            let following = follows.then(|| cluster_task::Following {
+                listed: resumes.remove(&name),
+                targets_dir: self.settings.targets_dir(),
+                resync: self.settings.daemon.resync_interval,
+                limits: self.settings.discovery_limits(),
+            });
+            let issuing = crate::credentials::Issuing::of(&self.settings);
+            let task =
+                ClusterTask::start(cluster.clone(), following, self.events.clone(), &issuing);
             self.tasks.insert(name, task);
         }
     }
