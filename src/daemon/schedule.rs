@@ -96,6 +96,8 @@ pub struct Schedule {
     /// once: `debounce` after the end of the last transaction.
     busy_until: Option<Instant>,
     retry: Option<Retry>,
+    /// The latest time for the new tokens waiting (`Event::Renewed`).
+    token_due: Option<Instant>,
 }
 
 impl Schedule {
@@ -106,6 +108,7 @@ impl Schedule {
             burst: None,
             busy_until: None,
             retry: None,
+            token_due: None,
         }
     }
 
@@ -147,22 +150,13 @@ impl Schedule {
             }
             Event::Renewed { within } => {
                 let due = now + within;
-                self.burst = Some(match self.burst {
-                    Some(b) => Burst {
-                        due: b.due.min(due),
-                        ..b
-                    },
-                    None => Burst {
-                        first: now,
-                        due,
-                        coalescing: true,
-                    },
-                });
+                self.token_due = Some(self.token_due.map_or(due, |t| t.min(due)));
                 self.sleep()
             }
             Event::Hangup => self.apply(Trigger::Hangup),
             Event::Timer => {
-                if self.burst.is_some_and(|b| b.due <= now) {
+                let token_due = self.token_due.is_some_and(|t| t <= now);
+                if token_due || self.burst.is_some_and(|b| b.due <= now) {
                     self.apply(Trigger::Files)
                 } else if self.retry.is_some_and(|r| r.at <= now) {
                     self.apply(Trigger::Retry)
@@ -193,14 +187,19 @@ impl Schedule {
 
     /// The next time something is due.
     pub fn wake(&self) -> Option<Instant> {
-        [self.burst.map(|b| b.due), self.retry.map(|r| r.at)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.burst.map(|b| b.due),
+            self.token_due,
+            self.retry.map(|r| r.at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn apply(&mut self, trigger: Trigger) -> Action {
         self.burst = None;
+        self.token_due = None;
         Action::Apply(trigger)
     }
 
@@ -281,6 +280,14 @@ mod tests {
         let (mut s, t0) = schedule();
         let events = [(0, renewed), (1_000, Event::Written)];
         assert_eq!(transactions(&mut s, t0, &events, 100), [1_000]);
+        // A file being written meanwhile waits for its close, as ever.
+        let (mut s, t0) = schedule();
+        let events = [
+            (0, renewed),
+            (20_000, Event::Writing),
+            (20_500, Event::Written),
+        ];
+        assert_eq!(transactions(&mut s, t0, &events, 100), [20_500]);
     }
 
     #[test]
