@@ -21,6 +21,8 @@ const MAX_META: u64 = 64 << 10;
 
 #[derive(Debug, Clone)]
 pub struct Files {
+    /// The credentials folder of every cluster.
+    pub root: PathBuf,
     pub dir: PathBuf,
     pub token: PathBuf,
     pub cert: PathBuf,
@@ -49,6 +51,7 @@ impl Files {
             key: dir.join("client.key"),
             meta: dir.join("credential.json"),
             dir,
+            root: root.to_path_buf(),
         }
     }
 
@@ -113,12 +116,27 @@ impl Files {
     }
 
     fn make_dir(&self, group: Option<u32>) -> io::Result<()> {
-        private_dir(&self.dir, group)
+        private_dirs(&self.root, &self.dir, group)
     }
 }
 
+/// `dir` and every folder from `root` down to it, each `private_dir`:
+/// Prometheus must be able to search all of them, not only the last.
+pub(super) fn private_dirs(root: &Path, dir: &Path, group: Option<u32>) -> io::Result<()> {
+    let below = dir.strip_prefix(root).map_err(|_| {
+        io::Error::other(format!("{} is not under {}", dir.display(), root.display()))
+    })?;
+    let mut at = root.to_path_buf();
+    private_dir(&at, group)?;
+    for part in below.components() {
+        at.push(part);
+        private_dir(&at, group)?;
+    }
+    Ok(())
+}
+
 /// A folder that Prometheus's group may search, and no one else.
-pub(super) fn private_dir(dir: &Path, group: Option<u32>) -> io::Result<()> {
+fn private_dir(dir: &Path, group: Option<u32>) -> io::Result<()> {
     fsutil::create_dir(dir, DIR_MODE)?;
     let meta = std::fs::metadata(dir)?;
     if meta.permissions().mode() & 0o777 != DIR_MODE {
@@ -164,6 +182,28 @@ mod tests {
         Issued {
             secret,
             expires: Some(jiff::Timestamp::from_second(2_000_000_000).unwrap()),
+        }
+    }
+
+    /// Prometheus's user, in the group, and no one else can reach the
+    /// files, through every folder promfed made on the way.
+    #[test]
+    fn prometheus_can_read_them_and_others_cannot_through_every_folder() {
+        use crate::access::Identity;
+        use std::os::unix::fs::PermissionsExt;
+        let state = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let nobody = Identity::lookup("nobody").expect("Debian has `nobody`");
+        let root = state.path().join("credentials");
+        let files = Files::of(&root, &ClusterName::parse("prod").unwrap());
+        let token = issued(Secret::Token("t-1".into()));
+        files.write(&token, Some(nobody.primary_gid())).unwrap();
+        assert_eq!(nobody.can_read(&files.token), Ok(()));
+        let other = Identity::lookup("daemon").expect("Debian has `daemon`");
+        assert!(other.can_read(&files.token).is_err());
+        for dir in [&root, &files.dir] {
+            let m = std::fs::metadata(dir).unwrap();
+            assert_eq!((m.mode() & 0o777, m.gid()), (0o750, nobody.primary_gid()));
         }
     }
 

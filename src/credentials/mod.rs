@@ -175,7 +175,7 @@ pub fn give_prometheus_copies(
         };
         let dir = published::dir(&root.join(c.name.as_str()));
         let named = match copies {
-            Copies::Write => published::publish(&dir, &token, group),
+            Copies::Write => published::publish(&root, &dir, &token, group),
             Copies::NameOnly => published::would_publish(&dir, &token),
         };
         match named {

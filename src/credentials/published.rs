@@ -14,7 +14,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::file::{private_dir, write_secret};
+use super::file::{private_dirs, write_secret};
 use crate::fsutil;
 
 /// A token is a few KiB at most (a JWT with many claims).
@@ -29,13 +29,14 @@ pub fn dir(cluster_dir: &Path) -> PathBuf {
     cluster_dir.join("prometheus")
 }
 
-/// The copy that holds `token`'s current content, written if it is new
-/// (0640 in `group`); the older copies beyond `KEEP` are removed.
-pub fn publish(dir: &Path, token: &Path, group: Option<u32>) -> io::Result<PathBuf> {
+/// The copy in `dir` (under the credentials folder `root`) that holds
+/// `token`'s current content, written if it is new (0640 in `group`); the
+/// older copies beyond `KEEP` are removed.
+pub fn publish(root: &Path, dir: &Path, token: &Path, group: Option<u32>) -> io::Result<PathBuf> {
     let content = fsutil::read_regular(token, MAX_TOKEN)?;
     let (path, exists) = name_for(dir, &content)?;
     if !exists {
-        private_dir(dir, group)?;
+        private_dirs(root, dir, group)?;
         write_secret(&path, &content, group)?;
         remove_older(dir)?;
     }
@@ -115,9 +116,12 @@ mod tests {
         let dir = dir(&root.path().join("prod"));
         std::fs::write(&token, "t-1").unwrap();
         let gid = std::fs::metadata(root.path()).unwrap().gid();
-        let first = publish(&dir, &token, Some(gid)).unwrap();
+        let first = publish(root.path(), &dir, &token, Some(gid)).unwrap();
         assert_eq!(first, dir.join("token.1"));
-        assert_eq!(publish(&dir, &token, Some(gid)).unwrap(), first);
+        assert_eq!(
+            publish(root.path(), &dir, &token, Some(gid)).unwrap(),
+            first
+        );
         let m = std::fs::metadata(&first).unwrap();
         assert_eq!((m.mode() & 0o777, m.gid()), (0o640, gid));
         assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o750);
@@ -128,7 +132,7 @@ mod tests {
             !dir.join("token.2").exists(),
             "would_publish writes nothing"
         );
-        let second = publish(&dir, &token, None).unwrap();
+        let second = publish(root.path(), &dir, &token, None).unwrap();
         assert_eq!(second, dir.join("token.2"));
         assert_eq!(std::fs::read(&second).unwrap(), b"t-2");
         assert_eq!(
@@ -139,17 +143,32 @@ mod tests {
     }
 
     #[test]
+    fn prometheus_reaches_a_copy_through_every_folder_made_for_it() {
+        use crate::access::Identity;
+        use std::os::unix::fs::PermissionsExt;
+        let state = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let nobody = Identity::lookup("nobody").expect("Debian has `nobody`");
+        let token = state.path().join("token");
+        std::fs::write(&token, "t-1").unwrap();
+        let root = state.path().join("credentials");
+        let copies = dir(&root.join("prod"));
+        let copy = publish(&root, &copies, &token, Some(nobody.primary_gid())).unwrap();
+        assert_eq!(nobody.can_read(&copy), Ok(()));
+    }
+
+    #[test]
     fn only_the_newest_copies_are_kept_and_strangers_are_left_alone() {
         let root = tempfile::tempdir().unwrap();
         let token = root.path().join("token");
         let dir = dir(root.path());
         for n in 1..=6 {
             std::fs::write(&token, format!("t-{n}")).unwrap();
-            publish(&dir, &token, None).unwrap();
+            publish(root.path(), &dir, &token, None).unwrap();
         }
         std::fs::write(dir.join("token.7.tmp"), "x").unwrap();
         std::fs::write(&token, "t-7").unwrap();
-        publish(&dir, &token, None).unwrap();
+        publish(root.path(), &dir, &token, None).unwrap();
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -162,10 +181,10 @@ mod tests {
     fn a_missing_or_oversized_token_is_an_error_and_writes_nothing() {
         let root = tempfile::tempdir().unwrap();
         let dir = dir(root.path());
-        assert!(publish(&dir, &root.path().join("absent"), None).is_err());
+        assert!(publish(root.path(), &dir, &root.path().join("absent"), None).is_err());
         let big = root.path().join("big");
         std::fs::write(&big, vec![b'a'; (MAX_TOKEN + 1) as usize]).unwrap();
-        assert!(publish(&dir, &big, None).is_err());
+        assert!(publish(root.path(), &dir, &big, None).is_err());
         assert!(!dir.exists());
     }
 
