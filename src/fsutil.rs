@@ -166,16 +166,6 @@ pub fn write_if_changed(target: &Path, bytes: &[u8], default_mode: u32) -> io::R
     Ok(true)
 }
 
-/// What tells one version of a file from the next: a rotation replaces the
-/// file (a new inode) or rewrites it (a new change time or size).
-pub type FileStamp = (u64, u64, i64, i64, u64);
-
-/// The file's stamp, `None` when it cannot be seen.
-pub fn stamp(path: &Path) -> Option<FileStamp> {
-    let m = fs::metadata(path).ok()?;
-    Some((m.dev(), m.ino(), m.ctime(), m.ctime_nsec(), m.size()))
-}
-
 fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

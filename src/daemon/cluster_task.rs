@@ -19,7 +19,6 @@ use crate::credentials::renewal::{self, Issuer};
 use crate::credentials::{CredentialError, Issued, Issuing};
 use crate::discovery::health::Health;
 use crate::discovery::{self, Limits};
-use crate::fsutil::{FileStamp, stamp};
 use crate::targets::RefreshError;
 
 pub struct ClusterTask {
@@ -36,6 +35,16 @@ pub struct ClusterTask {
     /// `[exec]` or `[token_request]`: the task that keeps it renewed, and
     /// how to ask it for a new credential at once (after a 401).
     renewal: Option<(Arc<Notify>, JoinHandle<()>)>,
+}
+
+/// What tells one version of a file from the next: a rotation replaces the
+/// file (a new inode) or rewrites it (a new change time or size).
+type FileStamp = (u64, u64, i64, i64, u64);
+
+fn stamp(path: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.ctime(), m.ctime_nsec(), m.size()))
 }
 
 fn credential_stamps(cluster: &Cluster) -> Vec<Option<FileStamp>> {
