@@ -142,11 +142,22 @@ fn private_dir(dir: &Path, group: Option<u32>) -> io::Result<()> {
     if meta.permissions().mode() & 0o777 != DIR_MODE {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))?;
     }
-    if let Some(gid) = group {
-        // Only root, or a member of the group, can hand it over.
-        let _ = std::os::unix::fs::chown(dir, None, Some(gid));
-    }
-    Ok(())
+    give_to_group(dir, group)
+}
+
+/// Hands `path` to Prometheus's group. Only root, or a member of the group,
+/// can; a failure is said here, where its cause is plain, rather than as
+/// "not readable by prometheus" later.
+fn give_to_group(path: &Path, group: Option<u32>) -> io::Result<()> {
+    let Some(gid) = group else {
+        return Ok(());
+    };
+    std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot give {} to group {gid} (Prometheus's): {e}; promfed's user must be in that group", path.display()),
+        )
+    })
 }
 
 /// Written beside, given the group and mode, then renamed over: Prometheus
@@ -155,9 +166,7 @@ pub(super) fn write_secret(target: &Path, bytes: &[u8], group: Option<u32>) -> i
     let written = fsutil::write_beside(target, bytes, SECRET_MODE)?;
     let placed = (|| {
         std::fs::set_permissions(&written, std::fs::Permissions::from_mode(SECRET_MODE))?;
-        if let Some(gid) = group {
-            let _ = std::os::unix::fs::chown(&written, None, Some(gid));
-        }
+        give_to_group(&written, group)?;
         fsutil::rename_into_place(&written, target)
     })();
     if placed.is_err() {
