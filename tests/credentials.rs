@@ -14,6 +14,8 @@ use crate::support::*;
 const LONG: Duration = Duration::from_secs(40);
 /// The fake plugin's tokens last this long: renewal comes at 80 %.
 const LIFETIME: u64 = 4;
+/// A renewal is due within this of the last: three lifetimes.
+const RENEWAL_WAIT: Duration = Duration::from_secs(LIFETIME * 3);
 
 /// Writes a fake exec plugin for `name` beside its cluster file. Each run
 /// issues `exec-NAME-N-…` from a counter and tells the fake API server
@@ -121,6 +123,27 @@ fn up_after(prometheus: &Prometheus, prefix: &str, count: usize, since: jiff::Ti
     );
 }
 
+/// `count` renewals, as `renewed` counts them from the start, each within
+/// `within` of the last and followed by every target of `prefix` (4)
+/// scraped again and up: the fake
+/// refuses every token but the newest, so each such scrape used the new one.
+fn renewals_keep_targets_up(
+    daemon: &mut Daemon,
+    prometheus: &Prometheus,
+    prefix: &str,
+    count: u64,
+    within: Duration,
+    renewed: impl Fn() -> u64,
+) {
+    for renewal in 1..=count {
+        wait_for(&format!("renewal {renewal}"), within, || {
+            daemon.drain();
+            (renewed() >= renewal).then_some(())
+        });
+        up_after(prometheus, prefix, 4, jiff::Timestamp::now());
+    }
+}
+
 #[test]
 fn exec_tokens_are_renewed_before_they_expire_and_prometheus_keeps_scraping() {
     exec_tokens_renewed(Release::Bookworm);
@@ -159,17 +182,14 @@ fn exec_tokens_renewed(release: Release) {
     // Three renewals: the fake refuses every token but the newest, so each
     // target that is scraped again after a renewal used the new token.
     let first = issued(&setup, "prod");
-    for renewal in 1..=3 {
-        wait_for(
-            &format!("renewal {renewal}"),
-            Duration::from_secs(LIFETIME * 3),
-            || {
-                daemon.drain();
-                (issued(&setup, "prod") >= first + renewal).then_some(())
-            },
-        );
-        up_after(&prometheus, "promfed/prod/", 4, jiff::Timestamp::now());
-    }
+    renewals_keep_targets_up(
+        &mut daemon,
+        &prometheus,
+        "promfed/prod/",
+        3,
+        RENEWAL_WAIT,
+        || issued(&setup, "prod") - first,
+    );
     // Renewal at about 80 % of 4 s: not once per scrape, not late.
     let renewals = issued(&setup, "prod") - first;
     assert!((3..=5).contains(&renewals), "{renewals} renewals");
@@ -396,14 +416,10 @@ fn token_request_renewed(release: Release) {
         s["clusters"]["mint"]["discovery"]["state"] == "ok"
     });
     let token_file = setup.path("state/credentials/mint/token");
-    for renewal in 0..3 {
-        let before = mint.requests("token_request");
-        wait_for(&format!("TokenRequest {renewal}"), LONG, || {
-            daemon.drain();
-            (mint.requests("token_request") > before).then_some(())
-        });
-        up_after(&prometheus, "promfed/mint/", 4, jiff::Timestamp::now());
-    }
+    let first = mint.requests("token_request");
+    renewals_keep_targets_up(&mut daemon, &prometheus, "promfed/mint/", 3, LONG, || {
+        mint.requests("token_request") - first
+    });
     assert!(
         std::fs::read_to_string(&token_file)
             .unwrap()
@@ -683,28 +699,21 @@ fn exec_tokens_are_renewed_in_kubernetes_sd_mode_on_prometheus_3_5() {
         &setup.path("prometheus/prometheus.yml"),
         None,
     );
-    setup.kubernetes_sd_settings(&prometheus.url());
-    let settings = setup
-        .read("etc/promfed.toml")
-        .replace(TRIXIE_PROMTOOL, SID_PROMTOOL);
-    setup.write("etc/promfed.toml", &settings);
+    setup.sid_kubernetes_sd_settings(&prometheus.url());
     let v1 = "client.authentication.k8s.io/v1";
     plugin(&setup, "prod", v1, &latest);
     exec_cluster(&setup, &prod, v1, "ok", "5s");
     let mut daemon = setup.daemon();
     prometheus.wait_targets_up("promfed/prod/", 4);
     let first = issued(&setup, "prod");
-    for renewal in 1..=2 {
-        wait_for(
-            &format!("renewal {renewal}"),
-            Duration::from_secs(LIFETIME * 3),
-            || {
-                daemon.drain();
-                (issued(&setup, "prod") >= first + renewal).then_some(())
-            },
-        );
-        up_after(&prometheus, "promfed/prod/", 4, jiff::Timestamp::now());
-    }
+    renewals_keep_targets_up(
+        &mut daemon,
+        &prometheus,
+        "promfed/prod/",
+        2,
+        RENEWAL_WAIT,
+        || issued(&setup, "prod") - first,
+    );
     let config = setup.read("prometheus/prometheus.yml");
     assert!(config.contains("kubernetes_sd_configs"), "{config}");
     assert!(

@@ -272,11 +272,7 @@ fn kubernetes_sd_mode_on_prometheus_3_5_with_the_labels_of_file_sd_mode() {
         &setup.path("prometheus/prometheus.yml"),
         None,
     );
-    setup.kubernetes_sd_settings(&prometheus.url());
-    let settings = setup
-        .read("etc/promfed.toml")
-        .replace(TRIXIE_PROMTOOL, SID_PROMTOOL);
-    setup.write("etc/promfed.toml", &settings);
+    setup.sid_kubernetes_sd_settings(&prometheus.url());
     setup.add_cluster(&fake);
 
     let out = setup.promfed(&["apply"]);

@@ -706,6 +706,15 @@ impl Setup {
         self.write("etc/promfed.toml", &settings);
     }
 
+    /// `kubernetes_sd_settings`, gated by sid's promtool 3.5.
+    pub fn sid_kubernetes_sd_settings(&self, prometheus_url: &str) {
+        self.kubernetes_sd_settings(prometheus_url);
+        let settings = self
+            .read("etc/promfed.toml")
+            .replace(TRIXIE_PROMTOOL, SID_PROMTOOL);
+        self.write("etc/promfed.toml", &settings);
+    }
+
     /// Appends `text` to the file at `rel`.
     pub fn append(&self, rel: &str, text: &str) {
         let mut all = self.read(rel);
